@@ -1,0 +1,4 @@
+//! Vigil's GStreamer-free cores: the object metadata model, model repository, pre/post-processing,
+//! NMS, tracking and drawing. Everything here is plain Rust with unit tests.
+
+pub mod objects;

@@ -1,0 +1,249 @@
+//! The per-frame object metadata that every Vigil element reads and writes, and its JSON event form.
+//!
+//! This is the *contract* between elements: `vigilinfer` fills [`FrameObjects`], `vigiltrack` sets
+//! [`Object::track_id`], `vigilosd` draws it, and the `vigil` binary serialises it as one JSON line per
+//! frame ([`FrameEvent`]). All coordinates are in pixels of the frame the metadata is attached to
+//! (top-left origin); the GStreamer meta rescales them when a buffer is scaled.
+
+use serde::{Deserialize, Serialize};
+
+/// An axis-aligned box in frame pixels: top-left corner and size.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+pub struct BBox {
+    pub x: f32,
+    pub y: f32,
+    pub w: f32,
+    pub h: f32,
+}
+
+impl BBox {
+    pub fn new(x: f32, y: f32, w: f32, h: f32) -> Self {
+        Self { x, y, w, h }
+    }
+
+    /// From corners `(x1, y1, x2, y2)`.
+    pub fn from_corners(x1: f32, y1: f32, x2: f32, y2: f32) -> Self {
+        Self { x: x1, y: y1, w: x2 - x1, h: y2 - y1 }
+    }
+
+    pub fn x2(&self) -> f32 {
+        self.x + self.w
+    }
+
+    pub fn y2(&self) -> f32 {
+        self.y + self.h
+    }
+
+    pub fn area(&self) -> f32 {
+        self.w.max(0.0) * self.h.max(0.0)
+    }
+
+    /// Intersection over union; 0 for empty boxes.
+    pub fn iou(&self, other: &BBox) -> f32 {
+        let ix = (self.x2().min(other.x2()) - self.x.max(other.x)).max(0.0);
+        let iy = (self.y2().min(other.y2()) - self.y.max(other.y)).max(0.0);
+        let inter = ix * iy;
+        let union = self.area() + other.area() - inter;
+        if union <= 0.0 { 0.0 } else { inter / union }
+    }
+
+    /// Scales x/w by `sx` and y/h by `sy`.
+    pub fn scaled(&self, sx: f32, sy: f32) -> BBox {
+        BBox { x: self.x * sx, y: self.y * sy, w: self.w * sx, h: self.h * sy }
+    }
+
+    /// Clamps the box to a `width` x `height` frame.
+    pub fn clamped(&self, width: f32, height: f32) -> BBox {
+        let x1 = self.x.clamp(0.0, width);
+        let y1 = self.y.clamp(0.0, height);
+        let x2 = self.x2().clamp(0.0, width);
+        let y2 = self.y2().clamp(0.0, height);
+        BBox::from_corners(x1, y1, x2, y2)
+    }
+}
+
+/// A named attribute of an object (e.g. colour, a classifier's output).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Attribute {
+    pub name: String,
+    pub value: String,
+    pub confidence: f32,
+}
+
+/// One detected (and possibly tracked) object.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Object {
+    /// Index of the object within its frame; `parent` refers to it.
+    pub id: u32,
+    /// Class index in the model's label list.
+    pub class_id: i32,
+    /// Class name from the model's `labels.txt` (or the class index as text).
+    pub label: String,
+    pub confidence: f32,
+    pub bbox: BBox,
+    /// Stable id assigned by the tracker; `None` until tracked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub track_id: Option<u64>,
+    /// `id` of the parent object in the same frame (secondary inference).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<u32>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attributes: Vec<Attribute>,
+    /// Recognised text (OCR).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+    /// Name of the model that produced the object.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub model: String,
+}
+
+impl Object {
+    pub fn new(class_id: i32, label: impl Into<String>, confidence: f32, bbox: BBox) -> Self {
+        Self {
+            id: 0,
+            class_id,
+            label: label.into(),
+            confidence,
+            bbox,
+            track_id: None,
+            parent: None,
+            attributes: Vec::new(),
+            text: None,
+            model: String::new(),
+        }
+    }
+}
+
+/// All objects of one frame, attached to the frame's buffer.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct FrameObjects {
+    /// Frame size the coordinates refer to.
+    pub width: u32,
+    pub height: u32,
+    /// Frame counter of the stream (0-based) as counted by the first Vigil element.
+    pub frame: u64,
+    /// `false` when `vigilinfer` skipped this frame (`interval`): objects are then the tracker's predictions.
+    pub inferred: bool,
+    pub objects: Vec<Object>,
+}
+
+impl FrameObjects {
+    pub fn new(width: u32, height: u32) -> Self {
+        Self { width, height, ..Default::default() }
+    }
+
+    /// Renumbers `id`s to be the objects' indices.
+    pub fn renumber(&mut self) {
+        for (i, o) in self.objects.iter_mut().enumerate() {
+            o.id = i as u32;
+        }
+    }
+
+    /// Rescales every box to a new frame size.
+    pub fn rescale(&mut self, width: u32, height: u32) {
+        if self.width == 0 || self.height == 0 {
+            self.width = width;
+            self.height = height;
+            return;
+        }
+        let sx = width as f32 / self.width as f32;
+        let sy = height as f32 / self.height as f32;
+        for o in &mut self.objects {
+            o.bbox = o.bbox.scaled(sx, sy);
+        }
+        self.width = width;
+        self.height = height;
+    }
+}
+
+/// The JSON event written for each frame (`schema: "vigil.frame.v1"`), one per line.
+///
+/// ```json
+/// {"schema":"vigil.frame.v1","source":"cam1","frame":12,"pts_ns":1200000000,"timestamp_ms":1764028800000,
+///  "width":768,"height":576,"inferred":true,
+///  "objects":[{"id":0,"class_id":0,"label":"person","confidence":0.83,
+///              "bbox":{"x":10.0,"y":20.0,"w":30.0,"h":80.0},"track_id":3,"model":"nanodet"}]}
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FrameEvent {
+    pub schema: String,
+    /// Name of the source (stream) in the pipeline config.
+    pub source: String,
+    pub frame: u64,
+    /// Presentation timestamp of the frame in nanoseconds, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pts_ns: Option<u64>,
+    /// Wall-clock time the event was made, milliseconds since the Unix epoch.
+    pub timestamp_ms: u64,
+    pub width: u32,
+    pub height: u32,
+    pub inferred: bool,
+    pub objects: Vec<Object>,
+}
+
+pub const FRAME_EVENT_SCHEMA: &str = "vigil.frame.v1";
+
+impl FrameEvent {
+    pub fn new(source: &str, pts_ns: Option<u64>, frame: &FrameObjects) -> Self {
+        let timestamp_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        Self {
+            schema: FRAME_EVENT_SCHEMA.to_string(),
+            source: source.to_string(),
+            frame: frame.frame,
+            pts_ns,
+            timestamp_ms,
+            width: frame.width,
+            height: frame.height,
+            inferred: frame.inferred,
+            objects: frame.objects.clone(),
+        }
+    }
+
+    /// One JSON line (no trailing newline).
+    pub fn to_json_line(&self) -> String {
+        serde_json::to_string(self).expect("FrameEvent serialises")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn iou_of_overlapping_boxes() {
+        let a = BBox::new(0.0, 0.0, 10.0, 10.0);
+        let b = BBox::new(5.0, 0.0, 10.0, 10.0);
+        assert!((a.iou(&b) - 50.0 / 150.0).abs() < 1e-6);
+        assert_eq!(a.iou(&BBox::new(20.0, 20.0, 5.0, 5.0)), 0.0);
+        assert_eq!(a.iou(&BBox::default()), 0.0);
+    }
+
+    #[test]
+    fn rescale_moves_boxes() {
+        let mut f = FrameObjects::new(100, 50);
+        f.objects.push(Object::new(0, "person", 0.9, BBox::new(10.0, 10.0, 20.0, 20.0)));
+        f.rescale(200, 100);
+        assert_eq!(f.objects[0].bbox, BBox::new(20.0, 20.0, 40.0, 40.0));
+        assert_eq!((f.width, f.height), (200, 100));
+    }
+
+    #[test]
+    fn event_round_trips_and_omits_empty_fields() {
+        let mut f = FrameObjects::new(768, 576);
+        f.frame = 7;
+        f.inferred = true;
+        let mut o = Object::new(0, "person", 0.8, BBox::new(1.0, 2.0, 3.0, 4.0));
+        o.track_id = Some(5);
+        f.objects.push(o);
+        let ev = FrameEvent::new("cam", Some(100), &f);
+        let line = ev.to_json_line();
+        assert!(line.contains("\"schema\":\"vigil.frame.v1\""));
+        assert!(line.contains("\"track_id\":5"));
+        assert!(!line.contains("parent"));
+        let back: FrameEvent = serde_json::from_str(&line).unwrap();
+        assert_eq!(back, ev);
+    }
+}

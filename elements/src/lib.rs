@@ -1,0 +1,29 @@
+//! Vigil's GStreamer plugin: `vigilinfer` (model inference), `vigiltrack` (multi-object tracking) and
+//! `vigilosd` (overlay), exchanging [`meta::VigilMeta`]. This file only registers them.
+#![allow(clippy::non_send_fields_in_send_ty, unused_doc_comments)]
+
+pub mod infer;
+pub mod meta;
+pub mod osd;
+pub mod track;
+
+fn plugin_init(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
+    infer::register(plugin)?;
+    track::register(plugin)?;
+    osd::register(plugin)?;
+    Ok(())
+}
+
+use gst::glib;
+
+gst::plugin_define!(
+    vigil,
+    env!("CARGO_PKG_DESCRIPTION"),
+    plugin_init,
+    concat!(env!("CARGO_PKG_VERSION"), "-", env!("COMMIT_ID")),
+    "MIT/X11",
+    env!("CARGO_PKG_NAME"),
+    env!("CARGO_PKG_NAME"),
+    env!("CARGO_PKG_REPOSITORY"),
+    env!("BUILD_REL_DATE")
+);
