@@ -1,0 +1,436 @@
+use std::sync::{LazyLock, Mutex};
+use std::time::Instant;
+
+use gst::glib;
+use gst::prelude::*;
+use gst::subclass::prelude::*;
+use gst_base::subclass::prelude::*;
+
+use vigil_core::modelrepo::ModelRepository;
+use vigil_core::modelspec::ModelSpec;
+use vigil_core::objects::{FrameObjects, Object};
+use vigil_core::postprocess::nms;
+use vigil_core::preprocess::{ColorOrder, Preprocessor};
+use vigil_core::runtime::OnnxModel;
+
+use crate::meta::VigilMeta;
+
+static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
+    gst::DebugCategory::new("vigilinfer", gst::DebugColorFlags::empty(), Some("Vigil inference element"))
+});
+
+const FORMATS: &[gst_video::VideoFormat] = &[
+    gst_video::VideoFormat::I420,
+    gst_video::VideoFormat::Nv12,
+    gst_video::VideoFormat::Rgba,
+    gst_video::VideoFormat::Bgra,
+    gst_video::VideoFormat::Rgbx,
+    gst_video::VideoFormat::Bgrx,
+    gst_video::VideoFormat::Rgb,
+    gst_video::VideoFormat::Bgr,
+    gst_video::VideoFormat::Yuy2,
+];
+
+#[derive(Debug, Clone)]
+struct Settings {
+    model_repository: String,
+    model: String,
+    model_version: i64,
+    threshold: f32,
+    nms_iou: f32,
+    classes: String,
+    interval: u32,
+    max_detections: u32,
+    threads: u32,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            model_repository: "models".into(),
+            model: String::new(),
+            model_version: -1,
+            threshold: 0.4,
+            nms_iou: 0.5,
+            classes: String::new(),
+            interval: 1,
+            max_detections: 100,
+            threads: 0,
+        }
+    }
+}
+
+/// Per-caps colour conversion of frames into packed RGBx/BGRx at the frame's size (scaling is done by
+/// the pre-processor). `None` converter: the frames already are packed 4-byte pixels in the model's order.
+struct Converter {
+    in_info: gst_video::VideoInfo,
+    converter: Option<gst_video::VideoConverter>,
+    image: gst::Buffer,
+    image_info: gst_video::VideoInfo,
+}
+
+struct State {
+    settings: Settings,
+    spec: ModelSpec,
+    model: OnnxModel,
+    preprocessor: Preprocessor,
+    class_filter: Vec<usize>,
+    tensor: Vec<f32>,
+    converter: Option<Converter>,
+    frames: u64,
+    inferred: u64,
+    infer_ns: u128,
+}
+
+#[derive(Default)]
+pub struct VigilInfer {
+    settings: Mutex<Settings>,
+    state: Mutex<Option<State>>,
+}
+
+#[glib::object_subclass]
+impl ObjectSubclass for VigilInfer {
+    const NAME: &'static str = "GstVigilInfer";
+    type Type = super::VigilInfer;
+    type ParentType = gst_base::BaseTransform;
+}
+
+impl ObjectImpl for VigilInfer {
+    fn properties() -> &'static [glib::ParamSpec] {
+        static PROPERTIES: LazyLock<Vec<glib::ParamSpec>> = LazyLock::new(|| {
+            let d = Settings::default();
+            vec![
+                glib::ParamSpecString::builder("model-repository")
+                    .nick("Model repository")
+                    .blurb("Folder of a Triton-style model repository (<repo>/<model>/config.pbtxt, <repo>/<model>/<version>/model.onnx)")
+                    .default_value(Some(d.model_repository.as_str()))
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecString::builder("model")
+                    .nick("Model")
+                    .blurb("Name of the model in the repository (its folder name)")
+                    .default_value(Some(d.model.as_str()))
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecInt64::builder("model-version")
+                    .nick("Model version")
+                    .blurb("Version folder of the model to use; -1 = the latest allowed by the model's version policy")
+                    .minimum(-1)
+                    .default_value(d.model_version)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecFloat::builder("threshold")
+                    .nick("Score threshold")
+                    .blurb("Minimum confidence of a detection")
+                    .minimum(0.0)
+                    .maximum(1.0)
+                    .default_value(d.threshold)
+                    .mutable_playing()
+                    .build(),
+                glib::ParamSpecFloat::builder("nms-iou")
+                    .nick("NMS IoU")
+                    .blurb("Overlap (intersection over union) above which a weaker detection of the same class is suppressed")
+                    .minimum(0.0)
+                    .maximum(1.0)
+                    .default_value(d.nms_iou)
+                    .mutable_playing()
+                    .build(),
+                glib::ParamSpecString::builder("classes")
+                    .nick("Classes")
+                    .blurb("Comma-separated labels or class numbers to keep (empty = all)")
+                    .default_value(Some(d.classes.as_str()))
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt::builder("interval")
+                    .nick("Interval")
+                    .blurb("Run the model on every Nth frame; the others get an empty meta marked not inferred (the tracker fills them)")
+                    .minimum(1)
+                    .default_value(d.interval)
+                    .mutable_playing()
+                    .build(),
+                glib::ParamSpecUInt::builder("max-detections")
+                    .nick("Maximum detections")
+                    .blurb("Maximum number of objects kept per frame after NMS")
+                    .minimum(1)
+                    .default_value(d.max_detections)
+                    .mutable_playing()
+                    .build(),
+                glib::ParamSpecUInt::builder("threads")
+                    .nick("Threads")
+                    .blurb("ONNX Runtime intra-op threads (0 = one per core)")
+                    .default_value(d.threads)
+                    .mutable_ready()
+                    .build(),
+            ]
+        });
+        PROPERTIES.as_ref()
+    }
+
+    fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
+        let mut s = self.settings.lock().unwrap();
+        match pspec.name() {
+            "model-repository" => s.model_repository = value.get::<Option<String>>().unwrap().unwrap_or_default(),
+            "model" => s.model = value.get::<Option<String>>().unwrap().unwrap_or_default(),
+            "model-version" => s.model_version = value.get().unwrap(),
+            "threshold" => s.threshold = value.get().unwrap(),
+            "nms-iou" => s.nms_iou = value.get().unwrap(),
+            "classes" => s.classes = value.get::<Option<String>>().unwrap().unwrap_or_default(),
+            "interval" => s.interval = value.get().unwrap(),
+            "max-detections" => s.max_detections = value.get().unwrap(),
+            "threads" => s.threads = value.get().unwrap(),
+            other => unreachable!("unknown property {other}"),
+        }
+        // Properties that may change while playing are applied to the running state too.
+        if let Some(state) = self.state.lock().unwrap().as_mut() {
+            state.settings.threshold = s.threshold;
+            state.settings.nms_iou = s.nms_iou;
+            state.settings.interval = s.interval;
+            state.settings.max_detections = s.max_detections;
+        }
+    }
+
+    fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {
+        let s = self.settings.lock().unwrap();
+        match pspec.name() {
+            "model-repository" => s.model_repository.to_value(),
+            "model" => s.model.to_value(),
+            "model-version" => s.model_version.to_value(),
+            "threshold" => s.threshold.to_value(),
+            "nms-iou" => s.nms_iou.to_value(),
+            "classes" => s.classes.to_value(),
+            "interval" => s.interval.to_value(),
+            "max-detections" => s.max_detections.to_value(),
+            "threads" => s.threads.to_value(),
+            other => unreachable!("unknown property {other}"),
+        }
+    }
+}
+
+impl GstObjectImpl for VigilInfer {}
+
+impl ElementImpl for VigilInfer {
+    fn metadata() -> Option<&'static gst::subclass::ElementMetadata> {
+        static META: LazyLock<gst::subclass::ElementMetadata> = LazyLock::new(|| {
+            gst::subclass::ElementMetadata::new(
+                "Vigil inference",
+                "Filter/Analyzer/Video",
+                "Runs a detector from a Triton-style model repository (ONNX Runtime) and attaches the objects as VigilMeta",
+                "The Vigil developers",
+            )
+        });
+        Some(&*META)
+    }
+
+    fn pad_templates() -> &'static [gst::PadTemplate] {
+        static TEMPLATES: LazyLock<Vec<gst::PadTemplate>> = LazyLock::new(|| {
+            let caps = gst_video::VideoCapsBuilder::new().format_list(FORMATS.iter().copied()).build();
+            vec![
+                gst::PadTemplate::new("src", gst::PadDirection::Src, gst::PadPresence::Always, &caps).unwrap(),
+                gst::PadTemplate::new("sink", gst::PadDirection::Sink, gst::PadPresence::Always, &caps).unwrap(),
+            ]
+        });
+        TEMPLATES.as_ref()
+    }
+}
+
+impl BaseTransformImpl for VigilInfer {
+    const MODE: gst_base::subclass::BaseTransformMode = gst_base::subclass::BaseTransformMode::AlwaysInPlace;
+    const PASSTHROUGH_ON_SAME_CAPS: bool = false;
+    const TRANSFORM_IP_ON_PASSTHROUGH: bool = false;
+
+    fn start(&self) -> Result<(), gst::ErrorMessage> {
+        let settings = self.settings.lock().unwrap().clone();
+        if settings.model.is_empty() {
+            return Err(gst::error_msg!(gst::LibraryError::Settings, ["property 'model' is not set"]));
+        }
+        let repo = ModelRepository::open(std::path::Path::new(&settings.model_repository))
+            .map_err(|e| gst::error_msg!(gst::ResourceError::NotFound, ["{}", e]))?;
+        let version = u64::try_from(settings.model_version).ok();
+        let loaded = repo
+            .load(&settings.model, version)
+            .map_err(|e| gst::error_msg!(gst::ResourceError::NotFound, ["{}", e]))?;
+        let spec = ModelSpec::from_config(&loaded.config, &loaded.labels)
+            .map_err(|e| gst::error_msg!(gst::LibraryError::Settings, ["{}", e]))?;
+        let class_filter = spec
+            .class_filter(&settings.classes)
+            .map_err(|e| gst::error_msg!(gst::LibraryError::Settings, ["property 'classes': {}", e]))?;
+        let model = OnnxModel::load(&loaded.model_path, settings.threads as usize)
+            .map_err(|e| gst::error_msg!(gst::ResourceError::OpenRead, ["{}", e]))?;
+        gst::info!(
+            CAT,
+            imp = self,
+            "loaded model '{}' version {} from {} ({}x{} {:?})",
+            loaded.name,
+            loaded.version,
+            loaded.model_path.display(),
+            spec.preprocess.width,
+            spec.preprocess.height,
+            spec.decoder
+        );
+        let tensor = vec![0f32; spec.preprocess.tensor_len()];
+        let preprocessor = Preprocessor::new(spec.preprocess.clone());
+        *self.state.lock().unwrap() = Some(State {
+            settings,
+            spec,
+            model,
+            preprocessor,
+            class_filter,
+            tensor,
+            converter: None,
+            frames: 0,
+            inferred: 0,
+            infer_ns: 0,
+        });
+        Ok(())
+    }
+
+    fn stop(&self) -> Result<(), gst::ErrorMessage> {
+        if let Some(s) = self.state.lock().unwrap().take() {
+            if s.inferred > 0 {
+                gst::info!(
+                    CAT,
+                    imp = self,
+                    "{} frames, {} inferred, {:.1} ms per inference",
+                    s.frames,
+                    s.inferred,
+                    s.infer_ns as f64 / s.inferred as f64 / 1e6
+                );
+            }
+        }
+        Ok(())
+    }
+
+    fn set_caps(&self, incaps: &gst::Caps, _outcaps: &gst::Caps) -> Result<(), gst::LoggableError> {
+        let info = gst_video::VideoInfo::from_caps(incaps)
+            .map_err(|_| gst::loggable_error!(CAT, "invalid caps {}", incaps))?;
+        let mut guard = self.state.lock().unwrap();
+        let state = guard.as_mut().ok_or_else(|| gst::loggable_error!(CAT, "not started"))?;
+        let format = match state.spec.preprocess.color {
+            ColorOrder::Rgb => gst_video::VideoFormat::Rgbx,
+            ColorOrder::Bgr => gst_video::VideoFormat::Bgrx,
+        };
+        let direct = match format {
+            gst_video::VideoFormat::Rgbx => {
+                [gst_video::VideoFormat::Rgbx, gst_video::VideoFormat::Rgba].contains(&info.format())
+            }
+            _ => [gst_video::VideoFormat::Bgrx, gst_video::VideoFormat::Bgra].contains(&info.format()),
+        } && info.stride()[0] as usize == 4 * info.width() as usize;
+        let image_info = gst_video::VideoInfo::builder(format, info.width(), info.height())
+            .fps(info.fps())
+            .interlace_mode(info.interlace_mode())
+            .build()
+            .map_err(|e| gst::loggable_error!(CAT, "model input info: {}", e))?;
+        let converter = if direct {
+            None
+        } else {
+            Some(
+                gst_video::VideoConverter::new(&info, &image_info, None)
+                    .map_err(|e| gst::loggable_error!(CAT, "no converter from {:?}: {}", info.format(), e))?,
+            )
+        };
+        let image = gst::Buffer::with_size(if direct { 0 } else { image_info.size() })
+            .map_err(|e| gst::loggable_error!(CAT, "allocating the conversion buffer: {}", e))?;
+        state.converter = Some(Converter { in_info: info, converter, image, image_info });
+        Ok(())
+    }
+
+    fn transform_ip(&self, buf: &mut gst::BufferRef) -> Result<gst::FlowSuccess, gst::FlowError> {
+        let mut guard = self.state.lock().unwrap();
+        let Some(state) = guard.as_mut() else {
+            gst::element_imp_error!(self, gst::CoreError::Negotiation, ["vigilinfer is not started"]);
+            return Err(gst::FlowError::NotNegotiated);
+        };
+        let frame_no = state.frames;
+        state.frames += 1;
+        let Some(conv) = state.converter.as_mut() else {
+            gst::element_imp_error!(self, gst::CoreError::Negotiation, ["no caps before the first frame"]);
+            return Err(gst::FlowError::NotNegotiated);
+        };
+        let (width, height) = (conv.in_info.width(), conv.in_info.height());
+        let mut frame = FrameObjects::new(width, height);
+        frame.frame = frame_no;
+        if frame_no % state.settings.interval.max(1) as u64 != 0 {
+            append_meta(buf, frame, false);
+            return Ok(gst::FlowSuccess::Ok);
+        }
+
+        // Colour conversion (when needed) into packed RGBx/BGRx, then resize + normalise.
+        let map_err = |what: &str| {
+            gst::element_imp_error!(self, gst::CoreError::Failed, ["could not map {}", what]);
+            gst::FlowError::Error
+        };
+        let placement = {
+            let src = gst_video::VideoFrameRef::from_buffer_ref_readable(buf, &conv.in_info)
+                .map_err(|_| map_err("the input frame"))?;
+            let result = if let Some(converter) = &conv.converter {
+                {
+                    let image = conv.image.get_mut().ok_or_else(|| map_err("the conversion buffer"))?;
+                    let mut dst = gst_video::VideoFrameRef::from_buffer_ref_writable(image, &conv.image_info)
+                        .map_err(|_| map_err("the conversion buffer"))?;
+                    converter.frame_ref(&src, &mut dst);
+                }
+                let map = conv.image.map_readable().map_err(|_| map_err("the conversion buffer"))?;
+                state.preprocessor.run(map.as_slice(), width, height, &mut state.tensor)
+            } else {
+                let data = src.plane_data(0).map_err(|_| map_err("the input plane"))?;
+                state.preprocessor.run(data, width, height, &mut state.tensor)
+            };
+            result.map_err(|e| {
+                gst::element_imp_error!(self, gst::StreamError::Format, ["{}", e]);
+                gst::FlowError::Error
+            })?
+        };
+
+        let started = Instant::now();
+        let shape = state.spec.input_shape(1);
+        let spec = &state.spec;
+        let (threshold, iou, max) =
+            (state.settings.threshold, state.settings.nms_iou, state.settings.max_detections as usize);
+        let (pw, ph) = (spec.preprocess.width, spec.preprocess.height);
+        let decoded = state
+            .model
+            .run(&state.tensor, &shape, |outputs| spec.decoder.decode(outputs, 0, pw, ph, threshold))
+            .map_err(|e| {
+                gst::element_imp_error!(self, gst::StreamError::Failed, ["{}", e]);
+                gst::FlowError::Error
+            })?
+            .map_err(|e| {
+                gst::element_imp_error!(self, gst::StreamError::Decode, ["model '{}': {}", spec.model, e]);
+                gst::FlowError::Error
+            })?;
+        state.infer_ns += started.elapsed().as_nanos();
+        state.inferred += 1;
+
+        let filter = &state.class_filter;
+        let dets: Vec<_> =
+            decoded.into_iter().filter(|d| filter.is_empty() || filter.contains(&d.class_id)).collect();
+        let dets = nms(dets, iou, true, max);
+        let (fw, fh) = (width as f32, height as f32);
+        for d in dets {
+            let bbox = placement.to_frame(&d.bbox).clamped(fw, fh);
+            if bbox.w <= 0.0 || bbox.h <= 0.0 {
+                continue;
+            }
+            let mut o = Object::new(d.class_id as i32, spec.label(d.class_id), d.score, bbox);
+            o.model.clone_from(&spec.model);
+            frame.objects.push(o);
+        }
+        gst::trace!(CAT, imp = self, "frame {}: {} objects", frame_no, frame.objects.len());
+        append_meta(buf, frame, true);
+        Ok(gst::FlowSuccess::Ok)
+    }
+}
+
+/// Adds `frame`'s objects to the buffer's meta (after any objects an upstream element attached).
+fn append_meta(buf: &mut gst::BufferRef, mut frame: FrameObjects, inferred: bool) {
+    frame.inferred = inferred;
+    if let Some(mut existing) = buf.meta_mut::<VigilMeta>() {
+        let f = existing.frame_mut();
+        f.inferred |= inferred;
+        f.objects.extend(frame.objects);
+        f.renumber();
+        return;
+    }
+    frame.renumber();
+    VigilMeta::add(buf, frame);
+}
