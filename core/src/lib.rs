@@ -1,4 +1,11 @@
 //! Vigil's GStreamer-free cores: the object metadata model, model repository, pre/post-processing,
 //! NMS, tracking and drawing. Everything here is plain Rust with unit tests.
 
+pub mod draw;
+pub mod modelrepo;
+pub mod modelspec;
 pub mod objects;
+pub mod postprocess;
+pub mod preprocess;
+pub mod runtime;
+pub mod tracker;

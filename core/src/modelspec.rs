@@ -57,8 +57,14 @@ pub struct ModelSpec {
 
 impl ModelSpec {
     pub fn from_config(config: &ModelConfig, labels: &[String]) -> Result<Self, SpecError> {
-        let err = |message: String| SpecError { model: config.name.clone(), message };
-        let input = config.input.first().ok_or_else(|| err("config has no input".into()))?;
+        let err = |message: String| SpecError {
+            model: config.name.clone(),
+            message,
+        };
+        let input = config
+            .input
+            .first()
+            .ok_or_else(|| err("config has no input".into()))?;
         if input.data_type != DataType::Fp32 {
             return Err(err(format!(
                 "input '{}': data_type {} is not supported (only TYPE_FP32)",
@@ -71,7 +77,10 @@ impl ModelSpec {
             // Explicit batch dimension in dims: must be 1 or dynamic.
             if dims.len() == 4 {
                 if dims[0] != 1 && dims[0] != -1 {
-                    return Err(err(format!("input '{}': batch dimension {} is not supported", input.name, dims[0])));
+                    return Err(err(format!(
+                        "input '{}': batch dimension {} is not supported",
+                        input.name, dims[0]
+                    )));
                 }
                 dims.remove(0);
             }
@@ -88,7 +97,10 @@ impl ModelSpec {
             TensorFormat::None if dims[0] == 3 => Layout::Nchw,
             TensorFormat::None if dims[2] == 3 => Layout::Nhwc,
             TensorFormat::None => {
-                return Err(err(format!("input '{}': cannot tell the layout of dims {dims:?}; set format", input.name)));
+                return Err(err(format!(
+                    "input '{}': cannot tell the layout of dims {dims:?}; set format",
+                    input.name
+                )));
             }
         };
         let (c, h, w) = match layout {
@@ -102,16 +114,26 @@ impl ModelSpec {
             )));
         }
         let p = &config.parameters;
-        let color = match param(p, "vigil.preprocess.color").unwrap_or("RGB").to_ascii_uppercase().as_str() {
+        let color = match param(p, "vigil.preprocess.color")
+            .unwrap_or("RGB")
+            .to_ascii_uppercase()
+            .as_str()
+        {
             "RGB" => ColorOrder::Rgb,
             "BGR" => ColorOrder::Bgr,
-            other => return Err(err(format!("parameter vigil.preprocess.color: '{other}' is not RGB or BGR"))),
+            other => {
+                return Err(err(format!(
+                    "parameter vigil.preprocess.color: '{other}' is not RGB or BGR"
+                )));
+            }
         };
         let resize = match param(p, "vigil.preprocess.resize").unwrap_or("stretch") {
             "stretch" => ResizeMode::Stretch,
             "letterbox" => ResizeMode::Letterbox,
             other => {
-                return Err(err(format!("parameter vigil.preprocess.resize: '{other}' is not stretch or letterbox")));
+                return Err(err(format!(
+                    "parameter vigil.preprocess.resize: '{other}' is not stretch or letterbox"
+                )));
             }
         };
         let preprocess = PreprocessSpec {
@@ -126,7 +148,9 @@ impl ModelSpec {
             pad_value: number(p, "vigil.preprocess.pad", 114u8).map_err(err)?,
         };
         if preprocess.std.contains(&0.0) {
-            return Err(err("parameter vigil.preprocess.std: must not contain 0".into()));
+            return Err(err(
+                "parameter vigil.preprocess.std: must not contain 0".into()
+            ));
         }
         let num_classes: usize = number(p, "vigil.num_classes", labels.len()).map_err(err)?;
         let decoder = match param(p, "vigil.postprocess") {
@@ -139,7 +163,9 @@ impl ModelSpec {
                     .split(',')
                     .map(|s| s.trim().parse::<u32>().ok().filter(|&v| v > 0))
                     .collect::<Option<Vec<u32>>>()
-                    .ok_or_else(|| err("parameter vigil.gfl.strides: expected positive integers".into()))?;
+                    .ok_or_else(|| {
+                        err("parameter vigil.gfl.strides: expected positive integers".into())
+                    })?;
                 Decoder::Gfl {
                     strides,
                     reg_max: number(p, "vigil.gfl.reg_max", 7usize).map_err(err)?,
@@ -159,11 +185,20 @@ impl ModelSpec {
                     }
                 },
             },
-            Some("yolov8") => Decoder::Yolov8 { output: param(p, "vigil.yolov8.output").map(str::to_string), num_classes },
+            Some("yolov8") => Decoder::Yolov8 {
+                output: param(p, "vigil.yolov8.output").map(str::to_string),
+                num_classes,
+            },
             Some(other) => {
-                return Err(err(format!("parameter vigil.postprocess: '{other}' is not one of gfl, boxes, yolov8")));
+                return Err(err(format!(
+                    "parameter vigil.postprocess: '{other}' is not one of gfl, boxes, yolov8"
+                )));
             }
-            None => return Err(err("parameters lack vigil.postprocess (gfl, boxes or yolov8)".into())),
+            None => {
+                return Err(err(
+                    "parameters lack vigil.postprocess (gfl, boxes or yolov8)".into(),
+                ));
+            }
         };
         Ok(Self {
             model: config.name.clone(),
@@ -183,7 +218,10 @@ impl ModelSpec {
 
     /// The label of a class, or its number as text.
     pub fn label(&self, class_id: usize) -> String {
-        self.labels.get(class_id).cloned().unwrap_or_else(|| class_id.to_string())
+        self.labels
+            .get(class_id)
+            .cloned()
+            .unwrap_or_else(|| class_id.to_string())
     }
 
     /// Resolves a class filter (`person,car` or `0,2`) to class ids.
@@ -197,7 +235,9 @@ impl ModelSpec {
             } else {
                 return Err(SpecError {
                     model: self.model.clone(),
-                    message: format!("class '{item}' is not a label of the model nor a class number"),
+                    message: format!(
+                        "class '{item}' is not a label of the model nor a class number"
+                    ),
                 });
             }
         }
@@ -209,15 +249,23 @@ fn param<'a>(p: &'a BTreeMap<String, String>, key: &str) -> Option<&'a str> {
     p.get(key).map(|s| s.trim())
 }
 
-fn number<T: std::str::FromStr>(p: &BTreeMap<String, String>, key: &str, default: T) -> Result<T, String> {
+fn number<T: std::str::FromStr>(
+    p: &BTreeMap<String, String>,
+    key: &str,
+    default: T,
+) -> Result<T, String> {
     match param(p, key) {
         None => Ok(default),
-        Some(v) => v.parse().map_err(|_| format!("parameter {key}: '{v}' is not a valid number")),
+        Some(v) => v
+            .parse()
+            .map_err(|_| format!("parameter {key}: '{v}' is not a valid number")),
     }
 }
 
 fn triple(p: &BTreeMap<String, String>, key: &str, default: [f32; 3]) -> Result<[f32; 3], String> {
-    let Some(v) = param(p, key) else { return Ok(default) };
+    let Some(v) = param(p, key) else {
+        return Ok(default);
+    };
     let parts: Vec<f32> = v
         .split(',')
         .map(|s| s.trim().parse::<f32>())
@@ -244,7 +292,15 @@ parameters { key: "vigil.gfl.reg_max" value { string_value: "10" } }
 "#;
 
     fn labels() -> Vec<String> {
-        (0..80).map(|i| if i == 0 { "person".into() } else { format!("c{i}") }).collect()
+        (0..80)
+            .map(|i| {
+                if i == 0 {
+                    "person".into()
+                } else {
+                    format!("c{i}")
+                }
+            })
+            .collect()
     }
 
     #[test]
@@ -257,7 +313,12 @@ parameters { key: "vigil.gfl.reg_max" value { string_value: "10" } }
         assert_eq!(s.preprocess.std, [57.375, 57.12, 58.395]);
         assert_eq!(
             s.decoder,
-            Decoder::Gfl { strides: vec![8, 16, 32], reg_max: 10, num_classes: 80, center_offset: 0.5 }
+            Decoder::Gfl {
+                strides: vec![8, 16, 32],
+                reg_max: 10,
+                num_classes: 80,
+                center_offset: 0.5
+            }
         );
         assert_eq!(s.input_shape(2), vec![2, 3, 416, 416]);
         assert_eq!(s.class_filter("person, 3").unwrap(), vec![0, 3]);

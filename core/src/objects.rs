@@ -23,7 +23,12 @@ impl BBox {
 
     /// From corners `(x1, y1, x2, y2)`.
     pub fn from_corners(x1: f32, y1: f32, x2: f32, y2: f32) -> Self {
-        Self { x: x1, y: y1, w: x2 - x1, h: y2 - y1 }
+        Self {
+            x: x1,
+            y: y1,
+            w: x2 - x1,
+            h: y2 - y1,
+        }
     }
 
     pub fn x2(&self) -> f32 {
@@ -49,7 +54,12 @@ impl BBox {
 
     /// Scales x/w by `sx` and y/h by `sy`.
     pub fn scaled(&self, sx: f32, sy: f32) -> BBox {
-        BBox { x: self.x * sx, y: self.y * sy, w: self.w * sx, h: self.h * sy }
+        BBox {
+            x: self.x * sx,
+            y: self.y * sy,
+            w: self.w * sx,
+            h: self.h * sy,
+        }
     }
 
     /// Clamps the box to a `width` x `height` frame.
@@ -129,7 +139,11 @@ pub struct FrameObjects {
 
 impl FrameObjects {
     pub fn new(width: u32, height: u32) -> Self {
-        Self { width, height, ..Default::default() }
+        Self {
+            width,
+            height,
+            ..Default::default()
+        }
     }
 
     /// Renumbers `id`s to be the objects' indices.
@@ -224,7 +238,12 @@ mod tests {
     #[test]
     fn rescale_moves_boxes() {
         let mut f = FrameObjects::new(100, 50);
-        f.objects.push(Object::new(0, "person", 0.9, BBox::new(10.0, 10.0, 20.0, 20.0)));
+        f.objects.push(Object::new(
+            0,
+            "person",
+            0.9,
+            BBox::new(10.0, 10.0, 20.0, 20.0),
+        ));
         f.rescale(200, 100);
         assert_eq!(f.objects[0].bbox, BBox::new(20.0, 20.0, 40.0, 40.0));
         assert_eq!((f.width, f.height), (200, 100));

@@ -129,7 +129,9 @@ pub struct Preprocessor {
 
 impl std::fmt::Debug for Preprocessor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Preprocessor").field("spec", &self.spec).finish()
+        f.debug_struct("Preprocessor")
+            .field("spec", &self.spec)
+            .finish()
     }
 }
 
@@ -148,7 +150,12 @@ impl Preprocessor {
         let options = ResizeOptions::new()
             .resize_alg(ResizeAlg::Convolution(FilterType::Bilinear))
             .use_alpha(false);
-        Self { spec, resizer: fast_image_resize::Resizer::new(), options, image }
+        Self {
+            spec,
+            resizer: fast_image_resize::Resizer::new(),
+            options,
+            image,
+        }
     }
 
     pub fn spec(&self) -> &PreprocessSpec {
@@ -162,23 +169,50 @@ impl Preprocessor {
 
     /// Pre-processes one `width` x `height` frame of packed 4-byte pixels (first three bytes in the model's
     /// colour order) into `out` (`spec.tensor_len()` values) and returns where the frame landed.
-    pub fn run(&mut self, pixels: &[u8], width: u32, height: u32, out: &mut [f32]) -> Result<Placement, PreprocessError> {
+    pub fn run(
+        &mut self,
+        pixels: &[u8],
+        width: u32,
+        height: u32,
+        out: &mut [f32],
+    ) -> Result<Placement, PreprocessError> {
         use fast_image_resize::PixelType;
         use fast_image_resize::images::{CroppedImageMut, ImageRef};
-        let err = |reason: String| PreprocessError { width, height, reason };
+        let err = |reason: String| PreprocessError {
+            width,
+            height,
+            reason,
+        };
         if width == 0 || height == 0 {
             return Err(err("empty frame".into()));
         }
-        let placement = Placement::new(width, height, self.spec.width, self.spec.height, self.spec.resize);
-        let src = ImageRef::new(width, height, pixels, PixelType::U8x4).map_err(|e| err(e.to_string()))?;
+        let placement = Placement::new(
+            width,
+            height,
+            self.spec.width,
+            self.spec.height,
+            self.spec.resize,
+        );
+        let src = ImageRef::new(width, height, pixels, PixelType::U8x4)
+            .map_err(|e| err(e.to_string()))?;
         if self.spec.resize == ResizeMode::Letterbox {
             let v = self.spec.pad_value;
             self.image.buffer_mut().fill(v);
-            let mut dst = CroppedImageMut::new(&mut self.image, placement.x, placement.y, placement.w, placement.h)
+            let mut dst = CroppedImageMut::new(
+                &mut self.image,
+                placement.x,
+                placement.y,
+                placement.w,
+                placement.h,
+            )
+            .map_err(|e| err(e.to_string()))?;
+            self.resizer
+                .resize(&src, &mut dst, &self.options)
                 .map_err(|e| err(e.to_string()))?;
-            self.resizer.resize(&src, &mut dst, &self.options).map_err(|e| err(e.to_string()))?;
         } else {
-            self.resizer.resize(&src, &mut self.image, &self.options).map_err(|e| err(e.to_string()))?;
+            self.resizer
+                .resize(&src, &mut self.image, &self.options)
+                .map_err(|e| err(e.to_string()))?;
         }
         let stride = 4 * self.spec.width as usize;
         fill_tensor(self.image.buffer(), stride, 4, &self.spec, out);
@@ -191,7 +225,13 @@ impl Preprocessor {
 /// `pixels` holds `spec.height` rows of `spec.width` packed pixels of `bpp` bytes (3 or 4; a 4th byte is
 /// ignored) whose first three bytes are in `spec.color` order, each row starting `stride` bytes after the
 /// previous one.
-pub fn fill_tensor(pixels: &[u8], stride: usize, bpp: usize, spec: &PreprocessSpec, out: &mut [f32]) {
+pub fn fill_tensor(
+    pixels: &[u8],
+    stride: usize,
+    bpp: usize,
+    spec: &PreprocessSpec,
+    out: &mut [f32],
+) {
     match bpp {
         3 => fill::<3>(pixels, stride, spec, out),
         4 => fill::<4>(pixels, stride, spec, out),
@@ -262,13 +302,24 @@ mod tests {
         let px = [10, 20, 30, 12, 24, 35, 0, 0, 14, 28, 40, 16, 32, 45, 0, 0];
         let mut out = vec![0.0; 12];
         fill_tensor(&px, 8, 3, &spec(Layout::Nchw), &mut out);
-        assert_eq!(out, vec![0.0, 1.0, 2.0, 3.0, 0.0, 1.0, 2.0, 3.0, 0.0, 1.0, 2.0, 3.0]);
+        assert_eq!(
+            out,
+            vec![0.0, 1.0, 2.0, 3.0, 0.0, 1.0, 2.0, 3.0, 0.0, 1.0, 2.0, 3.0]
+        );
         fill_tensor(&px, 8, 3, &spec(Layout::Nhwc), &mut out);
-        assert_eq!(out, vec![0.0, 0.0, 0.0, 1.0, 1.0, 1.0, 2.0, 2.0, 2.0, 3.0, 3.0, 3.0]);
+        assert_eq!(
+            out,
+            vec![0.0, 0.0, 0.0, 1.0, 1.0, 1.0, 2.0, 2.0, 2.0, 3.0, 3.0, 3.0]
+        );
         // 4 bytes per pixel: the 4th is ignored
-        let px4 = [10, 20, 30, 99, 12, 24, 35, 99, 14, 28, 40, 99, 16, 32, 45, 99];
+        let px4 = [
+            10, 20, 30, 99, 12, 24, 35, 99, 14, 28, 40, 99, 16, 32, 45, 99,
+        ];
         fill_tensor(&px4, 8, 4, &spec(Layout::Nchw), &mut out);
-        assert_eq!(out, vec![0.0, 1.0, 2.0, 3.0, 0.0, 1.0, 2.0, 3.0, 0.0, 1.0, 2.0, 3.0]);
+        assert_eq!(
+            out,
+            vec![0.0, 1.0, 2.0, 3.0, 0.0, 1.0, 2.0, 3.0, 0.0, 1.0, 2.0, 3.0]
+        );
     }
 
     #[test]
@@ -277,7 +328,11 @@ mod tests {
         let mut px = Vec::new();
         for _y in 0..2 {
             for x in 0..4 {
-                px.extend_from_slice(if x < 2 { &[255, 0, 0, 0] } else { &[0, 0, 255, 0] });
+                px.extend_from_slice(if x < 2 {
+                    &[255, 0, 0, 0]
+                } else {
+                    &[0, 0, 255, 0]
+                });
             }
         }
         let mut s = spec(Layout::Nchw);

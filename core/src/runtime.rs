@@ -18,7 +18,9 @@ const ORT_DIR: &str = ".vigil/onnxruntime";
 
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
-    #[error("ONNX Runtime library not found (looked in: {0}); run `make setup` or set VIGIL_ORT_LIB")]
+    #[error(
+        "ONNX Runtime library not found (looked in: {0}); run `make setup` or set VIGIL_ORT_LIB"
+    )]
     LibraryNotFound(String),
     #[error("ONNX Runtime library {path} could not be loaded: {reason}")]
     LibraryLoad { path: PathBuf, reason: String },
@@ -71,14 +73,24 @@ pub fn environment() -> Result<&'static ort::environment::Environment, RuntimeEr
     let r = ENVIRONMENT.get_or_init(|| {
         let path = ort_library_path().map_err(|e| e.to_string())?;
         let builder = ort::init_from(&path).map_err(|e| {
-            RuntimeError::LibraryLoad { path: path.clone(), reason: e.to_string() }.to_string()
+            RuntimeError::LibraryLoad {
+                path: path.clone(),
+                reason: e.to_string(),
+            }
+            .to_string()
         })?;
-        builder
-            .with_name("vigil")
-            .build()
-            .map_err(|e| RuntimeError::LibraryLoad { path, reason: e.to_string() }.to_string())
+        builder.with_name("vigil").build().map_err(|e| {
+            RuntimeError::LibraryLoad {
+                path,
+                reason: e.to_string(),
+            }
+            .to_string()
+        })
     });
-    r.as_ref().map_err(|e| RuntimeError::LibraryLoad { path: PathBuf::new(), reason: e.clone() })
+    r.as_ref().map_err(|e| RuntimeError::LibraryLoad {
+        path: PathBuf::new(),
+        reason: e.clone(),
+    })
 }
 
 /// Name, element type and shape (`-1` = dynamic) of a model input or output.
@@ -99,7 +111,10 @@ pub struct OnnxModel {
 
 impl std::fmt::Debug for OnnxModel {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("OnnxModel").field("path", &self.path).field("inputs", &self.inputs).finish()
+        f.debug_struct("OnnxModel")
+            .field("path", &self.path)
+            .field("inputs", &self.inputs)
+            .finish()
     }
 }
 
@@ -110,7 +125,11 @@ fn io_info(name: &str, t: &ValueType) -> IoInfo {
             dtype: format!("{ty:?}"),
             shape: shape.iter().copied().collect(),
         },
-        other => IoInfo { name: name.to_string(), dtype: format!("{other:?}"), shape: Vec::new() },
+        other => IoInfo {
+            name: name.to_string(),
+            dtype: format!("{other:?}"),
+            shape: Vec::new(),
+        },
     }
 }
 
@@ -118,20 +137,38 @@ impl OnnxModel {
     /// Loads `path` with `intra_threads` threads (0 = ONNX Runtime's default).
     pub fn load(path: &Path, intra_threads: usize) -> Result<Self, RuntimeError> {
         let env = environment()?;
-        let err = |reason: String| RuntimeError::Model { path: path.to_path_buf(), reason };
+        let err = |reason: String| RuntimeError::Model {
+            path: path.to_path_buf(),
+            reason,
+        };
         if !path.is_file() {
             return Err(err("no such file".into()));
         }
         let mut builder = Session::builder(env).map_err(|e| err(e.to_string()))?;
         if intra_threads > 0 {
-            builder = builder.with_intra_threads(intra_threads).map_err(|e| err(e.to_string()))?;
+            builder = builder
+                .with_intra_threads(intra_threads)
+                .map_err(|e| err(e.to_string()))?;
         }
         let session = builder
             .commit_from_file(path)
             .map_err(|e| err(format!("not a loadable ONNX model: {e}")))?;
-        let inputs = session.inputs().iter().map(|o| io_info(o.name(), o.dtype())).collect();
-        let outputs = session.outputs().iter().map(|o| io_info(o.name(), o.dtype())).collect();
-        Ok(Self { path: path.to_path_buf(), session, inputs, outputs })
+        let inputs = session
+            .inputs()
+            .iter()
+            .map(|o| io_info(o.name(), o.dtype()))
+            .collect();
+        let outputs = session
+            .outputs()
+            .iter()
+            .map(|o| io_info(o.name(), o.dtype()))
+            .collect();
+        Ok(Self {
+            path: path.to_path_buf(),
+            session,
+            inputs,
+            outputs,
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -153,19 +190,36 @@ impl OnnxModel {
         shape: &[i64],
         f: impl FnOnce(&[TensorView]) -> R,
     ) -> Result<R, RuntimeError> {
-        let err = |reason: String| RuntimeError::Run { path: self.path.clone(), reason };
-        let tensor = Tensor::from_array((shape.to_vec(), input.to_vec())).map_err(|e| err(e.to_string()))?;
-        let outputs = self.session.run(ort::inputs![tensor]).map_err(|e| err(e.to_string()))?;
+        let err = |reason: String| RuntimeError::Run {
+            path: self.path.clone(),
+            reason,
+        };
+        let tensor =
+            Tensor::from_array((shape.to_vec(), input.to_vec())).map_err(|e| err(e.to_string()))?;
+        let outputs = self
+            .session
+            .run(ort::inputs![tensor])
+            .map_err(|e| err(e.to_string()))?;
         let mut shapes: Vec<(String, Vec<usize>, &[f32])> = Vec::with_capacity(outputs.len());
         for (i, info) in self.outputs.iter().enumerate() {
             let name = &info.name;
             let (shape, data) = outputs[i]
                 .try_extract_tensor::<f32>()
                 .map_err(|e| err(format!("output '{name}' is not an f32 tensor: {e}")))?;
-            shapes.push((name.clone(), shape.iter().map(|&d| d.max(0) as usize).collect(), data));
+            shapes.push((
+                name.clone(),
+                shape.iter().map(|&d| d.max(0) as usize).collect(),
+                data,
+            ));
         }
-        let views: Vec<TensorView> =
-            shapes.iter().map(|(n, s, d)| TensorView { name: n, shape: s, data: d }).collect();
+        let views: Vec<TensorView> = shapes
+            .iter()
+            .map(|(n, s, d)| TensorView {
+                name: n,
+                shape: s,
+                data: d,
+            })
+            .collect();
         Ok(f(&views))
     }
 }

@@ -29,7 +29,10 @@ unsafe impl Sync for VigilMeta {}
 
 impl VigilMeta {
     /// Attaches `frame` to `buffer`, replacing an existing `VigilMeta`.
-    pub fn add(buffer: &mut gst::BufferRef, frame: FrameObjects) -> gst::MetaRefMut<'_, Self, gst::meta::Standalone> {
+    pub fn add(
+        buffer: &mut gst::BufferRef,
+        frame: FrameObjects,
+    ) -> gst::MetaRefMut<'_, Self, gst::meta::Standalone> {
         if let Some(mut existing) = buffer.meta_mut::<VigilMeta>() {
             *existing.frame_mut() = frame;
             // Re-borrow as standalone through a lookup (the meta stays in place).
@@ -65,7 +68,9 @@ unsafe impl MetaAPI for VigilMeta {
 
 impl fmt::Debug for VigilMeta {
     fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.debug_struct("VigilMeta").field("frame", &self.0.frame).finish()
+        f.debug_struct("VigilMeta")
+            .field("frame", &self.0.frame)
+            .finish()
     }
 }
 
@@ -75,8 +80,8 @@ pub fn frame_objects(buffer: &gst::BufferRef) -> Option<FrameObjects> {
 }
 
 mod imp {
-    use gst::glib;
     use glib::translate::*;
+    use gst::glib;
     use std::ptr;
     use std::sync::LazyLock;
     use vigil_core::objects::FrameObjects;
@@ -135,13 +140,16 @@ mod imp {
         type_: glib::ffi::GQuark,
         data: glib::ffi::gpointer,
     ) -> glib::ffi::gboolean {
-        static COPY: LazyLock<glib::ffi::GQuark> = LazyLock::new(|| glib::Quark::from_str("gst-copy").into_glib());
+        static COPY: LazyLock<glib::ffi::GQuark> =
+            LazyLock::new(|| glib::Quark::from_str("gst-copy").into_glib());
         unsafe {
             let src = &*(meta as *const VigilMetaFfi);
             let mut frame = src.frame.clone();
             if type_ == *COPY {
                 // plain copy
-            } else if type_ == gst_video::ffi::gst_video_meta_transform_scale_get_quark() && !data.is_null() {
+            } else if type_ == gst_video::ffi::gst_video_meta_transform_scale_get_quark()
+                && !data.is_null()
+            {
                 let t = &*(data as *const gst_video::ffi::GstVideoMetaTransform);
                 if t.out_info.is_null() {
                     return false.into_glib();
@@ -198,7 +206,8 @@ mod tests {
         gst::init().unwrap();
         let mut buffer = gst::Buffer::with_size(16).unwrap();
         let mut f = FrameObjects::new(100, 100);
-        f.objects.push(Object::new(0, "person", 0.5, BBox::new(1.0, 2.0, 3.0, 4.0)));
+        f.objects
+            .push(Object::new(0, "person", 0.5, BBox::new(1.0, 2.0, 3.0, 4.0)));
         {
             let b = buffer.get_mut().unwrap();
             VigilMeta::add(b, f.clone());

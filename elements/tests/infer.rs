@@ -8,16 +8,27 @@ use vigil_core::objects::FrameObjects;
 
 fn harness(props: &str) -> gst_check::Harness {
     common::init();
-    let desc = format!("vigilinfer model-repository=\"{}\" {props}", common::models_dir().display());
+    let desc = format!(
+        "vigilinfer model-repository=\"{}\" {props}",
+        common::models_dir().display()
+    );
     let mut h = gst_check::Harness::new_parse(&desc);
     h.play();
     h
 }
 
-fn run_one(h: &mut gst_check::Harness, caps: &gst::Caps, buf: gst::Buffer) -> (gst::Buffer, FrameObjects) {
+fn run_one(
+    h: &mut gst_check::Harness,
+    caps: &gst::Caps,
+    buf: gst::Buffer,
+) -> (gst::Buffer, FrameObjects) {
     h.set_src_caps(caps.clone());
     let out = h.push_and_pull(buf).expect("a buffer out");
-    let frame = out.meta::<VigilMeta>().expect("VigilMeta on the output").frame().clone();
+    let frame = out
+        .meta::<VigilMeta>()
+        .expect("VigilMeta on the output")
+        .frame()
+        .clone();
     (out, frame)
 }
 
@@ -44,15 +55,23 @@ fn nanodet_matches_python_reference() {
     if !common::assets_installed("nanodet", "bus.jpg") {
         return;
     }
-    let text = std::fs::read_to_string(common::repo_root().join("tests/data/nanodet_bus_reference.json")).unwrap();
+    let text =
+        std::fs::read_to_string(common::repo_root().join("tests/data/nanodet_bus_reference.json"))
+            .unwrap();
     let reference: Reference = serde_json::from_str(&text).unwrap();
     let (caps, buf) = common::decode_image(&common::media("bus.png"), "RGB");
     let mut h = harness("model=nanodet threshold=0.4 nms-iou=0.5");
     let (out, frame) = run_one(&mut h, &caps, buf.clone());
-    assert_eq!((frame.width, frame.height), (reference.width, reference.height));
+    assert_eq!(
+        (frame.width, frame.height),
+        (reference.width, reference.height)
+    );
     assert!(frame.inferred);
     // frames pass through untouched
-    assert_eq!(out.map_readable().unwrap().as_slice(), buf.map_readable().unwrap().as_slice());
+    assert_eq!(
+        out.map_readable().unwrap().as_slice(),
+        buf.map_readable().unwrap().as_slice()
+    );
 
     let mut got: Vec<_> = frame.objects.iter().collect();
     got.sort_by(|a, b| b.confidence.total_cmp(&a.confidence));
@@ -67,7 +86,11 @@ fn nanodet_matches_python_reference() {
             o.bbox.y2()
         );
     }
-    assert_eq!(got.len(), reference.detections.len(), "number of detections");
+    assert_eq!(
+        got.len(),
+        reference.detections.len(),
+        "number of detections"
+    );
     for r in &reference.detections {
         // the Vigil object of the same class closest to the reference box
         let clamp = |v: f32, m: u32| v.clamp(0.0, m as f32);
@@ -79,14 +102,23 @@ fn nanodet_matches_python_reference() {
         ];
         let dist = |o: &vigil_core::objects::Object| {
             let b = [o.bbox.x, o.bbox.y, o.bbox.x2(), o.bbox.y2()];
-            b.iter().zip(rb).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max)
+            b.iter()
+                .zip(rb)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0, f32::max)
         };
         let best = got
             .iter()
             .filter(|o| o.label == r.label)
             .min_by(|a, b| dist(a).total_cmp(&dist(b)))
             .unwrap_or_else(|| panic!("no {} detected", r.label));
-        assert!(dist(best) <= 2.0, "{} box {:?} vs reference {:?}", r.label, best.bbox, rb);
+        assert!(
+            dist(best) <= 2.0,
+            "{} box {:?} vs reference {:?}",
+            r.label,
+            best.bbox,
+            rb
+        );
         assert!(
             (best.confidence - r.score).abs() <= 0.01,
             "{} score {} vs reference {}",
@@ -133,13 +165,18 @@ fn interval_skips_frames() {
     let mut inferred = Vec::new();
     for i in 0..4u64 {
         let mut b = buf.copy();
-        b.get_mut().unwrap().set_pts(gst::ClockTime::from_mseconds(i * 40));
+        b.get_mut()
+            .unwrap()
+            .set_pts(gst::ClockTime::from_mseconds(i * 40));
         let out = h.push_and_pull(b).unwrap();
         let f = out.meta::<VigilMeta>().unwrap().frame().clone();
         assert_eq!(f.frame, i);
         inferred.push((f.inferred, f.objects.is_empty()));
     }
-    assert_eq!(inferred, vec![(true, false), (false, true), (false, true), (true, false)]);
+    assert_eq!(
+        inferred,
+        vec![(true, false), (false, true), (false, true), (true, false)]
+    );
 }
 
 /// CenterNet (boxes decoded in the graph, NHWC RGB, batch fixed at 1) finds the bus and people too.
@@ -153,7 +190,10 @@ fn centernet_boxes_parser() {
     let (_, f) = run_one(&mut h, &caps, buf);
     let labels: Vec<_> = f.objects.iter().map(|o| o.label.as_str()).collect();
     assert!(labels.contains(&"bus"), "{labels:?}");
-    assert!(labels.iter().filter(|l| **l == "person").count() >= 3, "{labels:?}");
+    assert!(
+        labels.iter().filter(|l| **l == "person").count() >= 3,
+        "{labels:?}"
+    );
 }
 
 /// Bad configuration is an error at start, naming what is wrong — not a panic.
@@ -164,13 +204,18 @@ fn missing_model_fails_to_start_with_clear_error() {
         "videotestsrc num-buffers=1 ! vigilinfer model-repository=\"{}\" model=nope ! fakesink",
         common::models_dir().display()
     );
-    let pipeline = gst::parse::launch(&desc).unwrap().downcast::<gst::Pipeline>().unwrap();
+    let pipeline = gst::parse::launch(&desc)
+        .unwrap()
+        .downcast::<gst::Pipeline>()
+        .unwrap();
     assert!(pipeline.set_state(gst::State::Playing).is_err());
     let bus = pipeline.bus().unwrap();
     let msg = bus
         .timed_pop_filtered(gst::ClockTime::from_seconds(5), &[gst::MessageType::Error])
         .expect("an error message");
-    let gst::MessageView::Error(err) = msg.view() else { unreachable!() };
+    let gst::MessageView::Error(err) = msg.view() else {
+        unreachable!()
+    };
     let text = format!("{} {:?}", err.error(), err.debug());
     eprintln!("{text}");
     assert!(text.contains("nope") && text.contains("models"), "{text}");

@@ -41,7 +41,9 @@ pub(super) fn decode(
             outputs
                 .iter()
                 .find(|t| t.shape.len() == 3 && t.shape[1] == n && t.shape[2] == ch)
-                .ok_or_else(|| PostprocessError::Missing(format!("[B,{n},{ch}] ({what} of stride {s})")))
+                .ok_or_else(|| {
+                    PostprocessError::Missing(format!("[B,{n},{ch}] ({what} of stride {s})"))
+                })
         };
         let cls = find(p.num_classes, "class scores")?.item(b)?;
         let reg = find(box_ch, "box distribution")?.item(b)?;
@@ -54,7 +56,7 @@ pub(super) fn decode(
                     k = j;
                 }
             }
-            if !(best >= threshold) {
+            if best.is_nan() || best < threshold {
                 continue;
             }
             let d = &reg[i * box_ch..(i + 1) * box_ch];
@@ -83,7 +85,12 @@ fn expected_bin(logits: &[f32], probs: &mut [f32]) -> f32 {
         *p = (l - m).exp();
         sum += *p;
     }
-    probs.iter().enumerate().map(|(i, p)| i as f32 * p).sum::<f32>() / sum
+    probs
+        .iter()
+        .enumerate()
+        .map(|(i, p)| i as f32 * p)
+        .sum::<f32>()
+        / sum
 }
 
 #[cfg(test)]
@@ -112,10 +119,23 @@ mod tests {
         }
         // order of outputs must not matter
         let outs = [
-            TensorView { name: "b", shape: &[1, 4, 12], data: &reg },
-            TensorView { name: "a", shape: &[1, 4, 3], data: &cls },
+            TensorView {
+                name: "b",
+                shape: &[1, 4, 12],
+                data: &reg,
+            },
+            TensorView {
+                name: "a",
+                shape: &[1, 4, 3],
+                data: &cls,
+            },
         ];
-        let d = Decoder::Gfl { strides: vec![8], reg_max: 2, num_classes: 3, center_offset: 0.5 };
+        let d = Decoder::Gfl {
+            strides: vec![8],
+            reg_max: 2,
+            num_classes: 3,
+            center_offset: 0.5,
+        };
         let r = d.decode(&outs, 0, 16, 16, 0.5).unwrap();
         assert_eq!(r.len(), 1);
         assert_eq!(r[0].class_id, 2);
@@ -123,8 +143,16 @@ mod tests {
         // centre (12, 12); l=8, t=16, r=0, b=8
         assert!((bb.x - 4.0).abs() < 1e-3, "{bb:?}");
         assert!((bb.y + 4.0).abs() < 1e-3, "{bb:?}");
-        assert!((bb.x2() - 12.0).abs() < 1e-3 && (bb.y2() - 20.0).abs() < 1e-3, "{bb:?}");
-        let missing = Decoder::Gfl { strides: vec![8, 16], reg_max: 2, num_classes: 3, center_offset: 0.5 };
+        assert!(
+            (bb.x2() - 12.0).abs() < 1e-3 && (bb.y2() - 20.0).abs() < 1e-3,
+            "{bb:?}"
+        );
+        let missing = Decoder::Gfl {
+            strides: vec![8, 16],
+            reg_max: 2,
+            num_classes: 3,
+            center_offset: 0.5,
+        };
         assert!(missing.decode(&outs, 0, 16, 16, 0.5).is_err());
     }
 }

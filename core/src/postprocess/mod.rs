@@ -101,7 +101,12 @@ impl Decoder {
         threshold: f32,
     ) -> Result<Vec<Detection>, PostprocessError> {
         match self {
-            Decoder::Gfl { strides, reg_max, num_classes, center_offset } => gfl::decode(
+            Decoder::Gfl {
+                strides,
+                reg_max,
+                num_classes,
+                center_offset,
+            } => gfl::decode(
                 outputs,
                 b,
                 gfl::GflParams {
@@ -115,10 +120,18 @@ impl Decoder {
                 threshold,
             ),
             Decoder::Boxes { output, units } => {
-                let t = find_output(outputs, output.as_deref(), |s| s.len() == 3 && s[2] == 6, "[B,K,6]")?;
+                let t = find_output(
+                    outputs,
+                    output.as_deref(),
+                    |s| s.len() == 3 && s[2] == 6,
+                    "[B,K,6]",
+                )?;
                 boxes::decode(&t, b, *units, input_w, input_h, threshold)
             }
-            Decoder::Yolov8 { output, num_classes } => {
+            Decoder::Yolov8 {
+                output,
+                num_classes,
+            } => {
                 let t = find_output(
                     outputs,
                     output.as_deref(),

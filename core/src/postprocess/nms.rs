@@ -27,14 +27,26 @@ mod tests {
     use crate::objects::BBox;
 
     fn det(c: usize, s: f32, x: f32) -> Detection {
-        Detection { class_id: c, score: s, bbox: BBox::new(x, 0.0, 10.0, 10.0) }
+        Detection {
+            class_id: c,
+            score: s,
+            bbox: BBox::new(x, 0.0, 10.0, 10.0),
+        }
     }
 
     #[test]
     fn suppresses_overlaps_of_same_class_only() {
-        let d = vec![det(0, 0.5, 1.0), det(0, 0.9, 0.0), det(1, 0.8, 0.0), det(0, 0.7, 50.0)];
+        let d = vec![
+            det(0, 0.5, 1.0),
+            det(0, 0.9, 0.0),
+            det(1, 0.8, 0.0),
+            det(0, 0.7, 50.0),
+        ];
         let k = nms(d.clone(), 0.5, true, 100);
-        assert_eq!(k, vec![det(0, 0.9, 0.0), det(1, 0.8, 0.0), det(0, 0.7, 50.0)]);
+        assert_eq!(
+            k,
+            vec![det(0, 0.9, 0.0), det(1, 0.8, 0.0), det(0, 0.7, 50.0)]
+        );
         let k = nms(d.clone(), 0.5, false, 100);
         assert_eq!(k, vec![det(0, 0.9, 0.0), det(0, 0.7, 50.0)]);
         assert_eq!(nms(d, 0.5, true, 1).len(), 1);

@@ -3,7 +3,11 @@
 use super::{Detection, PostprocessError, TensorView};
 use crate::objects::BBox;
 
-pub(super) fn decode(t: &TensorView, b: usize, threshold: f32) -> Result<Vec<Detection>, PostprocessError> {
+pub(super) fn decode(
+    t: &TensorView,
+    b: usize,
+    threshold: f32,
+) -> Result<Vec<Detection>, PostprocessError> {
     let item = t.item(b)?;
     let (rows, n) = (t.shape[1], t.shape[2]);
     if rows <= 4 {
@@ -53,8 +57,15 @@ mod tests {
             0.1, 0.9, 0.2,       // class 0
             0.8, 0.2, 0.3,       // class 1
         ];
-        let t = TensorView { name: "output0", shape: &[1, 6, 3], data: &data };
-        let d = Decoder::Yolov8 { output: None, num_classes: 2 };
+        let t = TensorView {
+            name: "output0",
+            shape: &[1, 6, 3],
+            data: &data,
+        };
+        let d = Decoder::Yolov8 {
+            output: None,
+            num_classes: 2,
+        };
         let mut r = d.decode(&[t], 0, 640, 640, 0.5).unwrap();
         r.sort_by(|a, b| b.score.total_cmp(&a.score));
         assert_eq!(r.len(), 2);
@@ -62,7 +73,10 @@ mod tests {
         assert_eq!(r[0].bbox, crate::objects::BBox::new(8.0, 8.0, 4.0, 4.0));
         assert_eq!((r[1].class_id, r[1].score), (1, 0.8));
         assert_eq!(r[1].bbox, crate::objects::BBox::new(90.0, 80.0, 20.0, 40.0));
-        let wrong = Decoder::Yolov8 { output: None, num_classes: 80 };
+        let wrong = Decoder::Yolov8 {
+            output: None,
+            num_classes: 80,
+        };
         assert!(wrong.decode(&[t], 0, 640, 640, 0.5).is_err());
     }
 }

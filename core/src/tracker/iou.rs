@@ -18,7 +18,12 @@ pub struct IouTrackerConfig {
 
 impl Default for IouTrackerConfig {
     fn default() -> Self {
-        Self { iou_threshold: 0.3, max_age: 30, min_hits: 1, match_class: true }
+        Self {
+            iou_threshold: 0.3,
+            max_age: 30,
+            min_hits: 1,
+            match_class: true,
+        }
     }
 }
 
@@ -61,7 +66,11 @@ pub struct IouTracker {
 
 impl IouTracker {
     pub fn new(cfg: IouTrackerConfig) -> Self {
-        Self { cfg, tracks: Vec::new(), next_id: 1 }
+        Self {
+            cfg,
+            tracks: Vec::new(),
+            next_id: 1,
+        }
     }
 
     /// Number of live tracks (tentative included).
@@ -113,9 +122,18 @@ impl Tracker for IouTracker {
             let t = &mut self.tracks[ti];
             let steps = t.since_update.max(1) as f32;
             let nb = o.bbox;
-            let v = [(nb.x - t.bbox.x) / steps, (nb.y - t.bbox.y) / steps, (nb.w - t.bbox.w) / steps, (nb.h - t.bbox.h) / steps];
+            let v = [
+                (nb.x - t.bbox.x) / steps,
+                (nb.y - t.bbox.y) / steps,
+                (nb.w - t.bbox.w) / steps,
+                (nb.h - t.bbox.h) / steps,
+            ];
             for (tv, nv) in t.vel.iter_mut().zip(v) {
-                *tv = if t.hits == 1 && *tv == 0.0 { nv } else { 0.6 * *tv + 0.4 * nv };
+                *tv = if t.hits == 1 && *tv == 0.0 {
+                    nv
+                } else {
+                    0.6 * *tv + 0.4 * nv
+                };
             }
             t.bbox = nb;
             t.confidence = o.confidence;
@@ -134,7 +152,6 @@ impl Tracker for IouTracker {
             t.since_update += 1;
         }
         // New tracks for unmatched detections.
-        let first_new = self.tracks.len();
         for (di, o) in objects.iter().enumerate() {
             if det_track[di].is_none() {
                 det_track[di] = Some(self.tracks.len());
@@ -152,7 +169,6 @@ impl Tracker for IouTracker {
                 });
             }
         }
-        let _ = first_new;
         for ti in 0..self.tracks.len() {
             self.confirm(ti);
         }
@@ -169,13 +185,11 @@ impl Tracker for IouTracker {
             let bbox = t.predicted();
             t.since_update += 1;
             // Only tracks seen in the latest inferred frame are shown; older ones are kept, not drawn.
-            if t.misses == 0 {
-                if let Some(id) = t.id {
-                    let mut o = Object::new(t.class_id, t.label.clone(), t.confidence, bbox);
-                    o.track_id = Some(id);
-                    o.model.clone_from(&t.model);
-                    out.push(o);
-                }
+            if let (0, Some(id)) = (t.misses, t.id) {
+                let mut o = Object::new(t.class_id, t.label.clone(), t.confidence, bbox);
+                o.track_id = Some(id);
+                o.model.clone_from(&t.model);
+                out.push(o);
             }
         }
         for (i, o) in out.iter_mut().enumerate() {
@@ -209,7 +223,10 @@ mod tests {
 
     #[test]
     fn survives_skipped_frames_and_gaps() {
-        let mut t = IouTracker::new(IouTrackerConfig { max_age: 5, ..Default::default() });
+        let mut t = IouTracker::new(IouTrackerConfig {
+            max_age: 5,
+            ..Default::default()
+        });
         let mut o = vec![person(0.0)];
         t.update(&mut o);
         let id = o[0].track_id.unwrap();
@@ -220,7 +237,10 @@ mod tests {
         let p1 = t.predict();
         let p2 = t.predict();
         assert_eq!(p1[0].track_id, Some(id));
-        assert!(p2[0].bbox.x > p1[0].bbox.x && p1[0].bbox.x > 5.0, "{p1:?} {p2:?}");
+        assert!(
+            p2[0].bbox.x > p1[0].bbox.x && p1[0].bbox.x > 5.0,
+            "{p1:?} {p2:?}"
+        );
         // moved 15 px in 3 frames: still the same track
         let mut o = vec![person(20.0)];
         t.update(&mut o);
@@ -237,11 +257,17 @@ mod tests {
 
     #[test]
     fn min_hits_delays_ids_and_classes_do_not_mix() {
-        let mut t = IouTracker::new(IouTrackerConfig { min_hits: 2, ..Default::default() });
+        let mut t = IouTracker::new(IouTrackerConfig {
+            min_hits: 2,
+            ..Default::default()
+        });
         let mut o = vec![person(0.0)];
         t.update(&mut o);
         assert_eq!(o[0].track_id, None);
-        let mut o = vec![person(1.0), Object::new(2, "car", 0.8, BBox::new(1.0, 10.0, 20.0, 40.0))];
+        let mut o = vec![
+            person(1.0),
+            Object::new(2, "car", 0.8, BBox::new(1.0, 10.0, 20.0, 40.0)),
+        ];
         t.update(&mut o);
         assert!(o[0].track_id.is_some());
         assert_eq!(o[1].track_id, None);

@@ -16,7 +16,11 @@ use vigil_core::runtime::OnnxModel;
 use crate::meta::VigilMeta;
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
-    gst::DebugCategory::new("vigilinfer", gst::DebugColorFlags::empty(), Some("Vigil inference element"))
+    gst::DebugCategory::new(
+        "vigilinfer",
+        gst::DebugColorFlags::empty(),
+        Some("Vigil inference element"),
+    )
 });
 
 const FORMATS: &[gst_video::VideoFormat] = &[
@@ -169,7 +173,9 @@ impl ObjectImpl for VigilInfer {
     fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
         let mut s = self.settings.lock().unwrap();
         match pspec.name() {
-            "model-repository" => s.model_repository = value.get::<Option<String>>().unwrap().unwrap_or_default(),
+            "model-repository" => {
+                s.model_repository = value.get::<Option<String>>().unwrap().unwrap_or_default()
+            }
             "model" => s.model = value.get::<Option<String>>().unwrap().unwrap_or_default(),
             "model-version" => s.model_version = value.get().unwrap(),
             "threshold" => s.threshold = value.get().unwrap(),
@@ -223,10 +229,24 @@ impl ElementImpl for VigilInfer {
 
     fn pad_templates() -> &'static [gst::PadTemplate] {
         static TEMPLATES: LazyLock<Vec<gst::PadTemplate>> = LazyLock::new(|| {
-            let caps = gst_video::VideoCapsBuilder::new().format_list(FORMATS.iter().copied()).build();
+            let caps = gst_video::VideoCapsBuilder::new()
+                .format_list(FORMATS.iter().copied())
+                .build();
             vec![
-                gst::PadTemplate::new("src", gst::PadDirection::Src, gst::PadPresence::Always, &caps).unwrap(),
-                gst::PadTemplate::new("sink", gst::PadDirection::Sink, gst::PadPresence::Always, &caps).unwrap(),
+                gst::PadTemplate::new(
+                    "src",
+                    gst::PadDirection::Src,
+                    gst::PadPresence::Always,
+                    &caps,
+                )
+                .unwrap(),
+                gst::PadTemplate::new(
+                    "sink",
+                    gst::PadDirection::Sink,
+                    gst::PadPresence::Always,
+                    &caps,
+                )
+                .unwrap(),
             ]
         });
         TEMPLATES.as_ref()
@@ -234,14 +254,18 @@ impl ElementImpl for VigilInfer {
 }
 
 impl BaseTransformImpl for VigilInfer {
-    const MODE: gst_base::subclass::BaseTransformMode = gst_base::subclass::BaseTransformMode::AlwaysInPlace;
+    const MODE: gst_base::subclass::BaseTransformMode =
+        gst_base::subclass::BaseTransformMode::AlwaysInPlace;
     const PASSTHROUGH_ON_SAME_CAPS: bool = false;
     const TRANSFORM_IP_ON_PASSTHROUGH: bool = false;
 
     fn start(&self) -> Result<(), gst::ErrorMessage> {
         let settings = self.settings.lock().unwrap().clone();
         if settings.model.is_empty() {
-            return Err(gst::error_msg!(gst::LibraryError::Settings, ["property 'model' is not set"]));
+            return Err(gst::error_msg!(
+                gst::LibraryError::Settings,
+                ["property 'model' is not set"]
+            ));
         }
         let repo = ModelRepository::open(std::path::Path::new(&settings.model_repository))
             .map_err(|e| gst::error_msg!(gst::ResourceError::NotFound, ["{}", e]))?;
@@ -251,9 +275,9 @@ impl BaseTransformImpl for VigilInfer {
             .map_err(|e| gst::error_msg!(gst::ResourceError::NotFound, ["{}", e]))?;
         let spec = ModelSpec::from_config(&loaded.config, &loaded.labels)
             .map_err(|e| gst::error_msg!(gst::LibraryError::Settings, ["{}", e]))?;
-        let class_filter = spec
-            .class_filter(&settings.classes)
-            .map_err(|e| gst::error_msg!(gst::LibraryError::Settings, ["property 'classes': {}", e]))?;
+        let class_filter = spec.class_filter(&settings.classes).map_err(|e| {
+            gst::error_msg!(gst::LibraryError::Settings, ["property 'classes': {}", e])
+        })?;
         let model = OnnxModel::load(&loaded.model_path, settings.threads as usize)
             .map_err(|e| gst::error_msg!(gst::ResourceError::OpenRead, ["{}", e]))?;
         gst::info!(
@@ -285,17 +309,17 @@ impl BaseTransformImpl for VigilInfer {
     }
 
     fn stop(&self) -> Result<(), gst::ErrorMessage> {
-        if let Some(s) = self.state.lock().unwrap().take() {
-            if s.inferred > 0 {
-                gst::info!(
-                    CAT,
-                    imp = self,
-                    "{} frames, {} inferred, {:.1} ms per inference",
-                    s.frames,
-                    s.inferred,
-                    s.infer_ns as f64 / s.inferred as f64 / 1e6
-                );
-            }
+        if let Some(s) = self.state.lock().unwrap().take()
+            && s.inferred > 0
+        {
+            gst::info!(
+                CAT,
+                imp = self,
+                "{} frames, {} inferred, {:.1} ms per inference",
+                s.frames,
+                s.inferred,
+                s.infer_ns as f64 / s.inferred as f64 / 1e6
+            );
         }
         Ok(())
     }
@@ -304,16 +328,20 @@ impl BaseTransformImpl for VigilInfer {
         let info = gst_video::VideoInfo::from_caps(incaps)
             .map_err(|_| gst::loggable_error!(CAT, "invalid caps {}", incaps))?;
         let mut guard = self.state.lock().unwrap();
-        let state = guard.as_mut().ok_or_else(|| gst::loggable_error!(CAT, "not started"))?;
+        let state = guard
+            .as_mut()
+            .ok_or_else(|| gst::loggable_error!(CAT, "not started"))?;
         let format = match state.spec.preprocess.color {
             ColorOrder::Rgb => gst_video::VideoFormat::Rgbx,
             ColorOrder::Bgr => gst_video::VideoFormat::Bgrx,
         };
         let direct = match format {
             gst_video::VideoFormat::Rgbx => {
-                [gst_video::VideoFormat::Rgbx, gst_video::VideoFormat::Rgba].contains(&info.format())
+                [gst_video::VideoFormat::Rgbx, gst_video::VideoFormat::Rgba]
+                    .contains(&info.format())
             }
-            _ => [gst_video::VideoFormat::Bgrx, gst_video::VideoFormat::Bgra].contains(&info.format()),
+            _ => [gst_video::VideoFormat::Bgrx, gst_video::VideoFormat::Bgra]
+                .contains(&info.format()),
         } && info.stride()[0] as usize == 4 * info.width() as usize;
         let image_info = gst_video::VideoInfo::builder(format, info.width(), info.height())
             .fps(info.fps())
@@ -324,26 +352,40 @@ impl BaseTransformImpl for VigilInfer {
             None
         } else {
             Some(
-                gst_video::VideoConverter::new(&info, &image_info, None)
-                    .map_err(|e| gst::loggable_error!(CAT, "no converter from {:?}: {}", info.format(), e))?,
+                gst_video::VideoConverter::new(&info, &image_info, None).map_err(|e| {
+                    gst::loggable_error!(CAT, "no converter from {:?}: {}", info.format(), e)
+                })?,
             )
         };
         let image = gst::Buffer::with_size(if direct { 0 } else { image_info.size() })
             .map_err(|e| gst::loggable_error!(CAT, "allocating the conversion buffer: {}", e))?;
-        state.converter = Some(Converter { in_info: info, converter, image, image_info });
+        state.converter = Some(Converter {
+            in_info: info,
+            converter,
+            image,
+            image_info,
+        });
         Ok(())
     }
 
     fn transform_ip(&self, buf: &mut gst::BufferRef) -> Result<gst::FlowSuccess, gst::FlowError> {
         let mut guard = self.state.lock().unwrap();
         let Some(state) = guard.as_mut() else {
-            gst::element_imp_error!(self, gst::CoreError::Negotiation, ["vigilinfer is not started"]);
+            gst::element_imp_error!(
+                self,
+                gst::CoreError::Negotiation,
+                ["vigilinfer is not started"]
+            );
             return Err(gst::FlowError::NotNegotiated);
         };
         let frame_no = state.frames;
         state.frames += 1;
         let Some(conv) = state.converter.as_mut() else {
-            gst::element_imp_error!(self, gst::CoreError::Negotiation, ["no caps before the first frame"]);
+            gst::element_imp_error!(
+                self,
+                gst::CoreError::Negotiation,
+                ["no caps before the first frame"]
+            );
             return Err(gst::FlowError::NotNegotiated);
         };
         let (width, height) = (conv.in_info.width(), conv.in_info.height());
@@ -364,16 +406,27 @@ impl BaseTransformImpl for VigilInfer {
                 .map_err(|_| map_err("the input frame"))?;
             let result = if let Some(converter) = &conv.converter {
                 {
-                    let image = conv.image.get_mut().ok_or_else(|| map_err("the conversion buffer"))?;
-                    let mut dst = gst_video::VideoFrameRef::from_buffer_ref_writable(image, &conv.image_info)
-                        .map_err(|_| map_err("the conversion buffer"))?;
+                    let image = conv
+                        .image
+                        .get_mut()
+                        .ok_or_else(|| map_err("the conversion buffer"))?;
+                    let mut dst =
+                        gst_video::VideoFrameRef::from_buffer_ref_writable(image, &conv.image_info)
+                            .map_err(|_| map_err("the conversion buffer"))?;
                     converter.frame_ref(&src, &mut dst);
                 }
-                let map = conv.image.map_readable().map_err(|_| map_err("the conversion buffer"))?;
-                state.preprocessor.run(map.as_slice(), width, height, &mut state.tensor)
+                let map = conv
+                    .image
+                    .map_readable()
+                    .map_err(|_| map_err("the conversion buffer"))?;
+                state
+                    .preprocessor
+                    .run(map.as_slice(), width, height, &mut state.tensor)
             } else {
                 let data = src.plane_data(0).map_err(|_| map_err("the input plane"))?;
-                state.preprocessor.run(data, width, height, &mut state.tensor)
+                state
+                    .preprocessor
+                    .run(data, width, height, &mut state.tensor)
             };
             result.map_err(|e| {
                 gst::element_imp_error!(self, gst::StreamError::Format, ["{}", e]);
@@ -384,26 +437,37 @@ impl BaseTransformImpl for VigilInfer {
         let started = Instant::now();
         let shape = state.spec.input_shape(1);
         let spec = &state.spec;
-        let (threshold, iou, max) =
-            (state.settings.threshold, state.settings.nms_iou, state.settings.max_detections as usize);
+        let (threshold, iou, max) = (
+            state.settings.threshold,
+            state.settings.nms_iou,
+            state.settings.max_detections as usize,
+        );
         let (pw, ph) = (spec.preprocess.width, spec.preprocess.height);
         let decoded = state
             .model
-            .run(&state.tensor, &shape, |outputs| spec.decoder.decode(outputs, 0, pw, ph, threshold))
+            .run(&state.tensor, &shape, |outputs| {
+                spec.decoder.decode(outputs, 0, pw, ph, threshold)
+            })
             .map_err(|e| {
                 gst::element_imp_error!(self, gst::StreamError::Failed, ["{}", e]);
                 gst::FlowError::Error
             })?
             .map_err(|e| {
-                gst::element_imp_error!(self, gst::StreamError::Decode, ["model '{}': {}", spec.model, e]);
+                gst::element_imp_error!(
+                    self,
+                    gst::StreamError::Decode,
+                    ["model '{}': {}", spec.model, e]
+                );
                 gst::FlowError::Error
             })?;
         state.infer_ns += started.elapsed().as_nanos();
         state.inferred += 1;
 
         let filter = &state.class_filter;
-        let dets: Vec<_> =
-            decoded.into_iter().filter(|d| filter.is_empty() || filter.contains(&d.class_id)).collect();
+        let dets: Vec<_> = decoded
+            .into_iter()
+            .filter(|d| filter.is_empty() || filter.contains(&d.class_id))
+            .collect();
         let dets = nms(dets, iou, true, max);
         let (fw, fh) = (width as f32, height as f32);
         for d in dets {
@@ -415,7 +479,13 @@ impl BaseTransformImpl for VigilInfer {
             o.model.clone_from(&spec.model);
             frame.objects.push(o);
         }
-        gst::trace!(CAT, imp = self, "frame {}: {} objects", frame_no, frame.objects.len());
+        gst::trace!(
+            CAT,
+            imp = self,
+            "frame {}: {} objects",
+            frame_no,
+            frame.objects.len()
+        );
         append_meta(buf, frame, true);
         Ok(gst::FlowSuccess::Ok)
     }

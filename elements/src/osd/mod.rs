@@ -1,3 +1,41 @@
-//! placeholder, being written
+//! `vigilosd`: draws the objects of each frame's [`VigilMeta`](crate::meta::VigilMeta) onto the frame.
+//!
+//! For every object a box is drawn in a colour chosen by its track id (or, when untracked, its class),
+//! with a label line such as `person 0.83 #12` above it (kept inside the frame). What the label shows
+//! is controlled by the `draw-labels`, `draw-confidence` and `draw-track-ids` properties; `line-width`
+//! and `font-scale` set the box thickness and the size of the 8x8 font. Frames without a `VigilMeta`
+//! pass through untouched. Drawing happens in place, so the buffer is only copied when it is shared.
+//!
+//! Supported formats: RGBA, BGRA, RGBx, BGRx, RGB, BGR, I420 and NV12. Colours in I420/NV12 are
+//! BT.601 limited range, with chroma at half resolution.
+//!
+//! ## Example
+//!
+//! ```bash
+//! gst-launch-1.0 filesrc location=samples/media/vtest.avi ! decodebin ! videoconvert \
+//!     ! vigilinfer model=nanodet ! vigiltrack ! vigilosd line-width=3 font-scale=1 \
+//!     ! videoconvert ! autovideosink
+//! ```
+//!
+//! The drawing itself lives in [`vigil_core::draw`], which has no GStreamer dependency.
+
 use gst::glib;
-pub fn register(_plugin: &gst::Plugin) -> Result<(), glib::BoolError> { Ok(()) }
+use gst::prelude::*;
+
+mod imp;
+
+glib::wrapper! {
+    /// The `vigilosd` overlay element.
+    pub struct VigilOsd(ObjectSubclass<imp::VigilOsd>)
+        @extends gst_video::VideoFilter, gst_base::BaseTransform, gst::Element, gst::Object;
+}
+
+/// Registers `vigilosd` with `plugin` (rank none: it is only ever used explicitly).
+pub fn register(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
+    gst::Element::register(
+        Some(plugin),
+        "vigilosd",
+        gst::Rank::NONE,
+        VigilOsd::static_type(),
+    )
+}

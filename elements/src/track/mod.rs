@@ -1,3 +1,28 @@
-//! placeholder, being written
+//! `vigiltrack`: per-stream multi-object tracking of the objects in `VigilMeta`.
+//!
+//! Assigns stable `track_id`s to the objects that `vigilinfer` attached. On frames that inference skipped
+//! (`vigilinfer interval=N`, meta marked `inferred=false`) it writes the tracks' predicted boxes, so overlays
+//! and events stay smooth. One instance tracks one stream; the state is reset on flush and on a new stream.
+//!
+//! ```sh
+//! GST_PLUGIN_PATH=target/release gst-launch-1.0 filesrc location=samples/media/vtest.avi ! decodebin ! \
+//!     videoconvert ! vigilinfer model=nanodet interval=2 ! vigiltrack max-age=30 ! vigilosd ! \
+//!     videoconvert ! autovideosink
+//! ```
 use gst::glib;
-pub fn register(_plugin: &gst::Plugin) -> Result<(), glib::BoolError> { Ok(()) }
+use gst::prelude::*;
+
+mod imp;
+
+glib::wrapper! {
+    pub struct VigilTrack(ObjectSubclass<imp::VigilTrack>) @extends gst_base::BaseTransform, gst::Element, gst::Object;
+}
+
+pub fn register(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
+    gst::Element::register(
+        Some(plugin),
+        "vigiltrack",
+        gst::Rank::NONE,
+        VigilTrack::static_type(),
+    )
+}

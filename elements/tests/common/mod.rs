@@ -33,7 +33,10 @@ pub fn assets_installed(model: &str, media_file: &str) -> bool {
     let f = media(media_file);
     for p in [&m, &f] {
         if !p.is_file() {
-            eprintln!("SKIPPED: {} is not installed; run `make setup`", p.display());
+            eprintln!(
+                "SKIPPED: {} is not installed; run `make setup`",
+                p.display()
+            );
             return false;
         }
     }
@@ -47,10 +50,20 @@ pub fn decode_image(path: &std::path::Path, format: &str) -> (gst::Caps, gst::Bu
         "filesrc location=\"{}\" ! decodebin ! videoconvert ! video/x-raw,format={format} ! appsink name=sink sync=false",
         path.display()
     );
-    let pipeline = gst::parse::launch(&desc).unwrap().downcast::<gst::Pipeline>().unwrap();
-    let sink = pipeline.by_name("sink").unwrap().downcast::<gst_app::AppSink>().unwrap();
+    let pipeline = gst::parse::launch(&desc)
+        .unwrap()
+        .downcast::<gst::Pipeline>()
+        .unwrap();
+    let sink = pipeline
+        .by_name("sink")
+        .unwrap()
+        .downcast::<gst_app::AppSink>()
+        .unwrap();
     pipeline.set_state(gst::State::Playing).unwrap();
     let sample = sink.pull_sample().expect("a decoded frame");
     pipeline.set_state(gst::State::Null).unwrap();
-    (sample.caps().unwrap().to_owned(), sample.buffer().unwrap().to_owned())
+    (
+        sample.caps().unwrap().to_owned(),
+        sample.buffer().unwrap().to_owned(),
+    )
 }

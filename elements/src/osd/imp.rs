@@ -1,0 +1,298 @@
+//! Implementation of `vigilosd`; see the [module docs](super).
+
+use gst::glib;
+use gst::prelude::*;
+use gst::subclass::prelude::*;
+use gst_base::subclass::BaseTransformMode;
+use gst_video::prelude::*;
+use gst_video::subclass::prelude::*;
+use std::sync::{LazyLock, Mutex};
+use vigil_core::draw::{Canvas, OverlayStyle, PixelFormat};
+
+use crate::meta::VigilMeta;
+
+static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
+    gst::DebugCategory::new(
+        "vigilosd",
+        gst::DebugColorFlags::empty(),
+        Some("Vigil overlay"),
+    )
+});
+
+const DEFAULT_DRAW_LABELS: bool = true;
+const DEFAULT_DRAW_CONFIDENCE: bool = true;
+const DEFAULT_DRAW_TRACK_IDS: bool = true;
+const DEFAULT_LINE_WIDTH: u32 = 2;
+const DEFAULT_FONT_SCALE: u32 = 2;
+
+#[derive(Debug, Clone)]
+struct Settings {
+    draw_labels: bool,
+    draw_confidence: bool,
+    draw_track_ids: bool,
+    line_width: u32,
+    font_scale: u32,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            draw_labels: DEFAULT_DRAW_LABELS,
+            draw_confidence: DEFAULT_DRAW_CONFIDENCE,
+            draw_track_ids: DEFAULT_DRAW_TRACK_IDS,
+            line_width: DEFAULT_LINE_WIDTH,
+            font_scale: DEFAULT_FONT_SCALE,
+        }
+    }
+}
+
+impl Settings {
+    fn style(&self) -> OverlayStyle {
+        OverlayStyle {
+            draw_labels: self.draw_labels,
+            draw_confidence: self.draw_confidence,
+            draw_track_ids: self.draw_track_ids,
+            line_width: self.line_width,
+            font_scale: self.font_scale,
+        }
+    }
+}
+
+#[derive(Default)]
+pub struct VigilOsd {
+    settings: Mutex<Settings>,
+}
+
+impl VigilOsd {
+    fn settings(&self) -> std::sync::MutexGuard<'_, Settings> {
+        // A poisoned lock only means another thread panicked mid-update of plain values.
+        self.settings.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+fn pixel_format(format: gst_video::VideoFormat) -> Option<PixelFormat> {
+    use gst_video::VideoFormat as F;
+    Some(match format {
+        F::Rgba => PixelFormat::Rgba,
+        F::Bgra => PixelFormat::Bgra,
+        F::Rgbx => PixelFormat::Rgbx,
+        F::Bgrx => PixelFormat::Bgrx,
+        F::Rgb => PixelFormat::Rgb,
+        F::Bgr => PixelFormat::Bgr,
+        F::I420 => PixelFormat::I420,
+        F::Nv12 => PixelFormat::Nv12,
+        _ => return None,
+    })
+}
+
+#[glib::object_subclass]
+impl ObjectSubclass for VigilOsd {
+    const NAME: &'static str = "GstVigilOsd";
+    type Type = super::VigilOsd;
+    type ParentType = gst_video::VideoFilter;
+}
+
+impl ObjectImpl for VigilOsd {
+    fn properties() -> &'static [glib::ParamSpec] {
+        static PROPERTIES: LazyLock<Vec<glib::ParamSpec>> = LazyLock::new(|| {
+            let d = Settings::default();
+            vec![
+                glib::ParamSpecBoolean::builder("draw-labels")
+                    .nick("Draw labels")
+                    .blurb("Show each object's class label in its label line")
+                    .default_value(d.draw_labels)
+                    .mutable_playing()
+                    .build(),
+                glib::ParamSpecBoolean::builder("draw-confidence")
+                    .nick("Draw confidence")
+                    .blurb("Show each object's confidence (two decimals) in its label line")
+                    .default_value(d.draw_confidence)
+                    .mutable_playing()
+                    .build(),
+                glib::ParamSpecBoolean::builder("draw-track-ids")
+                    .nick("Draw track ids")
+                    .blurb("Show '#<track id>' in the label line of tracked objects")
+                    .default_value(d.draw_track_ids)
+                    .mutable_playing()
+                    .build(),
+                glib::ParamSpecUInt::builder("line-width")
+                    .nick("Line width")
+                    .blurb("Thickness of the box outlines in pixels")
+                    .minimum(1)
+                    .maximum(32)
+                    .default_value(d.line_width)
+                    .mutable_playing()
+                    .build(),
+                glib::ParamSpecUInt::builder("font-scale")
+                    .nick("Font scale")
+                    .blurb("Integer scale of the 8x8 label font (glyphs are 8 x font-scale pixels)")
+                    .minimum(1)
+                    .maximum(8)
+                    .default_value(d.font_scale)
+                    .mutable_playing()
+                    .build(),
+            ]
+        });
+        PROPERTIES.as_ref()
+    }
+
+    fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
+        let mut settings = self.settings();
+        match pspec.name() {
+            "draw-labels" => {
+                settings.draw_labels = value.get().expect("type checked upstream");
+                gst::info!(CAT, imp = self, "draw-labels: {}", settings.draw_labels);
+            }
+            "draw-confidence" => {
+                settings.draw_confidence = value.get().expect("type checked upstream");
+                gst::info!(
+                    CAT,
+                    imp = self,
+                    "draw-confidence: {}",
+                    settings.draw_confidence
+                );
+            }
+            "draw-track-ids" => {
+                settings.draw_track_ids = value.get().expect("type checked upstream");
+                gst::info!(
+                    CAT,
+                    imp = self,
+                    "draw-track-ids: {}",
+                    settings.draw_track_ids
+                );
+            }
+            "line-width" => {
+                settings.line_width = value.get().expect("type checked upstream");
+                gst::info!(CAT, imp = self, "line-width: {}", settings.line_width);
+            }
+            "font-scale" => {
+                settings.font_scale = value.get().expect("type checked upstream");
+                gst::info!(CAT, imp = self, "font-scale: {}", settings.font_scale);
+            }
+            other => unreachable!("unknown property {other}"),
+        }
+    }
+
+    fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {
+        let settings = self.settings();
+        match pspec.name() {
+            "draw-labels" => settings.draw_labels.to_value(),
+            "draw-confidence" => settings.draw_confidence.to_value(),
+            "draw-track-ids" => settings.draw_track_ids.to_value(),
+            "line-width" => settings.line_width.to_value(),
+            "font-scale" => settings.font_scale.to_value(),
+            other => unreachable!("unknown property {other}"),
+        }
+    }
+}
+
+impl GstObjectImpl for VigilOsd {}
+
+impl ElementImpl for VigilOsd {
+    fn metadata() -> Option<&'static gst::subclass::ElementMetadata> {
+        static ELEMENT_METADATA: LazyLock<gst::subclass::ElementMetadata> = LazyLock::new(|| {
+            gst::subclass::ElementMetadata::new(
+                "Vigil overlay",
+                "Filter/Effect/Video",
+                "Draws the boxes, labels, confidences and track ids of Vigil object metadata onto video frames",
+                "The Vigil developers",
+            )
+        });
+        Some(&*ELEMENT_METADATA)
+    }
+
+    fn pad_templates() -> &'static [gst::PadTemplate] {
+        static PAD_TEMPLATES: LazyLock<Vec<gst::PadTemplate>> = LazyLock::new(|| {
+            let caps = gst_video::VideoCapsBuilder::new()
+                .format_list([
+                    gst_video::VideoFormat::Rgba,
+                    gst_video::VideoFormat::Bgra,
+                    gst_video::VideoFormat::Rgbx,
+                    gst_video::VideoFormat::Bgrx,
+                    gst_video::VideoFormat::Rgb,
+                    gst_video::VideoFormat::Bgr,
+                    gst_video::VideoFormat::I420,
+                    gst_video::VideoFormat::Nv12,
+                ])
+                .build();
+            let src = gst::PadTemplate::new(
+                "src",
+                gst::PadDirection::Src,
+                gst::PadPresence::Always,
+                &caps,
+            )
+            .expect("valid src pad template");
+            let sink = gst::PadTemplate::new(
+                "sink",
+                gst::PadDirection::Sink,
+                gst::PadPresence::Always,
+                &caps,
+            )
+            .expect("valid sink pad template");
+            vec![src, sink]
+        });
+        PAD_TEMPLATES.as_ref()
+    }
+}
+
+impl BaseTransformImpl for VigilOsd {
+    const MODE: BaseTransformMode = BaseTransformMode::AlwaysInPlace;
+    const PASSTHROUGH_ON_SAME_CAPS: bool = false;
+    const TRANSFORM_IP_ON_PASSTHROUGH: bool = false;
+}
+
+impl VideoFilterImpl for VigilOsd {
+    fn transform_frame_ip(
+        &self,
+        frame: &mut gst_video::VideoFrameRef<&mut gst::BufferRef>,
+    ) -> Result<gst::FlowSuccess, gst::FlowError> {
+        let Some(objects) = frame
+            .buffer()
+            .meta::<VigilMeta>()
+            .map(|m| m.frame().clone())
+        else {
+            gst::trace!(CAT, imp = self, "no VigilMeta, passing through");
+            return Ok(gst::FlowSuccess::Ok);
+        };
+        if objects.objects.is_empty() {
+            return Ok(gst::FlowSuccess::Ok);
+        }
+        let style = self.settings().style();
+
+        let Some(format) = pixel_format(frame.format()) else {
+            gst::element_imp_error!(
+                self,
+                gst::CoreError::Negotiation,
+                ["Unsupported format {:?}", frame.format()]
+            );
+            return Err(gst::FlowError::NotNegotiated);
+        };
+        let (width, height) = (frame.width(), frame.height());
+        let n_planes = frame.n_planes() as usize;
+        let mut strides = [0usize; 4];
+        for (dst, &src) in strides.iter_mut().zip(frame.plane_stride()).take(n_planes) {
+            *dst = usize::try_from(src).map_err(|_| {
+                gst::element_imp_error!(
+                    self,
+                    gst::StreamError::Format,
+                    ["Negative stride {} in {:?} frame", src, format]
+                );
+                gst::FlowError::Error
+            })?;
+        }
+
+        let planes = frame.planes_data_mut();
+        let mut canvas =
+            Canvas::new(format, width, height, planes, &strides[..n_planes]).map_err(|err| {
+                gst::element_imp_error!(
+                    self,
+                    gst::StreamError::Format,
+                    ["Cannot draw on {}x{} frame: {}", width, height, err]
+                );
+                gst::FlowError::Error
+            })?;
+        gst::trace!(CAT, imp = self, "drawing {} objects", objects.objects.len());
+        canvas.draw_objects(&objects, &style);
+        Ok(gst::FlowSuccess::Ok)
+    }
+}
