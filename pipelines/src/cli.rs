@@ -1,0 +1,107 @@
+//! The `vigil` command line: `vigil run CONFIG.yaml`, `vigil --version`.
+//!
+//! Errors are printed as one line, `error: …`, and exit with status 1; usage errors exit with 2.
+//! Panics are reported the same way (no backtrace), so a bug never dumps a trace on a user.
+
+use crate::config::{Config, one_line};
+use crate::pipeline::{RunOptions, run};
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+/// Vigil: video analytics pipelines (detection, tracking, overlay) from a YAML file.
+#[derive(Debug, Parser)]
+#[command(name = "vigil", version, about, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the pipeline described by a YAML config until its sources end (Ctrl-C stops cleanly).
+    Run(RunArgs),
+    /// Check a YAML config (media, model, classes, outputs) without running it.
+    Check(CheckArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// The pipeline config (see configs/README.md).
+    pub config: PathBuf,
+    /// Seconds between progress lines on stderr (0 = none).
+    #[arg(long, default_value_t = 2.0, value_name = "SECONDS")]
+    pub progress: f64,
+    /// Only print errors and warnings (no start-up lines, progress or summary).
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct CheckArgs {
+    /// The pipeline config.
+    pub config: PathBuf,
+}
+
+/// Runs the CLI with the process arguments and returns the exit status.
+pub fn main() -> ExitCode {
+    std::panic::set_hook(Box::new(|info| {
+        let msg = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown".into());
+        let at = info
+            .location()
+            .map(|l| format!(" at {}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        eprintln!("error: internal error: {}{at}", one_line(&msg));
+    }));
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(e.exit_code().clamp(0, 255) as u8);
+        }
+    };
+    match std::panic::catch_unwind(|| execute(&cli)) {
+        Ok(Ok(())) => ExitCode::SUCCESS,
+        Ok(Err(e)) => {
+            eprintln!("error: {}", one_line(&format!("{e:#}")));
+            ExitCode::FAILURE
+        }
+        Err(_) => ExitCode::FAILURE,
+    }
+}
+
+/// Executes a parsed command.
+pub fn execute(cli: &Cli) -> anyhow::Result<()> {
+    match &cli.command {
+        Command::Run(args) => {
+            let plan = Config::load_and_validate(&args.config)?;
+            let interval = (args.progress > 0.0 && !args.quiet)
+                .then(|| Duration::from_secs_f64(args.progress));
+            let opts = RunOptions {
+                handle_signals: true,
+                progress_interval: interval,
+                verbose: !args.quiet,
+                ..Default::default()
+            };
+            run(&plan, &opts)?;
+            Ok(())
+        }
+        Command::Check(args) => {
+            let plan = Config::load_and_validate(&args.config)?;
+            println!(
+                "{}: ok: {} source(s), model {} v{}",
+                args.config.display(),
+                plan.sources.len(),
+                plan.model.name,
+                plan.model.version
+            );
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,936 @@
+//! The YAML pipeline configuration (`vigil run CONFIG.yaml`): parsing, defaults and up-front validation.
+//!
+//! Every key is documented on its field below and in `configs/README.md`. Relative paths are resolved
+//! against the folder of the config file. Parsing uses `serde_norway` with `deny_unknown_fields`
+//! everywhere, so a typo is an error that names the file, line, column and key:
+//!
+//! ```text
+//! configs/x.yaml: line 7 column 3: inference: unknown field `thresold`, expected one of `model`, ...
+//! ```
+//!
+//! [`Config::load`] parses a file; [`Config::validate`] checks everything that can be checked before a
+//! pipeline is built (media files exist, the model loads, class names exist in the model's labels, output
+//! files can be created, values are in range) and returns a [`Plan`] with absolute paths and URIs.
+
+use serde::{Deserialize, Deserializer};
+use std::collections::HashSet;
+use std::fmt;
+use std::path::{Component, Path, PathBuf};
+
+/// A configuration error: always one line that names the config file and the key (and, for YAML syntax
+/// and type errors, the line and column).
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The config file cannot be read.
+    #[error("{file}: cannot read: {source}")]
+    Read {
+        file: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// YAML syntax, type or unknown/missing key errors, with the location reported by the parser.
+    #[error("{file}: {}{message}", location_prefix(.line, .column))]
+    Parse {
+        file: String,
+        line: Option<usize>,
+        column: Option<usize>,
+        message: String,
+    },
+    /// A value is invalid (`key` is the dotted path of the key, e.g. `sources[0].uri`).
+    #[error("{file}: {key}: {message}")]
+    Invalid {
+        file: String,
+        key: String,
+        message: String,
+    },
+}
+
+fn location_prefix(line: &Option<usize>, column: &Option<usize>) -> String {
+    match (line, column) {
+        (Some(l), Some(c)) => format!("line {l} column {c}: "),
+        (Some(l), None) => format!("line {l}: "),
+        _ => String::new(),
+    }
+}
+
+/// Collapses any line breaks so that every error is a single line.
+pub(crate) fn one_line(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for (i, part) in s
+        .split(['\n', '\r'])
+        .filter(|p| !p.trim().is_empty())
+        .enumerate()
+    {
+        if i > 0 {
+            out.push_str("; ");
+        }
+        out.push_str(part.trim());
+    }
+    out
+}
+
+/// A whole pipeline description: sources, one inference model, a tracker, overlay and outputs.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// `name`: the pipeline's name (letters, digits, `-`, `_`, `.`); used in log lines, as the GStreamer
+    /// pipeline name and as the default RTSP mount `/<name>`. Required.
+    pub name: String,
+    /// `model_repository`: folder of the model repository (`<repo>/<model>/config.pbtxt`,
+    /// `labels.txt`, `<version>/model.onnx`). Relative to the config file's folder. Required.
+    pub model_repository: PathBuf,
+    /// `sources`: one or more video sources (list). Required, non-empty.
+    pub sources: Vec<SourceConfig>,
+    /// `inference`: the detector run on every source. Required.
+    pub inference: InferenceConfig,
+    /// `tracker`: multi-object tracker settings. Optional (default: `kind: iou` with its defaults).
+    #[serde(default)]
+    pub tracker: TrackerConfig,
+    /// `overlay`: boxes/labels drawn on the video outputs. Optional (default: enabled, everything drawn).
+    #[serde(default)]
+    pub overlay: OverlayConfig,
+    /// `outputs`: where results go (`rtsp`, `file`, `events`); all optional. With none, the pipeline
+    /// still runs (useful for benchmarking) and prints progress and a summary.
+    #[serde(default)]
+    pub outputs: OutputsConfig,
+    /// `realtime`: synchronise the outputs to the clock (play at the media's speed) instead of running as
+    /// fast as possible. Optional; default `true` when an RTSP output exists, otherwise `false`.
+    #[serde(default)]
+    pub realtime: Option<bool>,
+}
+
+/// One entry of `sources`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceConfig {
+    /// `sources[i].name`: unique name of the source (letters, digits, `-`, `_`, `.`); appears in events
+    /// (`"source"`), progress lines and output names. Required.
+    pub name: String,
+    /// `sources[i].uri`: a file path (relative to the config file's folder) or a URI (`file://`,
+    /// `rtsp://`, `rtsps://`, `http://`, `https://`, or any scheme GStreamer's `uridecodebin` handles).
+    /// Local files must exist. Required.
+    pub uri: String,
+}
+
+/// The `inference` section.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InferenceConfig {
+    /// `inference.model`: name of the model in the model repository (e.g. `nanodet`). Required.
+    pub model: String,
+    /// `inference.version`: model version (a numbered folder of the model). Optional; latest by default.
+    #[serde(default)]
+    pub version: Option<u64>,
+    /// `inference.threshold`: minimum detection confidence, 0..1. Default 0.4.
+    #[serde(default = "default_threshold")]
+    pub threshold: f64,
+    /// `inference.nms_iou`: IoU above which overlapping detections of a class are suppressed, 0..1.
+    /// Default 0.5.
+    #[serde(default = "default_nms_iou")]
+    pub nms_iou: f64,
+    /// `inference.classes`: keep only these classes (labels from the model's `labels.txt`, or class
+    /// ids). Optional; all classes by default.
+    #[serde(default)]
+    pub classes: Option<Vec<ClassName>>,
+    /// `inference.interval`: run the model on every N-th frame (the tracker predicts the others), ≥ 1.
+    /// Default 1.
+    #[serde(default = "default_interval")]
+    pub interval: u32,
+    /// `inference.max_detections`: at most this many objects per frame, ≥ 1. Default 100.
+    #[serde(default = "default_max_detections")]
+    pub max_detections: u32,
+}
+
+/// A class filter entry: a label (`person`) or a class id (`0`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClassName(pub String);
+
+impl<'de> Deserialize<'de> for ClassName {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = ClassName;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a class label or class id")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<ClassName, E> {
+                Ok(ClassName(v.to_string()))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<ClassName, E> {
+                Ok(ClassName(v.to_string()))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<ClassName, E> {
+                Ok(ClassName(v.to_string()))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// Tracker algorithms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TrackerKind {
+    /// Greedy IoU matching of detections to tracks.
+    #[default]
+    Iou,
+}
+
+impl TrackerKind {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            TrackerKind::Iou => "iou",
+        }
+    }
+}
+
+/// The `tracker` section.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrackerConfig {
+    /// `tracker.kind`: the algorithm; `iou`. Default `iou`.
+    #[serde(default)]
+    pub kind: TrackerKind,
+    /// `tracker.iou_threshold`: minimum IoU to match a detection to a track, 0..1. Default 0.3.
+    #[serde(default = "default_iou_threshold")]
+    pub iou_threshold: f64,
+    /// `tracker.max_age`: frames a track survives without a match. Default 30.
+    #[serde(default = "default_max_age")]
+    pub max_age: u32,
+    /// `tracker.min_hits`: matches before a track gets an id. Default 1.
+    #[serde(default = "default_min_hits")]
+    pub min_hits: u32,
+}
+
+impl Default for TrackerConfig {
+    fn default() -> Self {
+        Self {
+            kind: TrackerKind::Iou,
+            iou_threshold: default_iou_threshold(),
+            max_age: default_max_age(),
+            min_hits: default_min_hits(),
+        }
+    }
+}
+
+/// The `overlay` section.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OverlayConfig {
+    /// `overlay.enabled`: draw boxes on the video outputs. Default `true`.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// `overlay.labels`: draw class labels. Default `true`.
+    #[serde(default = "yes")]
+    pub labels: bool,
+    /// `overlay.confidence`: draw confidences. Default `true`.
+    #[serde(default = "yes")]
+    pub confidence: bool,
+    /// `overlay.track_ids`: draw track ids. Default `true`.
+    #[serde(default = "yes")]
+    pub track_ids: bool,
+    /// `overlay.line_width`: box line width in pixels, 1..=16. Default 2.
+    #[serde(default = "default_line_width")]
+    pub line_width: u32,
+    /// `overlay.font_scale`: text scale (8-pixel glyphs times this), 1..=8. Default 2.
+    #[serde(default = "default_font_scale")]
+    pub font_scale: u32,
+}
+
+impl Default for OverlayConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            labels: true,
+            confidence: true,
+            track_ids: true,
+            line_width: default_line_width(),
+            font_scale: default_font_scale(),
+        }
+    }
+}
+
+/// The `outputs` section.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutputsConfig {
+    /// `outputs.rtsp`: serve the annotated video over RTSP (H.264). Optional.
+    #[serde(default)]
+    pub rtsp: Option<RtspConfig>,
+    /// `outputs.file`: record the annotated video to an MP4 (H.264) file. Optional.
+    #[serde(default)]
+    pub file: Option<FileConfig>,
+    /// `outputs.events`: write one `vigil.frame.v1` JSON event per frame (JSON lines). Optional.
+    #[serde(default)]
+    pub events: Option<EventsConfig>,
+}
+
+/// The `outputs.rtsp` section.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RtspConfig {
+    /// `outputs.rtsp.address`: address to listen on. Default `127.0.0.1` (use `0.0.0.0` for all).
+    #[serde(default = "default_rtsp_address")]
+    pub address: String,
+    /// `outputs.rtsp.port`: TCP port; `0` picks a free one. Default 8554.
+    #[serde(default = "default_rtsp_port")]
+    pub port: u16,
+    /// `outputs.rtsp.mount`: mount path, starting with `/`. Default `/<name>`. With several sources,
+    /// source `s` is served at `<mount>/<s>`.
+    #[serde(default)]
+    pub mount: Option<String>,
+    /// `outputs.rtsp.bitrate_kbps`: H.264 bitrate in kbit/s. Default 2000.
+    #[serde(default = "default_rtsp_bitrate")]
+    pub bitrate_kbps: u32,
+}
+
+/// The `outputs.file` section.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// `outputs.file.path`: MP4 file to write (relative to the config file's folder; folders are
+    /// created). With several sources, source `s` goes to `<stem>-<s>.mp4`. Required.
+    pub path: PathBuf,
+    /// `outputs.file.bitrate_kbps`: H.264 bitrate in kbit/s. Default 4000.
+    #[serde(default = "default_file_bitrate")]
+    pub bitrate_kbps: u32,
+}
+
+/// The `outputs.events` section.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventsConfig {
+    /// `outputs.events.path`: `-` for standard output, else a file (relative to the config file's
+    /// folder; folders are created; an existing file is replaced). Required.
+    pub path: String,
+}
+
+fn yes() -> bool {
+    true
+}
+fn default_threshold() -> f64 {
+    0.4
+}
+fn default_nms_iou() -> f64 {
+    0.5
+}
+fn default_interval() -> u32 {
+    1
+}
+fn default_max_detections() -> u32 {
+    100
+}
+fn default_iou_threshold() -> f64 {
+    0.3
+}
+fn default_max_age() -> u32 {
+    30
+}
+fn default_min_hits() -> u32 {
+    1
+}
+fn default_line_width() -> u32 {
+    2
+}
+fn default_font_scale() -> u32 {
+    2
+}
+fn default_rtsp_address() -> String {
+    "127.0.0.1".to_string()
+}
+fn default_rtsp_port() -> u16 {
+    8554
+}
+fn default_rtsp_bitrate() -> u32 {
+    2000
+}
+fn default_file_bitrate() -> u32 {
+    4000
+}
+
+/// A source after validation.
+#[derive(Debug, Clone)]
+pub struct SourcePlan {
+    pub name: String,
+    /// URI given to `uridecodebin`.
+    pub uri: String,
+    /// Local file, when the source is one.
+    pub path: Option<PathBuf>,
+}
+
+/// Where events go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EventsTarget {
+    Stdout,
+    File(PathBuf),
+}
+
+/// The validated model.
+#[derive(Debug, Clone)]
+pub struct ModelPlan {
+    /// Absolute model repository folder.
+    pub repository: PathBuf,
+    pub name: String,
+    /// The resolved version (latest when the config gave none).
+    pub version: u64,
+    /// The model file that will be loaded.
+    pub model_file: PathBuf,
+    /// Class labels, in class-id order.
+    pub labels: Vec<String>,
+    /// The `classes` filter as the `vigilinfer` `classes` property (comma separated, "" = all).
+    pub classes: String,
+}
+
+/// The RTSP output after validation.
+#[derive(Debug, Clone)]
+pub struct RtspPlan {
+    pub address: String,
+    pub port: u16,
+    /// Mount per source, in source order.
+    pub mounts: Vec<String>,
+    pub bitrate_kbps: u32,
+}
+
+/// Everything needed to build the pipeline, with absolute paths; produced by [`Config::validate`].
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// The config file as given (for messages).
+    pub file: String,
+    pub config: Config,
+    pub sources: Vec<SourcePlan>,
+    pub model: ModelPlan,
+    pub rtsp: Option<RtspPlan>,
+    /// MP4 file per source, in source order.
+    pub files: Option<Vec<PathBuf>>,
+    pub events: Option<EventsTarget>,
+    pub realtime: bool,
+}
+
+impl Config {
+    /// Reads and parses `path` (no validation beyond the YAML schema).
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            file: file.clone(),
+            source,
+        })?;
+        Config::parse(&text, &file)
+    }
+
+    /// Parses YAML `text`; `file` names it in errors.
+    pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
+        serde_norway::from_str(text).map_err(|e| parse_error(file, &e))
+    }
+
+    /// Reads, parses and validates `path`.
+    pub fn load_and_validate(path: &Path) -> Result<Plan, ConfigError> {
+        let config = Config::load(path)?;
+        config.validate(path)
+    }
+
+    /// Validates this config, which was read from `path` (relative paths are resolved against its
+    /// folder). Checks media files, the model (loads it), class names, output paths and value ranges.
+    pub fn validate(&self, path: &Path) -> Result<Plan, ConfigError> {
+        let file = path.display().to_string();
+        let invalid = |key: &str, message: String| ConfigError::Invalid {
+            file: file.clone(),
+            key: key.to_string(),
+            message,
+        };
+        let base = absolute(path)
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("/"));
+
+        check_name(&self.name).map_err(|m| invalid("name", m))?;
+
+        // Sources.
+        if self.sources.is_empty() {
+            return Err(invalid("sources", "at least one source is required".into()));
+        }
+        let mut names = HashSet::new();
+        let mut sources = Vec::new();
+        for (i, s) in self.sources.iter().enumerate() {
+            check_name(&s.name).map_err(|m| invalid(&format!("sources[{i}].name"), m))?;
+            if !names.insert(s.name.as_str()) {
+                return Err(invalid(
+                    &format!("sources[{i}].name"),
+                    format!("duplicate source name '{}'", s.name),
+                ));
+            }
+            sources.push(
+                resolve_source(&base, s).map_err(|m| invalid(&format!("sources[{i}].uri"), m))?,
+            );
+        }
+
+        // Value ranges.
+        let inf = &self.inference;
+        if inf.model.trim().is_empty() {
+            return Err(invalid("inference.model", "must not be empty".into()));
+        }
+        unit_range(inf.threshold).map_err(|m| invalid("inference.threshold", m))?;
+        unit_range(inf.nms_iou).map_err(|m| invalid("inference.nms_iou", m))?;
+        if inf.interval == 0 {
+            return Err(invalid("inference.interval", "must be at least 1".into()));
+        }
+        if inf.max_detections == 0 {
+            return Err(invalid(
+                "inference.max_detections",
+                "must be at least 1".into(),
+            ));
+        }
+        unit_range(self.tracker.iou_threshold).map_err(|m| invalid("tracker.iou_threshold", m))?;
+        if !(1..=16).contains(&self.overlay.line_width) {
+            return Err(invalid(
+                "overlay.line_width",
+                format!("{} is not in 1..=16", self.overlay.line_width),
+            ));
+        }
+        if !(1..=8).contains(&self.overlay.font_scale) {
+            return Err(invalid(
+                "overlay.font_scale",
+                format!("{} is not in 1..=8", self.overlay.font_scale),
+            ));
+        }
+
+        // Model.
+        let repository = normalize(&base.join(&self.model_repository));
+        let model = crate::model::check_model(&repository, &inf.model, inf.version)
+            .map_err(|e| invalid(e.key, one_line(&e.message)))?;
+        let classes = match &inf.classes {
+            None => String::new(),
+            Some(list) => {
+                let mut out = Vec::new();
+                for (i, c) in list.iter().enumerate() {
+                    let key = format!("inference.classes[{i}]");
+                    let name = c.0.trim();
+                    let known = model.labels.iter().any(|l| l == name)
+                        || name
+                            .parse::<usize>()
+                            .is_ok_and(|id| model.labels.is_empty() || id < model.labels.len());
+                    if name.is_empty() || name.contains(',') {
+                        return Err(invalid(&key, format!("invalid class '{name}'")));
+                    }
+                    if !known {
+                        return Err(invalid(
+                            &key,
+                            format!(
+                                "unknown class '{name}' for model '{}' (see {})",
+                                model.name,
+                                repository.join(&model.name).join("labels.txt").display()
+                            ),
+                        ));
+                    }
+                    out.push(name.to_string());
+                }
+                if out.is_empty() {
+                    return Err(invalid(
+                        "inference.classes",
+                        "an empty list keeps nothing; remove the key to keep all classes".into(),
+                    ));
+                }
+                out.join(",")
+            }
+        };
+        let model = ModelPlan { classes, ..model };
+
+        // Outputs.
+        let rtsp = match &self.outputs.rtsp {
+            None => None,
+            Some(r) => {
+                if r.address.trim().is_empty() {
+                    return Err(invalid("outputs.rtsp.address", "must not be empty".into()));
+                }
+                if r.bitrate_kbps == 0 {
+                    return Err(invalid(
+                        "outputs.rtsp.bitrate_kbps",
+                        "must be at least 1".into(),
+                    ));
+                }
+                let mount = r.mount.clone().unwrap_or_else(|| format!("/{}", self.name));
+                if !mount.starts_with('/')
+                    || mount.contains(char::is_whitespace)
+                    || mount.contains(['?', '#'])
+                {
+                    return Err(invalid(
+                        "outputs.rtsp.mount",
+                        format!("'{mount}' must start with '/' and be a plain path"),
+                    ));
+                }
+                let mount = if mount.len() > 1 {
+                    mount.trim_end_matches('/').to_string()
+                } else {
+                    mount
+                };
+                let mounts = if sources.len() == 1 {
+                    vec![mount]
+                } else {
+                    let sep = if mount.ends_with('/') { "" } else { "/" };
+                    sources
+                        .iter()
+                        .map(|s| format!("{mount}{sep}{}", s.name))
+                        .collect()
+                };
+                Some(RtspPlan {
+                    address: r.address.trim().to_string(),
+                    port: r.port,
+                    mounts,
+                    bitrate_kbps: r.bitrate_kbps,
+                })
+            }
+        };
+        let files = match &self.outputs.file {
+            None => None,
+            Some(f) => {
+                if f.bitrate_kbps == 0 {
+                    return Err(invalid(
+                        "outputs.file.bitrate_kbps",
+                        "must be at least 1".into(),
+                    ));
+                }
+                let p = normalize(&base.join(&f.path));
+                if p.file_name().is_none() || p.is_dir() {
+                    return Err(invalid(
+                        "outputs.file.path",
+                        format!("{} is not a file path", p.display()),
+                    ));
+                }
+                let paths: Vec<PathBuf> = if sources.len() == 1 {
+                    vec![p]
+                } else {
+                    let stem = p
+                        .file_stem()
+                        .map(|s| s.to_string_lossy().to_string())
+                        .unwrap_or_default();
+                    let ext = p
+                        .extension()
+                        .map(|e| e.to_string_lossy().to_string())
+                        .unwrap_or_else(|| "mp4".into());
+                    sources
+                        .iter()
+                        .map(|s| p.with_file_name(format!("{stem}-{}.{ext}", s.name)))
+                        .collect()
+                };
+                for q in &paths {
+                    check_writable(q).map_err(|m| invalid("outputs.file.path", m))?;
+                }
+                Some(paths)
+            }
+        };
+        let events = match &self.outputs.events {
+            None => None,
+            Some(e) if e.path.trim() == "-" => Some(EventsTarget::Stdout),
+            Some(e) => {
+                if e.path.trim().is_empty() {
+                    return Err(invalid(
+                        "outputs.events.path",
+                        "must not be empty (use \"-\" for standard output)".into(),
+                    ));
+                }
+                let p = normalize(&base.join(&e.path));
+                if p.is_dir() {
+                    return Err(invalid(
+                        "outputs.events.path",
+                        format!("{} is a folder", p.display()),
+                    ));
+                }
+                check_writable(&p).map_err(|m| invalid("outputs.events.path", m))?;
+                Some(EventsTarget::File(p))
+            }
+        };
+        if let (Some(files), Some(EventsTarget::File(ev))) = (&files, &events)
+            && files.contains(ev)
+        {
+            return Err(invalid(
+                "outputs.events.path",
+                "is the same file as outputs.file.path".into(),
+            ));
+        }
+        let realtime = self.realtime.unwrap_or(rtsp.is_some());
+        Ok(Plan {
+            file,
+            config: self.clone(),
+            sources,
+            model,
+            rtsp,
+            files,
+            events,
+            realtime,
+        })
+    }
+}
+
+/// Converts a serde_norway error into a one-line [`ConfigError::Parse`] with the location up front.
+fn parse_error(file: &str, e: &serde_norway::Error) -> ConfigError {
+    let mut message = e.to_string();
+    let (line, column) = match e.location() {
+        Some(loc) => {
+            let needle = format!(" at line {} column {}", loc.line(), loc.column());
+            if let Some(pos) = message.find(&needle) {
+                message.replace_range(pos..pos + needle.len(), "");
+            }
+            (Some(loc.line()), Some(loc.column()))
+        }
+        None => (None, None),
+    };
+    ConfigError::Parse {
+        file: file.to_string(),
+        line,
+        column,
+        message: one_line(&message),
+    }
+}
+
+fn check_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("must not be empty".into());
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
+    {
+        return Err(format!(
+            "'{name}' contains '{c}'; use letters, digits, '-', '_' and '.'"
+        ));
+    }
+    Ok(())
+}
+
+fn unit_range(v: f64) -> Result<(), String> {
+    if (0.0..=1.0).contains(&v) {
+        Ok(())
+    } else {
+        Err(format!("{v} is not in 0..1"))
+    }
+}
+
+/// Checks that `path` can be written: its folder is created if needed; an existing file is opened for
+/// appending (not truncated), a new one is created and removed again.
+fn check_writable(path: &Path) -> Result<(), String> {
+    if let Some(dir) = path.parent()
+        && !dir.as_os_str().is_empty()
+    {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("cannot create folder {}: {e}", dir.display()))?;
+    }
+    let existed = path.exists();
+    std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(path)
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    if !existed {
+        let _ = std::fs::remove_file(path);
+    }
+    Ok(())
+}
+
+fn resolve_source(base: &Path, s: &SourceConfig) -> Result<SourcePlan, String> {
+    let uri = s.uri.trim();
+    if uri.is_empty() {
+        return Err("must not be empty".into());
+    }
+    let scheme = uri.find("://").map(|i| &uri[..i]).filter(|sc| {
+        !sc.is_empty()
+            && sc
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
+    });
+    match scheme {
+        Some(sc) if sc.eq_ignore_ascii_case("file") => {
+            let path = file_uri_to_path(uri).ok_or_else(|| format!("invalid file URI '{uri}'"))?;
+            check_media_file(&path)?;
+            Ok(SourcePlan {
+                name: s.name.clone(),
+                uri: uri.to_string(),
+                path: Some(path),
+            })
+        }
+        Some(_) => Ok(SourcePlan {
+            name: s.name.clone(),
+            uri: uri.to_string(),
+            path: None,
+        }),
+        None => {
+            let path = normalize(&base.join(uri));
+            check_media_file(&path)?;
+            let uri = path_to_file_uri(&path);
+            Ok(SourcePlan {
+                name: s.name.clone(),
+                uri,
+                path: Some(path),
+            })
+        }
+    }
+}
+
+fn check_media_file(path: &Path) -> Result<(), String> {
+    match std::fs::metadata(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Err(format!("no such file {}", path.display()))
+        }
+        Err(e) => Err(format!("cannot read {}: {e}", path.display())),
+        Ok(m) if m.is_dir() => Err(format!("{} is a folder, not a media file", path.display())),
+        Ok(_) => std::fs::File::open(path)
+            .map(|_| ())
+            .map_err(|e| format!("cannot read {}: {e}", path.display())),
+    }
+}
+
+/// `file:///a%20b` → `/a b`.
+fn file_uri_to_path(uri: &str) -> Option<PathBuf> {
+    let rest = &uri[uri.find("://")? + 3..];
+    let rest = rest.strip_prefix("localhost").unwrap_or(rest);
+    if !rest.starts_with('/') {
+        return None;
+    }
+    let bytes = rest.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    use std::os::unix::ffi::OsStringExt;
+    Some(PathBuf::from(std::ffi::OsString::from_vec(out)))
+}
+
+/// `/a b` → `file:///a%20b` (RFC 3986 unreserved characters and `/` are kept).
+pub fn path_to_file_uri(path: &Path) -> String {
+    use std::os::unix::ffi::OsStrExt;
+    let mut s = String::from("file://");
+    for &b in path.as_os_str().as_bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'/' | b'-' | b'_' | b'.' | b'~') {
+            s.push(b as char);
+        } else {
+            s.push_str(&format!("%{b:02X}"));
+        }
+    }
+    s
+}
+
+/// Makes `p` absolute (against the current folder) without touching the file system.
+pub fn absolute(p: &Path) -> PathBuf {
+    if p.is_absolute() {
+        normalize(p)
+    } else {
+        let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
+        normalize(&cwd.join(p))
+    }
+}
+
+/// Lexically removes `.` and `..` components.
+pub fn normalize(p: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for c in p.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                if !out.pop() {
+                    out.push("..");
+                }
+            }
+            other => out.push(other.as_os_str()),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = "name: t\nmodel_repository: models\nsources:\n  - name: a\n    uri: rtsp://x/y\ninference:\n  model: m\n";
+
+    #[test]
+    fn parses_minimal_config_with_defaults() {
+        let c = Config::parse(MINIMAL, "x.yaml").unwrap();
+        assert_eq!(c.name, "t");
+        assert_eq!(c.inference.threshold, 0.4);
+        assert_eq!(c.inference.interval, 1);
+        assert!(c.overlay.enabled && c.overlay.track_ids);
+        assert_eq!(c.tracker.kind, TrackerKind::Iou);
+        assert!(c.outputs.rtsp.is_none() && c.realtime.is_none());
+    }
+
+    #[test]
+    fn unknown_key_names_file_line_and_key() {
+        let text = MINIMAL.replace("  model: m\n", "  model: m\n  thresold: 0.3\n");
+        let e = Config::parse(&text, "configs/x.yaml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("configs/x.yaml: line 8 column 3: "), "{e}");
+        assert!(e.contains("thresold"), "{e}");
+        assert!(e.contains("inference"), "{e}");
+        assert!(!e.contains('\n'));
+    }
+
+    #[test]
+    fn syntax_error_is_one_line_with_location() {
+        let e = Config::parse("name: [a\nsources: {\n", "bad.yaml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("bad.yaml: line "), "{e}");
+        assert!(!e.contains('\n'));
+    }
+
+    #[test]
+    fn wrong_type_names_key() {
+        let text = MINIMAL.replace("  model: m\n", "  model: m\n  interval: often\n");
+        let e = Config::parse(&text, "x.yaml").unwrap_err().to_string();
+        assert!(e.contains("line 8") && e.contains("interval"), "{e}");
+    }
+
+    #[test]
+    fn classes_accept_labels_and_ids() {
+        let text = MINIMAL.replace("  model: m\n", "  model: m\n  classes: [person, 2]\n");
+        let c = Config::parse(&text, "x.yaml").unwrap();
+        assert_eq!(
+            c.inference.classes.unwrap(),
+            vec![ClassName("person".into()), ClassName("2".into())]
+        );
+    }
+
+    #[test]
+    fn missing_media_file_names_key_and_absolute_path() {
+        let dir = std::env::temp_dir().join(format!("vigil-config-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let cfg = dir.join("c.yaml");
+        let text = MINIMAL.replace("rtsp://x/y", "../nowhere/v.avi");
+        std::fs::write(&cfg, &text).unwrap();
+        let e = Config::load_and_validate(&cfg).unwrap_err().to_string();
+        let expected = normalize(&dir.join("../nowhere/v.avi"));
+        assert_eq!(
+            e,
+            format!(
+                "{}: sources[0].uri: no such file {}",
+                cfg.display(),
+                expected.display()
+            )
+        );
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn uri_helpers() {
+        assert_eq!(
+            path_to_file_uri(Path::new("/a b/c.avi")),
+            "file:///a%20b/c.avi"
+        );
+        assert_eq!(
+            file_uri_to_path("file:///a%20b/c.avi").unwrap(),
+            PathBuf::from("/a b/c.avi")
+        );
+        assert_eq!(
+            normalize(Path::new("/x/configs/../samples/./v.avi")),
+            PathBuf::from("/x/samples/v.avi")
+        );
+        assert_eq!(one_line("a\nb\r\n\nc"), "a; b; c");
+    }
+}
