@@ -588,6 +588,46 @@ fn check_events(text: &str, frames_seen_by_client: u64) {
         persons.len()
     );
 
+    // The same person keeps its id: in consecutive frames, persons whose boxes overlap strongly
+    // (IoU >= 0.5, best match first) carry the same track id.
+    let mut pairs = 0usize;
+    let mut same = 0usize;
+    for w in events.windows(2) {
+        if w[1].frame != w[0].frame + 1 {
+            continue;
+        }
+        let prev: Vec<_> = w[0].objects.iter().filter(|o| o.label == "person").collect();
+        let next: Vec<_> = w[1].objects.iter().filter(|o| o.label == "person").collect();
+        let mut cands: Vec<(f32, usize, usize)> = Vec::new();
+        for (i, a) in prev.iter().enumerate() {
+            for (j, b) in next.iter().enumerate() {
+                let iou = a.bbox.iou(&b.bbox);
+                if iou >= 0.5 {
+                    cands.push((iou, i, j));
+                }
+            }
+        }
+        cands.sort_by(|a, b| b.0.total_cmp(&a.0));
+        let (mut used_a, mut used_b) = (vec![false; prev.len()], vec![false; next.len()]);
+        for (_, i, j) in cands {
+            if used_a[i] || used_b[j] {
+                continue;
+            }
+            used_a[i] = true;
+            used_b[j] = true;
+            if let (Some(x), Some(y)) = (prev[i].track_id, next[j].track_id) {
+                pairs += 1;
+                same += usize::from(x == y);
+            }
+        }
+    }
+    eprintln!("consecutive-frame person matches: {same} of {pairs} keep their track id");
+    assert!(pairs >= 50, "only {pairs} person matches between consecutive frames");
+    assert!(
+        same * 100 >= pairs * 95,
+        "only {same} of {pairs} matched persons keep their track id between consecutive frames"
+    );
+
     // Per track: its boxes in consecutive frames (IoU) and its labels.
     let mut by_track: BTreeMap<u64, Vec<(u64, BBox, String)>> = BTreeMap::new();
     for ev in &events {
