@@ -596,8 +596,16 @@ fn check_events(text: &str, frames_seen_by_client: u64) {
         if w[1].frame != w[0].frame + 1 {
             continue;
         }
-        let prev: Vec<_> = w[0].objects.iter().filter(|o| o.label == "person").collect();
-        let next: Vec<_> = w[1].objects.iter().filter(|o| o.label == "person").collect();
+        let prev: Vec<_> = w[0]
+            .objects
+            .iter()
+            .filter(|o| o.label == "person")
+            .collect();
+        let next: Vec<_> = w[1]
+            .objects
+            .iter()
+            .filter(|o| o.label == "person")
+            .collect();
         let mut cands: Vec<(f32, usize, usize)> = Vec::new();
         for (i, a) in prev.iter().enumerate() {
             for (j, b) in next.iter().enumerate() {
@@ -622,7 +630,10 @@ fn check_events(text: &str, frames_seen_by_client: u64) {
         }
     }
     eprintln!("consecutive-frame person matches: {same} of {pairs} keep their track id");
-    assert!(pairs >= 50, "only {pairs} person matches between consecutive frames");
+    assert!(
+        pairs >= 50,
+        "only {pairs} person matches between consecutive frames"
+    );
     assert!(
         same * 100 >= pairs * 95,
         "only {same} of {pairs} matched persons keep their track id between consecutive frames"
