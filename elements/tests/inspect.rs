@@ -4,19 +4,36 @@
 use std::path::PathBuf;
 use std::process::Command;
 
+/// A folder holding only the plugin built for this test run. `cargo test` leaves the cdylib in
+/// `target/<profile>/deps/` (`cargo build` also copies it to `target/<profile>/`); the newer one is copied
+/// into a private folder so that GStreamer scans nothing else.
 fn plugin_dir() -> PathBuf {
-    // target/<profile>/deps/inspect-<hash> -> target/<profile>
+    // target/<profile>/deps/inspect-<hash>
     let exe = std::env::current_exe().unwrap();
-    exe.parent().and_then(|p| p.parent()).unwrap().to_path_buf()
+    let deps = exe.parent().unwrap();
+    let candidates = [
+        deps.join("libgstvigil.so"),
+        deps.parent().unwrap().join("libgstvigil.so"),
+    ];
+    let newest = candidates
+        .iter()
+        .filter_map(|p| Some((std::fs::metadata(p).ok()?.modified().ok()?, p)))
+        .max()
+        .map(|(_, p)| p.clone())
+        .unwrap_or_else(|| panic!("plugin libgstvigil.so not built next to {}", exe.display()));
+    let dir = std::env::temp_dir().join(format!("vigil-inspect-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let dest = dir.join("libgstvigil.so");
+    if !dest.is_file() {
+        let tmp = dir.join(format!("libgstvigil.so.{:?}", std::thread::current().id()));
+        std::fs::copy(&newest, &tmp).unwrap();
+        std::fs::rename(&tmp, &dest).unwrap();
+    }
+    dir
 }
 
 fn inspect(element: &str) -> String {
     let dir = plugin_dir();
-    assert!(
-        dir.join("libgstvigil.so").is_file(),
-        "plugin not built in {}",
-        dir.display()
-    );
     let registry =
         std::env::temp_dir().join(format!("vigil-inspect-registry-{}.bin", std::process::id()));
     let out = Command::new("gst-inspect-1.0")
