@@ -223,12 +223,13 @@ impl fmt::Display for InstanceKind {
     }
 }
 
-/// One `instance_group` entry, values as written (no defaults filled in).
+/// One `instance_group` entry (as written; after [`super::normalize()`] with Triton's defaults).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct InstanceGroup {
     pub name: String,
     pub kind: InstanceKind,
-    /// As written; 0 when absent (Triton then uses 1).
+    /// 0 when absent; normalisation fills in Triton's default (1, or 2 for CPU groups of the
+    /// `onnxruntime` and `tensorflow` backends).
     pub count: i32,
     pub gpus: Vec<i32>,
 }

@@ -14,23 +14,46 @@
 //! errors with file, line and column. The typed [`ModelConfig`] keeps the parsed message in
 //! [`ModelConfig::raw`].
 //!
-//! Not done here (yet): auto-completing configurations from the ONNX file, validation of the
-//! configuration against Triton's rules, batching, and reloading on change.
+//! [`ModelRepository::load`] then does what Triton does with a configuration:
+//! 1. fills `platform` ↔ `backend` and `default_model_filename` ([`normalize()`]);
+//! 2. unless strict ([`LoadOptions::strict`]), auto-completes an ONNX model's missing inputs,
+//!    outputs and `max_batch_size` from the model file itself ([`autocomplete_onnx`], reading
+//!    the file with [`onnx::read_onnx_io`]); a missing `config.pbtxt` is then allowed;
+//! 3. normalises (version policy, preferred batch sizes, instance groups, ...: [`normalize()`]);
+//! 4. validates with Triton's rules and messages ([`validate_config`]), ensembles against the
+//!    models they run.
+//!
+//! [`ModelRepository::model_config`] gives the resulting configuration (`to_pbtxt` prints it).
+//!
+//! Not done here: batching, execution, and reloading on change.
 
+mod autocomplete;
 mod config;
+mod fields;
+mod normalize;
+pub mod onnx;
 mod repository;
 pub mod schema;
 mod text;
+mod validate;
 
 use std::path::PathBuf;
 
+pub use autocomplete::{DEFAULT_MAX_BATCH_SIZE, autocomplete_onnx, needs_autocomplete};
 pub use config::{
     Accelerator, DataType, DynamicBatching, ExecutionAccelerators, InstanceGroup, InstanceKind,
     ModelConfig, TensorConfig, TensorFormat, VersionPolicy,
 };
-pub use repository::{
-    CONFIG_FILE_NAME, DEFAULT_MODEL_FILENAME, LABELS_FILE_NAME, LoadedModel, ModelRepository,
+pub use normalize::{
+    ENSEMBLE_PLATFORM, NormalizeOptions, ONNXRUNTIME_BACKEND, ONNXRUNTIME_PLATFORM,
+    SEQUENCE_IDLE_DEFAULT_MICROSECONDS, TENSORRT_PLATFORM, VersionDirContent, normalize,
 };
+pub use onnx::{OnnxIo, OnnxTensor};
+pub use repository::{
+    CONFIG_FILE_NAME, DEFAULT_MODEL_FILENAME, LABELS_FILE_NAME, LoadOptions, LoadedModel,
+    ModelRepository,
+};
+pub use validate::{MIN_COMPUTE_CAPABILITY, validate_config};
 
 /// Errors of the model repository. Every message names the path involved.
 #[derive(Debug, thiserror::Error)]
@@ -63,10 +86,10 @@ pub enum RepoError {
         reason: String,
     },
 
-    /// The model folder has no `config.pbtxt` (Vigil does not auto-complete configurations).
+    /// The model folder has no `config.pbtxt`, and the repository is strict (no auto-complete).
     #[error(
-        "model '{model}': configuration {path} is missing (a config.pbtxt is required; \
-         configurations are not auto-completed)"
+        "model '{model}': configuration {path} is missing (strict model configuration: a \
+         config.pbtxt is required)"
     )]
     MissingConfig { model: String, path: PathBuf },
 
@@ -83,10 +106,20 @@ pub enum RepoError {
     #[error("{path}: {message}")]
     ConfigInvalid { path: PathBuf, message: String },
 
+    /// A configuration that breaks one of Triton's rules (normalisation, auto-complete or
+    /// validation). `message` is Triton's, naming the model and the field; `path` is the
+    /// configuration file when there is one.
+    #[error("{}{message}", .path.as_ref().map(|p| format!("{}: ", p.display())).unwrap_or_default())]
+    InvalidConfig {
+        model: String,
+        path: Option<PathBuf>,
+        message: String,
+    },
+
     /// The configuration's `name` differs from the model folder's name.
     #[error(
-        "model '{model}': {path}: name '{config_name}' does not match the model folder name \
-         '{model}' (the name field must be the folder name or left out)"
+        "{path}: unexpected directory name '{model}' for model '{config_name}', directory name \
+         must equal model name (the name field must be the folder name or left out)"
     )]
     NameMismatch {
         model: String,
@@ -151,6 +184,10 @@ pub enum RepoError {
         output: String,
         path: PathBuf,
     },
+
+    /// The model file auto-complete reads is not a well-formed ONNX model.
+    #[error("{path} is not a valid ONNX model ({message})")]
+    ModelFileInvalid { path: PathBuf, message: String },
 
     /// The embedded schema failed to compile (a bug in Vigil, not in the input).
     #[error("internal error in the model configuration schema: {0}")]

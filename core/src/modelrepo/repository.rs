@@ -1,11 +1,20 @@
-//! Finding models, versions, model files and labels in a repository folder.
+//! Finding models, versions, model files and labels in a repository folder, and turning a
+//! model's `config.pbtxt` into the configuration Triton would use: parsed, auto-completed from
+//! the ONNX model (unless strict), normalised and validated.
 
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Component, Path, PathBuf};
 
 use super::RepoError;
+use super::autocomplete::{DEFAULT_MAX_BATCH_SIZE, autocomplete_onnx, needs_autocomplete};
 use super::config::{ModelConfig, VersionPolicy};
+use super::normalize::{
+    ENSEMBLE_PLATFORM, NormalizeOptions, VersionDirContent, fill_backend_fields, normalize_message,
+    normalize_model_config, rebuild,
+};
+use super::onnx::read_onnx_io;
+use super::validate::{validate_ensemble_models, validate_message, validate_model_config};
 
 /// Configuration file of a model folder.
 pub const CONFIG_FILE_NAME: &str = "config.pbtxt";
@@ -14,10 +23,34 @@ pub const LABELS_FILE_NAME: &str = "labels.txt";
 /// Model file name in a version folder when `default_model_filename` is not set.
 pub const DEFAULT_MODEL_FILENAME: &str = "model.onnx";
 
+/// How a repository turns configurations into the ones models run with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoadOptions {
+    /// Triton's `--strict-model-config=true`: every model needs a `config.pbtxt`, and nothing is
+    /// auto-completed from model files. Default `false`, as in Triton.
+    pub strict: bool,
+    /// `max_batch_size` given by auto-complete to ONNX models that can batch and set none
+    /// (Triton's `--backend-config=default-max-batch-size`, 4).
+    pub default_max_batch_size: i32,
+    /// How instance groups are normalised (which kind `KIND_AUTO` becomes, known GPUs).
+    pub normalize: NormalizeOptions,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        LoadOptions {
+            strict: false,
+            default_max_batch_size: DEFAULT_MAX_BATCH_SIZE,
+            normalize: NormalizeOptions::default(),
+        }
+    }
+}
+
 /// A model repository folder (`<root>/<model>/...`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ModelRepository {
     root: PathBuf,
+    options: LoadOptions,
 }
 
 /// A model version resolved in the repository, with its configuration and labels.
@@ -29,12 +62,23 @@ pub struct LoadedModel {
     pub version: u64,
     /// The model folder, `<root>/<name>`.
     pub dir: PathBuf,
-    /// The model file, `<dir>/<version>/<default_model_filename or model.onnx>`.
+    /// The model file, `<dir>/<version>/<default_model_filename>`; the version folder itself
+    /// for an ensemble (which has no model file).
     pub model_path: PathBuf,
-    /// The configuration; an empty `name` has been filled in from the folder.
+    /// The configuration as Triton would use it: auto-completed (unless strict), normalised
+    /// and validated (see [`ModelRepository::model_config`]).
     pub config: ModelConfig,
     /// Class labels, one per line of the labels file; empty when there is none.
     pub labels: Vec<String>,
+}
+
+/// A completed configuration and what was found on the way.
+struct Completed {
+    config: ModelConfig,
+    dir: PathBuf,
+    folders: BTreeMap<u64, PathBuf>,
+    /// The version whose model file auto-complete read.
+    version: Option<u64>,
 }
 
 fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> RepoError + '_ {
@@ -54,8 +98,33 @@ fn list_versions(list: &[u64]) -> String {
         .join(", ")
 }
 
+/// Adds the configuration file to an error about a configuration that names none.
+fn at_path(error: RepoError, file: &Path) -> RepoError {
+    match error {
+        RepoError::InvalidConfig {
+            model,
+            path: None,
+            message,
+        } => RepoError::InvalidConfig {
+            model,
+            path: Some(file.to_path_buf()),
+            message,
+        },
+        other => other,
+    }
+}
+
+fn invalid(model: &str, path: &Path, message: String) -> RepoError {
+    RepoError::InvalidConfig {
+        model: model.to_owned(),
+        path: Some(path.to_path_buf()),
+        message,
+    }
+}
+
 impl ModelRepository {
-    /// Opens the repository folder `root` (made absolute, so that messages name real paths).
+    /// Opens the repository folder `root` (made absolute, so that messages name real paths),
+    /// with the default [`LoadOptions`] (Triton's defaults: auto-complete on).
     pub fn open(root: &Path) -> Result<Self, RepoError> {
         let root = fs::canonicalize(root).map_err(|e| RepoError::RepositoryNotFound {
             path: std::path::absolute(root).unwrap_or_else(|_| root.to_path_buf()),
@@ -67,7 +136,31 @@ impl ModelRepository {
                 reason: "is not a folder".to_owned(),
             });
         }
-        Ok(ModelRepository { root })
+        Ok(ModelRepository {
+            root,
+            options: LoadOptions::default(),
+        })
+    }
+
+    /// The repository with `options`.
+    pub fn with_options(mut self, options: LoadOptions) -> Self {
+        self.options = options;
+        self
+    }
+
+    /// Replaces the options.
+    pub fn set_options(&mut self, options: LoadOptions) {
+        self.options = options;
+    }
+
+    /// Strict model configuration (no auto-complete; `config.pbtxt` required) or not.
+    pub fn set_strict(&mut self, strict: bool) {
+        self.options.strict = strict;
+    }
+
+    /// The options configurations are loaded with.
+    pub fn options(&self) -> &LoadOptions {
+        &self.options
     }
 
     /// The absolute repository folder.
@@ -120,8 +213,9 @@ impl ModelRepository {
         Ok(dir)
     }
 
-    /// Reads `<root>/<name>/config.pbtxt`, checks its name against the folder and fills in an
-    /// empty name.
+    /// Reads `<root>/<name>/config.pbtxt` as written: parsed, its name checked against the
+    /// folder and filled in when empty; nothing completed, normalised or validated (see
+    /// [`ModelRepository::model_config`] for that).
     pub fn load_config(&self, name: &str) -> Result<ModelConfig, RepoError> {
         let dir = self.model_dir(name)?;
         let path = dir.join(CONFIG_FILE_NAME);
@@ -131,25 +225,17 @@ impl ModelRepository {
                 path,
             });
         }
-        let mut config = ModelConfig::from_file(&path)?;
-        if config.name.is_empty() {
-            config.set_name(name);
-        } else if config.name != name {
-            return Err(RepoError::NameMismatch {
-                model: name.to_owned(),
-                config_name: config.name.clone(),
-                path,
-            });
-        }
-        if let VersionPolicy::Latest { num_versions: 0 } = config.version_policy {
-            return Err(RepoError::ConfigInvalid {
-                path,
-                message: format!(
-                    "model '{name}': version_policy latest: num_versions must be at least 1"
-                ),
-            });
-        }
-        Ok(config)
+        read_config(name, &path)
+    }
+
+    /// The configuration model `name` runs with, as Triton builds it: `config.pbtxt` (or, when
+    /// it is missing and the repository is not strict, an empty one) is parsed, auto-completed
+    /// from the ONNX model of the latest served version (unless strict), normalised and
+    /// validated; an ensemble is also checked against the models it runs. This is what
+    /// `vigil models show` prints ([`ModelConfig::to_pbtxt`]).
+    pub fn model_config(&self, name: &str) -> Result<ModelConfig, RepoError> {
+        let mut stack = vec![name.to_owned()];
+        Ok(self.complete(name, None, &mut stack)?.config)
     }
 
     /// Numeric version folders of model `name`, ascending (whatever the version policy).
@@ -160,75 +246,52 @@ impl ModelRepository {
 
     /// Versions of model `name` that its version policy serves, ascending.
     pub fn served_versions(&self, name: &str) -> Result<Vec<u64>, RepoError> {
-        let config = self.load_config(name)?;
         let dir = self.model_dir(name)?;
+        let policy = self.version_policy(name, &dir)?;
         let present: Vec<u64> = version_dirs(&dir)?.into_keys().collect();
-        Ok(served(&config.version_policy, &present))
+        Ok(served(&policy, &present))
     }
 
-    /// Resolves model `name` at `version` (`None`: the highest version the policy serves),
-    /// checks that the model file exists and reads the labels.
+    /// The version policy of `config.pbtxt`, or Triton's default when the file is missing (not
+    /// strict).
+    fn version_policy(&self, name: &str, dir: &Path) -> Result<VersionPolicy, RepoError> {
+        let path = dir.join(CONFIG_FILE_NAME);
+        if path.is_file() || self.options.strict {
+            Ok(self.load_config(name)?.version_policy)
+        } else {
+            Ok(VersionPolicy::default())
+        }
+    }
+
+    /// Resolves model `name` at `version` (`None`: the highest version the policy serves):
+    /// builds its configuration as [`ModelRepository::model_config`] does, checks that the
+    /// model file exists and reads the labels.
     pub fn load(&self, name: &str, version: Option<u64>) -> Result<LoadedModel, RepoError> {
-        let config = self.load_config(name)?;
-        let dir = self.model_dir(name)?;
-        let folders = version_dirs(&dir)?;
-        if folders.is_empty() {
-            return Err(RepoError::NoVersion {
-                model: name.to_owned(),
-                dir,
-            });
-        }
-        let present: Vec<u64> = folders.keys().copied().collect();
-        let served = served(&config.version_policy, &present);
-
-        let version = match version {
-            Some(v) => {
-                if !folders.contains_key(&v) {
-                    return Err(RepoError::VersionNotFound {
-                        model: name.to_owned(),
-                        version: v,
-                        path: dir.join(v.to_string()),
-                        available: list_versions(&present),
-                    });
-                }
-                if !served.contains(&v) {
-                    return Err(RepoError::VersionNotServed {
-                        model: name.to_owned(),
-                        version: v,
-                        dir,
-                        policy: config.version_policy.to_string(),
-                        served: list_versions(&served),
-                    });
-                }
-                v
-            }
-            None => match served.last() {
-                Some(&v) => v,
-                None => {
-                    return Err(RepoError::NoServedVersion {
-                        model: name.to_owned(),
-                        policy: config.version_policy.to_string(),
-                        dir,
-                        available: list_versions(&present),
-                    });
-                }
-            },
+        let mut stack = vec![name.to_owned()];
+        let Completed {
+            config,
+            dir,
+            folders,
+            version: completed_from,
+        } = self.complete(name, version, &mut stack)?;
+        let version = match completed_from {
+            Some(v) => v,
+            None => resolve_version(name, &dir, &folders, &config.version_policy, version)?,
         };
-
         let version_dir = folders.get(&version).cloned().unwrap_or_default();
-        let file_name = config
-            .default_model_filename
-            .as_deref()
-            .unwrap_or(DEFAULT_MODEL_FILENAME);
-        let model_path = version_dir.join(file_name);
-        if !model_path.exists() {
-            return Err(RepoError::ModelFileMissing {
-                model: name.to_owned(),
-                version,
-                path: model_path,
-            });
-        }
-
+        let model_path = if config.platform == ENSEMBLE_PLATFORM {
+            version_dir
+        } else {
+            let path = version_dir.join(model_file_name(&config));
+            if !path.exists() {
+                return Err(RepoError::ModelFileMissing {
+                    model: name.to_owned(),
+                    version,
+                    path,
+                });
+            }
+            path
+        };
         let labels = read_labels(name, &dir, &config)?;
         Ok(LoadedModel {
             name: name.to_owned(),
@@ -238,6 +301,194 @@ impl ModelRepository {
             config,
             labels,
         })
+    }
+
+    /// The completed configuration of a model an ensemble step runs (`version` -1: latest),
+    /// `None` when the repository has no such model or does not serve that version. `stack`:
+    /// the ensembles being checked, innermost last.
+    pub(super) fn step_config(
+        &self,
+        name: &str,
+        version: i64,
+        stack: &mut Vec<String>,
+    ) -> Result<Option<ModelConfig>, RepoError> {
+        match self.model_dir(name) {
+            Ok(_) => {}
+            Err(RepoError::ModelNotFound { .. } | RepoError::InvalidModelName { .. }) => {
+                return Ok(None);
+            }
+            Err(e) => return Err(e),
+        }
+        let requested = u64::try_from(version).ok();
+        stack.push(name.to_owned());
+        let result = self.complete(name, requested, stack);
+        stack.pop();
+        let completed = result?;
+        if let Some(v) = requested {
+            let present: Vec<u64> = completed.folders.keys().copied().collect();
+            if !served(&completed.config.version_policy, &present).contains(&v) {
+                return Ok(None);
+            }
+        }
+        Ok(Some(completed.config))
+    }
+
+    /// Parse → backend fields → auto-complete (unless strict) → normalise → validate.
+    fn complete(
+        &self,
+        name: &str,
+        version: Option<u64>,
+        stack: &mut Vec<String>,
+    ) -> Result<Completed, RepoError> {
+        let dir = self.model_dir(name)?;
+        let path = dir.join(CONFIG_FILE_NAME);
+        let folders = version_dirs(&dir)?;
+        let provided = path.is_file();
+        let mut config = if provided {
+            read_config(name, &path)?
+        } else if self.options.strict {
+            return Err(RepoError::MissingConfig {
+                model: name.to_owned(),
+                path,
+            });
+        } else {
+            let mut empty = ModelConfig::parse("", &path)?;
+            empty.set_name(name);
+            empty
+        };
+
+        // Platform, backend and model file name, also from the files of the first version.
+        let first_version = match folders.values().next() {
+            Some(folder) => Some(VersionDirContent::read(folder)?),
+            None => None,
+        };
+        let mut raw = config.raw.clone();
+        fill_backend_fields(&mut raw, first_version.as_ref())
+            .map_err(|message| invalid(name, &path, message))?;
+        config = rebuild(raw, name).map_err(|e| at_path(e, &path))?;
+
+        // Auto-complete from the ONNX model.
+        let mut completed_from = None;
+        if !self.options.strict && needs_autocomplete(&config) {
+            // Triton validates the configuration as a whole before the backend completes it.
+            let mut probe = config.raw.clone();
+            normalize_model_config(&mut probe);
+            validate_model_config(&probe).map_err(|message| invalid(name, &path, message))?;
+
+            let v = resolve_version(name, &dir, &folders, &config.version_policy, version)?;
+            let file = folders
+                .get(&v)
+                .cloned()
+                .unwrap_or_default()
+                .join(model_file_name(&config));
+            if !file.exists() {
+                return Err(RepoError::ModelFileMissing {
+                    model: name.to_owned(),
+                    version: v,
+                    path: file,
+                });
+            }
+            let io = read_onnx_io(&file)?;
+            autocomplete_onnx(&mut config, &io, self.options.default_max_batch_size)
+                .map_err(|e| at_path(e, &path))?;
+            completed_from = Some(v);
+        } else if !provided {
+            return Err(invalid(
+                name,
+                &path,
+                format!(
+                    "model configuration is not provided for model '{name}' (no {CONFIG_FILE_NAME}, \
+                     and only ONNX models are auto-completed)"
+                ),
+            ));
+        }
+
+        let mut raw = config.raw.clone();
+        normalize_message(&mut raw, &self.options.normalize, first_version.as_ref())
+            .map_err(|message| invalid(name, &path, message))?;
+        config = rebuild(raw, name).map_err(|e| at_path(e, &path))?;
+
+        validate_message(&config.raw, self.options.normalize.gpus.as_deref())
+            .map_err(|message| invalid(name, &path, message))?;
+        validate_ensemble_models(&config, self, stack).map_err(|e| at_path(e, &path))?;
+        Ok(Completed {
+            config,
+            dir,
+            folders,
+            version: completed_from,
+        })
+    }
+}
+
+/// Parses `path` and checks its name against the model folder (an empty name is filled in).
+fn read_config(name: &str, path: &Path) -> Result<ModelConfig, RepoError> {
+    let mut config = ModelConfig::from_file(path)?;
+    if config.name.is_empty() {
+        config.set_name(name);
+    } else if config.name != name {
+        return Err(RepoError::NameMismatch {
+            model: name.to_owned(),
+            config_name: config.name.clone(),
+            path: path.to_path_buf(),
+        });
+    }
+    Ok(config)
+}
+
+/// The model file name of a version folder.
+fn model_file_name(config: &ModelConfig) -> &str {
+    config
+        .default_model_filename
+        .as_deref()
+        .unwrap_or(DEFAULT_MODEL_FILENAME)
+}
+
+/// The version to use: `requested` when present and served, else the highest served one.
+fn resolve_version(
+    name: &str,
+    dir: &Path,
+    folders: &BTreeMap<u64, PathBuf>,
+    policy: &VersionPolicy,
+    requested: Option<u64>,
+) -> Result<u64, RepoError> {
+    if folders.is_empty() {
+        return Err(RepoError::NoVersion {
+            model: name.to_owned(),
+            dir: dir.to_path_buf(),
+        });
+    }
+    let present: Vec<u64> = folders.keys().copied().collect();
+    let served = served(policy, &present);
+    match requested {
+        Some(v) => {
+            if !folders.contains_key(&v) {
+                return Err(RepoError::VersionNotFound {
+                    model: name.to_owned(),
+                    version: v,
+                    path: dir.join(v.to_string()),
+                    available: list_versions(&present),
+                });
+            }
+            if !served.contains(&v) {
+                return Err(RepoError::VersionNotServed {
+                    model: name.to_owned(),
+                    version: v,
+                    dir: dir.to_path_buf(),
+                    policy: policy.to_string(),
+                    served: list_versions(&served),
+                });
+            }
+            Ok(v)
+        }
+        None => served
+            .last()
+            .copied()
+            .ok_or_else(|| RepoError::NoServedVersion {
+                model: name.to_owned(),
+                policy: policy.to_string(),
+                dir: dir.to_path_buf(),
+                available: list_versions(&present),
+            }),
     }
 }
 
@@ -498,7 +749,27 @@ output [ { name: "out" data_type: TYPE_FP32 dims: [-1, 6] } ]
         );
 
         tmp.mkdir("noconfig/1");
+        // Not strict: a missing config.pbtxt is auto-completed, but only from an ONNX model.
         let err = repo.load("noconfig", None).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("Could not determine backend for model 'noconfig'"),
+            "{err}"
+        );
+        tmp.write("noconfig/1/model.onnx", "not a protobuf");
+        let err = repo.load("noconfig", None).unwrap_err();
+        assert!(matches!(err, RepoError::ModelFileInvalid { .. }), "{err}");
+        assert!(
+            err.to_string()
+                .contains(&root.join("noconfig/1/model.onnx").display().to_string()),
+            "{err}"
+        );
+        // Strict: config.pbtxt is required.
+        let strict = repo.clone().with_options(LoadOptions {
+            strict: true,
+            ..LoadOptions::default()
+        });
+        let err = strict.load("noconfig", None).unwrap_err();
         assert!(matches!(err, RepoError::MissingConfig { .. }), "{err}");
         assert!(
             err.to_string()
@@ -562,7 +833,9 @@ output [ { name: "out" data_type: TYPE_FP32 dims: [-1, 6] } ]
     fn default_model_filename_and_label_filename() {
         let cfg = r#"
 name: "det"
+backend: "onnxruntime"
 default_model_filename: "net.onnx"
+input [ { name: "x" data_type: TYPE_FP32 dims: [3] } ]
 output [ { name: "scores" data_type: TYPE_FP32 dims: [80] label_filename: "coco.names" } ]
 "#;
         let tmp = TempDir::new("filenames");
@@ -584,5 +857,349 @@ output [ { name: "scores" data_type: TYPE_FP32 dims: [80] label_filename: "coco.
     fn no_labels_file_means_no_labels() {
         let (_tmp, repo) = repo_with_versions("nolabels", CONFIG, &["1"]);
         assert!(repo.load("det", None).unwrap().labels.is_empty());
+    }
+
+    #[test]
+    fn triton_errors_name_the_file() {
+        let bad = CONFIG.replace(
+            "max_batch_size: 1",
+            "max_batch_size: 1\ndynamic_batching { preferred_batch_size: [ 4 ] }",
+        );
+        let (_tmp, repo) = repo_with_versions("invalid", &bad, &["1"]);
+        let err = repo.load("det", None).unwrap_err();
+        assert!(matches!(err, RepoError::InvalidConfig { .. }), "{err}");
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "{}: dynamic batching preferred size must be <= max batch size for det",
+                repo.root().join("det/config.pbtxt").display()
+            )
+        );
+        assert_eq!(
+            repo.model_config("det").unwrap_err().to_string(),
+            err.to_string()
+        );
+    }
+
+    #[test]
+    fn model_config_is_normalised() {
+        let (_tmp, repo) = repo_with_versions("show", CONFIG, &["1"]);
+        let c = repo.model_config("det").unwrap();
+        assert_eq!(c.backend, "onnxruntime");
+        assert_eq!(c.instance_group.len(), 1);
+        let text = c.to_pbtxt();
+        assert!(text.contains("num_versions: 1"), "{text}");
+        assert!(text.contains("kind: KIND_CPU"), "{text}");
+        // The raw configuration stays as written.
+        let raw = repo.load_config("det").unwrap();
+        assert!(raw.backend.is_empty() && raw.instance_group.is_empty());
+    }
+
+    fn onnx_repo(tag: &str, config: Option<&str>) -> (TempDir, ModelRepository) {
+        let tmp = TempDir::new(tag);
+        let bytes = crate::modelrepo::onnx::test_model_bytes(
+            &[("images", 1, &[-1, 3, 32, 32])],
+            &[("scores", 1, &[-1, 10]), ("count", 7, &[-1])],
+        );
+        fs::create_dir_all(tmp.0.join("det/1")).unwrap();
+        fs::write(tmp.0.join("det/1/model.onnx"), bytes).unwrap();
+        if let Some(config) = config {
+            tmp.write("det/config.pbtxt", config);
+        }
+        let repo = ModelRepository::open(&tmp.0).unwrap();
+        (tmp, repo)
+    }
+
+    #[test]
+    fn autocomplete_without_config() {
+        let (_tmp, repo) = onnx_repo("autofill", None);
+        let m = repo.load("det", None).unwrap();
+        let c = &m.config;
+        assert_eq!(c.name, "det");
+        assert_eq!(c.platform, "onnxruntime_onnx");
+        assert_eq!(c.max_batch_size, 4);
+        assert_eq!(c.input[0].dims, vec![3, 32, 32]);
+        assert_eq!(c.output[0].dims, vec![10]);
+        assert_eq!(c.output[1].data_type, DataType::Int64);
+        assert_eq!(c.output[1].dims, vec![1]);
+        assert_eq!(
+            c.dynamic_batching.as_ref().unwrap().preferred_batch_size,
+            vec![4]
+        );
+        assert_eq!(m.model_path, repo.root().join("det/1/model.onnx"));
+        assert_eq!(repo.served_versions("det").unwrap(), vec![1]);
+
+        let mut strict = repo.clone();
+        strict.set_strict(true);
+        assert!(matches!(
+            strict.load("det", None),
+            Err(RepoError::MissingConfig { .. })
+        ));
+        assert!(matches!(
+            strict.served_versions("det"),
+            Err(RepoError::MissingConfig { .. })
+        ));
+    }
+
+    #[test]
+    fn autocomplete_of_a_partial_config() {
+        let partial = r#"
+max_batch_size: 16
+input [ { name: "images" data_type: TYPE_FP32 format: FORMAT_NCHW dims: [ 3, 32, 32 ] } ]
+parameters { key: "k" value { string_value: "v" } }
+"#;
+        let (_tmp, repo) = onnx_repo("partial", Some(partial));
+        let c = repo.model_config("det").unwrap();
+        assert_eq!(c.max_batch_size, 16);
+        assert_eq!(c.input[0].format, crate::modelrepo::TensorFormat::Nchw);
+        assert_eq!(c.output.len(), 2);
+        assert_eq!(c.parameters.get("k").map(String::as_str), Some("v"));
+
+        // Strict: nothing is completed; the config is valid without outputs.
+        let strict = repo.clone().with_options(LoadOptions {
+            strict: true,
+            ..LoadOptions::default()
+        });
+        let c = strict.model_config("det").unwrap();
+        assert!(c.output.is_empty());
+        assert!(c.dynamic_batching.is_none());
+
+        // A batch size the model cannot have.
+        let (_tmp2, repo) = onnx_repo("partial-bad", Some("max_batch_size: -2"));
+        let err = repo.load("det", None).unwrap_err();
+        assert!(
+            err.to_string()
+                .ends_with("'max_batch_size' must be non-negative value for det"),
+            "{err}"
+        );
+    }
+
+    fn write_model(tmp: &TempDir, name: &str, config: &str) {
+        tmp.write(&format!("{name}/config.pbtxt"), config);
+        tmp.write(&format!("{name}/1/model.onnx"), "onnx");
+    }
+
+    const STEP_A: &str = r#"name: "a" backend: "onnxruntime" max_batch_size: 8
+input [ { name: "x" data_type: TYPE_FP32 dims: [ 4 ] } ]
+output [ { name: "y" data_type: TYPE_FP32 dims: [ 2 ] } ]"#;
+
+    const STEP_B: &str = r#"name: "b" backend: "onnxruntime" max_batch_size: 0
+input [ { name: "x" data_type: TYPE_FP32 dims: [ -1, 2 ] } ]
+output [ { name: "y" data_type: TYPE_INT64 dims: [ -1, 1 ] } ]"#;
+
+    const ENSEMBLE: &str = r#"name: "e" platform: "ensemble" max_batch_size: 4
+input [ { name: "IN" data_type: TYPE_FP32 dims: [ 4 ] } ]
+output [ { name: "OUT" data_type: TYPE_INT64 dims: [ 1 ] } ]
+ensemble_scheduling { step [
+  { model_name: "a" model_version: -1 input_map { key: "x" value: "IN" } output_map { key: "y" value: "MID" } },
+  { model_name: "b" model_version: -1 input_map { key: "x" value: "MID" } output_map { key: "y" value: "OUT" } }
+] }"#;
+
+    #[test]
+    fn ensembles_are_checked_against_their_models() {
+        let tmp = TempDir::new("ensemble");
+        write_model(&tmp, "a", STEP_A);
+        write_model(&tmp, "b", STEP_B);
+        tmp.write("e/config.pbtxt", ENSEMBLE);
+        tmp.mkdir("e/1");
+        let repo = ModelRepository::open(&tmp.0).unwrap();
+        let m = repo.load("e", None).unwrap();
+        assert_eq!(m.model_path, repo.root().join("e/1"));
+        assert!(m.config.instance_group.is_empty());
+        crate::modelrepo::validate_config(&m.config, Some(&repo)).unwrap();
+
+        let check = |ensemble: &str| {
+            tmp.write("e/config.pbtxt", ensemble);
+            repo.load("e", None).unwrap_err().to_string()
+        };
+        let err = check(&ENSEMBLE.replace("model_name: \"b\"", "model_name: \"c\""));
+        assert!(
+            err.ends_with("ensemble e contains models that are not available: c"),
+            "{err}"
+        );
+        let err = check(&ENSEMBLE.replace("TYPE_INT64", "TYPE_FP32"));
+        assert!(
+            err.ends_with(
+                "in ensemble e, ensemble tensor OUT: inconsistent data type: TYPE_FP32 is \
+                 inferred from model e while TYPE_INT64 is inferred from model b"
+            ),
+            "{err}"
+        );
+        let err = check(&ENSEMBLE.replace("max_batch_size: 4", "max_batch_size: 16"));
+        assert!(
+            err.ends_with(
+                "ensemble e allows maximum batch size 16, but it contains model a which only \
+                 allows maximum batch size to be 8"
+            ),
+            "{err}"
+        );
+        let err = check(&ENSEMBLE.replace("key: \"x\" value: \"IN\"", "key: \"z\" value: \"IN\""));
+        assert!(
+            err.ends_with(
+                "in ensemble e, ensemble tensor IN is mapping to non-existing input z in model a"
+            ),
+            "{err}"
+        );
+        let err = check(&ENSEMBLE.replace("dims: [ 4 ] }", "dims: [ 5 ] }"));
+        assert!(
+            err.ends_with(
+                "in ensemble e, ensemble tensor IN: inconsistent shape: [-1,5] is inferred from \
+                 model e while [-1,4] is inferred from model a"
+            ),
+            "{err}"
+        );
+
+        // An ensemble that runs itself through another ensemble.
+        tmp.write("e/config.pbtxt", ENSEMBLE);
+        let loop_back = ENSEMBLE
+            .replace("name: \"e\"", "name: \"f\"")
+            .replace("model_name: \"b\"", "model_name: \"e\"");
+        tmp.write("f/config.pbtxt", &loop_back);
+        tmp.write(
+            "e/config.pbtxt",
+            &ENSEMBLE.replace("model_name: \"b\"", "model_name: \"f\""),
+        );
+        let err = repo.load("e", None).unwrap_err().to_string();
+        assert!(
+            err.contains("circular dependency between ensembles"),
+            "{err}"
+        );
+    }
+
+    fn installed(name: &str) -> Option<PathBuf> {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../models");
+        if dir.join(name).join("1/model.onnx").is_file() {
+            Some(dir)
+        } else {
+            println!("SKIPPED: models/{name}/1/model.onnx is not installed (run `make setup`)");
+            None
+        }
+    }
+
+    /// The repository's own entries load and validate.
+    #[test]
+    fn repository_entries_load() {
+        for name in ["nanodet", "centerface", "centernet"] {
+            let Some(models) = installed(name) else {
+                continue;
+            };
+            let repo = ModelRepository::open(&models).unwrap();
+            let m = repo
+                .load(name, None)
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+            println!("{name}:\n{}", m.config.to_pbtxt());
+            assert!(!m.config.input.is_empty() && !m.config.output.is_empty());
+            if name != "centerface" {
+                // CenterFace's decoder does not exist yet; its entry only documents the model.
+                crate::modelspec::ModelSpec::from_config(&m.config, &m.labels)
+                    .unwrap_or_else(|e| panic!("{name}: {e}"));
+            }
+            let mut strict = repo.clone();
+            strict.set_strict(true);
+            strict
+                .load(name, None)
+                .unwrap_or_else(|e| panic!("{name} (strict): {e}"));
+        }
+    }
+
+    /// CenterNet's entry without `format: FORMAT_NHWC` (its 4 dims include the batch of 1, and
+    /// Triton allows NHWC/NCHW only with 3 dims) is valid for Triton too and gives the same model
+    /// spec.
+    #[test]
+    fn centernet_without_format_is_valid() {
+        let Some(models) = installed("centernet") else {
+            return;
+        };
+        let text = fs::read_to_string(models.join("centernet/config.pbtxt")).unwrap();
+        let fixed: String = text
+            .lines()
+            .filter(|l| !l.contains("format: FORMAT_NHWC"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let tmp = TempDir::new("centernet");
+        tmp.write("centernet/config.pbtxt", &fixed);
+        tmp.mkdir("centernet/1");
+        std::os::unix::fs::symlink(
+            models.join("centernet/1/model.onnx"),
+            tmp.0.join("centernet/1/model.onnx"),
+        )
+        .unwrap();
+        fs::copy(
+            models.join("centernet/labels.txt"),
+            tmp.0.join("centernet/labels.txt"),
+        )
+        .unwrap();
+        let repo = ModelRepository::open(&tmp.0).unwrap();
+        let m = repo.load("centernet", None).unwrap();
+        let spec = crate::modelspec::ModelSpec::from_config(&m.config, &m.labels).unwrap();
+        assert_eq!(spec.input_shape(1), vec![1, 512, 512, 3]);
+        // Vigil feeds and decodes the model exactly as with the entry as written.
+        let written = ModelRepository::open(&models)
+            .unwrap()
+            .load_config("centernet")
+            .unwrap();
+        let written_spec = crate::modelspec::ModelSpec::from_config(&written, &m.labels).unwrap();
+        assert_eq!(spec, written_spec);
+    }
+
+    /// NanoDet with a config.pbtxt of only its `parameters`: everything else is auto-completed
+    /// from the ONNX file, and Vigil's model spec is the same as with the full entry.
+    #[test]
+    fn nanodet_with_only_parameters() {
+        let Some(models) = installed("nanodet") else {
+            return;
+        };
+        let text = fs::read_to_string(models.join("nanodet/config.pbtxt")).unwrap();
+        let parameters: String = text
+            .lines()
+            .filter(|l| l.starts_with("parameters"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        assert_eq!(parameters.lines().count(), 7, "{parameters}");
+        let tmp = TempDir::new("nanodet");
+        tmp.write("nanodet/config.pbtxt", &parameters);
+        tmp.mkdir("nanodet/1");
+        std::os::unix::fs::symlink(
+            models.join("nanodet/1/model.onnx"),
+            tmp.0.join("nanodet/1/model.onnx"),
+        )
+        .unwrap();
+        fs::copy(
+            models.join("nanodet/labels.txt"),
+            tmp.0.join("nanodet/labels.txt"),
+        )
+        .unwrap();
+        let repo = ModelRepository::open(&tmp.0).unwrap();
+        let m = repo.load("nanodet", None).unwrap();
+        let c = &m.config;
+        println!("{}", c.to_pbtxt());
+        assert_eq!(c.name, "nanodet");
+        assert_eq!(c.backend, "onnxruntime");
+        assert_eq!(c.platform, "onnxruntime_onnx");
+        assert_eq!(c.max_batch_size, 4);
+        assert_eq!(c.input.len(), 1);
+        assert_eq!(c.input[0].name, "input_1:0");
+        assert_eq!(c.input[0].data_type, DataType::Fp32);
+        assert_eq!(c.input[0].dims, vec![3, 416, 416]);
+        assert_eq!(c.output.len(), 6);
+        assert!(c.output.iter().all(|o| o.dims.len() == 2));
+        assert_eq!(
+            c.dynamic_batching.as_ref().unwrap().preferred_batch_size,
+            vec![4]
+        );
+        assert_eq!(c.parameters.len(), 7);
+        assert_eq!(m.labels.len(), 80);
+
+        let spec = crate::modelspec::ModelSpec::from_config(c, &m.labels).unwrap();
+        let full = ModelRepository::open(&models)
+            .unwrap()
+            .load("nanodet", None)
+            .unwrap();
+        let full_spec =
+            crate::modelspec::ModelSpec::from_config(&full.config, &full.labels).unwrap();
+        assert_eq!(spec.preprocess, full_spec.preprocess);
+        assert_eq!(spec.decoder, full_spec.decoder);
+        assert_eq!(spec.input_name, full_spec.input_name);
+        assert!(spec.batched);
     }
 }
