@@ -1,4 +1,5 @@
-//! The `vigil` command line: `vigil run CONFIG.yaml`, `vigil --version`.
+//! The `vigil` command line: `vigil run CONFIG.yaml`, `vigil check CONFIG.yaml`,
+//! `vigil models list|validate|show REPO [MODEL]`, `vigil --version`.
 //!
 //! Errors are printed as one line, `error: …`, and exit with status 1; usage errors exit with 2.
 //! Panics are reported the same way (no backtrace), so a bug never dumps a trace on a user.
@@ -24,6 +25,8 @@ pub enum Command {
     Run(RunArgs),
     /// Check a YAML config (media, model, classes, outputs) without running it.
     Check(CheckArgs),
+    /// Inspect a Triton-style model repository: list, validate, show.
+    Models(crate::models_cli::ModelsArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -92,6 +95,7 @@ pub fn execute(cli: &Cli) -> anyhow::Result<()> {
             run(&plan, &opts)?;
             Ok(())
         }
+        Command::Models(args) => crate::models_cli::execute(args),
         Command::Check(args) => {
             let plan = Config::load_and_validate(&args.config)?;
             println!(

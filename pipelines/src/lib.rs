@@ -19,6 +19,7 @@ pub mod cli;
 pub mod config;
 pub mod events;
 mod model;
+pub mod models_cli;
 pub mod pipeline;
 pub mod rtsp;
 pub mod stats;
