@@ -2,6 +2,7 @@
 //! NMS, tracking and drawing. Everything here is plain Rust with unit tests.
 
 pub mod draw;
+pub mod engine;
 pub mod modelrepo;
 pub mod modelspec;
 pub mod objects;

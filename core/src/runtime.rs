@@ -4,19 +4,27 @@
 //! `$VIGIL_ORT_LIB`, `$ORT_DYLIB_PATH`, then `.vigil/onnxruntime/` (where `make setup` puts it) in the
 //! current directory and its ancestors, beside the running executable and its ancestors, and in the
 //! source checkout this crate was built from.
+//!
+//! Sessions run on the CPU by default. [`OnnxModel::load_with`] can ask for an ONNX Runtime execution
+//! provider (CUDA, TensorRT, OpenVINO); a provider is used only when the loaded library offers it at run
+//! time and the session can be created with it. Otherwise the session runs on the CPU and a warning is
+//! issued once per provider and process ([`set_warning_sink`] routes warnings; standard error by default).
 
+use std::borrow::Cow;
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 
-use ort::session::Session;
-use ort::value::{Tensor, ValueType};
+use ort::ep::ExecutionProvider as _;
+use ort::session::{Session, SessionInputValue};
+use ort::value::{TensorRef, ValueType};
 
 use crate::postprocess::TensorView;
 
 pub const ORT_LIB_NAME: &str = "libonnxruntime.so.1.32.0";
 const ORT_DIR: &str = ".vigil/onnxruntime";
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum RuntimeError {
     #[error(
         "ONNX Runtime library not found (looked in: {0}); run `make setup` or set VIGIL_ORT_LIB"
@@ -93,6 +101,119 @@ pub fn environment() -> Result<&'static ort::environment::Environment, RuntimeEr
     })
 }
 
+/// Where warnings of this module and of [`crate::engine`] go; standard error when unset.
+static WARNING_SINK: OnceLock<fn(&str)> = OnceLock::new();
+/// Keys of the warnings already issued (each is issued once per process).
+static WARNED: Mutex<Option<HashSet<String>>> = Mutex::new(None);
+/// Messages of the warnings issued, in order (for status output and tests).
+static WARNINGS: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+/// Routes Vigil's run-time warnings (execution-provider fallbacks and the like) to `sink`, e.g. the
+/// GStreamer debug log. Only the first call has an effect; returns whether it took effect.
+pub fn set_warning_sink(sink: fn(&str)) -> bool {
+    WARNING_SINK.set(sink).is_ok()
+}
+
+/// Issues `message` unless a warning with the same `key` was issued before in this process.
+/// Returns whether it was issued now.
+pub fn warn_once(key: &str, message: &str) -> bool {
+    {
+        let mut warned = WARNED.lock().unwrap_or_else(|e| e.into_inner());
+        if !warned
+            .get_or_insert_with(HashSet::new)
+            .insert(key.to_owned())
+        {
+            return false;
+        }
+    }
+    WARNINGS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push(message.to_owned());
+    match WARNING_SINK.get() {
+        Some(sink) => sink(message),
+        None => eprintln!("vigil: warning: {message}"),
+    }
+    true
+}
+
+/// The warnings issued so far in this process, oldest first.
+pub fn issued_warnings() -> Vec<String> {
+    WARNINGS.lock().unwrap_or_else(|e| e.into_inner()).clone()
+}
+
+/// An ONNX Runtime execution provider a session can be asked to use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum ExecutionProvider {
+    #[default]
+    Cpu,
+    Cuda,
+    /// TensorRT, with CUDA for the nodes TensorRT does not take.
+    TensorRt,
+    OpenVino,
+}
+
+impl ExecutionProvider {
+    /// ONNX Runtime's name of the provider, e.g. `CUDAExecutionProvider`.
+    pub fn ort_name(self) -> &'static str {
+        match self {
+            ExecutionProvider::Cpu => "CPUExecutionProvider",
+            ExecutionProvider::Cuda => "CUDAExecutionProvider",
+            ExecutionProvider::TensorRt => "TensorrtExecutionProvider",
+            ExecutionProvider::OpenVino => "OpenVINOExecutionProvider",
+        }
+    }
+
+    /// The provider named by a Triton execution accelerator (`optimization.execution_accelerators`
+    /// `name`): `cuda`, `tensorrt`, `openvino`; `cpu` is accepted too. `None` for other names.
+    pub fn from_accelerator_name(name: &str) -> Option<Self> {
+        match name.to_ascii_lowercase().as_str() {
+            "cpu" => Some(ExecutionProvider::Cpu),
+            "cuda" | "gpu" => Some(ExecutionProvider::Cuda),
+            "tensorrt" | "trt" => Some(ExecutionProvider::TensorRt),
+            "openvino" => Some(ExecutionProvider::OpenVino),
+            _ => None,
+        }
+    }
+
+    /// Whether the loaded ONNX Runtime library was built with this provider (it may still fail to
+    /// initialise, e.g. without a GPU). Loads the library if needed; `false` when it cannot be loaded.
+    pub fn is_available(self) -> bool {
+        if environment().is_err() {
+            return false;
+        }
+        let r = match self {
+            ExecutionProvider::Cpu => return true,
+            ExecutionProvider::Cuda => ort::ep::CUDA::is_available(),
+            ExecutionProvider::TensorRt => ort::ep::TensorRT::is_available(),
+            ExecutionProvider::OpenVino => ort::ep::OpenVINO::is_available(),
+        };
+        r.unwrap_or(false)
+    }
+}
+
+impl std::fmt::Display for ExecutionProvider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ExecutionProvider::Cpu => "CPU",
+            ExecutionProvider::Cuda => "CUDA",
+            ExecutionProvider::TensorRt => "TensorRT",
+            ExecutionProvider::OpenVino => "OpenVINO",
+        })
+    }
+}
+
+/// How to create a session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SessionOptions {
+    /// Intra-op threads; 0 = ONNX Runtime's default (one per core).
+    pub intra_threads: usize,
+    /// The provider wanted; falls back to the CPU (with a warning issued once) where it is absent.
+    pub execution_provider: ExecutionProvider,
+    /// GPU ordinal for CUDA and TensorRT.
+    pub device_id: i32,
+}
+
 /// Name, element type and shape (`-1` = dynamic) of a model input or output.
 #[derive(Debug, Clone, PartialEq)]
 pub struct IoInfo {
@@ -101,12 +222,13 @@ pub struct IoInfo {
     pub shape: Vec<i64>,
 }
 
-/// One ONNX Runtime session of a model (CPU).
+/// One ONNX Runtime session of a model.
 pub struct OnnxModel {
     path: PathBuf,
     session: Session,
     inputs: Vec<IoInfo>,
     outputs: Vec<IoInfo>,
+    provider: ExecutionProvider,
 }
 
 impl std::fmt::Debug for OnnxModel {
@@ -114,6 +236,7 @@ impl std::fmt::Debug for OnnxModel {
         f.debug_struct("OnnxModel")
             .field("path", &self.path)
             .field("inputs", &self.inputs)
+            .field("provider", &self.provider)
             .finish()
     }
 }
@@ -133,9 +256,67 @@ fn io_info(name: &str, t: &ValueType) -> IoInfo {
     }
 }
 
+/// The ONNX Runtime providers to register for `provider` (CUDA is added under TensorRT, for the
+/// nodes TensorRT does not take, when the library has it).
+fn provider_dispatch(
+    provider: ExecutionProvider,
+    device_id: i32,
+) -> Vec<ort::ep::ExecutionProviderDispatch> {
+    let cuda = || {
+        ort::ep::CUDA::default()
+            .with_device_id(device_id)
+            .build()
+            .error_on_failure()
+    };
+    match provider {
+        ExecutionProvider::Cpu => Vec::new(),
+        ExecutionProvider::Cuda => vec![cuda()],
+        ExecutionProvider::TensorRt => {
+            let mut eps = vec![
+                ort::ep::TensorRT::default()
+                    .with_device_id(device_id)
+                    .build()
+                    .error_on_failure(),
+            ];
+            if ExecutionProvider::Cuda.is_available() {
+                eps.push(cuda());
+            }
+            eps
+        }
+        ExecutionProvider::OpenVino => {
+            vec![ort::ep::OpenVINO::default().build().error_on_failure()]
+        }
+    }
+}
+
+/// The providers to try for `wanted`, in order; the CPU, always usable, ends the list.
+fn fallback_chain(wanted: ExecutionProvider) -> &'static [ExecutionProvider] {
+    use ExecutionProvider::*;
+    match wanted {
+        Cpu => &[Cpu],
+        Cuda => &[Cuda, Cpu],
+        TensorRt => &[TensorRt, Cuda, Cpu],
+        OpenVino => &[OpenVino, Cpu],
+    }
+}
+
 impl OnnxModel {
-    /// Loads `path` with `intra_threads` threads (0 = ONNX Runtime's default).
+    /// Loads `path` on the CPU with `intra_threads` threads (0 = ONNX Runtime's default).
     pub fn load(path: &Path, intra_threads: usize) -> Result<Self, RuntimeError> {
+        Self::load_with(
+            path,
+            SessionOptions {
+                intra_threads,
+                ..SessionOptions::default()
+            },
+        )
+    }
+
+    /// Loads `path` with `options`. A provider other than the CPU is used when the ONNX Runtime
+    /// library offers it and a session can be created with it; otherwise the session runs on the
+    /// CPU and a warning is issued (once per provider and process). See
+    /// [`OnnxModel::execution_provider`] for the provider in use.
+    pub fn load_with(path: &Path, options: SessionOptions) -> Result<Self, RuntimeError> {
         let env = environment()?;
         let err = |reason: String| RuntimeError::Model {
             path: path.to_path_buf(),
@@ -144,15 +325,63 @@ impl OnnxModel {
         if !path.is_file() {
             return Err(err("no such file".into()));
         }
-        let mut builder = Session::builder(env).map_err(|e| err(e.to_string()))?;
-        if intra_threads > 0 {
-            builder = builder
-                .with_intra_threads(intra_threads)
-                .map_err(|e| err(e.to_string()))?;
+        let build = |eps: Vec<ort::ep::ExecutionProviderDispatch>| -> Result<Session, String> {
+            let mut builder = Session::builder(env).map_err(|e| e.to_string())?;
+            if options.intra_threads > 0 {
+                builder = builder
+                    .with_intra_threads(options.intra_threads)
+                    .map_err(|e| e.to_string())?;
+            }
+            if !eps.is_empty() {
+                builder = builder
+                    .with_execution_providers(eps)
+                    .map_err(|e| e.to_string())?;
+            }
+            builder
+                .commit_from_file(path)
+                .map_err(|e| format!("not a loadable ONNX model: {e}"))
+        };
+        let mut provider = ExecutionProvider::Cpu;
+        let mut session = None;
+        for &candidate in fallback_chain(options.execution_provider) {
+            if candidate == ExecutionProvider::Cpu {
+                break;
+            }
+            if !candidate.is_available() {
+                warn_once(
+                    &format!("provider-absent:{candidate:?}"),
+                    &format!(
+                        "the {candidate} execution provider ({}) is not available in the ONNX \
+                         Runtime library; falling back to {}",
+                        candidate.ort_name(),
+                        fallback_chain(candidate)[1]
+                    ),
+                );
+                continue;
+            }
+            match build(provider_dispatch(candidate, options.device_id)) {
+                Ok(s) => {
+                    session = Some(s);
+                    provider = candidate;
+                    break;
+                }
+                Err(e) => {
+                    warn_once(
+                        &format!("provider-failed:{candidate:?}"),
+                        &format!(
+                            "the {candidate} execution provider could not be used for {}: {e}; \
+                             falling back to {}",
+                            path.display(),
+                            fallback_chain(candidate)[1]
+                        ),
+                    );
+                }
+            }
         }
-        let session = builder
-            .commit_from_file(path)
-            .map_err(|e| err(format!("not a loadable ONNX model: {e}")))?;
+        let session = match session {
+            Some(s) => s,
+            None => build(Vec::new()).map_err(err)?,
+        };
         let inputs = session
             .inputs()
             .iter()
@@ -168,6 +397,7 @@ impl OnnxModel {
             session,
             inputs,
             outputs,
+            provider,
         })
     }
 
@@ -183,36 +413,72 @@ impl OnnxModel {
         &self.outputs
     }
 
-    /// Runs the model on one f32 input tensor and hands the f32 outputs (in the model's output order) to `f`.
+    /// The execution provider this session was created with.
+    pub fn execution_provider(&self) -> ExecutionProvider {
+        self.provider
+    }
+
+    /// Runs the model on one f32 tensor fed to its first input and hands the f32 outputs (in the
+    /// model's output order) to `f`.
     pub fn run<R>(
         &mut self,
         input: &[f32],
         shape: &[i64],
         f: impl FnOnce(&[TensorView]) -> R,
     ) -> Result<R, RuntimeError> {
+        let name = match self.inputs.first() {
+            Some(i) => i.name.clone(),
+            None => {
+                return Err(RuntimeError::Run {
+                    path: self.path.clone(),
+                    reason: "the model has no input".into(),
+                });
+            }
+        };
+        self.run_named(&[(name.as_str(), shape, input)], f)
+    }
+
+    /// Runs the model on named f32 tensors `(name, shape, data)` and hands the outputs (in the
+    /// model's output order, borrowed from ONNX Runtime's buffers) to `f`. Every output must be an
+    /// f32 tensor.
+    pub fn run_named<R>(
+        &mut self,
+        inputs: &[(&str, &[i64], &[f32])],
+        f: impl FnOnce(&[TensorView]) -> R,
+    ) -> Result<R, RuntimeError> {
+        let path = &self.path;
         let err = |reason: String| RuntimeError::Run {
-            path: self.path.clone(),
+            path: path.clone(),
             reason,
         };
-        let tensor =
-            Tensor::from_array((shape.to_vec(), input.to_vec())).map_err(|e| err(e.to_string()))?;
-        let outputs = self
-            .session
-            .run(ort::inputs![tensor])
-            .map_err(|e| err(e.to_string()))?;
-        let mut shapes: Vec<(String, Vec<usize>, &[f32])> = Vec::with_capacity(outputs.len());
+        let mut values: Vec<(Cow<'_, str>, SessionInputValue<'_>)> =
+            Vec::with_capacity(inputs.len());
+        for &(name, shape, data) in inputs {
+            if !self.inputs.iter().any(|i| i.name == name) {
+                let known: Vec<&str> = self.inputs.iter().map(|i| i.name.as_str()).collect();
+                return Err(err(format!(
+                    "'{name}' is not an input of the model (inputs: {})",
+                    known.join(", ")
+                )));
+            }
+            let tensor = TensorRef::from_array_view((shape, data))
+                .map_err(|e| err(format!("input '{name}' with shape {shape:?}: {e}")))?;
+            values.push((Cow::Borrowed(name), tensor.into()));
+        }
+        let outputs = self.session.run(values).map_err(|e| err(e.to_string()))?;
+        let mut parts: Vec<(&str, Vec<usize>, &[f32])> = Vec::with_capacity(outputs.len());
         for (i, info) in self.outputs.iter().enumerate() {
-            let name = &info.name;
+            let name = info.name.as_str();
             let (shape, data) = outputs[i]
                 .try_extract_tensor::<f32>()
                 .map_err(|e| err(format!("output '{name}' is not an f32 tensor: {e}")))?;
-            shapes.push((
-                name.clone(),
+            parts.push((
+                name,
                 shape.iter().map(|&d| d.max(0) as usize).collect(),
                 data,
             ));
         }
-        let views: Vec<TensorView> = shapes
+        let views: Vec<TensorView> = parts
             .iter()
             .map(|(n, s, d)| TensorView {
                 name: n,
@@ -221,5 +487,40 @@ impl OnnxModel {
             })
             .collect();
         Ok(f(&views))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accelerator_names() {
+        assert_eq!(
+            ExecutionProvider::from_accelerator_name("TensorRT"),
+            Some(ExecutionProvider::TensorRt)
+        );
+        assert_eq!(
+            ExecutionProvider::from_accelerator_name("openvino"),
+            Some(ExecutionProvider::OpenVino)
+        );
+        assert_eq!(
+            ExecutionProvider::from_accelerator_name("auto_mixed_precision"),
+            None
+        );
+    }
+
+    #[test]
+    fn warn_once_issues_each_key_once() {
+        assert!(warn_once("test:runtime-warn-once", "test warning (ignore)"));
+        assert!(!warn_once(
+            "test:runtime-warn-once",
+            "test warning (ignore)"
+        ));
+        assert!(
+            issued_warnings()
+                .iter()
+                .any(|w| w == "test warning (ignore)")
+        );
     }
 }

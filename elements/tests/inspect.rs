@@ -114,7 +114,7 @@ fn vigilinfer_is_documented() {
             "classes",
             "interval",
             "max-detections",
-            "threads",
+            "priority",
         ],
     );
 }

@@ -6,12 +6,13 @@ use gst::prelude::*;
 use gst::subclass::prelude::*;
 use gst_base::subclass::prelude::*;
 
-use vigil_core::modelrepo::ModelRepository;
+use std::sync::Arc;
+
+use vigil_core::engine::{InferRequest, ModelHandle, ModelServer};
 use vigil_core::modelspec::ModelSpec;
 use vigil_core::objects::{FrameObjects, Object};
 use vigil_core::postprocess::nms;
 use vigil_core::preprocess::{ColorOrder, Preprocessor};
-use vigil_core::runtime::OnnxModel;
 
 use crate::meta::VigilMeta;
 
@@ -45,7 +46,7 @@ struct Settings {
     classes: String,
     interval: u32,
     max_detections: u32,
-    threads: u32,
+    priority: u32,
 }
 
 impl Default for Settings {
@@ -59,7 +60,7 @@ impl Default for Settings {
             classes: String::new(),
             interval: 1,
             max_detections: 100,
-            threads: 0,
+            priority: 0,
         }
     }
 }
@@ -71,15 +72,60 @@ struct Converter {
     converter: Option<gst_video::VideoConverter>,
     image: gst::Buffer,
     image_info: gst_video::VideoInfo,
+    color: ColorOrder,
+}
+
+impl Converter {
+    /// Converts frames of `info` into packed 4-byte pixels in `color` order (no conversion when they
+    /// already are).
+    fn new(info: gst_video::VideoInfo, color: ColorOrder) -> Result<Self, String> {
+        let format = match color {
+            ColorOrder::Rgb => gst_video::VideoFormat::Rgbx,
+            ColorOrder::Bgr => gst_video::VideoFormat::Bgrx,
+        };
+        let direct = match format {
+            gst_video::VideoFormat::Rgbx => {
+                [gst_video::VideoFormat::Rgbx, gst_video::VideoFormat::Rgba]
+                    .contains(&info.format())
+            }
+            _ => [gst_video::VideoFormat::Bgrx, gst_video::VideoFormat::Bgra]
+                .contains(&info.format()),
+        } && info.stride()[0] as usize == 4 * info.width() as usize;
+        let image_info = gst_video::VideoInfo::builder(format, info.width(), info.height())
+            .fps(info.fps())
+            .interlace_mode(info.interlace_mode())
+            .build()
+            .map_err(|e| format!("model input info: {e}"))?;
+        let converter = if direct {
+            None
+        } else {
+            Some(
+                gst_video::VideoConverter::new(&info, &image_info, None)
+                    .map_err(|e| format!("no converter from {:?}: {e}", info.format()))?,
+            )
+        };
+        let image = gst::Buffer::with_size(if direct { 0 } else { image_info.size() })
+            .map_err(|e| format!("allocating the conversion buffer: {e}"))?;
+        Ok(Converter {
+            in_info: info,
+            converter,
+            image,
+            image_info,
+            color,
+        })
+    }
 }
 
 struct State {
     settings: Settings,
-    spec: ModelSpec,
-    model: OnnxModel,
+    /// The model as served by the process-wide model server: shared (with its dynamic batcher) by every
+    /// `vigilinfer` naming the same repository, model and version; its runtime may be swapped by a reload.
+    handle: Arc<ModelHandle>,
+    /// The spec the pre-processor and class filter were built for (compared with the runtime's on every
+    /// frame, so a reloaded model with another input takes effect at once).
+    spec: Arc<ModelSpec>,
     preprocessor: Preprocessor,
     class_filter: Vec<usize>,
-    tensor: Vec<f32>,
     converter: Option<Converter>,
     frames: u64,
     inferred: u64,
@@ -159,11 +205,11 @@ impl ObjectImpl for VigilInfer {
                     .default_value(d.max_detections)
                     .mutable_playing()
                     .build(),
-                glib::ParamSpecUInt::builder("threads")
-                    .nick("Threads")
-                    .blurb("ONNX Runtime intra-op threads (0 = one per core)")
-                    .default_value(d.threads)
-                    .mutable_ready()
+                glib::ParamSpecUInt::builder("priority")
+                    .nick("Priority")
+                    .blurb("Request priority in the model's dynamic batcher (1 = highest, up to the model's priority_levels; 0 = the model's default_priority_level)")
+                    .default_value(d.priority)
+                    .mutable_playing()
                     .build(),
             ]
         });
@@ -183,7 +229,7 @@ impl ObjectImpl for VigilInfer {
             "classes" => s.classes = value.get::<Option<String>>().unwrap().unwrap_or_default(),
             "interval" => s.interval = value.get().unwrap(),
             "max-detections" => s.max_detections = value.get().unwrap(),
-            "threads" => s.threads = value.get().unwrap(),
+            "priority" => s.priority = value.get().unwrap(),
             other => unreachable!("unknown property {other}"),
         }
         // Properties that may change while playing are applied to the running state too.
@@ -192,6 +238,7 @@ impl ObjectImpl for VigilInfer {
             state.settings.nms_iou = s.nms_iou;
             state.settings.interval = s.interval;
             state.settings.max_detections = s.max_detections;
+            state.settings.priority = s.priority;
         }
     }
 
@@ -206,7 +253,7 @@ impl ObjectImpl for VigilInfer {
             "classes" => s.classes.to_value(),
             "interval" => s.interval.to_value(),
             "max-detections" => s.max_detections.to_value(),
-            "threads" => s.threads.to_value(),
+            "priority" => s.priority.to_value(),
             other => unreachable!("unknown property {other}"),
         }
     }
@@ -267,39 +314,39 @@ impl BaseTransformImpl for VigilInfer {
                 ["property 'model' is not set"]
             ));
         }
-        let repo = ModelRepository::open(std::path::Path::new(&settings.model_repository))
-            .map_err(|e| gst::error_msg!(gst::ResourceError::NotFound, ["{}", e]))?;
         let version = u64::try_from(settings.model_version).ok();
-        let loaded = repo
-            .load(&settings.model, version)
-            .map_err(|e| gst::error_msg!(gst::ResourceError::NotFound, ["{}", e]))?;
-        let spec = ModelSpec::from_config(&loaded.config, &loaded.labels)
+        let handle = ModelServer::global()
+            .acquire(
+                std::path::Path::new(&settings.model_repository),
+                &settings.model,
+                version,
+            )
+            .map_err(|e| gst::error_msg!(gst::ResourceError::OpenRead, ["{}", e]))?;
+        let runtime = handle.current();
+        let spec = runtime
+            .spec()
             .map_err(|e| gst::error_msg!(gst::LibraryError::Settings, ["{}", e]))?;
         let class_filter = spec.class_filter(&settings.classes).map_err(|e| {
             gst::error_msg!(gst::LibraryError::Settings, ["property 'classes': {}", e])
         })?;
-        let model = OnnxModel::load(&loaded.model_path, settings.threads as usize)
-            .map_err(|e| gst::error_msg!(gst::ResourceError::OpenRead, ["{}", e]))?;
         gst::info!(
             CAT,
             imp = self,
-            "loaded model '{}' version {} from {} ({}x{} {:?})",
-            loaded.name,
-            loaded.version,
-            loaded.model_path.display(),
+            "serving model '{}' version {} from {} ({}x{} {:?})",
+            runtime.name(),
+            runtime.version(),
+            runtime.model_path().display(),
             spec.preprocess.width,
             spec.preprocess.height,
             spec.decoder
         );
-        let tensor = vec![0f32; spec.preprocess.tensor_len()];
         let preprocessor = Preprocessor::new(spec.preprocess.clone());
         *self.state.lock().unwrap() = Some(State {
             settings,
+            handle,
             spec,
-            model,
             preprocessor,
             class_filter,
-            tensor,
             converter: None,
             frames: 0,
             inferred: 0,
@@ -331,40 +378,9 @@ impl BaseTransformImpl for VigilInfer {
         let state = guard
             .as_mut()
             .ok_or_else(|| gst::loggable_error!(CAT, "not started"))?;
-        let format = match state.spec.preprocess.color {
-            ColorOrder::Rgb => gst_video::VideoFormat::Rgbx,
-            ColorOrder::Bgr => gst_video::VideoFormat::Bgrx,
-        };
-        let direct = match format {
-            gst_video::VideoFormat::Rgbx => {
-                [gst_video::VideoFormat::Rgbx, gst_video::VideoFormat::Rgba]
-                    .contains(&info.format())
-            }
-            _ => [gst_video::VideoFormat::Bgrx, gst_video::VideoFormat::Bgra]
-                .contains(&info.format()),
-        } && info.stride()[0] as usize == 4 * info.width() as usize;
-        let image_info = gst_video::VideoInfo::builder(format, info.width(), info.height())
-            .fps(info.fps())
-            .interlace_mode(info.interlace_mode())
-            .build()
-            .map_err(|e| gst::loggable_error!(CAT, "model input info: {}", e))?;
-        let converter = if direct {
-            None
-        } else {
-            Some(
-                gst_video::VideoConverter::new(&info, &image_info, None).map_err(|e| {
-                    gst::loggable_error!(CAT, "no converter from {:?}: {}", info.format(), e)
-                })?,
-            )
-        };
-        let image = gst::Buffer::with_size(if direct { 0 } else { image_info.size() })
-            .map_err(|e| gst::loggable_error!(CAT, "allocating the conversion buffer: {}", e))?;
-        state.converter = Some(Converter {
-            in_info: info,
-            converter,
-            image,
-            image_info,
-        });
+        let color = state.preprocessor.spec().color;
+        state.converter =
+            Some(Converter::new(info, color).map_err(|e| gst::loggable_error!(CAT, "{}", e))?);
         Ok(())
     }
 
@@ -380,6 +396,48 @@ impl BaseTransformImpl for VigilInfer {
         };
         let frame_no = state.frames;
         state.frames += 1;
+        let inferring = frame_no % state.settings.interval.max(1) as u64 == 0;
+
+        // The runtime serving the model now (a reload may have replaced it since the last frame).
+        let runtime = state.handle.current();
+        if inferring {
+            let spec = runtime.spec().map_err(|e| {
+                gst::element_imp_error!(self, gst::LibraryError::Settings, ["{}", e]);
+                gst::FlowError::Error
+            })?;
+            if !Arc::ptr_eq(&spec, &state.spec) {
+                if spec.preprocess != state.spec.preprocess {
+                    state.preprocessor = Preprocessor::new(spec.preprocess.clone());
+                }
+                state.class_filter = spec.class_filter(&state.settings.classes).map_err(|e| {
+                    gst::element_imp_error!(
+                        self,
+                        gst::LibraryError::Settings,
+                        ["property 'classes': {}", e]
+                    );
+                    gst::FlowError::Error
+                })?;
+                gst::info!(
+                    CAT,
+                    imp = self,
+                    "now served by '{}' version {}",
+                    runtime.name(),
+                    runtime.version()
+                );
+                state.spec = spec;
+            }
+            if let Some(conv) = state.converter.as_ref()
+                && conv.color != state.spec.preprocess.color
+            {
+                let info = conv.in_info.clone();
+                state.converter = Some(Converter::new(info, state.spec.preprocess.color).map_err(
+                    |e| {
+                        gst::element_imp_error!(self, gst::CoreError::Negotiation, ["{}", e]);
+                        gst::FlowError::NotNegotiated
+                    },
+                )?);
+            }
+        }
         let Some(conv) = state.converter.as_mut() else {
             gst::element_imp_error!(
                 self,
@@ -391,12 +449,14 @@ impl BaseTransformImpl for VigilInfer {
         let (width, height) = (conv.in_info.width(), conv.in_info.height());
         let mut frame = FrameObjects::new(width, height);
         frame.frame = frame_no;
-        if frame_no % state.settings.interval.max(1) as u64 != 0 {
+        if !inferring {
             append_meta(buf, frame, false);
             return Ok(gst::FlowSuccess::Ok);
         }
 
-        // Colour conversion (when needed) into packed RGBx/BGRx, then resize + normalise.
+        // Colour conversion (when needed) into packed RGBx/BGRx, then resize + normalise into the
+        // request's tensor (the request owns it while it waits in the model's batcher).
+        let mut tensor = vec![0f32; state.spec.preprocess.tensor_len()];
         let map_err = |what: &str| {
             gst::element_imp_error!(self, gst::CoreError::Failed, ["could not map {}", what]);
             gst::FlowError::Error
@@ -421,12 +481,10 @@ impl BaseTransformImpl for VigilInfer {
                     .map_err(|_| map_err("the conversion buffer"))?;
                 state
                     .preprocessor
-                    .run(map.as_slice(), width, height, &mut state.tensor)
+                    .run(map.as_slice(), width, height, &mut tensor)
             } else {
                 let data = src.plane_data(0).map_err(|_| map_err("the input plane"))?;
-                state
-                    .preprocessor
-                    .run(data, width, height, &mut state.tensor)
+                state.preprocessor.run(data, width, height, &mut tensor)
             };
             result.map_err(|e| {
                 gst::element_imp_error!(self, gst::StreamError::Format, ["{}", e]);
@@ -435,18 +493,23 @@ impl BaseTransformImpl for VigilInfer {
         };
 
         let started = Instant::now();
-        let shape = state.spec.input_shape(1);
-        let spec = &state.spec;
+        let spec = state.spec.clone();
+        let mut shape = spec.input_shape(1);
+        if spec.batched {
+            shape.remove(0);
+        }
         let (threshold, iou, max) = (
             state.settings.threshold,
             state.settings.nms_iou,
             state.settings.max_detections as usize,
         );
+        let request = InferRequest::new(spec.input_name.clone(), shape, tensor)
+            .with_priority(state.settings.priority);
+        let decode_spec = spec.clone();
         let (pw, ph) = (spec.preprocess.width, spec.preprocess.height);
-        let decoded = state
-            .model
-            .run(&state.tensor, &shape, |outputs| {
-                spec.decoder.decode(outputs, 0, pw, ph, threshold)
+        let decoded = runtime
+            .infer(request, move |outputs| {
+                decode_spec.decoder.decode(outputs, 0, pw, ph, threshold)
             })
             .map_err(|e| {
                 gst::element_imp_error!(self, gst::StreamError::Failed, ["{}", e]);

@@ -1,0 +1,941 @@
+//! [`ModelRuntime`]: the instances (worker threads with their sessions), the batcher they share,
+//! the response sequencer and the metrics of one model version.
+
+use std::borrow::Cow;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use super::scheduler::{
+    BatchPolicy, Decision, OwnedTensor, Parked, Pending, Queue, Responder, Sequencer,
+};
+use super::stats::{InstanceLog, InstanceStats, ModelStats, StatsInner};
+use super::{
+    EngineError, INTRA_OP_THREADS_PARAMETER, InferRequest, InferSession, MAX_INSTANCES,
+    NamedTensor, SessionFactory, onnx_session_factory,
+};
+use crate::modelrepo::{InstanceGroup, InstanceKind, LoadedModel, ModelConfig};
+use crate::modelspec::ModelSpec;
+use crate::postprocess::TensorView;
+use crate::runtime::{ExecutionProvider, IoInfo, RuntimeError, SessionOptions, warn_once};
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// One instance of a model.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstanceInfo {
+    /// `<group>_<index in group>`; groups without a name are called `<model>_<group index>`.
+    pub name: String,
+    pub group: String,
+    pub kind: InstanceKind,
+    /// The provider the configuration asks for.
+    pub requested_provider: ExecutionProvider,
+    /// The provider the session runs on (the CPU where the requested one is absent).
+    pub provider: ExecutionProvider,
+    pub device_id: i32,
+    /// Intra-op threads of its session (0 = ONNX Runtime's default).
+    pub intra_threads: usize,
+}
+
+/// The state the instances share.
+struct Shared {
+    model: String,
+    version: u64,
+    policy: BatchPolicy,
+    queue: Mutex<Queue>,
+    cv: Condvar,
+    sequencer: Mutex<Sequencer>,
+    stats: Mutex<StatsInner>,
+}
+
+/// A loaded model version with its instances and batcher. Dropping it (or [`ModelRuntime::shutdown`])
+/// runs the queued requests, then stops the instances.
+pub struct ModelRuntime {
+    shared: Arc<Shared>,
+    workers: Mutex<Vec<JoinHandle<()>>>,
+    instances: Vec<InstanceInfo>,
+    inputs: Vec<IoInfo>,
+    outputs: Vec<IoInfo>,
+    config: ModelConfig,
+    labels: Vec<String>,
+    model_path: PathBuf,
+    spec: Result<Arc<ModelSpec>, String>,
+}
+
+impl std::fmt::Debug for ModelRuntime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ModelRuntime")
+            .field("model", &self.shared.model)
+            .field("version", &self.shared.version)
+            .field("model_path", &self.model_path)
+            .field("instances", &self.instances)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A response still to come ([`ModelRuntime::infer_async`]).
+pub struct InferResponse<R> {
+    rx: mpsc::Receiver<Result<R, EngineError>>,
+    model: String,
+    version: u64,
+}
+
+impl<R> InferResponse<R> {
+    fn lost(&self) -> EngineError {
+        EngineError::ResponseLost {
+            model: self.model.clone(),
+            version: self.version,
+        }
+    }
+
+    /// Waits for the response.
+    pub fn wait(self) -> Result<R, EngineError> {
+        self.rx.recv().unwrap_or_else(|_| Err(self.lost()))
+    }
+
+    /// Waits at most `timeout`; `None` when the response has not come yet. Call it again after
+    /// `None`; after `Some` the response is consumed.
+    pub fn wait_timeout(&self, timeout: Duration) -> Option<Result<R, EngineError>> {
+        match self.rx.recv_timeout(timeout) {
+            Ok(r) => Some(r),
+            Err(mpsc::RecvTimeoutError::Timeout) => None,
+            Err(mpsc::RecvTimeoutError::Disconnected) => Some(Err(self.lost())),
+        }
+    }
+}
+
+/// An instance to start.
+struct Plan {
+    name: String,
+    group: String,
+    kind: InstanceKind,
+    provider: ExecutionProvider,
+    device_id: i32,
+}
+
+/// The provider for an instance: the first usable accelerator named, or `default`.
+fn accelerator_provider(
+    model: &str,
+    names: &[&str],
+    allowed: &[ExecutionProvider],
+    default: ExecutionProvider,
+    what: &str,
+) -> ExecutionProvider {
+    for name in names {
+        match ExecutionProvider::from_accelerator_name(name) {
+            Some(p) if allowed.contains(&p) => return p,
+            _ => {
+                warn_once(
+                    &format!("accelerator:{what}:{name}"),
+                    &format!(
+                        "model '{model}': {what} execution accelerator '{name}' is not supported \
+                         (supported: {}); ignored",
+                        allowed
+                            .iter()
+                            .map(|p| p.to_string().to_ascii_lowercase())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                );
+            }
+        }
+    }
+    default
+}
+
+fn plan_instances(
+    model: &str,
+    version: u64,
+    config: &ModelConfig,
+) -> Result<Vec<Plan>, EngineError> {
+    let default_group = [InstanceGroup {
+        kind: InstanceKind::Cpu,
+        count: 1,
+        ..InstanceGroup::default()
+    }];
+    let groups: &[InstanceGroup] = if config.instance_group.is_empty() {
+        &default_group
+    } else {
+        &config.instance_group
+    };
+    let gpu_provider = || {
+        accelerator_provider(
+            model,
+            &config.execution_accelerators.gpu_names(),
+            &[ExecutionProvider::TensorRt, ExecutionProvider::Cuda],
+            ExecutionProvider::Cuda,
+            "GPU",
+        )
+    };
+    let cpu_provider = || {
+        accelerator_provider(
+            model,
+            &config.execution_accelerators.cpu_names(),
+            &[ExecutionProvider::OpenVino, ExecutionProvider::Cpu],
+            ExecutionProvider::Cpu,
+            "CPU",
+        )
+    };
+    let mut plans = Vec::new();
+    for (g, group) in groups.iter().enumerate() {
+        let group_name = if group.name.is_empty() {
+            format!("{model}_{g}")
+        } else {
+            group.name.clone()
+        };
+        let count = group.count.max(1) as usize;
+        let (provider, devices) = if group.kind == InstanceKind::Gpu {
+            let devices = if group.gpus.is_empty() {
+                vec![0]
+            } else {
+                group.gpus.clone()
+            };
+            (gpu_provider(), devices)
+        } else {
+            (cpu_provider(), vec![0])
+        };
+        let mut index = 0;
+        for &device_id in &devices {
+            for _ in 0..count {
+                if plans.len() >= MAX_INSTANCES {
+                    return Err(EngineError::Config {
+                        model: model.to_owned(),
+                        version,
+                        message: format!(
+                            "instance_group asks for more than {MAX_INSTANCES} instances"
+                        ),
+                    });
+                }
+                plans.push(Plan {
+                    name: format!("{group_name}_{index}"),
+                    group: group_name.clone(),
+                    kind: group.kind,
+                    provider,
+                    device_id,
+                });
+                index += 1;
+            }
+        }
+    }
+    Ok(plans)
+}
+
+type Loaded = (Vec<IoInfo>, Vec<IoInfo>, ExecutionProvider);
+
+/// An instance's thread: loads its session, reports, waits for the go, then serves batches.
+fn instance_main(
+    index: usize,
+    path: PathBuf,
+    options: SessionOptions,
+    factory: SessionFactory,
+    ready: mpsc::Sender<(usize, Result<Loaded, RuntimeError>)>,
+    go: mpsc::Receiver<Arc<Shared>>,
+) {
+    let made = catch_unwind(AssertUnwindSafe(|| factory(&path, options)));
+    let mut session = match made {
+        Ok(Ok(s)) => {
+            let io = (
+                s.inputs().to_vec(),
+                s.outputs().to_vec(),
+                s.execution_provider(),
+            );
+            let _ = ready.send((index, Ok(io)));
+            s
+        }
+        Ok(Err(e)) => {
+            let _ = ready.send((index, Err(e)));
+            return;
+        }
+        Err(_) => {
+            let _ = ready.send((
+                index,
+                Err(RuntimeError::Model {
+                    path,
+                    reason: "the session factory panicked".into(),
+                }),
+            ));
+            return;
+        }
+    };
+    drop(ready);
+    let Ok(shared) = go.recv() else {
+        return;
+    };
+    drop(go);
+    while let Some(batch) = shared.next_batch() {
+        shared.execute(index, session.as_mut(), batch);
+    }
+}
+
+fn join_all(handles: Vec<JoinHandle<()>>) {
+    for h in handles {
+        let _ = h.join();
+    }
+}
+
+impl ModelRuntime {
+    /// Loads `model` with ONNX Runtime sessions ([`crate::runtime::OnnxModel`]) and starts its
+    /// instances. Fails, naming the instance, if any instance cannot load the model.
+    pub fn load(model: &LoadedModel) -> Result<Self, EngineError> {
+        Self::load_with_factory(model, onnx_session_factory())
+    }
+
+    /// As [`ModelRuntime::load`], with sessions made by `factory`.
+    pub fn load_with_factory(
+        model: &LoadedModel,
+        factory: SessionFactory,
+    ) -> Result<Self, EngineError> {
+        let name = model.name.as_str();
+        let version = model.version;
+        let config = &model.config;
+        let config_error = |message: String| EngineError::Config {
+            model: name.to_owned(),
+            version,
+            message,
+        };
+        if config.platform == "ensemble" {
+            return Err(config_error(
+                "is an ensemble; a model runtime runs a single ONNX model".into(),
+            ));
+        }
+        let plans = plan_instances(name, version, config)?;
+        let intra_threads = match config.parameters.get(INTRA_OP_THREADS_PARAMETER) {
+            Some(v) => v.trim().parse::<usize>().map_err(|_| {
+                config_error(format!(
+                    "parameter {INTRA_OP_THREADS_PARAMETER}: '{v}' is not a number of threads"
+                ))
+            })?,
+            None => {
+                let cores = thread::available_parallelism().map_or(1, |n| n.get());
+                (cores / plans.len()).max(1)
+            }
+        };
+
+        let (ready_tx, ready_rx) = mpsc::channel();
+        let mut handles = Vec::with_capacity(plans.len());
+        let mut go_txs = Vec::with_capacity(plans.len());
+        for (i, plan) in plans.iter().enumerate() {
+            let (go_tx, go_rx) = mpsc::channel::<Arc<Shared>>();
+            let ready_tx = ready_tx.clone();
+            let factory = factory.clone();
+            let path = model.model_path.clone();
+            let options = SessionOptions {
+                intra_threads,
+                execution_provider: plan.provider,
+                device_id: plan.device_id,
+            };
+            let spawned = thread::Builder::new()
+                .name(format!("vigil-infer-{i}"))
+                .spawn(move || instance_main(i, path, options, factory, ready_tx, go_rx));
+            match spawned {
+                Ok(h) => {
+                    handles.push(h);
+                    go_txs.push(go_tx);
+                }
+                Err(e) => {
+                    drop(go_txs);
+                    join_all(handles);
+                    return Err(config_error(format!(
+                        "cannot start the thread of instance {}: {e}",
+                        plan.name
+                    )));
+                }
+            }
+        }
+        drop(ready_tx);
+
+        let mut loaded: Vec<Option<Loaded>> = (0..plans.len()).map(|_| None).collect();
+        let mut failure: Option<EngineError> = None;
+        for _ in 0..plans.len() {
+            match ready_rx.recv() {
+                Ok((i, Ok(io))) => loaded[i] = Some(io),
+                Ok((i, Err(source))) => {
+                    failure.get_or_insert(EngineError::Load {
+                        model: name.to_owned(),
+                        version,
+                        instance: plans[i].name.clone(),
+                        source,
+                    });
+                }
+                Err(_) => break,
+            }
+        }
+        let loaded: Option<Vec<Loaded>> = loaded.into_iter().collect();
+        let result = match (failure, loaded) {
+            (Some(e), _) => Err(e),
+            (None, None) => Err(config_error("an instance stopped while loading".into())),
+            (None, Some(loaded)) => {
+                Self::check_io(name, version, config, &loaded).map(|io| (io, loaded))
+            }
+        };
+        let ((inputs, outputs, max_batch), loaded) = match result {
+            Ok(x) => x,
+            Err(e) => {
+                drop(go_txs);
+                join_all(handles);
+                return Err(e);
+            }
+        };
+
+        let policy = BatchPolicy::new(config, max_batch);
+        let instances: Vec<InstanceInfo> = plans
+            .iter()
+            .zip(&loaded)
+            .map(|(p, l)| InstanceInfo {
+                name: p.name.clone(),
+                group: p.group.clone(),
+                kind: p.kind,
+                requested_provider: p.provider,
+                provider: l.2,
+                device_id: p.device_id,
+                intra_threads,
+            })
+            .collect();
+        let logs = instances
+            .iter()
+            .map(|i| InstanceLog {
+                name: i.name.clone(),
+                kind: i.kind,
+                provider: i.provider,
+                executions: 0,
+                intervals: Default::default(),
+            })
+            .collect();
+        let shared = Arc::new(Shared {
+            model: name.to_owned(),
+            version,
+            queue: Mutex::new(Queue::new(policy.levels)),
+            policy,
+            cv: Condvar::new(),
+            sequencer: Mutex::new(Sequencer::default()),
+            stats: Mutex::new(StatsInner::new(logs)),
+        });
+        for tx in go_txs {
+            let _ = tx.send(shared.clone());
+        }
+        let spec = ModelSpec::from_config(config, &model.labels)
+            .map(Arc::new)
+            .map_err(|e| e.message);
+        Ok(ModelRuntime {
+            shared,
+            workers: Mutex::new(handles),
+            instances,
+            inputs,
+            outputs,
+            config: config.clone(),
+            labels: model.labels.clone(),
+            model_path: model.model_path.clone(),
+            spec,
+        })
+    }
+
+    /// Checks the sessions' inputs and works out the batch size the model file allows.
+    fn check_io(
+        name: &str,
+        version: u64,
+        config: &ModelConfig,
+        loaded: &[Loaded],
+    ) -> Result<(Vec<IoInfo>, Vec<IoInfo>, usize), EngineError> {
+        let (inputs, outputs, _) = loaded[0].clone();
+        let config_error = |message: String| EngineError::Config {
+            model: name.to_owned(),
+            version,
+            message,
+        };
+        if let Some(bad) = inputs.iter().find(|i| i.dtype != "Float32") {
+            return Err(config_error(format!(
+                "input '{}' has element type {}; the engine feeds f32 tensors only",
+                bad.name, bad.dtype
+            )));
+        }
+        let mut max_batch = config.max_batch_size.max(0) as usize;
+        if max_batch > 0 {
+            for input in &inputs {
+                if let Some(&d0) = input.shape.first()
+                    && d0 > 0
+                    && (d0 as usize) < max_batch
+                {
+                    warn_once(
+                        &format!("batch-dim:{name}:{version}:{}", input.name),
+                        &format!(
+                            "model '{name}' version {version}: input '{}' has a fixed first \
+                             dimension {d0} in the model file; batches are limited to {d0} \
+                             (max_batch_size {max_batch})",
+                            input.name
+                        ),
+                    );
+                    max_batch = d0 as usize;
+                }
+            }
+        }
+        Ok((inputs, outputs, max_batch))
+    }
+
+    pub fn name(&self) -> &str {
+        &self.shared.model
+    }
+
+    pub fn version(&self) -> u64 {
+        self.shared.version
+    }
+
+    /// The configuration the runtime was built from.
+    pub fn config(&self) -> &ModelConfig {
+        &self.config
+    }
+
+    pub fn labels(&self) -> &[String] {
+        &self.labels
+    }
+
+    pub fn model_path(&self) -> &Path {
+        &self.model_path
+    }
+
+    /// The model's inputs as the model file declares them (`-1` = dynamic).
+    pub fn inputs(&self) -> &[IoInfo] {
+        &self.inputs
+    }
+
+    pub fn outputs(&self) -> &[IoInfo] {
+        &self.outputs
+    }
+
+    /// The largest batch executed (`max_batch_size`, lowered where the model file fixes the batch
+    /// dimension); 0 = requests carry the full shape.
+    pub fn max_batch_size(&self) -> usize {
+        self.shared.policy.max_batch
+    }
+
+    /// Whether requests are batched dynamically.
+    pub fn dynamic_batching(&self) -> bool {
+        self.shared.policy.dynamic
+    }
+
+    pub fn instances(&self) -> &[InstanceInfo] {
+        &self.instances
+    }
+
+    /// How to feed and decode the model as a detector; an error for models that are not one.
+    pub fn spec(&self) -> Result<Arc<ModelSpec>, EngineError> {
+        self.spec.clone().map_err(|message| EngineError::Spec {
+            model: self.shared.model.clone(),
+            version: self.shared.version,
+            message,
+        })
+    }
+
+    /// A snapshot of the metrics.
+    pub fn stats(&self) -> ModelStats {
+        let pending = lock(&self.shared.queue).len();
+        let reordered = lock(&self.shared.sequencer).reordered;
+        let st = lock(&self.shared.stats);
+        ModelStats {
+            model: self.shared.model.clone(),
+            version: self.shared.version,
+            requests: st.requests,
+            failures: st.failures,
+            pending,
+            executions: st.executions,
+            batch_sizes: st.batch_sizes.clone(),
+            queue_time: st.queue_time.clone(),
+            compute_time: st.compute_time.clone(),
+            reordered,
+            instances: st
+                .instances
+                .iter()
+                .map(|l| InstanceStats {
+                    name: l.name.clone(),
+                    kind: l.kind,
+                    provider: l.provider,
+                    executions: l.executions,
+                    intervals: l.intervals.iter().copied().collect(),
+                })
+                .collect(),
+        }
+    }
+
+    /// Runs `request` and returns what `f` makes of its outputs. Blocks until the response.
+    ///
+    /// `f` runs on an instance's thread with the outputs of this request only, in the model's
+    /// output order: with `max_batch_size > 0` each has a leading batch dimension of 1 and borrows
+    /// its slice of the batch output; with `max_batch_size: 0` the outputs are as the model made them.
+    pub fn infer<R, F>(&self, request: InferRequest, f: F) -> Result<R, EngineError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&[TensorView]) -> R + Send + 'static,
+    {
+        self.infer_async(request, f)?.wait()
+    }
+
+    /// Queues `request` and returns at once; the response comes through the returned handle.
+    /// Errors in the request itself are returned here.
+    pub fn infer_async<R, F>(
+        &self,
+        request: InferRequest,
+        f: F,
+    ) -> Result<InferResponse<R>, EngineError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&[TensorView]) -> R + Send + 'static,
+    {
+        let inputs = self.check_request(request.inputs)?;
+        let level = self.shared.policy.level_index(request.priority);
+        let (tx, rx) = mpsc::sync_channel(1);
+        let respond: Responder = Box::new(move |result| {
+            let _ = tx.send(result.map(f));
+        });
+        {
+            let mut q = lock(&self.shared.queue);
+            if q.shutdown {
+                return Err(EngineError::ShuttingDown {
+                    model: self.shared.model.clone(),
+                    version: self.shared.version,
+                });
+            }
+            lock(&self.shared.stats).requests += 1;
+            q.push(level, Instant::now(), inputs, respond);
+        }
+        self.shared.cv.notify_one();
+        Ok(InferResponse {
+            rx,
+            model: self.shared.model.clone(),
+            version: self.shared.version,
+        })
+    }
+
+    /// Checks names, shapes and sizes; returns the inputs in the model's order.
+    fn check_request(&self, inputs: Vec<NamedTensor>) -> Result<Vec<NamedTensor>, EngineError> {
+        let bad = |message: String| EngineError::BadRequest {
+            model: self.shared.model.clone(),
+            version: self.shared.version,
+            message,
+        };
+        let batched = self.shared.policy.max_batch > 0;
+        let mut slots: Vec<Option<NamedTensor>> = (0..self.inputs.len()).map(|_| None).collect();
+        for (name, shape, data) in inputs {
+            let Some(k) = self.inputs.iter().position(|i| i.name == name) else {
+                let known: Vec<&str> = self.inputs.iter().map(|i| i.name.as_str()).collect();
+                return Err(bad(format!(
+                    "'{name}' is not an input of the model (inputs: {})",
+                    known.join(", ")
+                )));
+            };
+            if slots[k].is_some() {
+                return Err(bad(format!("input '{name}' is given twice")));
+            }
+            if shape.iter().any(|&d| d < 0) {
+                return Err(bad(format!(
+                    "input '{name}': shape {shape:?} has a negative dimension"
+                )));
+            }
+            let elements = shape
+                .iter()
+                .try_fold(1usize, |acc, &d| acc.checked_mul(d as usize));
+            if elements != Some(data.len()) {
+                return Err(bad(format!(
+                    "input '{name}': shape {shape:?} holds {} values but {} were given",
+                    elements.map_or_else(|| "too many".to_owned(), |n| n.to_string()),
+                    data.len()
+                )));
+            }
+            let model_shape = &self.inputs[k].shape;
+            if !model_shape.is_empty() {
+                let expected = if batched {
+                    &model_shape[1..]
+                } else {
+                    &model_shape[..]
+                };
+                let note = if batched {
+                    format!(
+                        " (max_batch_size {}: give one item's shape, without the batch dimension)",
+                        self.shared.policy.max_batch
+                    )
+                } else {
+                    String::new()
+                };
+                if shape.len() != expected.len()
+                    || shape.iter().zip(expected).any(|(&d, &e)| e >= 0 && d != e)
+                {
+                    return Err(bad(format!(
+                        "input '{name}': shape {shape:?} does not match the model's {expected:?} \
+                         (-1 = any size){note}"
+                    )));
+                }
+            }
+            slots[k] = Some((name, shape, data));
+        }
+        slots
+            .into_iter()
+            .enumerate()
+            .map(|(k, s)| {
+                s.ok_or_else(|| bad(format!("input '{}' is missing", self.inputs[k].name)))
+            })
+            .collect()
+    }
+
+    /// Takes no new requests, runs the queued ones, then stops the instances. Called on drop.
+    pub fn shutdown(&self) {
+        lock(&self.shared.queue).shutdown = true;
+        self.shared.cv.notify_all();
+        let handles = std::mem::take(&mut *lock(&self.workers));
+        let me = thread::current().id();
+        let mut joined_all = true;
+        for h in handles {
+            if h.thread().id() == me {
+                // Dropped from a response closure on one of our own instances: that instance
+                // finishes the queue and ends by itself.
+                joined_all = false;
+            } else {
+                let _ = h.join();
+            }
+        }
+        if joined_all {
+            let left = lock(&self.shared.queue).drain();
+            for p in left {
+                let e = EngineError::ShuttingDown {
+                    model: self.shared.model.clone(),
+                    version: self.shared.version,
+                };
+                self.shared.deliver(p.seq, p.respond, Err(e));
+            }
+        }
+    }
+}
+
+impl Drop for ModelRuntime {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// Calls a responder; a panic in the caller's closure loses only that response.
+fn call(respond: Responder, result: Result<&[TensorView<'_>], EngineError>) {
+    let _ = catch_unwind(AssertUnwindSafe(move || respond(result)));
+}
+
+impl Shared {
+    fn execution_error(&self, message: String) -> EngineError {
+        EngineError::Execution {
+            model: self.model.clone(),
+            version: self.version,
+            message,
+        }
+    }
+
+    /// Waits for the next batch; `None` when shut down and the queue is empty.
+    fn next_batch(&self) -> Option<Vec<Pending>> {
+        let mut q = lock(&self.queue);
+        loop {
+            let now = Instant::now();
+            match self.policy.decide(&q, now) {
+                Decision::Idle => {
+                    if q.shutdown {
+                        return None;
+                    }
+                    q = self.cv.wait(q).unwrap_or_else(|e| e.into_inner());
+                }
+                Decision::Run(n) => {
+                    let batch = q.take(n);
+                    if !q.is_empty() {
+                        self.cv.notify_one();
+                    }
+                    return Some(batch);
+                }
+                Decision::WaitUntil(t) => {
+                    q = match self.cv.wait_timeout(q, t.saturating_duration_since(now)) {
+                        Ok((g, _)) => g,
+                        Err(e) => e.into_inner().0,
+                    };
+                }
+            }
+        }
+    }
+
+    /// Runs one batch on `session` and answers its requests.
+    fn execute(&self, instance: usize, session: &mut dyn InferSession, batch: Vec<Pending>) {
+        let start = Instant::now();
+        let n = batch.len();
+        if n == 0 {
+            return;
+        }
+        {
+            let mut st = lock(&self.stats);
+            for p in &batch {
+                st.queue_time
+                    .record(start.saturating_duration_since(p.enqueued));
+            }
+        }
+        let mut responders: Vec<Option<(u64, Responder)>> = Vec::with_capacity(n);
+        let mut items = Vec::with_capacity(n);
+        for p in batch {
+            responders.push(Some((p.seq, p.respond)));
+            items.push(p.inputs);
+        }
+        let batched = self.policy.max_batch > 0;
+        let first = &items[0];
+        let mut shapes: Vec<Vec<i64>> = Vec::with_capacity(first.len());
+        let mut data: Vec<Cow<'_, [f32]>> = Vec::with_capacity(first.len());
+        for (k, (_, item_shape, item_data)) in first.iter().enumerate() {
+            shapes.push(if batched {
+                std::iter::once(n as i64)
+                    .chain(item_shape.iter().copied())
+                    .collect()
+            } else {
+                item_shape.clone()
+            });
+            data.push(if n == 1 {
+                Cow::Borrowed(item_data.as_slice())
+            } else {
+                let mut all = Vec::with_capacity(item_data.len() * n);
+                for item in &items {
+                    all.extend_from_slice(&item[k].2);
+                }
+                Cow::Owned(all)
+            });
+        }
+        let run_inputs: Vec<(&str, &[i64], &[f32])> = first
+            .iter()
+            .zip(&shapes)
+            .zip(&data)
+            .map(|((input, shape), d)| (input.0.as_str(), shape.as_slice(), d.as_ref()))
+            .collect();
+
+        let mut recorded = false;
+        let mut failure: Option<EngineError> = None;
+        let run = catch_unwind(AssertUnwindSafe(|| {
+            session.run(&run_inputs, &mut |views| {
+                lock(&self.stats).record_execution(instance, n, start, Instant::now());
+                recorded = true;
+                if batched && let Some(v) = views.iter().find(|v| v.shape.first() != Some(&n)) {
+                    failure = Some(self.execution_error(format!(
+                        "output '{}' has shape {:?}; a leading batch dimension of {n} was \
+                         expected (max_batch_size {})",
+                        v.name, v.shape, self.policy.max_batch
+                    )));
+                    return;
+                }
+                if n == 1 {
+                    if let Some((seq, respond)) = responders[0].take() {
+                        self.deliver(seq, respond, Ok(views));
+                    }
+                    return;
+                }
+                let item_shapes: Vec<Vec<usize>> = views
+                    .iter()
+                    .map(|v| {
+                        let mut s = v.shape.to_vec();
+                        s[0] = 1;
+                        s
+                    })
+                    .collect();
+                for (i, slot) in responders.iter_mut().enumerate() {
+                    let item: Vec<TensorView<'_>> = views
+                        .iter()
+                        .zip(&item_shapes)
+                        .map(|(v, s)| {
+                            let per = v.data.len() / n;
+                            TensorView {
+                                name: v.name,
+                                shape: s,
+                                data: &v.data[i * per..(i + 1) * per],
+                            }
+                        })
+                        .collect();
+                    if let Some((seq, respond)) = slot.take() {
+                        self.deliver(seq, respond, Ok(&item));
+                    }
+                }
+            })
+        }));
+        if !recorded {
+            lock(&self.stats).record_execution(instance, n, start, Instant::now());
+        }
+        if responders.iter().all(Option::is_none) {
+            return;
+        }
+        let error = match run {
+            Ok(Ok(())) => failure
+                .unwrap_or_else(|| self.execution_error("the session gave no outputs".into())),
+            Ok(Err(source)) => EngineError::Run {
+                model: self.model.clone(),
+                version: self.version,
+                source,
+            },
+            Err(_) => self.execution_error("the session panicked while running a batch".into()),
+        };
+        for (seq, respond) in responders.into_iter().flatten() {
+            self.deliver(seq, respond, Err(error.clone()));
+        }
+    }
+
+    /// Answers request `seq`, in order of arrival under `preserve_ordering`.
+    fn deliver(
+        &self,
+        seq: u64,
+        respond: Responder,
+        result: Result<&[TensorView<'_>], EngineError>,
+    ) {
+        if result.is_err() {
+            lock(&self.stats).failures += 1;
+        }
+        if !self.policy.preserve_ordering {
+            call(respond, result);
+            return;
+        }
+        {
+            let mut sq = lock(&self.sequencer);
+            if seq != sq.next {
+                let outcome = result.map(|views| {
+                    views
+                        .iter()
+                        .map(|v| OwnedTensor {
+                            name: v.name.to_owned(),
+                            shape: v.shape.to_vec(),
+                            data: v.data.to_vec(),
+                        })
+                        .collect()
+                });
+                sq.parked.insert(seq, Parked { respond, outcome });
+                sq.reordered += 1;
+                return;
+            }
+        }
+        call(respond, result);
+        self.release_from(seq + 1);
+    }
+
+    /// Releases the parked responses from `next` on, as long as they follow without a gap.
+    fn release_from(&self, mut next: u64) {
+        loop {
+            let parked = {
+                let mut sq = lock(&self.sequencer);
+                sq.next = next;
+                match sq.parked.remove(&next) {
+                    Some(p) => p,
+                    None => return,
+                }
+            };
+            match parked.outcome {
+                Ok(tensors) => {
+                    let views: Vec<TensorView<'_>> = tensors
+                        .iter()
+                        .map(|t| TensorView {
+                            name: &t.name,
+                            shape: &t.shape,
+                            data: &t.data,
+                        })
+                        .collect();
+                    call(parked.respond, Ok(&views));
+                }
+                Err(e) => call(parked.respond, Err(e)),
+            }
+            next += 1;
+        }
+    }
+}
