@@ -195,3 +195,68 @@ fn models_validate_accepts_triton_examples_as_configs() {
     std::fs::remove_dir_all(&tmp).unwrap();
     assert!(n >= 5, "only {n} examples");
 }
+
+/// Auto-complete: the NanoDet entry with a config.pbtxt that holds only the parser parameters loads,
+/// and `vigil models show` prints the completed config (inputs, outputs, batching from the ONNX file).
+#[test]
+fn models_show_completes_a_parameters_only_entry() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let src = root.join("models/nanodet");
+    if !src.join("1/model.onnx").is_file() {
+        skip(format_args!(
+            "models_show_completes_a_parameters_only_entry: models not installed"
+        ));
+        return;
+    }
+    let tmp =
+        std::env::temp_dir().join(format!("vigil-models-autocomplete-{}", std::process::id()));
+    let dir = tmp.join("nanodet");
+    std::fs::create_dir_all(dir.join("1")).unwrap();
+    std::os::unix::fs::symlink(src.join("1/model.onnx"), dir.join("1/model.onnx")).unwrap();
+    std::fs::copy(src.join("labels.txt"), dir.join("labels.txt")).unwrap();
+    let params: String = std::fs::read_to_string(src.join("config.pbtxt"))
+        .unwrap()
+        .lines()
+        .filter(|l| l.starts_with("parameters"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert_eq!(params.lines().count(), 7);
+    std::fs::write(dir.join("config.pbtxt"), &params).unwrap();
+
+    let out = vigil()
+        .args(["models", "validate"])
+        .arg(&tmp)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = vigil()
+        .args(["models", "show"])
+        .arg(&tmp)
+        .arg("nanodet")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for want in [
+        "name: \"nanodet\"",
+        "platform: \"onnxruntime_onnx\"",
+        "max_batch_size: 4",
+        "name: \"input_1:0\"",
+        "dims: [ 3, 416, 416 ]",
+        "output [",
+        "dynamic_batching",
+        "instance_group",
+        "vigil.postprocess",
+    ] {
+        assert!(text.contains(want), "missing {want} in:\n{text}");
+    }
+    std::fs::remove_dir_all(&tmp).unwrap();
+}
