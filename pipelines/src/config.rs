@@ -36,13 +36,97 @@ pub enum ConfigError {
         column: Option<usize>,
         message: String,
     },
-    /// A value is invalid (`key` is the dotted path of the key, e.g. `sources[0].uri`).
-    #[error("{file}: {key}: {message}")]
+    /// A value is invalid (`key` is the dotted path of the key, e.g. `sources[0].uri`; `line` is where
+    /// the key stands in the file, when it can be found).
+    #[error("{file}: {}{key}: {message}", location_prefix(.line, &None))]
     Invalid {
         file: String,
+        line: Option<usize>,
         key: String,
         message: String,
     },
+}
+
+/// The 1-based line of a dotted key path (`outputs.rtsp.port`, `sources[1].uri`) in block-style YAML,
+/// found by indentation; `None` when it cannot be located (flow style, key absent).
+pub(crate) fn locate_key(text: &str, key: &str) -> Option<usize> {
+    // Split "a.b[2].c" into segments: Name("a"), Name("b"), Index(2), Name("c").
+    enum Seg<'a> {
+        Name(&'a str),
+        Index(usize),
+    }
+    let mut segs = Vec::new();
+    for part in key.split('.') {
+        let (name, rest) = part.split_once('[').map_or((part, ""), |(n, r)| (n, r));
+        if !name.is_empty() {
+            segs.push(Seg::Name(name));
+        }
+        for idx in rest.split('[') {
+            if let Ok(i) = idx.trim_end_matches(']').parse() {
+                segs.push(Seg::Index(i));
+            }
+        }
+    }
+    let lines: Vec<&str> = text.lines().collect();
+    let indent = |l: &str| l.len() - l.trim_start().len();
+    let content = |l: &str| {
+        let t = l.trim();
+        !t.is_empty() && !t.starts_with('#') && t != "---"
+    };
+    // Current search window: lines [start, end) whose indent is >= min_indent.
+    let (mut start, mut end, mut min_indent) = (0usize, lines.len(), 0usize);
+    let mut found = None;
+    for seg in segs {
+        let mut hit = None;
+        match seg {
+            Seg::Name(name) => {
+                for (i, l) in lines.iter().enumerate().take(end).skip(start) {
+                    if !content(l) || indent(l) < min_indent {
+                        continue;
+                    }
+                    let t = l.trim_start().trim_start_matches("- ");
+                    if t.strip_prefix(name)
+                        .is_some_and(|r| r.trim_start().starts_with(':'))
+                    {
+                        hit = Some(i);
+                        break;
+                    }
+                }
+            }
+            Seg::Index(n) => {
+                let mut count = 0;
+                let mut item_indent = None;
+                for (i, l) in lines.iter().enumerate().take(end).skip(start) {
+                    if !content(l) || indent(l) < min_indent {
+                        continue;
+                    }
+                    let is_item = l.trim_start().starts_with("- ") || l.trim() == "-";
+                    if is_item && item_indent.is_none_or(|ii| ii == indent(l)) {
+                        item_indent = Some(indent(l));
+                        if count == n {
+                            hit = Some(i);
+                            break;
+                        }
+                        count += 1;
+                    }
+                }
+            }
+        }
+        let i = hit?;
+        found = Some(i + 1);
+        // The value of this key: the following lines indented deeper than the key's line (for a list
+        // item, its own line too, since `- key: v` starts the item).
+        let base = indent(lines[i]);
+        let item = lines[i].trim_start().starts_with("- ");
+        let mut j = i + 1;
+        while j < lines.len() && (!content(lines[j]) || indent(lines[j]) > base) {
+            j += 1;
+        }
+        start = if item { i } else { i + 1 };
+        end = j;
+        min_indent = if item { base } else { base + 1 };
+    }
+    found
 }
 
 fn location_prefix(line: &Option<usize>, column: &Option<usize>) -> String {
@@ -432,8 +516,10 @@ impl Config {
     /// folder). Checks media files, the model (loads it), class names, output paths and value ranges.
     pub fn validate(&self, path: &Path) -> Result<Plan, ConfigError> {
         let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).unwrap_or_default();
         let invalid = |key: &str, message: String| ConfigError::Invalid {
             file: file.clone(),
+            line: locate_key(&text, key),
             key: key.to_string(),
             message,
         };
@@ -843,6 +929,24 @@ pub fn normalize(p: &Path) -> PathBuf {
 }
 
 #[cfg(test)]
+mod locate_tests {
+    use super::locate_key;
+
+    #[test]
+    fn finds_nested_keys_and_list_items() {
+        let text = "# c\nname: x\nsources:\n  - name: a\n    uri: a.avi\n  - name: b\n    uri: b.avi\ninference:\n  model: m\noutputs:\n  rtsp:\n    port: 70000\n";
+        assert_eq!(locate_key(text, "name"), Some(2));
+        assert_eq!(locate_key(text, "sources[0].uri"), Some(5));
+        assert_eq!(locate_key(text, "sources[1].uri"), Some(7));
+        assert_eq!(locate_key(text, "sources[1].name"), Some(6));
+        assert_eq!(locate_key(text, "inference.model"), Some(9));
+        assert_eq!(locate_key(text, "outputs.rtsp.port"), Some(12));
+        assert_eq!(locate_key(text, "outputs.file.path"), None);
+        assert_eq!(locate_key(text, "sources[2].uri"), None);
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
@@ -909,7 +1013,7 @@ mod tests {
         assert_eq!(
             e,
             format!(
-                "{}: sources[0].uri: no such file {}",
+                "{}: line 5: sources[0].uri: no such file {}",
                 cfg.display(),
                 expected.display()
             )

@@ -215,6 +215,8 @@ fn missing_video_file() {
     std::fs::write(&cfg, text).unwrap();
     let line = run_expecting_error(&cfg);
     let expected = dir.path().join("media/nowhere.avi");
+    // the key's line: `uri:` is line 5 of the config
+    assert!(line.contains(": line 5: sources[0].uri"), "{line}");
     assert!(
         line.ends_with(&format!(
             "sources[0].uri: no such file {}",
@@ -234,7 +236,7 @@ fn missing_model() {
     let cfg = dir.path().join("nomodel.yaml");
     std::fs::write(&cfg, config_text(&repo, &media, "nosuchmodel")).unwrap();
     let line = run_expecting_error(&cfg);
-    assert!(line.contains("inference.model"), "{line}");
+    assert!(line.contains(": line 7: inference.model"), "{line}");
     assert!(line.contains("nosuchmodel"), "{line}");
     // Names where it looked.
     let canonical = std::fs::canonicalize(&repo).unwrap();
