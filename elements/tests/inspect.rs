@@ -115,6 +115,7 @@ fn vigilinfer_is_documented() {
             "interval",
             "max-detections",
             "priority",
+            "repository-poll-secs",
         ],
     );
 }

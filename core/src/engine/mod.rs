@@ -36,9 +36,13 @@
 //! [`ModelServer::global`] shares one runtime, hence one batcher, among every caller naming the same
 //! repository, model and version; see [`ModelHandle`]. [`ModelServer::reload`] swaps a handle to a
 //! freshly loaded runtime (requests in flight finish on the old one; a model that fails to load is
-//! refused and the old runtime keeps serving).
+//! refused and the old runtime keeps serving). [`ModelServer::poll`] reloads a handle whenever its
+//! repository entry changes (Triton's POLL mode); [`ModelServer::load`] and
+//! [`ModelServer::unload`] are Triton's explicit model control (see `poll.rs`).
 
+mod ensemble;
 mod model;
+mod poll;
 mod scheduler;
 mod server;
 mod stats;
@@ -48,10 +52,14 @@ mod testmodel;
 #[cfg(test)]
 mod tests;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+pub use ensemble::{EnsembleRuntime, EnsembleStep, ensemble_steps};
 pub use model::{InferResponse, InstanceInfo, ModelRuntime};
+pub use poll::{
+    EVENT_LOG_LEN, FileStamp, Fingerprint, MIN_POLL_INTERVAL, PollGuard, ReloadCause, ReloadEvent,
+};
 pub use server::{ModelHandle, ModelServer};
 pub use stats::{
     Histogram, INTERVAL_LOG_LEN, InstanceStats, Interval, ModelStats, TIME_BUCKETS_US,
@@ -116,6 +124,13 @@ pub enum EngineError {
         version: u64,
         message: String,
     },
+
+    /// The model was unloaded ([`ModelServer::unload`]) and is not served until loaded again.
+    #[error(
+        "model '{model}' of model repository {} is unloaded; load it again to serve it",
+        .repository.display()
+    )]
+    Unloaded { model: String, repository: PathBuf },
 
     /// The runtime is shutting down and takes no new requests.
     #[error("model '{model}' version {version}: the model is shutting down; request refused")]

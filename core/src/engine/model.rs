@@ -9,6 +9,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
+use super::ensemble::EnsembleRuntime;
 use super::scheduler::{
     BatchPolicy, Decision, OwnedTensor, Parked, Pending, Queue, Responder, Sequencer,
 };
@@ -65,6 +66,8 @@ pub struct ModelRuntime {
     labels: Vec<String>,
     model_path: PathBuf,
     spec: Result<Arc<ModelSpec>, String>,
+    /// `Some` for an ensemble (no instances of its own; see [`super::ensemble`]).
+    ensemble: Option<EnsembleRuntime>,
 }
 
 impl std::fmt::Debug for ModelRuntime {
@@ -300,7 +303,9 @@ impl ModelRuntime {
         };
         if config.platform == "ensemble" {
             return Err(config_error(
-                "is an ensemble; a model runtime runs a single ONNX model".into(),
+                "is an ensemble; a model runtime runs a single ONNX model (load ensembles \
+                 through a ModelServer, which runs their steps)"
+                    .into(),
             ));
         }
         let plans = plan_instances(name, version, config)?;
@@ -431,7 +436,49 @@ impl ModelRuntime {
             labels: model.labels.clone(),
             model_path: model.model_path.clone(),
             spec,
+            ensemble: None,
         })
+    }
+
+    /// The runtime of an ensemble: no instances of its own; requests run through `ensemble`'s
+    /// steps. `inputs`/`outputs`: the ensemble's, from its configuration.
+    pub(super) fn from_ensemble(
+        model: &LoadedModel,
+        inputs: Vec<IoInfo>,
+        outputs: Vec<IoInfo>,
+        ensemble: EnsembleRuntime,
+    ) -> Self {
+        let config = &model.config;
+        let policy = BatchPolicy::new(config, config.max_batch_size.max(0) as usize);
+        let shared = Arc::new(Shared {
+            model: model.name.clone(),
+            version: model.version,
+            queue: Mutex::new(Queue::new(policy.levels)),
+            policy,
+            cv: Condvar::new(),
+            sequencer: Mutex::new(Sequencer::default()),
+            stats: Mutex::new(StatsInner::new(Vec::new())),
+        });
+        let spec = ModelSpec::from_config(config, &model.labels)
+            .map(Arc::new)
+            .map_err(|e| e.message);
+        ModelRuntime {
+            shared,
+            workers: Mutex::new(Vec::new()),
+            instances: Vec::new(),
+            inputs,
+            outputs,
+            config: config.clone(),
+            labels: model.labels.clone(),
+            model_path: model.model_path.clone(),
+            spec,
+            ensemble: Some(ensemble),
+        }
+    }
+
+    /// The ensemble side of an ensemble's runtime; `None` for a single model.
+    pub fn ensemble(&self) -> Option<&EnsembleRuntime> {
+        self.ensemble.as_ref()
     }
 
     /// Checks the sessions' inputs and works out the batch size the model file allows.
@@ -532,6 +579,9 @@ impl ModelRuntime {
 
     /// A snapshot of the metrics.
     pub fn stats(&self) -> ModelStats {
+        if let Some(ensemble) = &self.ensemble {
+            return ensemble.stats();
+        }
         let pending = lock(&self.shared.queue).len();
         let reordered = lock(&self.shared.sequencer).reordered;
         let st = lock(&self.shared.stats);
@@ -584,12 +634,27 @@ impl ModelRuntime {
         R: Send + 'static,
         F: FnOnce(&[TensorView]) -> R + Send + 'static,
     {
-        let inputs = self.check_request(request.inputs)?;
-        let level = self.shared.policy.level_index(request.priority);
         let (tx, rx) = mpsc::sync_channel(1);
         let respond: Responder = Box::new(move |result| {
             let _ = tx.send(result.map(f));
         });
+        self.submit(request, respond)?;
+        Ok(InferResponse {
+            rx,
+            model: self.shared.model.clone(),
+            version: self.shared.version,
+        })
+    }
+
+    /// Queues `request`; `respond` is called once with its outputs or error, on a worker thread.
+    /// Errors in the request itself are returned here (and `respond` is dropped uncalled).
+    pub(crate) fn submit(
+        &self,
+        request: InferRequest,
+        respond: Responder,
+    ) -> Result<(), EngineError> {
+        let inputs = self.check_request(request.inputs)?;
+        let level = self.shared.policy.level_index(request.priority);
         {
             let mut q = lock(&self.shared.queue);
             if q.shutdown {
@@ -598,15 +663,16 @@ impl ModelRuntime {
                     version: self.shared.version,
                 });
             }
+            if let Some(ensemble) = &self.ensemble {
+                drop(q);
+                ensemble.submit(inputs, request.priority, respond);
+                return Ok(());
+            }
             lock(&self.shared.stats).requests += 1;
             q.push(level, Instant::now(), inputs, respond);
         }
         self.shared.cv.notify_one();
-        Ok(InferResponse {
-            rx,
-            model: self.shared.model.clone(),
-            version: self.shared.version,
-        })
+        Ok(())
     }
 
     /// Checks names, shapes and sizes; returns the inputs in the model's order.

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock, Weak};
 
 use super::{EngineError, InferRequest, ModelRuntime, SessionFactory, onnx_session_factory};
-use crate::modelrepo::{LoadedModel, ModelRepository};
+use crate::modelrepo::{ENSEMBLE_PLATFORM, LoadedModel, ModelRepository};
 use crate::modelspec::ModelSpec;
 use crate::postprocess::TensorView;
 
@@ -98,6 +98,8 @@ pub struct ModelServer {
     factory: SessionFactory,
     handles: Mutex<HashMap<HandleKey, Arc<Mutex<Weak<ModelHandle>>>>>,
     runtimes: Mutex<HashMap<RuntimeKey, Arc<Mutex<Weak<ModelRuntime>>>>>,
+    /// Polling and explicit load/unload ([`super::poll`]).
+    pub(super) poll: super::poll::PollState,
 }
 
 impl std::fmt::Debug for ModelServer {
@@ -138,6 +140,7 @@ impl ModelServer {
             factory,
             handles: Mutex::new(HashMap::new()),
             runtimes: Mutex::new(HashMap::new()),
+            poll: Default::default(),
         }
     }
 
@@ -157,6 +160,7 @@ impl ModelServer {
     ) -> Result<Arc<ModelHandle>, EngineError> {
         let repo = ModelRepository::open(repository)?;
         let root = repo.root().to_path_buf();
+        self.refuse_unloaded(&root, name)?;
         let key = (root.clone(), name.to_owned(), version);
         let slot = slot(&self.handles, &key);
         let mut weak = lock(&slot);
@@ -183,12 +187,20 @@ impl ModelServer {
         if let Some(runtime) = weak.upgrade() {
             return Ok(runtime);
         }
-        let runtime = Arc::new(ModelRuntime::load_with_factory(
-            model,
-            self.factory.clone(),
-        )?);
+        let runtime = Arc::new(self.load_runtime(root, model)?);
         *weak = Arc::downgrade(&runtime);
         Ok(runtime)
+    }
+
+    /// Starts a runtime for `model` of the repository `root`: an ensemble
+    /// (`platform: "ensemble"`) runs its steps through the runtimes of this server
+    /// ([`super::ensemble`]), any other model gets its own instances.
+    fn load_runtime(&self, root: &Path, model: &LoadedModel) -> Result<ModelRuntime, EngineError> {
+        if model.config.platform == ENSEMBLE_PLATFORM {
+            super::ensemble::load(self, root, model)
+        } else {
+            ModelRuntime::load_with_factory(model, self.factory.clone())
+        }
     }
 
     /// Loads the model `handle` names afresh from the repository (a new version folder, a changed
@@ -198,10 +210,7 @@ impl ModelServer {
     pub fn reload(&self, handle: &ModelHandle) -> Result<Arc<ModelRuntime>, EngineError> {
         let repo = ModelRepository::open(&handle.repository)?;
         let loaded = repo.load(&handle.name, handle.requested_version)?;
-        let runtime = Arc::new(ModelRuntime::load_with_factory(
-            &loaded,
-            self.factory.clone(),
-        )?);
+        let runtime = Arc::new(self.load_runtime(&handle.repository, &loaded)?);
         let key = (
             handle.repository.clone(),
             handle.name.clone(),
@@ -210,6 +219,22 @@ impl ModelServer {
         let slot = slot(&self.runtimes, &key);
         *lock(&slot) = Arc::downgrade(&runtime);
         Ok(handle.replace(runtime))
+    }
+
+    /// The live handles of model `name` of the repository `root` (any requested version).
+    pub(super) fn live_handles(&self, root: &Path, name: &str) -> Vec<Arc<ModelHandle>> {
+        let slots: Vec<Arc<Mutex<Weak<ModelHandle>>>> = lock(&self.handles)
+            .iter()
+            .filter(|((r, n, _), _)| r == root && n == name)
+            .map(|(_, s)| s.clone())
+            .collect();
+        slots.iter().filter_map(|s| lock(s).upgrade()).collect()
+    }
+
+    /// Forgets the runtimes of model `name` of the repository `root` (unloading), so that none is
+    /// shared with a new caller.
+    pub(super) fn forget_runtimes(&self, root: &Path, name: &str) {
+        lock(&self.runtimes).retain(|(r, n, _), _| !(r == root && n == name));
     }
 
     /// The runtimes loaded now (for metrics), ordered by repository, model and version.

@@ -1,5 +1,5 @@
 use std::sync::{LazyLock, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use gst::glib;
 use gst::prelude::*;
@@ -8,7 +8,7 @@ use gst_base::subclass::prelude::*;
 
 use std::sync::Arc;
 
-use vigil_core::engine::{InferRequest, ModelHandle, ModelServer};
+use vigil_core::engine::{InferRequest, ModelHandle, ModelServer, PollGuard};
 use vigil_core::modelspec::ModelSpec;
 use vigil_core::objects::{FrameObjects, Object};
 use vigil_core::postprocess::nms;
@@ -47,6 +47,7 @@ struct Settings {
     interval: u32,
     max_detections: u32,
     priority: u32,
+    repository_poll_secs: u32,
 }
 
 impl Default for Settings {
@@ -61,6 +62,7 @@ impl Default for Settings {
             interval: 1,
             max_detections: 100,
             priority: 0,
+            repository_poll_secs: 0,
         }
     }
 }
@@ -127,6 +129,10 @@ struct State {
     preprocessor: Preprocessor,
     class_filter: Vec<usize>,
     converter: Option<Converter>,
+    /// Keeps the model's repository entry polled (property `repository-poll-secs`); `None` = off.
+    _poll: Option<PollGuard>,
+    /// The last model-control event of the server that was looked at (for logging reloads).
+    events_seen: u64,
     frames: u64,
     inferred: u64,
     infer_ns: u128,
@@ -211,6 +217,12 @@ impl ObjectImpl for VigilInfer {
                     .default_value(d.priority)
                     .mutable_playing()
                     .build(),
+                glib::ParamSpecUInt::builder("repository-poll-secs")
+                    .nick("Repository poll interval")
+                    .blurb("Check the model's repository entry every N seconds and reload it when a version folder, config.pbtxt, labels or model file changes, without dropping frames (Triton's POLL mode; a broken new version is refused with a warning and the current one keeps serving); 0 = off")
+                    .default_value(d.repository_poll_secs)
+                    .mutable_ready()
+                    .build(),
             ]
         });
         PROPERTIES.as_ref()
@@ -230,6 +242,7 @@ impl ObjectImpl for VigilInfer {
             "interval" => s.interval = value.get().unwrap(),
             "max-detections" => s.max_detections = value.get().unwrap(),
             "priority" => s.priority = value.get().unwrap(),
+            "repository-poll-secs" => s.repository_poll_secs = value.get().unwrap(),
             other => unreachable!("unknown property {other}"),
         }
         // Properties that may change while playing are applied to the running state too.
@@ -254,6 +267,7 @@ impl ObjectImpl for VigilInfer {
             "interval" => s.interval.to_value(),
             "max-detections" => s.max_detections.to_value(),
             "priority" => s.priority.to_value(),
+            "repository-poll-secs" => s.repository_poll_secs.to_value(),
             other => unreachable!("unknown property {other}"),
         }
     }
@@ -322,6 +336,20 @@ impl BaseTransformImpl for VigilInfer {
                 version,
             )
             .map_err(|e| gst::error_msg!(gst::ResourceError::OpenRead, ["{}", e]))?;
+        let events_seen = ModelServer::global().last_event_seq();
+        let poll = match settings.repository_poll_secs {
+            0 => None,
+            secs => Some(
+                ModelServer::global()
+                    .poll(&handle, Duration::from_secs(secs.into()))
+                    .map_err(|e| {
+                        gst::error_msg!(
+                            gst::CoreError::Failed,
+                            ["cannot start polling the model repository: {}", e]
+                        )
+                    })?,
+            ),
+        };
         let runtime = handle.current();
         let spec = runtime
             .spec()
@@ -348,6 +376,8 @@ impl BaseTransformImpl for VigilInfer {
             preprocessor,
             class_filter,
             converter: None,
+            _poll: poll,
+            events_seen,
             frames: 0,
             inferred: 0,
             infer_ns: 0,
@@ -394,6 +424,7 @@ impl BaseTransformImpl for VigilInfer {
             );
             return Err(gst::FlowError::NotNegotiated);
         };
+        self.log_model_events(state);
         let frame_no = state.frames;
         state.frames += 1;
         let inferring = frame_no % state.settings.interval.max(1) as u64 == 0;
@@ -551,6 +582,28 @@ impl BaseTransformImpl for VigilInfer {
         );
         append_meta(buf, frame, true);
         Ok(gst::FlowSuccess::Ok)
+    }
+}
+
+impl VigilInfer {
+    /// Logs the reloads of the model (by polling or explicit control) since the last frame: a
+    /// refused reload is also posted as a warning message.
+    fn log_model_events(&self, state: &mut State) {
+        let handle = &state.handle;
+        for event in ModelServer::global().events_after(state.events_seen) {
+            state.events_seen = event.seq;
+            if event.repository != handle.repository()
+                || event.model != handle.name()
+                || event.requested_version != handle.requested_version()
+            {
+                continue;
+            }
+            if event.ok {
+                gst::info!(CAT, imp = self, "{}", event.message);
+            } else {
+                gst::element_imp_warning!(self, gst::ResourceError::Read, ("{}", event.message));
+            }
+        }
     }
 }
 
