@@ -2,8 +2,8 @@
 //!
 //! - `list` prints each model with its platform/backend, served versions and state (`READY` or the error).
 //! - `validate` loads every model (or one) as `vigil run` would — parse, auto-complete (unless `--strict`),
-//!   normalise, validate, resolve versions and files — and exits non-zero on the first broken one, printing
-//!   Triton's message.
+//!   normalise, validate, resolve versions and files — and exits non-zero if any is broken, printing
+//!   Triton's message; `--config-only` checks the configurations without version folders and files.
 //! - `show` prints the completed, normalised configuration of a model as protobuf text.
 
 use std::path::PathBuf;
@@ -40,6 +40,10 @@ pub struct RepoArgs {
 pub struct ModelArgs {
     #[command(flatten)]
     pub repo: RepoArgs,
+    /// Check the configurations only (parse, normalise, validate), not the version folders and model
+    /// files — e.g. for configs written for another machine.
+    #[arg(long)]
+    pub config_only: bool,
     /// One model (default: all).
     pub model: Option<String>,
 }
@@ -96,6 +100,16 @@ pub fn execute(args: &ModelsArgs) -> anyhow::Result<()> {
             };
             let mut failed = Vec::new();
             for name in &names {
+                if a.config_only {
+                    match repo.model_config(name) {
+                        Ok(c) => println!("{name}: configuration ok ({})", c.platform),
+                        Err(e) => {
+                            eprintln!("{name}: {e}");
+                            failed.push(name.clone());
+                        }
+                    }
+                    continue;
+                }
                 match repo.load(name, None) {
                     Ok(m) => println!(
                         "{name}: ok (version {}, {})",

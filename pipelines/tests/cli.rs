@@ -165,8 +165,8 @@ fn models_validate_accepts_triton_examples_as_configs() {
         ));
         return;
     }
-    // The conformance test in vigil-core checks configs without files; here the CLI sees the repository
-    // view: a model whose files are missing is reported, but the config itself must not be the problem.
+    // Each example in a repository of its own (two examples share a model name), checked as a
+    // configuration (`--config-only`: the example models' files are not here) and shown.
     let tmp = std::env::temp_dir().join(format!("vigil-models-examples-{}", std::process::id()));
     let mut n = 0;
     for entry in std::fs::read_dir(&examples).unwrap() {
@@ -179,18 +179,34 @@ fn models_validate_accepts_triton_examples_as_configs() {
         }) else {
             continue;
         };
-        let dir = tmp.join(&name);
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join("config.pbtxt"), &text).unwrap();
+        let repo = tmp.join(n.to_string());
+        std::fs::create_dir_all(repo.join(&name)).unwrap();
+        std::fs::write(repo.join(&name).join("config.pbtxt"), &text).unwrap();
         n += 1;
         let out = vigil()
+            .args(["models", "validate", "--config-only"])
+            .arg(&repo)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && stdout.contains(&format!("{name}: configuration ok")),
+            "{}: {stdout} {}",
+            path.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let out = vigil()
             .args(["models", "show"])
-            .arg(&tmp)
+            .arg(&repo)
             .arg(&name)
             .output()
             .unwrap();
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert!(out.status.success(), "{}: {err}", path.display());
+        assert!(
+            out.status.success(),
+            "{}: {}",
+            path.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     std::fs::remove_dir_all(&tmp).unwrap();
     assert!(n >= 5, "only {n} examples");
