@@ -8,28 +8,32 @@ use std::process::Command;
 /// `target/<profile>/deps/` (`cargo build` also copies it to `target/<profile>/`); the newer one is copied
 /// into a private folder so that GStreamer scans nothing else.
 fn plugin_dir() -> PathBuf {
-    // target/<profile>/deps/inspect-<hash>
-    let exe = std::env::current_exe().unwrap();
-    let deps = exe.parent().unwrap();
-    let candidates = [
-        deps.join("libgstvigil.so"),
-        deps.parent().unwrap().join("libgstvigil.so"),
-    ];
-    let newest = candidates
-        .iter()
-        .filter_map(|p| Some((std::fs::metadata(p).ok()?.modified().ok()?, p)))
-        .max()
-        .map(|(_, p)| p.clone())
-        .unwrap_or_else(|| panic!("plugin libgstvigil.so not built next to {}", exe.display()));
-    let dir = std::env::temp_dir().join(format!("vigil-inspect-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let dest = dir.join("libgstvigil.so");
-    if !dest.is_file() {
-        let tmp = dir.join(format!("libgstvigil.so.{:?}", std::thread::current().id()));
-        std::fs::copy(&newest, &tmp).unwrap();
-        std::fs::rename(&tmp, &dest).unwrap();
-    }
-    dir
+    static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| {
+        // target/<profile>/deps/inspect-<hash>
+        let exe = std::env::current_exe().unwrap();
+        let deps = exe.parent().unwrap();
+        let candidates = [
+            deps.join("libgstvigil.so"),
+            deps.parent().unwrap().join("libgstvigil.so"),
+        ];
+        let newest = candidates
+            .iter()
+            .filter_map(|p| Some((std::fs::metadata(p).ok()?.modified().ok()?, p)))
+            .max()
+            .map(|(_, p)| p.clone())
+            .unwrap_or_else(|| panic!("plugin libgstvigil.so not built next to {}", exe.display()));
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
+        let dir =
+            std::env::temp_dir().join(format!("vigil-inspect-{}-{nanos}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::copy(&newest, dir.join("libgstvigil.so")).unwrap();
+        dir
+    })
+    .clone()
 }
 
 fn inspect(element: &str) -> String {
