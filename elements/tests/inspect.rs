@@ -63,8 +63,9 @@ fn properties(text: &str) -> Vec<(String, String)> {
         .expect("a properties section");
     let mut props: Vec<(String, String)> = Vec::new();
     for line in section.lines() {
-        if line.starts_with("  ") && !line.starts_with("   ") && line.contains(" : ") {
-            let name = line.trim().split(' ').next().unwrap().to_string();
+        if line.starts_with("  ") && !line.starts_with("   ") && line.contains(':') {
+            // "  name      : blurb" (a name of 20+ characters is followed by the colon directly)
+            let name = line.trim().split([' ', ':']).next().unwrap().to_string();
             props.push((name, line.to_string()));
         } else if let Some(last) = props.last_mut() {
             if line.trim().is_empty() || !line.starts_with(' ') {
@@ -98,9 +99,8 @@ fn check(element: &str, expected: &[&str]) {
             .lines()
             .next()
             .unwrap()
-            .split(" : ")
-            .nth(1)
-            .unwrap_or("");
+            .split_once(':')
+            .map_or("", |(_, b)| b.trim());
         assert!(blurb.len() > 10, "{element}.{name} has no real description");
     }
 }
