@@ -1,6 +1,7 @@
 //! Vigil's GStreamer-free cores: the object metadata model, model repository, pre/post-processing,
 //! NMS, tracking and drawing. Everything here is plain Rust with unit tests.
 
+pub mod backoff;
 pub mod draw;
 pub mod engine;
 pub mod modelrepo;

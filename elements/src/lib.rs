@@ -5,12 +5,14 @@
 pub mod infer;
 pub mod meta;
 pub mod osd;
+pub mod source;
 pub mod track;
 
 fn plugin_init(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
     infer::register(plugin)?;
     track::register(plugin)?;
     osd::register(plugin)?;
+    source::register(plugin)?;
     Ok(())
 }
 
