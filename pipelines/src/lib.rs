@@ -15,9 +15,11 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+pub mod api;
 pub mod cli;
 pub mod config;
 pub mod events;
+pub mod metrics;
 mod model;
 pub mod models_cli;
 pub mod pipeline;

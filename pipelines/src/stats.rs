@@ -1,10 +1,86 @@
-//! Per-source counters: progress lines while running and the summary at the end.
+//! Per-source counters: progress lines while running, the summary at the end, and the live
+//! [`StreamSnapshot`]s behind the HTTP API (`GET /streams`, `GET /metrics`).
+//!
+//! Who fills what (the streaming threads call these; every method is cheap and lock-short):
+//! - [`SourceStats::record`]: a frame left the analytics chain (frames out);
+//! - [`SourceStats::record_input`]: a frame entered it (frames in, before any leaky queue);
+//! - [`SourceStats::record_dropped`]: frames dropped (leaky queues, QoS);
+//! - [`SourceStats::record_reconnect`]: the source reconnected;
+//! - [`SourceStats::record_latency`]: end-to-end latency of one frame (source to output);
+//! - [`SourceStats::set_state`]: the stream's [`StreamState`].
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::fmt;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
+use vigil_core::engine::Histogram;
 use vigil_core::objects::FrameObjects;
+
+/// Frames per second are measured over this trailing window.
+pub const FPS_WINDOW: Duration = Duration::from_secs(2);
+
+/// The life-cycle state of a stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum StreamState {
+    /// Built, not yet producing frames.
+    #[default]
+    Starting,
+    /// Frames flow.
+    Playing,
+    /// The source was lost; reconnecting.
+    Reconnecting,
+    /// The source ended (end-of-stream).
+    Ended,
+    /// The stream failed.
+    Error,
+    /// Stopped on request.
+    Stopped,
+}
+
+impl StreamState {
+    pub const ALL: [StreamState; 6] = [
+        StreamState::Starting,
+        StreamState::Playing,
+        StreamState::Reconnecting,
+        StreamState::Ended,
+        StreamState::Error,
+        StreamState::Stopped,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StreamState::Starting => "starting",
+            StreamState::Playing => "playing",
+            StreamState::Reconnecting => "reconnecting",
+            StreamState::Ended => "ended",
+            StreamState::Error => "error",
+            StreamState::Stopped => "stopped",
+        }
+    }
+}
+
+impl fmt::Display for StreamState {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A live snapshot of one stream, for the API.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StreamSnapshot {
+    pub name: String,
+    pub uri: String,
+    pub state: StreamState,
+    pub frames_in: u64,
+    /// Frames out of the analytics chain (what [`SourceStats::record`] counts).
+    pub frames_out: u64,
+    pub dropped: u64,
+    pub reconnects: u64,
+    /// Over the last [`FPS_WINDOW`].
+    pub fps: f64,
+    /// End-to-end latency per frame (buckets [`vigil_core::engine::TIME_BUCKETS_US`]).
+    pub latency: Histogram,
+}
 
 #[derive(Debug, Default)]
 struct Counters {
@@ -17,12 +93,22 @@ struct Counters {
     last_objects: u64,
     last_at: Option<Instant>,
     last_frame_at: Option<Instant>,
+    // For the API.
+    frames_in: u64,
+    dropped: u64,
+    reconnects: u64,
+    state: StreamState,
+    latency: Histogram,
+    /// Times of the frames within the last [`FPS_WINDOW`].
+    recent: VecDeque<Instant>,
 }
 
 /// Counters of one source, updated from its streaming thread.
 #[derive(Debug)]
 pub struct SourceStats {
     pub name: String,
+    /// The source URI (empty when not given).
+    pub uri: String,
     started: Instant,
     inner: Mutex<Counters>,
 }
@@ -31,8 +117,17 @@ impl SourceStats {
     pub fn new(name: &str) -> Self {
         Self {
             name: name.to_string(),
+            uri: String::new(),
             started: Instant::now(),
             inner: Mutex::new(Counters::default()),
+        }
+    }
+
+    /// Counters of the source `name` reading `uri`.
+    pub fn with_uri(name: &str, uri: &str) -> Self {
+        Self {
+            uri: uri.to_string(),
+            ..Self::new(name)
         }
     }
 
@@ -46,6 +141,17 @@ impl SourceStats {
         let mut c = self.lock();
         c.frames += 1;
         c.last_frame_at = Some(now);
+        if c.state == StreamState::Starting || c.state == StreamState::Reconnecting {
+            c.state = StreamState::Playing;
+        }
+        while c
+            .recent
+            .front()
+            .is_some_and(|&t| now.duration_since(t) > FPS_WINDOW)
+        {
+            c.recent.pop_front();
+        }
+        c.recent.push_back(now);
         if let Some(f) = frame {
             c.objects += f.objects.len() as u64;
             for o in &f.objects {
@@ -59,6 +165,66 @@ impl SourceStats {
 
     pub fn frames(&self) -> u64 {
         self.lock().frames
+    }
+
+    /// Counts one frame entering the analytics chain.
+    pub fn record_input(&self) {
+        self.lock().frames_in += 1;
+    }
+
+    /// Counts `n` dropped frames.
+    pub fn record_dropped(&self, n: u64) {
+        self.lock().dropped += n;
+    }
+
+    /// Counts one reconnection of the source (and marks it [`StreamState::Reconnecting`] until the
+    /// next frame).
+    pub fn record_reconnect(&self) {
+        let mut c = self.lock();
+        c.reconnects += 1;
+        c.state = StreamState::Reconnecting;
+    }
+
+    /// Records the end-to-end latency of one frame (from the source to the outputs).
+    pub fn record_latency(&self, latency: Duration) {
+        self.lock().latency.record(latency);
+    }
+
+    /// Sets the stream state ([`Self::record`] moves `Starting`/`Reconnecting` to `Playing`).
+    pub fn set_state(&self, state: StreamState) {
+        self.lock().state = state;
+    }
+
+    pub fn state(&self) -> StreamState {
+        self.lock().state
+    }
+
+    /// A live snapshot for the API.
+    pub fn snapshot(&self) -> StreamSnapshot {
+        let now = Instant::now();
+        let c = self.lock();
+        let window = now.duration_since(self.started).min(FPS_WINDOW);
+        let n = c
+            .recent
+            .iter()
+            .filter(|&&t| now.duration_since(t) <= FPS_WINDOW)
+            .count();
+        let fps = if window.is_zero() || n == 0 {
+            0.0
+        } else {
+            n as f64 / window.as_secs_f64().max(0.001)
+        };
+        StreamSnapshot {
+            name: self.name.clone(),
+            uri: self.uri.clone(),
+            state: c.state,
+            frames_in: c.frames_in.max(c.frames),
+            frames_out: c.frames,
+            dropped: c.dropped,
+            reconnects: c.reconnects,
+            fps,
+            latency: c.latency.clone(),
+        }
     }
 
     /// The progress line since the previous call, e.g. `[vtest] 120 frames, 9.8 fps, 7 objects/frame`.
@@ -192,5 +358,29 @@ mod tests {
             text.contains("[cam] objects per class: person 2, car 1"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn snapshot_counts_and_state() {
+        let s = SourceStats::with_uri("cam", "rtsp://h/x");
+        assert_eq!(s.snapshot().state, StreamState::Starting);
+        for _ in 0..4 {
+            s.record_input();
+        }
+        s.record(None);
+        s.record(None);
+        s.record_dropped(2);
+        s.record_latency(Duration::from_millis(40));
+        let snap = s.snapshot();
+        assert_eq!(snap.state, StreamState::Playing);
+        assert_eq!((snap.frames_in, snap.frames_out, snap.dropped), (4, 2, 2));
+        assert!(snap.fps > 0.0);
+        assert_eq!(snap.latency.count, 1);
+        s.record_reconnect();
+        assert_eq!(s.snapshot().reconnects, 1);
+        assert_eq!(s.state(), StreamState::Reconnecting);
+        s.record(None);
+        assert_eq!(s.state(), StreamState::Playing);
+        assert_eq!(snap.uri, "rtsp://h/x");
     }
 }

@@ -1,0 +1,377 @@
+//! The HTTP API (read-only part): `GET /health`, `GET /metrics`, `GET /streams`.
+//!
+//! [`serve`] binds the address up front (so a bad address fails at once) and runs the server on its
+//! own thread with its own single-threaded tokio runtime, independent of the GLib main loop. The
+//! server stops when the returned [`ApiServer`] is dropped or [`ApiServer::shutdown`] is called.
+//!
+//! Security: bound to a loopback address, a token is optional; bound to any other address a bearer
+//! token is required ([`serve`] refuses to start without one). With a token, every request must
+//! carry `Authorization: Bearer <token>`, or gets `401`.
+//!
+//! `POST /streams` and `DELETE /streams/{id}` are planned and answer `501` for now. The API is
+//! described in `docs/openapi.yaml`.
+
+use std::convert::Infallible;
+use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
+use std::sync::{Arc, RwLock};
+use std::thread::JoinHandle;
+
+use http_body_util::Full;
+use hyper::body::{Bytes, Incoming};
+use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue, WWW_AUTHENTICATE};
+use hyper::{Method, Request, Response, StatusCode};
+use serde::Serialize;
+
+use crate::stats::{SourceStats, StreamSnapshot};
+
+/// The streams the API shows.
+pub trait StreamsView: Send + Sync {
+    fn streams(&self) -> Vec<StreamSnapshot>;
+}
+
+impl StreamsView for Vec<Arc<SourceStats>> {
+    fn streams(&self) -> Vec<StreamSnapshot> {
+        self.iter().map(|s| s.snapshot()).collect()
+    }
+}
+
+impl StreamsView for Vec<StreamSnapshot> {
+    fn streams(&self) -> Vec<StreamSnapshot> {
+        self.clone()
+    }
+}
+
+/// A changeable set of streams (sources added and removed while running).
+#[derive(Debug, Default)]
+pub struct StreamRegistry {
+    streams: RwLock<Vec<Arc<SourceStats>>>,
+}
+
+impl StreamRegistry {
+    pub fn new(streams: Vec<Arc<SourceStats>>) -> Self {
+        Self {
+            streams: RwLock::new(streams),
+        }
+    }
+
+    pub fn add(&self, stats: Arc<SourceStats>) {
+        self.streams
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(stats);
+    }
+
+    /// Removes the stream `name`; `false` when there is none.
+    pub fn remove(&self, name: &str) -> bool {
+        let mut s = self.streams.write().unwrap_or_else(|p| p.into_inner());
+        let before = s.len();
+        s.retain(|x| x.name != name);
+        s.len() != before
+    }
+}
+
+impl StreamsView for StreamRegistry {
+    fn streams(&self) -> Vec<StreamSnapshot> {
+        self.streams
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|s| s.snapshot())
+            .collect()
+    }
+}
+
+/// Why the API could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error(
+        "api: a token is required when binding {0} (not a loopback address); set api.token or bind 127.0.0.1"
+    )]
+    TokenRequired(SocketAddr),
+    #[error("api: cannot resolve the address {address}:{port}: {reason}")]
+    Address {
+        address: String,
+        port: u16,
+        reason: String,
+    },
+    #[error("api: cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("api: cannot start the server thread: {0}")]
+    Runtime(std::io::Error),
+}
+
+/// Resolves `address` (an IP or host name, e.g. `127.0.0.1`, `0.0.0.0`, `localhost`) and `port`
+/// (0 = any free port) to the socket address to bind.
+pub fn bind_address(address: &str, port: u16) -> Result<SocketAddr, ApiError> {
+    let err = |reason: String| ApiError::Address {
+        address: address.to_string(),
+        port,
+        reason,
+    };
+    (address, port)
+        .to_socket_addrs()
+        .map_err(|e| err(e.to_string()))?
+        .next()
+        .ok_or_else(|| err("no address found".into()))
+}
+
+/// A running API server; stops when dropped.
+#[derive(Debug)]
+pub struct ApiServer {
+    addr: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl ApiServer {
+    /// The bound address (with the actual port when bound to port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Stops the server and waits for its thread.
+    pub fn shutdown(mut self) {
+        self.stop_now();
+    }
+
+    fn stop_now(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for ApiServer {
+    fn drop(&mut self) {
+        self.stop_now();
+    }
+}
+
+struct Shared {
+    token: Option<String>,
+    view: Arc<dyn StreamsView>,
+}
+
+/// Starts the API on `addr` showing `view`. A token (non-empty) is required unless `addr` is a
+/// loopback address; when given it is checked on every request.
+pub fn serve(
+    addr: SocketAddr,
+    token: Option<String>,
+    view: Arc<dyn StreamsView>,
+) -> Result<ApiServer, ApiError> {
+    let token = token.filter(|t| !t.is_empty());
+    if token.is_none() && !addr.ip().is_loopback() {
+        return Err(ApiError::TokenRequired(addr));
+    }
+    let listener = TcpListener::bind(addr).map_err(|source| ApiError::Bind { addr, source })?;
+    let local = listener
+        .local_addr()
+        .map_err(|source| ApiError::Bind { addr, source })?;
+    listener
+        .set_nonblocking(true)
+        .map_err(|source| ApiError::Bind { addr, source })?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .enable_time()
+        .build()
+        .map_err(ApiError::Runtime)?;
+    let shared = Arc::new(Shared { token, view });
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let thread = std::thread::Builder::new()
+        .name("vigil-api".into())
+        .spawn(move || runtime.block_on(accept_loop(listener, shared, rx)))
+        .map_err(ApiError::Runtime)?;
+    Ok(ApiServer {
+        addr: local,
+        stop: Some(tx),
+        thread: Some(thread),
+    })
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    mut stop: tokio::sync::oneshot::Receiver<()>,
+) {
+    let listener = match tokio::net::TcpListener::from_std(listener) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("vigil: api: cannot listen: {e}");
+            return;
+        }
+    };
+    loop {
+        tokio::select! {
+            _ = &mut stop => break,
+            accepted = listener.accept() => {
+                let stream = match accepted {
+                    Ok((s, _)) => s,
+                    Err(e) => {
+                        // E.g. out of file descriptors: back off instead of spinning.
+                        eprintln!("vigil: api: accept failed: {e}");
+                        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                        continue;
+                    }
+                };
+                let shared = shared.clone();
+                tokio::spawn(async move {
+                    let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
+                        let shared = shared.clone();
+                        async move { Ok::<_, Infallible>(handle(&shared, &req)) }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                        .await;
+                });
+            }
+        }
+    }
+}
+
+/// One stream in `GET /streams`.
+#[derive(Debug, Serialize)]
+struct StreamJson<'a> {
+    id: &'a str,
+    name: &'a str,
+    uri: &'a str,
+    state: &'a str,
+    frames: u64,
+    frames_in: u64,
+    fps: f64,
+    dropped: u64,
+    reconnects: u64,
+}
+
+fn handle<B>(shared: &Shared, req: &Request<B>) -> Response<Full<Bytes>> {
+    if let Some(token) = &shared.token
+        && !authorized(req, token)
+    {
+        let mut r = json(
+            StatusCode::UNAUTHORIZED,
+            r#"{"error":"missing or wrong bearer token"}"#.into(),
+        );
+        r.headers_mut()
+            .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        return r;
+    }
+    let path = req.uri().path();
+    match (req.method(), path) {
+        (&Method::GET, "/health") => json(StatusCode::OK, r#"{"status":"ok"}"#.into()),
+        (&Method::GET, "/metrics") => {
+            let body = crate::metrics::gather(&shared.view.streams());
+            let mut r = Response::new(Full::new(Bytes::from(body)));
+            r.headers_mut().insert(
+                CONTENT_TYPE,
+                HeaderValue::from_static(crate::metrics::CONTENT_TYPE),
+            );
+            r
+        }
+        (&Method::GET, "/streams") => {
+            let snaps = shared.view.streams();
+            let list: Vec<StreamJson> = snaps
+                .iter()
+                .map(|s| StreamJson {
+                    id: &s.name,
+                    name: &s.name,
+                    uri: &s.uri,
+                    state: s.state.as_str(),
+                    frames: s.frames_out,
+                    frames_in: s.frames_in,
+                    fps: if s.fps.is_finite() { s.fps } else { 0.0 },
+                    dropped: s.dropped,
+                    reconnects: s.reconnects,
+                })
+                .collect();
+            match serde_json::to_string(&list) {
+                Ok(body) => json(StatusCode::OK, body),
+                Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+            }
+        }
+        (&Method::POST, "/streams") => error(
+            StatusCode::NOT_IMPLEMENTED,
+            "adding streams is not implemented yet",
+        ),
+        (&Method::DELETE, p) if p.starts_with("/streams/") => error(
+            StatusCode::NOT_IMPLEMENTED,
+            "removing streams is not implemented yet",
+        ),
+        (_, "/health" | "/metrics" | "/streams") => {
+            error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
+        }
+        _ => error(StatusCode::NOT_FOUND, "not found"),
+    }
+}
+
+/// `Authorization: Bearer <token>`, compared in constant time.
+fn authorized<B>(req: &Request<B>, token: &str) -> bool {
+    let Some(given) = req
+        .headers()
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            let (scheme, rest) = v.trim().split_once(' ')?;
+            scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
+        })
+    else {
+        return false;
+    };
+    let (a, b) = (given.as_bytes(), token.as_bytes());
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn json(status: StatusCode, body: String) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r
+}
+
+fn error(status: StatusCode, message: &str) -> Response<Full<Bytes>> {
+    let body = serde_json::json!({ "error": message }).to_string();
+    json(status, body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(auth: Option<&str>) -> Request<()> {
+        let mut b = Request::builder().uri("/health");
+        if let Some(a) = auth {
+            b = b.header(AUTHORIZATION, a);
+        }
+        b.body(()).unwrap_or_default()
+    }
+
+    #[test]
+    fn bearer_check() {
+        assert!(authorized(&req(Some("Bearer s3cret")), "s3cret"));
+        assert!(authorized(&req(Some("bearer  s3cret ")), "s3cret"));
+        assert!(!authorized(&req(Some("Bearer s3cre")), "s3cret"));
+        assert!(!authorized(&req(Some("Basic s3cret")), "s3cret"));
+        assert!(!authorized(&req(None), "s3cret"));
+    }
+
+    #[test]
+    fn token_required_off_loopback() {
+        let view: Arc<dyn StreamsView> = Arc::new(Vec::<StreamSnapshot>::new());
+        let addr: SocketAddr = ([0, 0, 0, 0], 0).into();
+        assert!(matches!(
+            serve(addr, Some(String::new()), view),
+            Err(ApiError::TokenRequired(_))
+        ));
+    }
+
+    #[test]
+    fn resolves_addresses() {
+        assert!(matches!(bind_address("127.0.0.1", 0), Ok(a) if a.ip().is_loopback()));
+        assert!(bind_address("not a host name!", 1).is_err());
+    }
+}
