@@ -194,6 +194,88 @@ pub struct SourceConfig {
     /// `rtsp://`, `rtsps://`, `http://`, `https://`, or any scheme GStreamer's `uridecodebin` handles).
     /// Local files must exist. Required.
     pub uri: String,
+    /// `sources[i].loop`: restart a file at its end, timestamps continuing (demos). Default `false`.
+    #[serde(default, rename = "loop")]
+    pub looping: bool,
+    /// `sources[i].decoder`: `auto` (NVDEC through GStreamer's `nvcodec` decoders when they register,
+    /// else software), `gpu` (NVDEC; a warning and software when missing) or `cpu`. Default `auto`.
+    #[serde(default)]
+    pub decoder: DecoderPolicy,
+    /// `sources[i].drop_frame_interval`: keep only every N-th decoded frame (0 or 1 = every frame).
+    /// Default 1.
+    #[serde(default)]
+    pub drop_frame_interval: Option<u32>,
+    /// `sources[i].rtsp_transport`: lower transport of `rtsp://` sources: `auto` (UDP, then TCP),
+    /// `tcp` or `udp`. Default `auto`.
+    #[serde(default)]
+    pub rtsp_transport: RtspTransport,
+    /// `sources[i].latency_ms`: jitter-buffer latency of RTSP sources, in milliseconds. Default: the
+    /// `vigilsrc` default.
+    #[serde(default)]
+    pub latency_ms: Option<u32>,
+    /// `sources[i].reconnect`: reconnection of network sources with exponential backoff. Optional.
+    #[serde(default)]
+    pub reconnect: Option<ReconnectConfig>,
+}
+
+/// `sources[i].decoder` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DecoderPolicy {
+    #[default]
+    Auto,
+    Gpu,
+    Cpu,
+}
+
+impl DecoderPolicy {
+    /// The `vigilsrc` `decoder` nick.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            DecoderPolicy::Auto => "auto",
+            DecoderPolicy::Gpu => "gpu",
+            DecoderPolicy::Cpu => "cpu",
+        }
+    }
+}
+
+/// `sources[i].rtsp_transport` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RtspTransport {
+    #[default]
+    Auto,
+    Tcp,
+    Udp,
+}
+
+impl RtspTransport {
+    /// The `vigilsrc` `rtsp-transport` nick.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            RtspTransport::Auto => "auto",
+            RtspTransport::Tcp => "tcp",
+            RtspTransport::Udp => "udp",
+        }
+    }
+}
+
+/// The `sources[i].reconnect` section (network sources only; a file fails at once).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReconnectConfig {
+    /// `reconnect.interval_ms`: delay before the first attempt (ms), doubled after each failure, ≥ 1.
+    /// Default: the `vigilsrc` default.
+    #[serde(default)]
+    pub interval_ms: Option<u32>,
+    /// `reconnect.max_interval_ms`: largest delay between attempts (ms), ≥ `interval_ms`.
+    /// Default: the `vigilsrc` default.
+    #[serde(default)]
+    pub max_interval_ms: Option<u32>,
+    /// `reconnect.attempts`: attempts before the source fails (-1 = forever, 0 = never).
+    /// Default: the `vigilsrc` default.
+    #[serde(default)]
+    pub attempts: Option<i32>,
 }
 
 /// The `inference` section.
@@ -347,6 +429,92 @@ pub struct OutputsConfig {
     /// `outputs.events`: write one `vigil.frame.v1` JSON event per frame (JSON lines). Optional.
     #[serde(default)]
     pub events: Option<EventsConfig>,
+    /// `outputs.mosaic`: a tiled mosaic of every source, served on its own mount of the RTSP server
+    /// (requires `outputs.rtsp`). Optional.
+    #[serde(default)]
+    pub mosaic: Option<MosaicConfig>,
+}
+
+/// The `outputs.mosaic` section.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MosaicConfig {
+    /// `outputs.mosaic.mount`: mount path of the mosaic. Default `/<name>-mosaic`.
+    #[serde(default)]
+    pub mount: Option<String>,
+    /// `outputs.mosaic.width`: mosaic width in pixels (even, 16..=7680). Default 1280.
+    #[serde(default = "default_mosaic_width")]
+    pub width: u32,
+    /// `outputs.mosaic.height`: mosaic height in pixels (even, 16..=4320). Default 720.
+    #[serde(default = "default_mosaic_height")]
+    pub height: u32,
+    /// `outputs.mosaic.columns`: tiles per row, or `auto` (the smallest square grid). Default `auto`.
+    #[serde(default)]
+    pub columns: Columns,
+    /// `outputs.mosaic.fps`: frames per second of the mosaic (1..=60). Default 25.
+    #[serde(default = "default_mosaic_fps")]
+    pub fps: u32,
+}
+
+/// `outputs.mosaic.columns`: `auto` or a number of columns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Columns {
+    #[default]
+    Auto,
+    Fixed(u32),
+}
+
+impl<'de> Deserialize<'de> for Columns {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Columns;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("`auto` or a number of columns")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Columns, E> {
+                if v == "auto" {
+                    Ok(Columns::Auto)
+                } else {
+                    Err(E::invalid_value(serde::de::Unexpected::Str(v), &self))
+                }
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Columns, E> {
+                u32::try_from(v)
+                    .map(Columns::Fixed)
+                    .map_err(|_| E::invalid_value(serde::de::Unexpected::Unsigned(v), &self))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Columns, E> {
+                u32::try_from(v)
+                    .map(Columns::Fixed)
+                    .map_err(|_| E::invalid_value(serde::de::Unexpected::Signed(v), &self))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// `outputs.rtsp.encoder` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EncoderChoice {
+    /// `nvh264enc` when its factory exists, else `x264enc`.
+    #[default]
+    Auto,
+    /// `x264enc` (software).
+    X264,
+    /// `nvh264enc` (NVENC); a warning and `x264enc` when it is missing.
+    Nvh264enc,
+}
+
+/// The `outputs.rtsp.auth` section: RTSP basic authentication.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    /// `outputs.rtsp.auth.user`: user name (no `:`). Required.
+    pub user: String,
+    /// `outputs.rtsp.auth.password`: password. Required.
+    pub password: String,
 }
 
 /// The `outputs.rtsp` section.
@@ -366,6 +534,14 @@ pub struct RtspConfig {
     /// `outputs.rtsp.bitrate_kbps`: H.264 bitrate in kbit/s. Default 2000.
     #[serde(default = "default_rtsp_bitrate")]
     pub bitrate_kbps: u32,
+    /// `outputs.rtsp.encoder`: `auto` (`nvh264enc` when available, else `x264enc`), `x264` or
+    /// `nvh264enc` (falls back to `x264enc` with one warning when missing). Default `auto`.
+    #[serde(default)]
+    pub encoder: EncoderChoice,
+    /// `outputs.rtsp.auth`: require RTSP basic authentication (`user`, `password`) on every mount.
+    /// Optional; without it anyone who can reach the port may watch.
+    #[serde(default)]
+    pub auth: Option<AuthConfig>,
 }
 
 /// The `outputs.file` section.
@@ -431,12 +607,21 @@ fn default_rtsp_bitrate() -> u32 {
 fn default_file_bitrate() -> u32 {
     4000
 }
+fn default_mosaic_width() -> u32 {
+    1280
+}
+fn default_mosaic_height() -> u32 {
+    720
+}
+fn default_mosaic_fps() -> u32 {
+    25
+}
 
 /// A source after validation.
 #[derive(Debug, Clone)]
 pub struct SourcePlan {
     pub name: String,
-    /// URI given to `uridecodebin`.
+    /// URI given to `vigilsrc`.
     pub uri: String,
     /// Local file, when the source is one.
     pub path: Option<PathBuf>,
@@ -473,6 +658,22 @@ pub struct RtspPlan {
     /// Mount per source, in source order.
     pub mounts: Vec<String>,
     pub bitrate_kbps: u32,
+    pub encoder: EncoderChoice,
+    /// `(user, password)` for RTSP basic authentication.
+    pub auth: Option<(String, String)>,
+    /// The tiled mosaic of all sources.
+    pub mosaic: Option<MosaicPlan>,
+}
+
+/// The mosaic output after validation.
+#[derive(Debug, Clone)]
+pub struct MosaicPlan {
+    pub mount: String,
+    pub width: u32,
+    pub height: u32,
+    pub columns: u32,
+    pub rows: u32,
+    pub fps: u32,
 }
 
 /// Everything needed to build the pipeline, with absolute paths; produced by [`Config::validate`].
@@ -547,6 +748,28 @@ impl Config {
             sources.push(
                 resolve_source(&base, s).map_err(|m| invalid(&format!("sources[{i}].uri"), m))?,
             );
+            if let Some(r) = &s.reconnect {
+                if r.interval_ms == Some(0) {
+                    return Err(invalid(
+                        &format!("sources[{i}].reconnect.interval_ms"),
+                        "must be at least 1".into(),
+                    ));
+                }
+                if let (Some(a), Some(b)) = (r.interval_ms, r.max_interval_ms)
+                    && b < a
+                {
+                    return Err(invalid(
+                        &format!("sources[{i}].reconnect.max_interval_ms"),
+                        format!("{b} is less than interval_ms {a}"),
+                    ));
+                }
+                if r.attempts.is_some_and(|a| a < -1) {
+                    return Err(invalid(
+                        &format!("sources[{i}].reconnect.attempts"),
+                        "must be -1 (forever), 0 or more".into(),
+                    ));
+                }
+            }
         }
 
         // Value ranges.
@@ -657,14 +880,95 @@ impl Config {
                         .map(|s| format!("{mount}{sep}{}", s.name))
                         .collect()
                 };
+                let auth = match &r.auth {
+                    None => None,
+                    Some(a) => {
+                        if a.user.is_empty() || a.user.contains(':') {
+                            return Err(invalid(
+                                "outputs.rtsp.auth.user",
+                                "must be non-empty and without ':'".into(),
+                            ));
+                        }
+                        Some((a.user.clone(), a.password.clone()))
+                    }
+                };
+                let mosaic = match &self.outputs.mosaic {
+                    None => None,
+                    Some(m) => {
+                        let mount = m
+                            .mount
+                            .clone()
+                            .unwrap_or_else(|| format!("/{}-mosaic", self.name));
+                        if !mount.starts_with('/')
+                            || mount.len() < 2
+                            || mount.contains(char::is_whitespace)
+                            || mount.contains(['?', '#'])
+                        {
+                            return Err(invalid(
+                                "outputs.mosaic.mount",
+                                format!("'{mount}' must start with '/' and be a plain path"),
+                            ));
+                        }
+                        let mount = mount.trim_end_matches('/').to_string();
+                        if mounts.contains(&mount) {
+                            return Err(invalid(
+                                "outputs.mosaic.mount",
+                                format!("'{mount}' is already a source's mount"),
+                            ));
+                        }
+                        for (key, v, hi) in [("width", m.width, 7680), ("height", m.height, 4320)] {
+                            if !(16..=hi).contains(&v) || v % 2 != 0 {
+                                return Err(invalid(
+                                    &format!("outputs.mosaic.{key}"),
+                                    format!("{v} is not an even number in 16..={hi}"),
+                                ));
+                            }
+                        }
+                        if !(1..=60).contains(&m.fps) {
+                            return Err(invalid(
+                                "outputs.mosaic.fps",
+                                format!("{} is not in 1..=60", m.fps),
+                            ));
+                        }
+                        let n = sources.len() as u32;
+                        let columns = match m.columns {
+                            Columns::Auto => (1..=n).find(|c| c * c >= n).unwrap_or(1),
+                            Columns::Fixed(0) => {
+                                return Err(invalid(
+                                    "outputs.mosaic.columns",
+                                    "must be at least 1 (or auto)".into(),
+                                ));
+                            }
+                            Columns::Fixed(c) => c.min(n),
+                        };
+                        let rows = n.div_ceil(columns);
+                        Some(MosaicPlan {
+                            mount,
+                            width: m.width,
+                            height: m.height,
+                            columns,
+                            rows,
+                            fps: m.fps,
+                        })
+                    }
+                };
                 Some(RtspPlan {
                     address: r.address.trim().to_string(),
                     port: r.port,
                     mounts,
                     bitrate_kbps: r.bitrate_kbps,
+                    encoder: r.encoder,
+                    auth,
+                    mosaic,
                 })
             }
         };
+        if self.outputs.mosaic.is_some() && rtsp.is_none() {
+            return Err(invalid(
+                "outputs.mosaic",
+                "needs outputs.rtsp (the mosaic is served by the RTSP server)".into(),
+            ));
+        }
         let files = match &self.outputs.file {
             None => None,
             Some(f) => {
@@ -989,6 +1293,37 @@ mod tests {
         let text = MINIMAL.replace("  model: m\n", "  model: m\n  interval: often\n");
         let e = Config::parse(&text, "x.yaml").unwrap_err().to_string();
         assert!(e.contains("line 8") && e.contains("interval"), "{e}");
+    }
+
+    #[test]
+    fn source_options_mosaic_encoder_and_auth_parse() {
+        let text = "name: t\nmodel_repository: models\nsources:\n  - name: a\n    uri: rtsp://x/y\n    loop: true\n    decoder: cpu\n    drop_frame_interval: 2\n    rtsp_transport: tcp\n    latency_ms: 300\n    reconnect: { interval_ms: 500, max_interval_ms: 8000, attempts: -1 }\ninference:\n  model: m\noutputs:\n  rtsp: { encoder: nvh264enc, auth: { user: u, password: p } }\n  mosaic: { width: 640, height: 360, columns: 3 }\n";
+        let c = Config::parse(text, "x.yaml").unwrap();
+        let s = &c.sources[0];
+        assert!(s.looping);
+        assert_eq!(s.decoder, DecoderPolicy::Cpu);
+        assert_eq!(s.drop_frame_interval, Some(2));
+        assert_eq!(s.rtsp_transport, RtspTransport::Tcp);
+        assert_eq!(s.latency_ms, Some(300));
+        assert_eq!(s.reconnect.as_ref().unwrap().attempts, Some(-1));
+        let r = c.outputs.rtsp.as_ref().unwrap();
+        assert_eq!(r.encoder, EncoderChoice::Nvh264enc);
+        assert_eq!(r.auth.as_ref().unwrap().user, "u");
+        let m = c.outputs.mosaic.as_ref().unwrap();
+        assert_eq!(
+            (m.width, m.height, m.columns, m.fps),
+            (640, 360, Columns::Fixed(3), 25)
+        );
+        let auto = text.replace("columns: 3", "columns: auto");
+        let c = Config::parse(&auto, "x.yaml").unwrap();
+        assert_eq!(c.outputs.mosaic.unwrap().columns, Columns::Auto);
+        let bad = text.replace("columns: 3", "columns: many");
+        assert!(Config::parse(&bad, "x.yaml").is_err());
+        let bad = text.replace("decoder: cpu", "decoder: fpga");
+        let e = Config::parse(&bad, "x.yaml").unwrap_err().to_string();
+        assert!(e.contains("decoder") || e.contains("fpga"), "{e}");
+        let bad = text.replace("attempts: -1", "attempts: 3, tries: 2");
+        assert!(Config::parse(&bad, "x.yaml").is_err());
     }
 
     #[test]

@@ -3,17 +3,26 @@
 //! Per source:
 //!
 //! ```text
-//! uridecodebin uri=… ! videoconvert ! vigilinfer ! vigiltrack ! [vigilosd] ! tee
-//!   tee. ! queue ! videoconvert ! x264enc tune=zerolatency … ! video/x-h264,profile=baseline
+//! vigilsrc uri=… ! videoconvert ! vigilinfer ! vigiltrack ! [vigilosd] ! tee
+//!   tee. ! queue ! videoconvert ! x264enc|nvh264enc (low latency) ! video/x-h264,profile=baseline
 //!          ! h264parse config-interval=-1 ! appsink            (→ RTSP server, when outputs.rtsp)
 //!   tee. ! queue ! videoconvert ! x264enc ! h264parse ! mp4mux ! filesink   (when outputs.file)
+//!   tee. ! queue leaky ! videoscale ! videoconvert ! tile caps ! compositor  (when outputs.mosaic)
 //!   tee. ! queue ! fakesink                                    (when there is no video output)
 //! ```
 //!
+//! With `outputs.mosaic`, a live black `videotestsrc` is the compositor's background (so the mosaic
+//! keeps its pace when a tile stalls or ends) and the compositor's output is encoded like a stream and
+//! served on the mosaic's mount; the background gets end-of-stream once every source has ended.
+//!
+//! An error posted by an element of one source's branch (its `vigilsrc` giving up, a broken file) ends
+//! that branch only: the source is removed and end-of-stream is sent into the rest of the branch; the run
+//! goes on until the other sources end and then returns the failure ([`RunError::Source`]).
+//!
 //! A buffer probe on `vigiltrack`'s source pad reads [`VigilMeta`], counts frames/objects/tracks and, with
-//! `outputs.events`, hands one `vigil.frame.v1` JSON line per frame to the writer thread. Audio streams are
-//! discarded. Everything (bus, RTSP server, progress timer, stop requests) runs on one GLib main loop on
-//! the calling thread, in a private main context.
+//! `outputs.events`, hands one `vigil.frame.v1` JSON line per frame to the writer thread. Everything (bus,
+//! RTSP server, progress timer, stop requests) runs on one GLib main loop on the calling thread, in a
+//! private main context.
 
 use crate::config::{Plan, one_line};
 use crate::events::{EventSender, EventWriter};
@@ -43,6 +52,114 @@ pub enum RunError {
     /// An output failed (RTSP server, events file), naming the config file and key.
     #[error("{0}")]
     Output(String),
+    /// One source failed (its branch was ended; the other sources ran to their end).
+    #[error("source '{name}' failed: {error}")]
+    Source { name: String, error: Box<RunError> },
+}
+
+/// Ends the branch of a failed source: the source is stopped and removed, and end-of-stream is sent
+/// into the rest of its branch so its outputs are finished (MP4 files playable). Runs on a helper
+/// thread so the main loop never waits on a streaming thread.
+fn end_failed_source(part: &SourceParts) {
+    let src = part.src.clone();
+    let convert_sink = part.convert_sink.clone();
+    std::thread::spawn(move || {
+        // First detach the source and end the branch (stopping the source may take a while, e.g. a
+        // network source in the middle of a connection attempt), then stop and drop the source.
+        let _ = src.set_locked_state(true);
+        if let Some(peer) = convert_sink.peer() {
+            let _ = peer.unlink(&convert_sink);
+        }
+        convert_sink.send_event(gst::event::Eos::new());
+        let parent = src.parent().and_then(|p| p.downcast::<gst::Bin>().ok());
+        if let Some(bin) = &parent {
+            let _ = bin.remove(&src);
+        }
+        let _ = src.set_state(gst::State::Null);
+        // A source that fails during a state change makes the pipeline's change fail and leaves it
+        // "in progress" (it would then never post its end-of-stream): redo it without the source.
+        if let Some(bin) = &parent {
+            let (ret, current, pending) = bin.state(gst::ClockTime::ZERO);
+            if ret.is_err() {
+                let target = if pending == gst::State::VoidPending {
+                    current
+                } else {
+                    pending
+                };
+                let _ = bin.set_state(target);
+            }
+        }
+    });
+}
+
+/// `videotestsrc is-live=true (black) ! compositor ! I420 WxH@fps ! queue ! videoconvert ! encoder !
+/// h264parse ! appsink` → the mosaic's mount. Returns the compositor (sources request its pads) and
+/// the live background source (sent EOS when every source has ended).
+fn build_mosaic(
+    pipeline: &gst::Pipeline,
+    rtsp: &crate::config::RtspPlan,
+    m: &crate::config::MosaicPlan,
+    sync: bool,
+    feed: MountFeed,
+) -> Result<(gst::Element, gst::Element), RunError> {
+    let (w, h, fps) = (m.width as i32, m.height as i32, m.fps as i32);
+    let bg = make("videotestsrc", "mosaic-background")?;
+    set_prop(&bg, "is-live", Prop::Bool(true))?;
+    set_prop(&bg, "pattern", Prop::Text("black"))?;
+    let bg_caps = make("capsfilter", "mosaic-background-caps")?;
+    bg_caps.set_property(
+        "caps",
+        gst::Caps::builder("video/x-raw")
+            .field("format", "I420")
+            .field("width", w)
+            .field("height", h)
+            .field("framerate", gst::Fraction::new(fps, 1))
+            .build(),
+    );
+    let comp = make("compositor", "mosaic")?;
+    set_prop(&comp, "background", Prop::Text("black"))?;
+    // Tiles may come a little late (inference); beyond that the mosaic goes on without them.
+    set_prop(&comp, "latency", Prop::Num(200_000_000.0))?;
+    if comp.find_property("ignore-inactive-pads").is_some() {
+        set_prop(&comp, "ignore-inactive-pads", Prop::Bool(true))?;
+    }
+    let out_caps = make("capsfilter", "mosaic-caps")?;
+    out_caps.set_property(
+        "caps",
+        gst::Caps::builder("video/x-raw")
+            .field("format", "I420")
+            .field("width", w)
+            .field("height", h)
+            .field("framerate", gst::Fraction::new(fps, 1))
+            .build(),
+    );
+    let q = make("queue", "mosaic-queue")?;
+    set_prop(&q, "max-size-buffers", Prop::Num(5.0))?;
+    set_prop(&q, "max-size-bytes", Prop::Num(0.0))?;
+    set_prop(&q, "max-size-time", Prop::Num(0.0))?;
+    set_prop(&q, "leaky", Prop::Text("downstream"))?;
+    let conv = make("videoconvert", "mosaic-convert")?;
+    pipeline
+        .add_many([&bg, &bg_caps])
+        .map_err(|e| RunError::Setup(e.to_string()))?;
+    gst::Element::link_many([&bg, &bg_caps])
+        .map_err(|e| RunError::Setup(format!("mosaic: {e}")))?;
+    let mut tail = vec![comp.clone(), out_caps, q, conv];
+    tail.extend(rtsp_tail("mosaic-rtsp", rtsp, sync, feed)?);
+    pipeline
+        .add_many(&tail)
+        .map_err(|e| RunError::Setup(e.to_string()))?;
+    gst::Element::link_many(&tail).map_err(|e| RunError::Setup(format!("mosaic: {e}")))?;
+    let pad = comp
+        .request_pad_simple("sink_%u")
+        .ok_or_else(|| RunError::Setup("mosaic: the compositor has no free pad".into()))?;
+    pad.set_property("zorder", 0u32);
+    bg_caps
+        .static_pad("src")
+        .ok_or_else(|| RunError::Setup("mosaic: capsfilter has no src pad".into()))?
+        .link(&pad)
+        .map_err(|e| RunError::Setup(format!("mosaic: {e:?}")))?;
+    Ok((comp, bg))
 }
 
 /// Asks a running [`run`] to stop: it sends end-of-stream into every source, so files are finished and
@@ -182,12 +299,107 @@ pub(crate) fn set_prop(element: &gst::Element, name: &str, value: Prop) -> Resul
     Ok(())
 }
 
-/// What a stop request needs of a source.
+/// What a stop request, and the failure of a source, need of a source.
 #[derive(Clone)]
 struct SourceParts {
+    /// The source's `vigilsrc`.
+    src: gst::Element,
+    /// The sink pad of the first element after the source: EOS sent here ends the branch cleanly.
     convert_sink: gst::Pad,
-    /// Sink pads of elements that discard extra (audio) streams; they also get EOS on stop.
-    extra_sinks: Arc<Mutex<Vec<gst::Pad>>>,
+    /// Every element of the source's branch (source, analytics chain, outputs), to attribute errors.
+    elements: Vec<gst::Element>,
+}
+
+/// Which tile of the mosaic a source feeds.
+struct MosaicTile<'a> {
+    compositor: &'a gst::Element,
+    x: i32,
+    y: i32,
+    width: i32,
+    height: i32,
+}
+
+/// Makes the H.264 encoder `outputs.rtsp.encoder` asks for (tuned for low latency, a key frame at
+/// least every 30 frames); `nvh264enc` asked for but missing is one warning, then `x264enc`.
+fn make_rtsp_encoder(
+    name: &str,
+    choice: crate::config::EncoderChoice,
+    bitrate_kbps: u32,
+) -> Result<gst::Element, RunError> {
+    use crate::config::EncoderChoice;
+    static WARNED: std::sync::Once = std::sync::Once::new();
+    let nv_available = || gst::ElementFactory::find("nvh264enc").is_some();
+    let use_nv = match choice {
+        EncoderChoice::X264 => false,
+        EncoderChoice::Auto => nv_available(),
+        EncoderChoice::Nvh264enc => {
+            let ok = nv_available();
+            if !ok {
+                WARNED.call_once(|| {
+                    eprintln!(
+                        "warning: outputs.rtsp.encoder: nvh264enc is not available (GStreamer nvcodec plugin or NVIDIA driver missing); using x264enc"
+                    )
+                });
+            }
+            ok
+        }
+    };
+    if use_nv {
+        let enc = make("nvh264enc", name)?;
+        set_prop(&enc, "bitrate", Prop::Num(bitrate_kbps.into()))?;
+        set_prop(&enc, "gop-size", Prop::Num(30.0))?;
+        if enc.find_property("zerolatency").is_some() {
+            set_prop(&enc, "zerolatency", Prop::Bool(true))?;
+        }
+        Ok(enc)
+    } else {
+        let enc = make("x264enc", name)?;
+        set_prop(&enc, "tune", Prop::Text("zerolatency"))?;
+        set_prop(&enc, "speed-preset", Prop::Text("superfast"))?;
+        set_prop(&enc, "bitrate", Prop::Num(bitrate_kbps.into()))?;
+        set_prop(&enc, "key-int-max", Prop::Num(30.0))?;
+        Ok(enc)
+    }
+}
+
+/// `encoder ! video/x-h264,profile=baseline ! h264parse config-interval=-1 ! appsink` feeding `feed`.
+fn rtsp_tail(
+    prefix: &str,
+    rtsp: &crate::config::RtspPlan,
+    sync: bool,
+    feed: MountFeed,
+) -> Result<Vec<gst::Element>, RunError> {
+    let enc = make_rtsp_encoder(&format!("{prefix}-encode"), rtsp.encoder, rtsp.bitrate_kbps)?;
+    let caps = make("capsfilter", &format!("{prefix}-caps"))?;
+    caps.set_property(
+        "caps",
+        gst::Caps::builder("video/x-h264")
+            .field("profile", "baseline")
+            .build(),
+    );
+    let parse = make("h264parse", &format!("{prefix}-parse"))?;
+    set_prop(&parse, "config-interval", Prop::Num(-1.0))?;
+    let sink = gst_app::AppSink::builder()
+        .name(format!("{prefix}-sink"))
+        .caps(
+            &gst::Caps::builder("video/x-h264")
+                .field("stream-format", "byte-stream")
+                .field("alignment", "au")
+                .build(),
+        )
+        .sync(sync)
+        .async_(false)
+        .build();
+    sink.set_callbacks(
+        gst_app::AppSinkCallbacks::builder()
+            .new_sample(move |s| {
+                let sample = s.pull_sample().map_err(|_| gst::FlowError::Eos)?;
+                feed.push(&sample);
+                Ok(gst::FlowSuccess::Ok)
+            })
+            .build(),
+    );
+    Ok(vec![enc, caps, parse, sink.upcast()])
 }
 
 fn build_source(
@@ -197,14 +409,40 @@ fn build_source(
     stats: Arc<SourceStats>,
     events: Option<EventSender>,
     rtsp_feed: Option<MountFeed>,
+    mosaic: Option<MosaicTile>,
 ) -> Result<SourceParts, RunError> {
     let cfg = &plan.config;
     let src = &plan.sources[index];
+    let scfg = &cfg.sources[index];
     let n = &src.name;
     let sync = plan.realtime;
 
-    let decode = make("uridecodebin", &format!("{n}-decode"))?;
+    let decode = make("vigilsrc", &format!("{n}-source"))?;
     set_prop(&decode, "uri", Prop::Str(&src.uri))?;
+    set_prop(&decode, "loop", Prop::Bool(scfg.looping))?;
+    set_prop(&decode, "decoder", Prop::Text(scfg.decoder.as_str()))?;
+    if let Some(v) = scfg.drop_frame_interval {
+        set_prop(&decode, "drop-frame-interval", Prop::Num(v.into()))?;
+    }
+    set_prop(
+        &decode,
+        "rtsp-transport",
+        Prop::Text(scfg.rtsp_transport.as_str()),
+    )?;
+    if let Some(v) = scfg.latency_ms {
+        set_prop(&decode, "latency", Prop::Num(v.into()))?;
+    }
+    if let Some(r) = &scfg.reconnect {
+        if let Some(v) = r.interval_ms {
+            set_prop(&decode, "reconnect-interval", Prop::Num(v.into()))?;
+        }
+        if let Some(v) = r.max_interval_ms {
+            set_prop(&decode, "reconnect-max-interval", Prop::Num(v.into()))?;
+        }
+        if let Some(v) = r.attempts {
+            set_prop(&decode, "reconnect-attempts", Prop::Num(v.into()))?;
+        }
+    }
     let convert = make("videoconvert", &format!("{n}-convert"))?;
     let infer = make("vigilinfer", &format!("{n}-infer"))?;
     let m = &plan.model;
@@ -243,9 +481,6 @@ fn build_source(
     let tee = make("tee", &format!("{n}-tee"))?;
     chain.push(tee.clone());
     pipeline
-        .add(&decode)
-        .map_err(|e| RunError::Setup(e.to_string()))?;
-    pipeline
         .add_many(&chain)
         .map_err(|e| RunError::Setup(e.to_string()))?;
     gst::Element::link_many(&chain)
@@ -268,41 +503,27 @@ fn build_source(
     if let (Some(r), Some(feed)) = (&plan.rtsp, rtsp_feed) {
         let q = queue("rtsp")?;
         let conv = make("videoconvert", &format!("{n}-rtsp-convert"))?;
-        let enc = make("x264enc", &format!("{n}-rtsp-encode"))?;
-        set_prop(&enc, "tune", Prop::Text("zerolatency"))?;
-        set_prop(&enc, "speed-preset", Prop::Text("superfast"))?;
-        set_prop(&enc, "bitrate", Prop::Num(r.bitrate_kbps.into()))?;
-        set_prop(&enc, "key-int-max", Prop::Num(30.0))?;
-        let caps = make("capsfilter", &format!("{n}-rtsp-caps"))?;
+        let mut b = vec![q, conv];
+        b.extend(rtsp_tail(&format!("{n}-rtsp"), r, sync, feed)?);
+        branches.push(b);
+    }
+    let mut mosaic_branch = None;
+    if let Some(tile) = &mosaic {
+        // Leaky: a mosaic that falls behind drops tiles' frames, never slows the stream's own outputs.
+        let q = queue("mosaic")?;
+        set_prop(&q, "leaky", Prop::Text("downstream"))?;
+        let scale = make("videoscale", &format!("{n}-mosaic-scale"))?;
+        let conv = make("videoconvert", &format!("{n}-mosaic-convert"))?;
+        let caps = make("capsfilter", &format!("{n}-mosaic-caps"))?;
         caps.set_property(
             "caps",
-            gst::Caps::builder("video/x-h264")
-                .field("profile", "baseline")
+            gst::Caps::builder("video/x-raw")
+                .field("width", tile.width)
+                .field("height", tile.height)
+                .field("pixel-aspect-ratio", gst::Fraction::new(1, 1))
                 .build(),
         );
-        let parse = make("h264parse", &format!("{n}-rtsp-parse"))?;
-        set_prop(&parse, "config-interval", Prop::Num(-1.0))?;
-        let sink = gst_app::AppSink::builder()
-            .name(format!("{n}-rtsp-sink"))
-            .caps(
-                &gst::Caps::builder("video/x-h264")
-                    .field("stream-format", "byte-stream")
-                    .field("alignment", "au")
-                    .build(),
-            )
-            .sync(sync)
-            .async_(false)
-            .build();
-        sink.set_callbacks(
-            gst_app::AppSinkCallbacks::builder()
-                .new_sample(move |s| {
-                    let sample = s.pull_sample().map_err(|_| gst::FlowError::Eos)?;
-                    feed.push(&sample);
-                    Ok(gst::FlowSuccess::Ok)
-                })
-                .build(),
-        );
-        branches.push(vec![q, conv, enc, caps, parse, sink.upcast()]);
+        mosaic_branch = Some(vec![q, scale, conv, caps]);
     }
     if let Some(files) = &plan.files {
         let bitrate = cfg
@@ -328,7 +549,7 @@ fn build_source(
         set_prop(&sink, "async", Prop::Bool(false))?;
         branches.push(vec![q, conv, enc, parse, mux, sink]);
     }
-    if branches.is_empty() {
+    if branches.is_empty() && mosaic_branch.is_none() {
         let q = queue("null")?;
         let sink = make("fakesink", &format!("{n}-null-sink"))?;
         set_prop(&sink, "sync", Prop::Bool(sync))?;
@@ -343,6 +564,30 @@ fn build_source(
             .map_err(|e| RunError::Setup(format!("[{n}] cannot link an output: {e}")))?;
         tee.link(&b[0])
             .map_err(|e| RunError::Setup(format!("[{n}] cannot link an output: {e}")))?;
+    }
+    if let (Some(b), Some(tile)) = (&mosaic_branch, &mosaic) {
+        pipeline
+            .add_many(b)
+            .map_err(|e| RunError::Setup(e.to_string()))?;
+        gst::Element::link_many(b)
+            .map_err(|e| RunError::Setup(format!("[{n}] cannot link the mosaic: {e}")))?;
+        tee.link(&b[0])
+            .map_err(|e| RunError::Setup(format!("[{n}] cannot link the mosaic: {e}")))?;
+        let pad = tile
+            .compositor
+            .request_pad_simple("sink_%u")
+            .ok_or_else(|| RunError::Setup(format!("[{n}] the compositor has no free pad")))?;
+        pad.set_property("xpos", tile.x);
+        pad.set_property("ypos", tile.y);
+        pad.set_property("width", tile.width);
+        pad.set_property("height", tile.height);
+        pad.set_property("zorder", 1u32);
+        let last = &b[b.len() - 1];
+        last.static_pad("src")
+            .ok_or_else(|| RunError::Setup("capsfilter has no src pad".into()))?
+            .link(&pad)
+            .map_err(|e| RunError::Setup(format!("[{n}] cannot link the mosaic: {e:?}")))?;
+        branches.push(b.clone());
     }
 
     // Counters and events after the tracker.
@@ -383,70 +628,47 @@ fn build_source(
         gst::PadProbeReturn::Remove
     });
 
-    // Decoded streams: the first video stream feeds the chain, anything else is discarded.
+    // The end of this source's stream (its own end, a stop request or its failure).
+    tee_sink.add_probe(gst::PadProbeType::EVENT_DOWNSTREAM, move |pad, info| {
+        if let Some(ev) = info.event()
+            && ev.type_() == gst::EventType::Eos
+            && let Some(tee) = pad.parent_element()
+        {
+            let msg = gst::message::Application::builder(
+                gst::Structure::builder(SOURCE_DONE)
+                    .field("index", index as u32)
+                    .build(),
+            )
+            .src(&tee)
+            .build();
+            let _ = tee.post_message(msg);
+        }
+        gst::PadProbeReturn::Ok
+    });
+
+    pipeline
+        .add(&decode)
+        .map_err(|e| RunError::Setup(e.to_string()))?;
+    decode
+        .link(&convert)
+        .map_err(|e| RunError::Setup(format!("[{n}] cannot link the source: {e}")))?;
     let convert_sink = convert
         .static_pad("sink")
         .ok_or_else(|| RunError::Setup("videoconvert has no sink pad".into()))?;
-    let extra_sinks: Arc<Mutex<Vec<gst::Pad>>> = Arc::default();
-    let weak_pipeline = pipeline.downgrade();
-    let video_sink = convert_sink.clone();
-    let extras = extra_sinks.clone();
-    let source_name = n.clone();
-    decode.connect_pad_added(move |decode, pad| {
-        let caps = pad.current_caps().unwrap_or_else(|| pad.query_caps(None));
-        let is_video = caps
-            .structure(0)
-            .is_some_and(|s| s.name().starts_with("video/"));
-        if is_video && !video_sink.is_linked() {
-            if let Err(e) = pad.link(&video_sink) {
-                gst::element_error!(
-                    decode,
-                    gst::StreamError::Format,
-                    (
-                        "[{}] cannot use the decoded video ({:?}, caps {})",
-                        source_name,
-                        e,
-                        caps
-                    )
-                );
-            }
-            return;
-        }
-        let Some(pipeline) = weak_pipeline.upgrade() else {
-            return;
-        };
-        let Ok(sink) = gst::ElementFactory::make("fakesink")
-            .property("sync", false)
-            .property("async", false)
-            .build()
-        else {
-            return;
-        };
-        if pipeline.add(&sink).is_ok() {
-            let _ = sink.sync_state_with_parent();
-            if let Some(sp) = sink.static_pad("sink") {
-                let _ = pad.link(&sp);
-                extras.lock().unwrap_or_else(|p| p.into_inner()).push(sp);
-            }
-        }
-    });
-    let video_sink = convert_sink.clone();
-    let source_name = n.clone();
-    decode.connect_no_more_pads(move |decode| {
-        if !video_sink.is_linked() {
-            gst::element_error!(
-                decode,
-                gst::StreamError::WrongType,
-                ("[{}] the source has no video stream", source_name)
-            );
-        }
-    });
-
+    let mut elements = vec![decode.clone()];
+    elements.extend(chain);
+    for b in branches {
+        elements.extend(b);
+    }
     Ok(SourceParts {
+        src: decode,
         convert_sink,
-        extra_sinks,
+        elements,
     })
 }
+
+/// Name of the application message a source's tee posts when its stream ends (field `index`).
+const SOURCE_DONE: &str = "vigil-source-done";
 
 /// Name of the application message a source's tee posts when its first frame arrives. The pipeline is
 /// prerolled in PAUSED and only set to PLAYING once every source has a frame (or after
@@ -495,8 +717,18 @@ pub fn run(plan: &Plan, opts: &RunOptions) -> Result<Summary, RunError> {
     let rtsp = match &plan.rtsp {
         None => None,
         Some(r) => Some(
-            RtspOutput::start(&r.address, r.port, &r.mounts, &context)
-                .map_err(|e| RunError::Output(format!("{}: outputs.rtsp: {e}", plan.file)))?,
+            RtspOutput::start(
+                &r.address,
+                r.port,
+                &r.mounts
+                    .iter()
+                    .chain(r.mosaic.as_ref().map(|m| &m.mount))
+                    .cloned()
+                    .collect::<Vec<_>>(),
+                r.auth.as_ref().map(|(u, p)| (u.as_str(), p.as_str())),
+                &context,
+            )
+            .map_err(|e| RunError::Output(format!("{}: outputs.rtsp: {e}", plan.file)))?,
         ),
     };
 
@@ -511,12 +743,40 @@ pub fn run(plan: &Plan, opts: &RunOptions) -> Result<Summary, RunError> {
         })?),
     };
     let pipeline = gst::Pipeline::with_name(name);
+    let mosaic = match (&plan.rtsp, &rtsp) {
+        (Some(r), Some(out)) => match &r.mosaic {
+            Some(m) => Some(build_mosaic(
+                &pipeline,
+                r,
+                m,
+                plan.realtime,
+                out.feeds[plan.sources.len()].1.clone(),
+            )?),
+            None => None,
+        },
+        _ => None,
+    };
     let mut stats = Vec::new();
     let mut sources = Vec::new();
     for (i, s) in plan.sources.iter().enumerate() {
         let st = Arc::new(SourceStats::new(&s.name));
         stats.push(st.clone());
         let feed = rtsp.as_ref().map(|r| r.feeds[i].1.clone());
+        let tile = match (&mosaic, plan.rtsp.as_ref().and_then(|r| r.mosaic.as_ref())) {
+            (Some((compositor, _)), Some(m)) => {
+                let (c, r) = (m.columns as usize, m.rows as usize);
+                let w = (m.width as usize / c) & !1;
+                let h = (m.height as usize / r) & !1;
+                Some(MosaicTile {
+                    compositor,
+                    x: ((i % c) * w) as i32,
+                    y: ((i / c) * h) as i32,
+                    width: w.max(2) as i32,
+                    height: h.max(2) as i32,
+                })
+            }
+            _ => None,
+        };
         sources.push(build_source(
             &pipeline,
             plan,
@@ -524,8 +784,12 @@ pub fn run(plan: &Plan, opts: &RunOptions) -> Result<Summary, RunError> {
             st,
             writer.as_ref().and_then(|w| w.sender()),
             feed,
+            tile,
         )?);
     }
+    let mosaic_background = mosaic.map(|(_, bg)| bg);
+    // A failed source: its message, in the order of failure.
+    let failures: Arc<Mutex<Vec<RunError>>> = Arc::default();
 
     if opts.verbose {
         let m = &plan.model;
@@ -598,6 +862,25 @@ pub fn run(plan: &Plan, opts: &RunOptions) -> Result<Summary, RunError> {
         let go_playing = go_playing.clone();
         let n_sources = plan.sources.len();
         let mut first_frames = 0usize;
+        let parts: Vec<SourceParts> = sources.clone();
+        let names: Vec<String> = plan.sources.iter().map(|s| s.name.clone()).collect();
+        let mut failed = vec![false; n_sources];
+        let mut done = vec![false; n_sources];
+        let failures = failures.clone();
+        let background = mosaic_background.clone();
+        let verbose = opts.verbose;
+        // Every source has ended (or failed): end the mosaic's live background too, so the pipeline
+        // reaches its end-of-stream.
+        let mark_done = move |done: &mut Vec<bool>, i: usize| {
+            if i < done.len() && !done[i] {
+                done[i] = true;
+                if done.iter().all(|d| *d)
+                    && let Some(bg) = &background
+                {
+                    bg.send_event(gst::event::Eos::new());
+                }
+            }
+        };
         bus.create_watch(Some("vigil-bus"), glib::Priority::DEFAULT, move |_, msg| {
             use gst::MessageView;
             match msg.view() {
@@ -609,17 +892,60 @@ pub fn run(plan: &Plan, opts: &RunOptions) -> Result<Summary, RunError> {
                         go_playing();
                     }
                 }
+                MessageView::Application(a)
+                    if a.structure().is_some_and(|s| s.name() == SOURCE_DONE) =>
+                {
+                    if let Some(i) = a.structure().and_then(|s| s.get::<u32>("index").ok()) {
+                        mark_done(&mut done, i as usize);
+                    }
+                }
                 MessageView::Eos(_) => finish(Outcome::Eos),
                 MessageView::Error(e) => {
                     let path = msg
                         .src()
                         .map(|s| s.path_string().to_string())
                         .unwrap_or_else(|| "pipeline".into());
-                    finish(Outcome::Error(RunError::Bus {
+                    let err = RunError::Bus {
                         path,
                         message: one_line(&e.error().to_string()),
                         debug: e.debug().map(|d| one_line(&d)).filter(|d| !d.is_empty()),
-                    }));
+                    };
+                    // An error inside one source's branch ends that branch only.
+                    let owner = msg.src().and_then(|src| {
+                        parts.iter().position(|p| {
+                            p.elements.iter().any(|el| {
+                                src == el.upcast_ref::<gst::Object>() || src.has_as_ancestor(el)
+                            })
+                        })
+                    });
+                    match owner {
+                        Some(i) => {
+                            if failed[i] {
+                                return glib::ControlFlow::Continue;
+                            }
+                            failed[i] = true;
+                            if verbose {
+                                eprintln!(
+                                    "warning: source '{}' failed, the other sources go on: {err}",
+                                    names[i]
+                                );
+                            }
+                            failures.lock().unwrap_or_else(|p| p.into_inner()).push(
+                                RunError::Source {
+                                    name: names[i].clone(),
+                                    error: Box::new(err),
+                                },
+                            );
+                            end_failed_source(&parts[i]);
+                            // It will never bring a first frame.
+                            first_frames += 1;
+                            if first_frames >= n_sources {
+                                go_playing();
+                            }
+                            mark_done(&mut done, i);
+                        }
+                        None => finish(Outcome::Error(err)),
+                    }
                 }
                 MessageView::Warning(w) => {
                     let path = msg
@@ -681,6 +1007,7 @@ pub fn run(plan: &Plan, opts: &RunOptions) -> Result<Summary, RunError> {
         let verbose = opts.verbose;
         let events = writer.as_ref().and_then(|w| w.sender());
         let file = plan.file.clone();
+        let background = mosaic_background.clone();
         let s = glib::timeout_source_new(
             Duration::from_millis(100),
             Some("vigil-stop"),
@@ -714,14 +1041,9 @@ pub fn run(plan: &Plan, opts: &RunOptions) -> Result<Summary, RunError> {
                         go_playing();
                         for part in &pads {
                             part.convert_sink.send_event(gst::event::Eos::new());
-                            for p in part
-                                .extra_sinks
-                                .lock()
-                                .unwrap_or_else(|p| p.into_inner())
-                                .iter()
-                            {
-                                p.send_event(gst::event::Eos::new());
-                            }
+                        }
+                        if let Some(bg) = &background {
+                            bg.send_event(gst::event::Eos::new());
                         }
                     }
                     Some(t) => {
@@ -760,7 +1082,12 @@ pub fn run(plan: &Plan, opts: &RunOptions) -> Result<Summary, RunError> {
         s.attach(Some(&context));
         s
     };
-    if started == Ok(gst::StateChangeSuccess::NoPreroll) {
+    // The mosaic's background is live (so a stalled tile never freezes it): with only files as
+    // sources, still wait for their first frames; a live source needs PLAYING to deliver any.
+    let all_files = plan.sources.iter().all(|s| s.path.is_some());
+    if started == Ok(gst::StateChangeSuccess::NoPreroll)
+        && !(mosaic_background.is_some() && all_files)
+    {
         go_playing();
     }
     if started.is_err() {
@@ -836,6 +1163,14 @@ pub fn run(plan: &Plan, opts: &RunOptions) -> Result<Summary, RunError> {
         .map_err(|e| RunError::Output(format!("{}: outputs.events.path: {e}", plan.file)))?;
     if opts.verbose {
         eprint!("{summary}");
+    }
+    // Failed sources: one error line each; the last is the run's error (printed by the caller).
+    let mut failures = std::mem::take(&mut *failures.lock().unwrap_or_else(|p| p.into_inner()));
+    if let Some(last) = failures.pop() {
+        for f in &failures {
+            eprintln!("error: {f}");
+        }
+        return Err(last);
     }
     Ok(summary)
 }

@@ -175,11 +175,13 @@ pub struct RtspOutput {
 
 impl RtspOutput {
     /// Creates the server on `address:port` (port 0 = any free port) with `mounts`, and attaches it to
-    /// `context`. Errors name the address.
+    /// `context`. With `auth = Some((user, password))` every mount requires RTSP basic authentication
+    /// (clients without valid credentials get `401 Unauthorized`). Errors name the address.
     pub fn start(
         address: &str,
         port: u16,
         mounts: &[String],
+        auth: Option<(&str, &str)>,
         context: &glib::MainContext,
     ) -> Result<RtspOutput, String> {
         // Bind once ourselves first: the server only logs why it cannot listen.
@@ -193,6 +195,15 @@ impl RtspOutput {
         let points = server
             .mount_points()
             .ok_or("RTSP server has no mount points")?;
+        if let Some((user, password)) = auth {
+            let rtsp_auth = gst_rtsp_server::RTSPAuth::new();
+            let token = gst_rtsp_server::RTSPToken::builder()
+                .field(gst_rtsp_server::RTSP_TOKEN_MEDIA_FACTORY_ROLE, user)
+                .build();
+            let basic = gst_rtsp_server::RTSPAuth::make_basic(user, password);
+            rtsp_auth.add_basic(basic.as_str(), &token);
+            server.set_auth(Some(&rtsp_auth));
+        }
         let mut feeds = Vec::new();
         for mount in mounts {
             let feed = MountFeed::default();
@@ -200,6 +211,13 @@ impl RtspOutput {
             factory.set_launch(MEDIA_LAUNCH);
             factory.set_shared(true);
             factory.set_suspend_mode(gst_rtsp_server::RTSPSuspendMode::None);
+            if let Some((user, _)) = auth {
+                let role = gst::Structure::builder(user)
+                    .field(gst_rtsp_server::RTSP_PERM_MEDIA_FACTORY_ACCESS, true)
+                    .field(gst_rtsp_server::RTSP_PERM_MEDIA_FACTORY_CONSTRUCT, true)
+                    .build();
+                factory.add_role_from_structure(&role);
+            }
             let f = feed.clone();
             factory.connect_media_configure(move |_, media| {
                 f.add_media(media);
