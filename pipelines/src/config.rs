@@ -181,6 +181,34 @@ pub struct Config {
     /// fast as possible. Optional; default `true` when an RTSP output exists, otherwise `false`.
     #[serde(default)]
     pub realtime: Option<bool>,
+    /// `api`: the HTTP API (`GET /health`, `/metrics`, `/streams`; see docs/openapi.yaml). Optional;
+    /// off when absent.
+    #[serde(default)]
+    pub api: Option<ApiConfig>,
+}
+
+/// `api`: where the HTTP API listens.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiConfig {
+    /// `api.address`: IP address or host name to bind. Default `127.0.0.1`. Any address other than a
+    /// loopback one requires `api.token`.
+    #[serde(default = "default_api_address")]
+    pub address: String,
+    /// `api.port`: TCP port; 0 = any free port (printed at start). Default 8080.
+    #[serde(default = "default_api_port")]
+    pub port: u16,
+    /// `api.token`: bearer token every request must carry (`Authorization: Bearer <token>`).
+    #[serde(default)]
+    pub token: Option<String>,
+}
+
+fn default_api_address() -> String {
+    "127.0.0.1".into()
+}
+
+fn default_api_port() -> u16 {
+    8080
 }
 
 /// One entry of `sources`.
@@ -689,6 +717,8 @@ pub struct Plan {
     pub files: Option<Vec<PathBuf>>,
     pub events: Option<EventsTarget>,
     pub realtime: bool,
+    /// The HTTP API's socket address and token, when configured.
+    pub api: Option<(std::net::SocketAddr, Option<String>)>,
 }
 
 impl Config {
@@ -1037,6 +1067,24 @@ impl Config {
             ));
         }
         let realtime = self.realtime.unwrap_or(rtsp.is_some());
+        let api = match &self.api {
+            None => None,
+            Some(a) => {
+                let addr = crate::api::bind_address(&a.address, a.port)
+                    .map_err(|e| invalid("api.address", one_line(&e.to_string())))?;
+                let token = a.token.clone().filter(|t| !t.is_empty());
+                if !addr.ip().is_loopback() && token.is_none() {
+                    return Err(invalid(
+                        "api.token",
+                        format!(
+                            "required when the API listens on {} (not a loopback address)",
+                            addr.ip()
+                        ),
+                    ));
+                }
+                Some((addr, token))
+            }
+        };
         Ok(Plan {
             file,
             config: self.clone(),
@@ -1046,6 +1094,7 @@ impl Config {
             files,
             events,
             realtime,
+            api,
         })
     }
 }

@@ -2,7 +2,7 @@
 //!
 //! `vigil run CONFIG.yaml` reads a [`config::Config`], validates it up front ([`config::Config::validate`]
 //! gives a [`config::Plan`]: media exist, the model loads, classes exist, outputs can be written), builds
-//! `uridecodebin ! videoconvert ! vigilinfer ! vigiltrack ! vigilosd ! tee` per source with RTSP, MP4 and
+//! `vigilsrc ! videoconvert ! vigilinfer ! vigiltrack ! vigilosd ! tee` per source with RTSP, MP4 and
 //! JSON-lines event outputs, and runs it ([`pipeline::run`]) until the sources end or it is stopped.
 //!
 //! The same is available in-process:

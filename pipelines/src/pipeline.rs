@@ -27,6 +27,7 @@
 use crate::config::{Plan, one_line};
 use crate::events::{EventSender, EventWriter};
 use crate::rtsp::{MountFeed, RtspOutput};
+use crate::stats::StreamState;
 use crate::stats::{SourceStats, Summary};
 use gst::glib;
 use gst::prelude::*;
@@ -759,7 +760,7 @@ pub fn run(plan: &Plan, opts: &RunOptions) -> Result<Summary, RunError> {
     let mut stats = Vec::new();
     let mut sources = Vec::new();
     for (i, s) in plan.sources.iter().enumerate() {
-        let st = Arc::new(SourceStats::new(&s.name));
+        let st = Arc::new(SourceStats::with_uri(&s.name, &s.uri));
         stats.push(st.clone());
         let feed = rtsp.as_ref().map(|r| r.feeds[i].1.clone());
         let tile = match (&mosaic, plan.rtsp.as_ref().and_then(|r| r.mosaic.as_ref())) {
@@ -788,6 +789,23 @@ pub fn run(plan: &Plan, opts: &RunOptions) -> Result<Summary, RunError> {
         )?);
     }
     let mosaic_background = mosaic.map(|(_, bg)| bg);
+    // The HTTP API (health, metrics, streams) lives as long as this run.
+    let _api = match &plan.api {
+        Some((addr, token)) => {
+            let view: Arc<dyn crate::api::StreamsView> = Arc::new(stats.clone());
+            let server = crate::api::serve(*addr, token.clone(), view)
+                .map_err(|e| RunError::Output(format!("{}: api: {e}", plan.file)))?;
+            if opts.verbose {
+                eprintln!(
+                    "vigil: {}: API http://{}/",
+                    plan.config.name,
+                    server.local_addr()
+                );
+            }
+            Some(server)
+        }
+        None => None,
+    };
     // A failed source: its message, in the order of failure.
     let failures: Arc<Mutex<Vec<RunError>>> = Arc::default();
 
@@ -869,6 +887,7 @@ pub fn run(plan: &Plan, opts: &RunOptions) -> Result<Summary, RunError> {
         let failures = failures.clone();
         let background = mosaic_background.clone();
         let verbose = opts.verbose;
+        let source_stats = stats.clone();
         // Every source has ended (or failed): end the mosaic's live background too, so the pipeline
         // reaches its end-of-stream.
         let mark_done = move |done: &mut Vec<bool>, i: usize| {
@@ -884,6 +903,35 @@ pub fn run(plan: &Plan, opts: &RunOptions) -> Result<Summary, RunError> {
         bus.create_watch(Some("vigil-bus"), glib::Priority::DEFAULT, move |_, msg| {
             use gst::MessageView;
             match msg.view() {
+                // vigilsrc's state changes feed the per-stream state and reconnect count.
+                MessageView::Element(e)
+                    if e.structure().is_some_and(|s| s.name() == "vigilsrc-state") =>
+                {
+                    let owner = msg.src().and_then(|src| {
+                        parts.iter().position(|p| {
+                            p.elements.iter().any(|el| {
+                                src == el.upcast_ref::<gst::Object>() || src.has_as_ancestor(el)
+                            })
+                        })
+                    });
+                    let state = e.structure().and_then(|s| s.get::<String>("state").ok());
+                    if let (Some(i), Some(state)) = (owner, state) {
+                        let st = &source_stats[i];
+                        let next = match state.as_str() {
+                            "connected" => {
+                                if st.state() == StreamState::Reconnecting {
+                                    st.record_reconnect();
+                                }
+                                StreamState::Playing
+                            }
+                            "reconnecting" => StreamState::Reconnecting,
+                            "failed" => StreamState::Error,
+                            "eos" => StreamState::Ended,
+                            _ => StreamState::Starting,
+                        };
+                        st.set_state(next);
+                    }
+                }
                 MessageView::Application(a)
                     if a.structure().is_some_and(|s| s.name() == FIRST_FRAME) =>
                 {
