@@ -2,8 +2,9 @@
 //! the repository root, temporary folders and visible skip messages.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::sync::OnceLock;
+use std::process::{Child, Command};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 /// Reports a skipped test on the real stderr: libtest captures `eprintln!` of passing tests, but not
 /// direct writes, so the skip is visible in a normal `cargo test` run.
@@ -97,6 +98,52 @@ impl Drop for TempDir {
             eprintln!("note: kept {}", self.0.display());
         } else {
             let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+/// The `vigil` child process; killed on drop if still running (e.g. when an assertion fails).
+pub struct Vigil {
+    pub child: Child,
+    /// stderr lines read so far (by `reader`).
+    pub stderr: Arc<Mutex<Vec<String>>>,
+    pub reader: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Vigil {
+    pub fn stderr_text(&self) -> String {
+        self.stderr.lock().unwrap().join("\n")
+    }
+
+    pub fn interrupt(&self) {
+        // SAFETY: plain kill(2) on our own child.
+        let rc = unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGINT) };
+        assert_eq!(rc, 0, "kill -INT failed");
+    }
+
+    /// Waits for the exit status, at most `limit`.
+    pub fn wait(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                if let Some(r) = self.reader.take() {
+                    let _ = r.join();
+                }
+                return Some(status);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Vigil {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
         }
     }
 }

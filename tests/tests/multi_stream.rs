@@ -9,57 +9,12 @@
 use gst::prelude::*;
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use vigil_tests::{TempDir, repo_root, skip, vigil_bin};
-
-/// The `vigil` child process; killed on drop if still running (e.g. when an assertion fails).
-struct Vigil {
-    child: Child,
-    stderr: Arc<Mutex<Vec<String>>>,
-    reader: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Vigil {
-    fn stderr_text(&self) -> String {
-        self.stderr.lock().unwrap().join("\n")
-    }
-
-    fn interrupt(&self) {
-        // SAFETY: plain kill(2) on our own child.
-        let rc = unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGINT) };
-        assert_eq!(rc, 0, "kill -INT failed");
-    }
-
-    /// Waits for the exit status, at most `limit`.
-    fn wait(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
-        let deadline = Instant::now() + limit;
-        loop {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                if let Some(r) = self.reader.take() {
-                    let _ = r.join();
-                }
-                return Some(status);
-            }
-            if Instant::now() > deadline {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-}
-
-impl Drop for Vigil {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
+use vigil_tests::{TempDir, Vigil, repo_root, skip, vigil_bin};
 
 /// Starts `vigil run config`; returns it and every RTSP URL it prints at start-up (empty without RTSP).
 fn start_vigil(config: &Path) -> (Vigil, Vec<String>) {
