@@ -1,4 +1,5 @@
-//! The HTTP API (read-only part): `GET /health`, `GET /metrics`, `GET /streams`.
+//! The HTTP API: `GET /health`, `GET /metrics`, `GET /streams`, `POST /streams` (add a stream),
+//! `DELETE /streams/{id}` (drain and remove one).
 //!
 //! [`serve`] binds the address up front (so a bad address fails at once) and runs the server on its
 //! own thread with its own single-threaded tokio runtime, independent of the GLib main loop. The
@@ -8,8 +9,9 @@
 //! token is required ([`serve`] refuses to start without one). With a token, every request must
 //! carry `Authorization: Bearer <token>`, or gets `401`.
 //!
-//! `POST /streams` and `DELETE /streams/{id}` are planned and answer `501` for now. The API is
-//! described in `docs/openapi.yaml`.
+//! `POST /streams` and `DELETE /streams/{id}` go to a [`StreamControl`] (the running pipeline); they
+//! run on a short-lived thread of their own, since building or draining a stream blocks. Without a
+//! control they answer `501`. The API is described in `docs/openapi.yaml`.
 
 use std::convert::Infallible;
 use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
@@ -61,6 +63,14 @@ impl StreamRegistry {
             .push(stats);
     }
 
+    /// The streams' counters, in the order they were added.
+    pub fn stats(&self) -> Vec<Arc<SourceStats>> {
+        self.streams
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
     /// Removes the stream `name`; `false` when there is none.
     pub fn remove(&self, name: &str) -> bool {
         let mut s = self.streams.write().unwrap_or_else(|p| p.into_inner());
@@ -80,6 +90,35 @@ impl StreamsView for StreamRegistry {
             .collect()
     }
 }
+
+/// Changes the set of streams of a running pipeline (`POST /streams`, `DELETE /streams/{id}`).
+/// Both calls block until done; answers are JSON objects.
+pub trait StreamControl: Send + Sync {
+    /// Adds the stream described by `body` (JSON, see `docs/openapi.yaml`).
+    fn add(&self, body: &[u8]) -> Result<serde_json::Value, ControlError>;
+    /// Drains the stream `id` (end-of-stream through its outputs, files finished) and removes it.
+    fn remove(&self, id: &str) -> Result<serde_json::Value, ControlError>;
+}
+
+/// A refused or failed [`StreamControl`] call: the HTTP status and a one-line message.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{message}")]
+pub struct ControlError {
+    pub status: u16,
+    pub message: String,
+}
+
+impl ControlError {
+    pub fn new(status: u16, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            message: message.into(),
+        }
+    }
+}
+
+/// Largest accepted request body.
+const MAX_BODY: usize = 64 * 1024;
 
 /// Why the API could not start.
 #[derive(Debug, thiserror::Error)]
@@ -156,6 +195,7 @@ impl Drop for ApiServer {
 struct Shared {
     token: Option<String>,
     view: Arc<dyn StreamsView>,
+    control: Option<Arc<dyn StreamControl>>,
 }
 
 /// Starts the API on `addr` showing `view`. A token (non-empty) is required unless `addr` is a
@@ -164,6 +204,16 @@ pub fn serve(
     addr: SocketAddr,
     token: Option<String>,
     view: Arc<dyn StreamsView>,
+) -> Result<ApiServer, ApiError> {
+    serve_with_control(addr, token, view, None)
+}
+
+/// [`serve`], with `POST /streams` and `DELETE /streams/{id}` handled by `control`.
+pub fn serve_with_control(
+    addr: SocketAddr,
+    token: Option<String>,
+    view: Arc<dyn StreamsView>,
+    control: Option<Arc<dyn StreamControl>>,
 ) -> Result<ApiServer, ApiError> {
     let token = token.filter(|t| !t.is_empty());
     if token.is_none() && !addr.ip().is_loopback() {
@@ -181,7 +231,11 @@ pub fn serve(
         .enable_time()
         .build()
         .map_err(ApiError::Runtime)?;
-    let shared = Arc::new(Shared { token, view });
+    let shared = Arc::new(Shared {
+        token,
+        view,
+        control,
+    });
     let (tx, rx) = tokio::sync::oneshot::channel();
     let thread = std::thread::Builder::new()
         .name("vigil-api".into())
@@ -223,7 +277,7 @@ async fn accept_loop(
                 tokio::spawn(async move {
                     let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
                         let shared = shared.clone();
-                        async move { Ok::<_, Infallible>(handle(&shared, &req)) }
+                        async move { Ok::<_, Infallible>(handle(&shared, req).await) }
                     });
                     let _ = hyper::server::conn::http1::Builder::new()
                         .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
@@ -248,9 +302,49 @@ struct StreamJson<'a> {
     reconnects: u64,
 }
 
-fn handle<B>(shared: &Shared, req: &Request<B>) -> Response<Full<Bytes>> {
+/// Runs a blocking control call on a thread of its own (ended when the call returns, so the
+/// process's thread count does not keep a pool) and awaits its answer.
+async fn run_control<F>(f: F) -> Result<serde_json::Value, ControlError>
+where
+    F: FnOnce() -> Result<serde_json::Value, ControlError> + Send + 'static,
+{
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let spawned = std::thread::Builder::new()
+        .name("vigil-api-control".into())
+        .spawn(move || {
+            let _ = tx.send(f());
+        });
+    if let Err(e) = spawned {
+        return Err(ControlError::new(
+            500,
+            format!("cannot start a thread: {e}"),
+        ));
+    }
+    rx.await
+        .unwrap_or_else(|_| Err(ControlError::new(500, "the request failed internally")))
+}
+
+fn control_answer(
+    ok: StatusCode,
+    r: Result<serde_json::Value, ControlError>,
+) -> Response<Full<Bytes>> {
+    match r {
+        Ok(v) => json(ok, v.to_string()),
+        Err(e) => error(
+            StatusCode::from_u16(e.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            &e.message,
+        ),
+    }
+}
+
+async fn handle<B>(shared: &Shared, req: Request<B>) -> Response<Full<Bytes>>
+where
+    B: hyper::body::Body,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    use http_body_util::BodyExt;
     if let Some(token) = &shared.token
-        && !authorized(req, token)
+        && !authorized(&req, token)
     {
         let mut r = json(
             StatusCode::UNAUTHORIZED,
@@ -260,8 +354,8 @@ fn handle<B>(shared: &Shared, req: &Request<B>) -> Response<Full<Bytes>> {
             .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         return r;
     }
-    let path = req.uri().path();
-    match (req.method(), path) {
+    let path = req.uri().path().to_string();
+    match (req.method(), path.as_str()) {
         (&Method::GET, "/health") => json(StatusCode::OK, r#"{"status":"ok"}"#.into()),
         (&Method::GET, "/metrics") => {
             let body = crate::metrics::gather(&shared.view.streams());
@@ -293,19 +387,73 @@ fn handle<B>(shared: &Shared, req: &Request<B>) -> Response<Full<Bytes>> {
                 Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
             }
         }
-        (&Method::POST, "/streams") => error(
-            StatusCode::NOT_IMPLEMENTED,
-            "adding streams is not implemented yet",
-        ),
-        (&Method::DELETE, p) if p.starts_with("/streams/") => error(
-            StatusCode::NOT_IMPLEMENTED,
-            "removing streams is not implemented yet",
-        ),
+        (&Method::POST, "/streams") => {
+            let Some(control) = shared.control.clone() else {
+                return error(
+                    StatusCode::NOT_IMPLEMENTED,
+                    "this server cannot add streams",
+                );
+            };
+            let body = match http_body_util::Limited::new(req.into_body(), MAX_BODY)
+                .collect()
+                .await
+            {
+                Ok(b) => b.to_bytes(),
+                Err(e) => {
+                    return error(
+                        StatusCode::BAD_REQUEST,
+                        &format!("cannot read the request body (at most {MAX_BODY} bytes): {e}"),
+                    );
+                }
+            };
+            control_answer(
+                StatusCode::CREATED,
+                run_control(move || control.add(&body)).await,
+            )
+        }
+        (&Method::DELETE, p) if p.starts_with("/streams/") => {
+            let Some(control) = shared.control.clone() else {
+                return error(
+                    StatusCode::NOT_IMPLEMENTED,
+                    "this server cannot remove streams",
+                );
+            };
+            let id = percent_decode(&p["/streams/".len()..]);
+            if id.is_empty() || id.contains('/') {
+                return error(StatusCode::NOT_FOUND, "not found");
+            }
+            control_answer(
+                StatusCode::OK,
+                run_control(move || control.remove(&id)).await,
+            )
+        }
         (_, "/health" | "/metrics" | "/streams") => {
             error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
         }
         _ => error(StatusCode::NOT_FOUND, "not found"),
     }
+}
+
+/// `%41` → `A` (invalid escapes are kept as they are).
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%'
+            && i + 2 < b.len()
+            && let Some(v) = std::str::from_utf8(&b[i + 1..i + 3])
+                .ok()
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+        {
+            out.push(v);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// `Authorization: Bearer <token>`, compared in constant time.

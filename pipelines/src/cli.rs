@@ -98,6 +98,18 @@ pub fn execute(cli: &Cli) -> anyhow::Result<()> {
         Command::Models(args) => crate::models_cli::execute(args),
         Command::Check(args) => {
             let plan = Config::load_and_validate(&args.config)?;
+            // A source that cannot start would fail alone in a run; `check` reports it as an error.
+            let mut problems: Vec<&String> = plan
+                .sources
+                .iter()
+                .filter_map(|s| s.problem.as_ref())
+                .collect();
+            if let Some(last) = problems.pop() {
+                for p in problems {
+                    eprintln!("error: {p}");
+                }
+                anyhow::bail!("{last}");
+            }
             println!(
                 "{}: ok: {} source(s), model {} v{}",
                 args.config.display(),

@@ -482,6 +482,11 @@ pub struct MosaicConfig {
     /// `outputs.mosaic.fps`: frames per second of the mosaic (1..=60). Default 25.
     #[serde(default = "default_mosaic_fps")]
     pub fps: u32,
+    /// `outputs.mosaic.tiles`: number of tiles, at least the number of sources (1..=64); tiles beyond
+    /// the configured sources are kept for streams added at run time (`POST /streams`). Default: the
+    /// number of sources.
+    #[serde(default)]
+    pub tiles: Option<u32>,
 }
 
 /// `outputs.mosaic.columns`: `auto` or a number of columns.
@@ -653,6 +658,9 @@ pub struct SourcePlan {
     pub uri: String,
     /// Local file, when the source is one.
     pub path: Option<PathBuf>,
+    /// Why this source cannot start (e.g. its file does not exist), with file, line and key. Only in
+    /// configs with several sources: such a source fails alone and the others run.
+    pub problem: Option<String>,
 }
 
 /// Where events go.
@@ -685,6 +693,8 @@ pub struct RtspPlan {
     pub port: u16,
     /// Mount per source, in source order.
     pub mounts: Vec<String>,
+    /// `outputs.rtsp.mount` (or `/<name>`): a stream `s` added at run time is served at `<base>/<s>`.
+    pub base_mount: String,
     pub bitrate_kbps: u32,
     pub encoder: EncoderChoice,
     /// `(user, password)` for RTSP basic authentication.
@@ -704,6 +714,26 @@ pub struct MosaicPlan {
     pub fps: u32,
 }
 
+impl MosaicPlan {
+    /// Number of tiles (`columns × rows`).
+    pub fn capacity(&self) -> usize {
+        (self.columns * self.rows) as usize
+    }
+
+    /// `(x, y, width, height)` of tile `i` (row by row; sizes even, at least 2).
+    pub fn tile(&self, i: usize) -> (i32, i32, i32, i32) {
+        let (c, r) = (self.columns.max(1) as usize, self.rows.max(1) as usize);
+        let w = (self.width as usize / c) & !1;
+        let h = (self.height as usize / r) & !1;
+        (
+            ((i % c) * w) as i32,
+            ((i / c) * h) as i32,
+            w.max(2) as i32,
+            h.max(2) as i32,
+        )
+    }
+}
+
 /// Everything needed to build the pipeline, with absolute paths; produced by [`Config::validate`].
 #[derive(Debug, Clone)]
 pub struct Plan {
@@ -719,6 +749,48 @@ pub struct Plan {
     pub realtime: bool,
     /// The HTTP API's socket address and token, when configured.
     pub api: Option<(std::net::SocketAddr, Option<String>)>,
+    /// The config file's folder (relative paths of streams added at run time resolve against it).
+    pub base: PathBuf,
+}
+
+impl Plan {
+    /// Sources that can start (no [`SourcePlan::problem`]).
+    pub fn startable_sources(&self) -> impl Iterator<Item = (usize, &SourcePlan)> {
+        self.sources
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.problem.is_none())
+    }
+
+    /// Checks a source added at run time (the body of `POST /streams`): name, URI (relative paths
+    /// against the config file's folder; local files must exist) and reconnect values. Errors name the
+    /// key, e.g. `uri: no such file /x/y.mp4`.
+    pub fn check_added_source(&self, s: &SourceConfig) -> Result<SourcePlan, String> {
+        check_name(&s.name).map_err(|m| format!("name: {m}"))?;
+        check_reconnect(s).map_err(|(k, m)| format!("{k}: {m}"))?;
+        resolve_source(&self.base, s).map_err(|m| format!("uri: {m}"))
+    }
+
+    /// The RTSP mount of a stream `name` added at run time: `<outputs.rtsp.mount>/<name>`.
+    pub fn added_mount(&self, name: &str) -> Option<String> {
+        self.rtsp.as_ref().map(|r| {
+            let sep = if r.base_mount.ends_with('/') { "" } else { "/" };
+            format!("{}{sep}{name}", r.base_mount)
+        })
+    }
+
+    /// The MP4 file of a stream `name` added at run time: `<stem>-<name>.<ext>` beside
+    /// `outputs.file.path`.
+    pub fn added_file(&self, name: &str) -> Option<PathBuf> {
+        let f = self.config.outputs.file.as_ref()?;
+        let p = normalize(&self.base.join(&f.path));
+        let stem = p.file_stem()?.to_string_lossy().to_string();
+        let ext = p
+            .extension()
+            .map(|e| e.to_string_lossy().to_string())
+            .unwrap_or_else(|| "mp4".into());
+        Some(p.with_file_name(format!("{stem}-{name}.{ext}")))
+    }
 }
 
 impl Config {
@@ -775,31 +847,28 @@ impl Config {
                     format!("duplicate source name '{}'", s.name),
                 ));
             }
-            sources.push(
-                resolve_source(&base, s).map_err(|m| invalid(&format!("sources[{i}].uri"), m))?,
-            );
-            if let Some(r) = &s.reconnect {
-                if r.interval_ms == Some(0) {
-                    return Err(invalid(
-                        &format!("sources[{i}].reconnect.interval_ms"),
-                        "must be at least 1".into(),
-                    ));
+            check_reconnect(s).map_err(|(k, m)| invalid(&format!("sources[{i}].{k}"), m))?;
+            match resolve_source(&base, s) {
+                Ok(p) => sources.push(p),
+                // With several sources, a missing or unreadable file fails that source alone.
+                Err(m) if self.sources.len() > 1 => {
+                    let problem = invalid(&format!("sources[{i}].uri"), m).to_string();
+                    sources.push(SourcePlan {
+                        name: s.name.clone(),
+                        uri: s.uri.trim().to_string(),
+                        path: None,
+                        problem: Some(problem),
+                    });
                 }
-                if let (Some(a), Some(b)) = (r.interval_ms, r.max_interval_ms)
-                    && b < a
-                {
-                    return Err(invalid(
-                        &format!("sources[{i}].reconnect.max_interval_ms"),
-                        format!("{b} is less than interval_ms {a}"),
-                    ));
-                }
-                if r.attempts.is_some_and(|a| a < -1) {
-                    return Err(invalid(
-                        &format!("sources[{i}].reconnect.attempts"),
-                        "must be -1 (forever), 0 or more".into(),
-                    ));
-                }
+                Err(m) => return Err(invalid(&format!("sources[{i}].uri"), m)),
             }
+        }
+        if sources.iter().all(|s| s.problem.is_some()) {
+            // No source can start: the first reason is the error.
+            let i = 0;
+            let s = &self.sources[i];
+            let m = resolve_source(&base, s).err().unwrap_or_default();
+            return Err(invalid(&format!("sources[{i}].uri"), m));
         }
 
         // Value ranges.
@@ -901,6 +970,7 @@ impl Config {
                 } else {
                     mount
                 };
+                let base_mount = mount.clone();
                 let mounts = if sources.len() == 1 {
                     vec![mount]
                 } else {
@@ -961,6 +1031,15 @@ impl Config {
                             ));
                         }
                         let n = sources.len() as u32;
+                        if let Some(t) = m.tiles
+                            && !(n..=64.max(n)).contains(&t)
+                        {
+                            return Err(invalid(
+                                "outputs.mosaic.tiles",
+                                format!("{t} is not in {n}..=64 (at least one tile per source)"),
+                            ));
+                        }
+                        let n = m.tiles.unwrap_or(n);
                         let columns = match m.columns {
                             Columns::Auto => (1..=n).find(|c| c * c >= n).unwrap_or(1),
                             Columns::Fixed(0) => {
@@ -986,6 +1065,7 @@ impl Config {
                     address: r.address.trim().to_string(),
                     port: r.port,
                     mounts,
+                    base_mount,
                     bitrate_kbps: r.bitrate_kbps,
                     encoder: r.encoder,
                     auth,
@@ -1095,6 +1175,7 @@ impl Config {
             events,
             realtime,
             api,
+            base,
         })
     }
 }
@@ -1164,6 +1245,30 @@ fn check_writable(path: &Path) -> Result<(), String> {
     Ok(())
 }
 
+/// Checks `reconnect` of a source; errors are `(key below the source, message)`.
+fn check_reconnect(s: &SourceConfig) -> Result<(), (&'static str, String)> {
+    if let Some(r) = &s.reconnect {
+        if r.interval_ms == Some(0) {
+            return Err(("reconnect.interval_ms", "must be at least 1".into()));
+        }
+        if let (Some(a), Some(b)) = (r.interval_ms, r.max_interval_ms)
+            && b < a
+        {
+            return Err((
+                "reconnect.max_interval_ms",
+                format!("{b} is less than interval_ms {a}"),
+            ));
+        }
+        if r.attempts.is_some_and(|a| a < -1) {
+            return Err((
+                "reconnect.attempts",
+                "must be -1 (forever), 0 or more".into(),
+            ));
+        }
+    }
+    Ok(())
+}
+
 fn resolve_source(base: &Path, s: &SourceConfig) -> Result<SourcePlan, String> {
     let uri = s.uri.trim();
     if uri.is_empty() {
@@ -1183,12 +1288,14 @@ fn resolve_source(base: &Path, s: &SourceConfig) -> Result<SourcePlan, String> {
                 name: s.name.clone(),
                 uri: uri.to_string(),
                 path: Some(path),
+                problem: None,
             })
         }
         Some(_) => Ok(SourcePlan {
             name: s.name.clone(),
             uri: uri.to_string(),
             path: None,
+            problem: None,
         }),
         None => {
             let path = normalize(&base.join(uri));
@@ -1198,6 +1305,7 @@ fn resolve_source(base: &Path, s: &SourceConfig) -> Result<SourcePlan, String> {
                 name: s.name.clone(),
                 uri,
                 path: Some(path),
+                problem: None,
             })
         }
     }

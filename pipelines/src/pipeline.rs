@@ -24,6 +24,7 @@
 //! RTSP server, progress timer, stop requests) runs on one GLib main loop on the calling thread, in a
 //! private main context.
 
+use crate::api::ControlError;
 use crate::config::{Plan, one_line};
 use crate::events::{EventSender, EventWriter};
 use crate::rtsp::{MountFeed, RtspOutput};
@@ -32,6 +33,7 @@ use crate::stats::{SourceStats, Summary};
 use gst::glib;
 use gst::prelude::*;
 use gstvigil::meta::VigilMeta;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -300,24 +302,43 @@ pub(crate) fn set_prop(element: &gst::Element, name: &str, value: Prop) -> Resul
     Ok(())
 }
 
-/// What a stop request, and the failure of a source, need of a source.
+/// What a stop request, the failure of a source and its removal need of a source's branch.
 #[derive(Clone)]
 struct SourceParts {
     /// The source's `vigilsrc`.
     src: gst::Element,
     /// The sink pad of the first element after the source: EOS sent here ends the branch cleanly.
     convert_sink: gst::Pad,
-    /// Every element of the source's branch (source, analytics chain, outputs), to attribute errors.
+    /// Every element of the source's branch (source, analytics chain, outputs).
     elements: Vec<gst::Element>,
+    /// The pads where the branch ends (sinks' sink pads, the compositor's pad): the branch is drained
+    /// when end-of-stream has reached all of them.
+    terminals: Vec<gst::Pad>,
+    /// The compositor's request pad of the stream's mosaic tile.
+    mosaic_pad: Option<gst::Pad>,
 }
 
 /// Which tile of the mosaic a source feeds.
-struct MosaicTile<'a> {
-    compositor: &'a gst::Element,
+struct MosaicTile {
+    compositor: gst::Element,
     x: i32,
     y: i32,
     width: i32,
     height: i32,
+}
+
+/// What [`build_source`] builds: one source of the config or one added at run time.
+struct SourceSpec<'a> {
+    plan: &'a crate::config::SourcePlan,
+    cfg: &'a crate::config::SourceConfig,
+    /// MP4 file to record to, with `outputs.file`.
+    file: Option<PathBuf>,
+    rtsp_feed: Option<MountFeed>,
+    mosaic: Option<MosaicTile>,
+    /// The stream's slot (in [`SOURCE_DONE`] and [`FIRST_FRAME`]).
+    index: usize,
+    stats: Arc<SourceStats>,
+    events: Option<EventSender>,
 }
 
 /// Makes the H.264 encoder `outputs.rtsp.encoder` asks for (tuned for low latency, a key frame at
@@ -403,20 +424,49 @@ fn rtsp_tail(
     Ok(vec![enc, caps, parse, sink.upcast()])
 }
 
+/// Builds the branch of one source into `pipeline` (linked, in the NULL state; the caller syncs the
+/// states when the pipeline already runs). On an error the elements already added are removed again.
 fn build_source(
     pipeline: &gst::Pipeline,
     plan: &Plan,
-    index: usize,
-    stats: Arc<SourceStats>,
-    events: Option<EventSender>,
-    rtsp_feed: Option<MountFeed>,
-    mosaic: Option<MosaicTile>,
+    spec: SourceSpec,
 ) -> Result<SourceParts, RunError> {
+    let mut added = Vec::new();
+    let mosaic_compositor = spec.mosaic.as_ref().map(|t| t.compositor.clone());
+    let mut mosaic_pad = None;
+    let r = build_source_into(pipeline, plan, spec, &mut added, &mut mosaic_pad);
+    if r.is_err() {
+        for e in added.iter().rev() {
+            let _ = e.set_state(gst::State::Null);
+            let _ = pipeline.remove(e);
+        }
+        if let (Some(c), Some(p)) = (mosaic_compositor, mosaic_pad) {
+            c.release_request_pad(&p);
+        }
+    }
+    r
+}
+
+fn build_source_into(
+    pipeline: &gst::Pipeline,
+    plan: &Plan,
+    spec: SourceSpec,
+    added: &mut Vec<gst::Element>,
+    mosaic_pad: &mut Option<gst::Pad>,
+) -> Result<SourceParts, RunError> {
+    let (index, stats, events) = (spec.index, spec.stats.clone(), spec.events.clone());
     let cfg = &plan.config;
-    let src = &plan.sources[index];
-    let scfg = &cfg.sources[index];
+    let src = spec.plan;
+    let scfg = spec.cfg;
     let n = &src.name;
     let sync = plan.realtime;
+    let mut add = |els: &[gst::Element]| -> Result<(), RunError> {
+        pipeline
+            .add_many(els)
+            .map_err(|e| RunError::Setup(format!("[{n}] {e}")))?;
+        added.extend(els.iter().cloned());
+        Ok(())
+    };
 
     let decode = make("vigilsrc", &format!("{n}-source"))?;
     set_prop(&decode, "uri", Prop::Str(&src.uri))?;
@@ -481,9 +531,7 @@ fn build_source(
     }
     let tee = make("tee", &format!("{n}-tee"))?;
     chain.push(tee.clone());
-    pipeline
-        .add_many(&chain)
-        .map_err(|e| RunError::Setup(e.to_string()))?;
+    add(&chain)?;
     gst::Element::link_many(&chain)
         .map_err(|e| RunError::Setup(format!("[{n}] cannot link the analytics chain: {e}")))?;
 
@@ -501,7 +549,7 @@ fn build_source(
         Ok(q)
     };
     let mut branches: Vec<Vec<gst::Element>> = Vec::new();
-    if let (Some(r), Some(feed)) = (&plan.rtsp, rtsp_feed) {
+    if let (Some(r), Some(feed)) = (&plan.rtsp, spec.rtsp_feed) {
         let q = queue("rtsp")?;
         let conv = make("videoconvert", &format!("{n}-rtsp-convert"))?;
         let mut b = vec![q, conv];
@@ -509,7 +557,7 @@ fn build_source(
         branches.push(b);
     }
     let mut mosaic_branch = None;
-    if let Some(tile) = &mosaic {
+    if let Some(tile) = &spec.mosaic {
         // Leaky: a mosaic that falls behind drops tiles' frames, never slows the stream's own outputs.
         let q = queue("mosaic")?;
         set_prop(&q, "leaky", Prop::Text("downstream"))?;
@@ -526,7 +574,7 @@ fn build_source(
         );
         mosaic_branch = Some(vec![q, scale, conv, caps]);
     }
-    if let Some(files) = &plan.files {
+    if let Some(path) = &spec.file {
         let bitrate = cfg
             .outputs
             .file
@@ -541,11 +589,7 @@ fn build_source(
         let parse = make("h264parse", &format!("{n}-file-parse"))?;
         let mux = make("mp4mux", &format!("{n}-file-mux"))?;
         let sink = make("filesink", &format!("{n}-file-sink"))?;
-        set_prop(
-            &sink,
-            "location",
-            Prop::Str(&files[index].to_string_lossy()),
-        )?;
+        set_prop(&sink, "location", Prop::Str(&path.to_string_lossy()))?;
         set_prop(&sink, "sync", Prop::Bool(sync))?;
         set_prop(&sink, "async", Prop::Bool(false))?;
         branches.push(vec![q, conv, enc, parse, mux, sink]);
@@ -557,19 +601,19 @@ fn build_source(
         set_prop(&sink, "async", Prop::Bool(false))?;
         branches.push(vec![q, sink]);
     }
+    let mut terminals = Vec::new();
     for b in &branches {
-        pipeline
-            .add_many(b)
-            .map_err(|e| RunError::Setup(e.to_string()))?;
+        add(b)?;
         gst::Element::link_many(b)
             .map_err(|e| RunError::Setup(format!("[{n}] cannot link an output: {e}")))?;
         tee.link(&b[0])
             .map_err(|e| RunError::Setup(format!("[{n}] cannot link an output: {e}")))?;
+        if let Some(p) = b.last().and_then(|e| e.static_pad("sink")) {
+            terminals.push(p);
+        }
     }
-    if let (Some(b), Some(tile)) = (&mosaic_branch, &mosaic) {
-        pipeline
-            .add_many(b)
-            .map_err(|e| RunError::Setup(e.to_string()))?;
+    if let (Some(b), Some(tile)) = (&mosaic_branch, &spec.mosaic) {
+        add(b)?;
         gst::Element::link_many(b)
             .map_err(|e| RunError::Setup(format!("[{n}] cannot link the mosaic: {e}")))?;
         tee.link(&b[0])
@@ -578,6 +622,7 @@ fn build_source(
             .compositor
             .request_pad_simple("sink_%u")
             .ok_or_else(|| RunError::Setup(format!("[{n}] the compositor has no free pad")))?;
+        *mosaic_pad = Some(pad.clone());
         pad.set_property("xpos", tile.x);
         pad.set_property("ypos", tile.y);
         pad.set_property("width", tile.width);
@@ -588,20 +633,24 @@ fn build_source(
             .ok_or_else(|| RunError::Setup("capsfilter has no src pad".into()))?
             .link(&pad)
             .map_err(|e| RunError::Setup(format!("[{n}] cannot link the mosaic: {e:?}")))?;
+        terminals.push(pad);
         branches.push(b.clone());
     }
 
-    // Counters and events after the tracker.
+    // Counters, end-to-end latency and events after the tracker.
     let track_src = track
         .static_pad("src")
         .ok_or_else(|| RunError::Setup("vigiltrack has no src pad".into()))?;
     let source_name = n.clone();
     let events_ok = Arc::new(AtomicBool::new(true));
-    track_src.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+    track_src.add_probe(gst::PadProbeType::BUFFER, move |pad, info| {
         if let Some(buffer) = info.buffer() {
             let meta = buffer.meta::<VigilMeta>();
             let frame = meta.as_ref().map(|m| m.frame());
             stats.record(frame);
+            if let Some(latency) = frame_latency(pad, buffer) {
+                stats.record_latency(latency);
+            }
             if let (Some(tx), Some(frame)) = (&events, frame)
                 && events_ok.load(Ordering::Relaxed)
             {
@@ -619,13 +668,8 @@ fn build_source(
     let tee_sink = tee
         .static_pad("sink")
         .ok_or_else(|| RunError::Setup("tee has no sink pad".into()))?;
-    tee_sink.add_probe(gst::PadProbeType::BUFFER, |pad, _| {
-        if let Some(tee) = pad.parent_element() {
-            let msg = gst::message::Application::builder(gst::Structure::new_empty(FIRST_FRAME))
-                .src(&tee)
-                .build();
-            let _ = tee.post_message(msg);
-        }
+    tee_sink.add_probe(gst::PadProbeType::BUFFER, move |pad, _| {
+        post_stream_message(pad, FIRST_FRAME, index);
         gst::PadProbeReturn::Remove
     });
 
@@ -633,23 +677,13 @@ fn build_source(
     tee_sink.add_probe(gst::PadProbeType::EVENT_DOWNSTREAM, move |pad, info| {
         if let Some(ev) = info.event()
             && ev.type_() == gst::EventType::Eos
-            && let Some(tee) = pad.parent_element()
         {
-            let msg = gst::message::Application::builder(
-                gst::Structure::builder(SOURCE_DONE)
-                    .field("index", index as u32)
-                    .build(),
-            )
-            .src(&tee)
-            .build();
-            let _ = tee.post_message(msg);
+            post_stream_message(pad, SOURCE_DONE, index);
         }
         gst::PadProbeReturn::Ok
     });
 
-    pipeline
-        .add(&decode)
-        .map_err(|e| RunError::Setup(e.to_string()))?;
+    add(std::slice::from_ref(&decode))?;
     decode
         .link(&convert)
         .map_err(|e| RunError::Setup(format!("[{n}] cannot link the source: {e}")))?;
@@ -665,7 +699,48 @@ fn build_source(
         src: decode,
         convert_sink,
         elements,
+        terminals,
+        mosaic_pad: mosaic_pad.clone(),
     })
+}
+
+/// Posts the application message `name` (field `index`: the stream's slot) from `pad`'s element.
+fn post_stream_message(pad: &gst::Pad, name: &str, index: usize) {
+    if let Some(element) = pad.parent_element() {
+        let msg = gst::message::Application::builder(
+            gst::Structure::builder(name)
+                .field("index", index as u32)
+                .build(),
+        )
+        .src(&element)
+        .build();
+        let _ = element.post_message(msg);
+    }
+}
+
+/// How late `buffer` is at `pad`: the clock's running time now minus the buffer's running time
+/// (its timestamp in the pad's segment). `None` when it is early (a file played faster than real
+/// time) or either time is unknown.
+fn frame_latency(pad: &gst::Pad, buffer: &gst::BufferRef) -> Option<Duration> {
+    let late = frame_lateness(pad, buffer)?;
+    (late >= 0).then(|| Duration::from_nanos(u64::try_from(late).unwrap_or(u64::MAX)))
+}
+
+/// The clock's running time now minus `buffer`'s running time at `pad` (negative when early), in
+/// nanoseconds.
+fn frame_lateness(pad: &gst::Pad, buffer: &gst::BufferRef) -> Option<i128> {
+    let pts = buffer.pts()?;
+    let segment = pad.sticky_event::<gst::event::Segment>(0)?;
+    let segment = segment.segment().downcast_ref::<gst::ClockTime>()?;
+    let running = segment.to_running_time(pts)?;
+    let running = i128::from(running.nseconds()) + i128::from(pad.offset());
+    let element = pad.parent_element().or_else(|| {
+        pad.parent()
+            .and_then(|p| p.parent())
+            .and_then(|p| p.downcast::<gst::Element>().ok())
+    })?;
+    let now = element.current_running_time()?;
+    Some(i128::from(now.nseconds()) - running)
 }
 
 /// Name of the application message a source's tee posts when its stream ends (field `index`).
@@ -707,7 +782,451 @@ fn install_signal_handlers() {
     }
 }
 
+/// The life of one stream slot of a running pipeline.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum SlotStatus {
+    /// Frames flow (or will).
+    Running,
+    /// Ended (end-of-stream, or a stop request).
+    Done,
+    /// Failed (its branch was ended).
+    Failed,
+    /// Being drained and removed (`DELETE /streams/{id}`).
+    Removing,
+    /// Removed; its elements are gone.
+    Removed,
+}
+
+/// One stream of the running pipeline: a source of the config, or one added at run time.
+struct Slot {
+    name: String,
+    stats: Arc<SourceStats>,
+    /// The branch; `None` for a source that could not start and after removal.
+    parts: Option<SourceParts>,
+    /// Every element of the branch, weakly: bus messages are attributed to their stream, also when
+    /// they arrive after the stream was removed.
+    weak: Vec<glib::WeakRef<gst::Element>>,
+    /// The stream's RTSP mount.
+    mount: Option<String>,
+    /// The stream's mosaic tile.
+    tile: Option<usize>,
+    status: SlotStatus,
+}
+
+/// The running pipeline, shared by the main loop (bus, timers) and the HTTP API's control calls.
+struct Live {
+    plan: Plan,
+    pipeline: gst::Pipeline,
+    slots: Mutex<Vec<Slot>>,
+    /// What `GET /streams` and `/metrics` show: the streams not removed.
+    registry: Arc<crate::api::StreamRegistry>,
+    rtsp: Option<RtspOutput>,
+    compositor: Option<gst::Element>,
+    background: Option<gst::Element>,
+    background_ended: AtomicBool,
+    events: Mutex<Option<EventSender>>,
+    outcome: Mutex<Option<Outcome>>,
+    main_loop: glib::MainLoop,
+    /// A failed source's error, in the order of failure.
+    failures: Mutex<Vec<RunError>>,
+    verbose: bool,
+    /// Set by a stop request: no stream is added any more.
+    stopping: AtomicBool,
+    /// Serialises add and remove requests.
+    control: Mutex<()>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// How long a removed stream may take to drain its outputs before it is torn down anyway.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+impl Live {
+    fn finish(&self, o: Outcome) {
+        let mut cur = lock(&self.outcome);
+        if cur.is_none() {
+            *cur = Some(o);
+        }
+        self.main_loop.quit();
+    }
+
+    /// The slot whose branch holds `src`.
+    fn owner(&self, src: &gst::Object) -> Option<usize> {
+        let slots = lock(&self.slots);
+        slots.iter().position(|s| {
+            s.weak.iter().any(|w| {
+                w.upgrade().is_some_and(|el| {
+                    src == el.upcast_ref::<gst::Object>() || src.has_as_ancestor(&el)
+                })
+            })
+        })
+    }
+
+    /// A stream's end-of-stream reached its outputs.
+    fn source_ended(&self, i: usize) {
+        {
+            let mut slots = lock(&self.slots);
+            match slots.get_mut(i) {
+                Some(s) if s.status == SlotStatus::Running => {
+                    s.status = SlotStatus::Done;
+                    if s.stats.state() != StreamState::Error {
+                        s.stats.set_state(StreamState::Ended);
+                    }
+                }
+                _ => return,
+            }
+        }
+        self.check_end(false);
+    }
+
+    /// Once no stream runs any more: ends the mosaic's live background, so the pipeline reaches its
+    /// end-of-stream; after a removal (whose outputs are gone) the run ends at once.
+    fn check_end(&self, after_removal: bool) {
+        let running = lock(&self.slots)
+            .iter()
+            .any(|s| matches!(s.status, SlotStatus::Running | SlotStatus::Removing));
+        if running {
+            return;
+        }
+        if let Some(bg) = &self.background
+            && !self.background_ended.swap(true, Ordering::SeqCst)
+        {
+            bg.send_event(gst::event::Eos::new());
+        }
+        if after_removal {
+            self.finish(Outcome::Eos);
+        }
+    }
+
+    /// Reads each source's own counters (decoded and dropped frames) into its stats.
+    fn poll_counters(&self) {
+        let slots = lock(&self.slots);
+        for s in slots.iter() {
+            if let Some(p) = &s.parts {
+                poll_source(&p.src, &s.stats);
+            }
+        }
+    }
+
+    /// Sends end-of-stream into every running stream (a stop request).
+    fn stop_all(&self) {
+        self.stopping.store(true, Ordering::SeqCst);
+        let slots = lock(&self.slots);
+        for s in slots.iter() {
+            if s.status == SlotStatus::Running
+                && let Some(p) = &s.parts
+            {
+                p.convert_sink.send_event(gst::event::Eos::new());
+            }
+        }
+        drop(slots);
+        if let Some(bg) = &self.background
+            && !self.background_ended.swap(true, Ordering::SeqCst)
+        {
+            bg.send_event(gst::event::Eos::new());
+        }
+    }
+
+    /// Adds a stream at run time (`POST /streams`).
+    fn add_stream(&self, body: &[u8]) -> Result<serde_json::Value, ControlError> {
+        let _serial = lock(&self.control);
+        if self.stopping.load(Ordering::SeqCst) {
+            return Err(ControlError::new(409, "the pipeline is stopping"));
+        }
+        let cfg: crate::config::SourceConfig = serde_json::from_slice(body)
+            .map_err(|e| ControlError::new(400, format!("body: {e}")))?;
+        let sp = self
+            .plan
+            .check_added_source(&cfg)
+            .map_err(|m| ControlError::new(400, m))?;
+        let name = sp.name.clone();
+        if lock(&self.slots)
+            .iter()
+            .any(|s| s.name == name && s.status != SlotStatus::Removed)
+        {
+            return Err(ControlError::new(
+                409,
+                format!("a stream named '{name}' exists already"),
+            ));
+        }
+        let mount = self.plan.added_mount(&name);
+        let feed = match (&self.rtsp, &mount) {
+            (Some(r), Some(m)) => Some(r.add_mount(m).map_err(|e| ControlError::new(409, e))?),
+            _ => None,
+        };
+        let mosaic_plan = self.plan.rtsp.as_ref().and_then(|r| r.mosaic.as_ref());
+        let mut slots = lock(&self.slots);
+        let tile = match (&self.compositor, mosaic_plan) {
+            (Some(_), Some(m)) => (0..m.capacity()).find(|t| {
+                !slots
+                    .iter()
+                    .any(|s| s.tile == Some(*t) && s.status != SlotStatus::Removed)
+            }),
+            _ => None,
+        };
+        let stats = Arc::new(SourceStats::with_uri(&name, &sp.uri));
+        let index = slots.len();
+        let spec = SourceSpec {
+            plan: &sp,
+            cfg: &cfg,
+            file: self.plan.added_file(&name),
+            rtsp_feed: feed,
+            mosaic: match (tile, &self.compositor, mosaic_plan) {
+                (Some(t), Some(c), Some(m)) => {
+                    let (x, y, width, height) = m.tile(t);
+                    Some(MosaicTile {
+                        compositor: c.clone(),
+                        x,
+                        y,
+                        width,
+                        height,
+                    })
+                }
+                _ => None,
+            },
+            index,
+            stats: stats.clone(),
+            events: lock(&self.events).clone(),
+        };
+        let file = spec.file.clone();
+        let parts = match build_source(&self.pipeline, &self.plan, spec) {
+            Ok(p) => p,
+            Err(e) => {
+                drop(slots);
+                if let (Some(r), Some(m)) = (&self.rtsp, &mount) {
+                    r.remove_mount(m);
+                }
+                return Err(ControlError::new(500, e.to_string()));
+            }
+        };
+        slots.push(Slot {
+            name: name.clone(),
+            stats: stats.clone(),
+            weak: parts.elements.iter().map(|e| e.downgrade()).collect(),
+            parts: Some(parts.clone()),
+            mount: mount.clone(),
+            tile,
+            status: SlotStatus::Running,
+        });
+        drop(slots);
+        self.registry.add(stats);
+        // A file's timestamps start at 0: its first frame is shifted to the running time at which it
+        // leaves the source, so it plays from "now" instead of being late by the time run so far.
+        if !is_live_uri(&sp.uri)
+            && let Some(pad) = parts.src.static_pad("src")
+        {
+            pad.add_probe(gst::PadProbeType::BUFFER, |pad, info| {
+                if let Some(buffer) = info.buffer()
+                    && let Some(late) = frame_lateness(pad, buffer)
+                {
+                    // Sticky events (the segment) are sent again with the new offset before this
+                    // buffer.
+                    let offset = i128::from(pad.offset()) + late;
+                    pad.set_offset(i64::try_from(offset.max(0)).unwrap_or(i64::MAX));
+                }
+                gst::PadProbeReturn::Remove
+            });
+        }
+        // Downstream first, the source last.
+        for e in parts.elements.iter().rev() {
+            let _ = e.sync_state_with_parent();
+        }
+        let url = match (&self.rtsp, &mount) {
+            (Some(r), Some(m)) => Some(r.url(m)),
+            _ => None,
+        };
+        if self.verbose {
+            eprintln!(
+                "vigil: {}: added source {name} = {}{}",
+                self.plan.config.name,
+                sp.uri,
+                url.as_ref()
+                    .map(|u| format!(" (RTSP {u})"))
+                    .unwrap_or_default()
+            );
+        }
+        Ok(serde_json::json!({
+            "id": name,
+            "name": name,
+            "uri": sp.uri,
+            "state": StreamState::Starting.as_str(),
+            "rtsp": url,
+            "mosaic_tile": tile,
+            "file": file.map(|f| f.display().to_string()),
+        }))
+    }
+
+    /// Drains and removes a stream (`DELETE /streams/{id}`): the source is stopped, end-of-stream
+    /// runs through its outputs (files finished, RTSP clients told), then its elements, RTSP mount and
+    /// mosaic tile are released.
+    fn remove_stream(&self, id: &str) -> Result<serde_json::Value, ControlError> {
+        let _serial = lock(&self.control);
+        let (i, parts, prev, mount, stats) = {
+            let mut slots = lock(&self.slots);
+            let i = slots
+                .iter()
+                .position(|s| s.name == id && s.status != SlotStatus::Removed)
+                .ok_or_else(|| ControlError::new(404, format!("no stream '{id}'")))?;
+            let s = &mut slots[i];
+            let prev = s.status;
+            s.status = SlotStatus::Removing;
+            (i, s.parts.clone(), prev, s.mount.clone(), s.stats.clone())
+        };
+        let mut drained = true;
+        if let Some(p) = &parts {
+            if prev == SlotStatus::Running {
+                drained = drain(p, DRAIN_TIMEOUT);
+            }
+            poll_source(&p.src, &stats);
+            for e in &p.elements {
+                let _ = e.set_locked_state(true);
+                let _ = e.set_state(gst::State::Null);
+            }
+            if let (Some(c), Some(pad)) = (&self.compositor, &p.mosaic_pad) {
+                c.release_request_pad(pad);
+            }
+            for e in &p.elements {
+                let _ = self.pipeline.remove(e);
+            }
+        }
+        if let (Some(r), Some(m)) = (&self.rtsp, &mount) {
+            r.remove_mount(m);
+        }
+        if stats.state() != StreamState::Error {
+            stats.set_state(StreamState::Stopped);
+        }
+        self.registry.remove(id);
+        {
+            let mut slots = lock(&self.slots);
+            slots[i].status = SlotStatus::Removed;
+            slots[i].parts = None;
+        }
+        drop(parts);
+        release_freed_memory();
+        if self.verbose {
+            eprintln!(
+                "vigil: {}: removed source {id}{}",
+                self.plan.config.name,
+                if drained {
+                    ""
+                } else {
+                    " (its outputs did not drain in time)"
+                }
+            );
+        }
+        let snap = stats.snapshot();
+        self.check_end(true);
+        Ok(serde_json::json!({
+            "id": id,
+            "name": id,
+            "state": snap.state.as_str(),
+            "frames": snap.frames_out,
+            "frames_in": snap.frames_in,
+            "dropped": snap.dropped,
+            "reconnects": snap.reconnects,
+            "drained": drained,
+        }))
+    }
+}
+
+impl crate::api::StreamControl for Live {
+    fn add(&self, body: &[u8]) -> Result<serde_json::Value, ControlError> {
+        self.add_stream(body)
+    }
+    fn remove(&self, id: &str) -> Result<serde_json::Value, ControlError> {
+        self.remove_stream(id)
+    }
+}
+
+/// Copies `vigilsrc`'s counters (frames out and dropped) into `stats`.
+fn poll_source(src: &gst::Element, stats: &SourceStats) {
+    if src.find_property("frames-dropped").is_none() {
+        return;
+    }
+    let out = src.property::<u64>("frames-out");
+    let dropped = src.property::<u64>("frames-dropped");
+    stats.set_source_counters(out + dropped, dropped);
+}
+
+/// Stops the source of a branch and runs end-of-stream through the rest; waits (at most `timeout`)
+/// until it has reached every output. `false` on timeout.
+fn drain(parts: &SourceParts, timeout: Duration) -> bool {
+    let pending = Arc::new((Mutex::new(parts.terminals.len()), std::sync::Condvar::new()));
+    let mut probes = Vec::new();
+    for pad in &parts.terminals {
+        let p = pending.clone();
+        let seen = AtomicBool::new(false);
+        let id = pad.add_probe(gst::PadProbeType::EVENT_DOWNSTREAM, move |_, info| {
+            if info
+                .event()
+                .is_some_and(|e| e.type_() == gst::EventType::Eos)
+                && !seen.swap(true, Ordering::SeqCst)
+            {
+                let (n, cv) = &*p;
+                let mut n = lock(n);
+                *n = n.saturating_sub(1);
+                cv.notify_all();
+            }
+            gst::PadProbeReturn::Ok
+        });
+        probes.push((pad.clone(), id));
+    }
+    // Nothing more enters the branch; then its end.
+    let _ = parts.src.set_locked_state(true);
+    let _ = parts.src.set_state(gst::State::Null);
+    if let Some(peer) = parts.convert_sink.peer() {
+        let _ = peer.unlink(&parts.convert_sink);
+    }
+    parts.convert_sink.send_event(gst::event::Eos::new());
+    let (n, cv) = &*pending;
+    let deadline = Instant::now() + timeout;
+    let mut left = lock(n);
+    while *left > 0 {
+        let now = Instant::now();
+        if now >= deadline {
+            break;
+        }
+        left = cv
+            .wait_timeout(left, deadline - now)
+            .map(|(g, _)| g)
+            .unwrap_or_else(|p| p.into_inner().0);
+    }
+    let drained = *left == 0;
+    drop(left);
+    for (pad, id) in probes.into_iter() {
+        if let Some(id) = id {
+            pad.remove_probe(id);
+        }
+    }
+    drained
+}
+
+/// Gives memory freed by a removed stream back to the system (glibc keeps freed heap otherwise, so
+/// the process's resident size would not show the release).
+fn release_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only releases free heap memory; it has no preconditions.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+/// Network schemes whose sources time-stamp frames in the pipeline's running time.
+fn is_live_uri(uri: &str) -> bool {
+    let scheme = uri.split("://").next().unwrap_or("").to_ascii_lowercase();
+    uri.contains("://")
+        && matches!(
+            scheme.as_str(),
+            "rtsp" | "rtsps" | "rtspt" | "rtspu" | "udp" | "srt" | "rtmp" | "rtp"
+        )
+}
+
 /// Builds and runs the pipeline of `plan` until all sources end, an error occurs or a stop is requested.
+///
+/// With `api`, streams can be added (`POST /streams`) and removed (`DELETE /streams/{id}`) while it
+/// runs; the run ends when no stream is left running.
 pub fn run(plan: &Plan, opts: &RunOptions) -> Result<Summary, RunError> {
     init()?;
     let name = &plan.config.name;
@@ -751,49 +1270,115 @@ pub fn run(plan: &Plan, opts: &RunOptions) -> Result<Summary, RunError> {
                 r,
                 m,
                 plan.realtime,
-                out.feeds[plan.sources.len()].1.clone(),
+                out.feed(&m.mount).unwrap_or_default(),
             )?),
             None => None,
         },
         _ => None,
     };
-    let mut stats = Vec::new();
-    let mut sources = Vec::new();
+    let mosaic_plan = plan.rtsp.as_ref().and_then(|r| r.mosaic.as_ref());
+    let mut slots = Vec::new();
     for (i, s) in plan.sources.iter().enumerate() {
         let st = Arc::new(SourceStats::with_uri(&s.name, &s.uri));
-        stats.push(st.clone());
-        let feed = rtsp.as_ref().map(|r| r.feeds[i].1.clone());
-        let tile = match (&mosaic, plan.rtsp.as_ref().and_then(|r| r.mosaic.as_ref())) {
+        let mount = plan.rtsp.as_ref().map(|r| r.mounts[i].clone());
+        let tile = mosaic_plan.map(|_| i);
+        if s.problem.is_some() {
+            st.set_state(StreamState::Error);
+            slots.push(Slot {
+                name: s.name.clone(),
+                stats: st,
+                parts: None,
+                weak: Vec::new(),
+                mount,
+                tile,
+                status: SlotStatus::Failed,
+            });
+            continue;
+        }
+        let feed = match (&rtsp, &mount) {
+            (Some(r), Some(m)) => r.feed(m),
+            _ => None,
+        };
+        let mosaic_tile = match (&mosaic, mosaic_plan) {
             (Some((compositor, _)), Some(m)) => {
-                let (c, r) = (m.columns as usize, m.rows as usize);
-                let w = (m.width as usize / c) & !1;
-                let h = (m.height as usize / r) & !1;
+                let (x, y, width, height) = m.tile(i);
                 Some(MosaicTile {
-                    compositor,
-                    x: ((i % c) * w) as i32,
-                    y: ((i / c) * h) as i32,
-                    width: w.max(2) as i32,
-                    height: h.max(2) as i32,
+                    compositor: compositor.clone(),
+                    x,
+                    y,
+                    width,
+                    height,
                 })
             }
             _ => None,
         };
-        sources.push(build_source(
-            &pipeline,
-            plan,
-            i,
-            st,
-            writer.as_ref().and_then(|w| w.sender()),
-            feed,
+        let spec = SourceSpec {
+            plan: s,
+            cfg: &plan.config.sources[i],
+            file: plan.files.as_ref().map(|f| f[i].clone()),
+            rtsp_feed: feed,
+            mosaic: mosaic_tile,
+            index: i,
+            stats: st.clone(),
+            events: writer.as_ref().and_then(|w| w.sender()),
+        };
+        let parts = build_source(&pipeline, plan, spec)?;
+        slots.push(Slot {
+            name: s.name.clone(),
+            stats: st,
+            weak: parts.elements.iter().map(|e| e.downgrade()).collect(),
+            parts: Some(parts),
+            mount,
             tile,
-        )?);
+            status: SlotStatus::Running,
+        });
     }
-    let mosaic_background = mosaic.map(|(_, bg)| bg);
-    // The HTTP API (health, metrics, streams) lives as long as this run.
-    let _api = match &plan.api {
+    let n_initial = slots.len();
+    let registry = Arc::new(crate::api::StreamRegistry::new(
+        slots.iter().map(|s| s.stats.clone()).collect(),
+    ));
+    let (compositor, background) = match mosaic {
+        Some((c, bg)) => (Some(c), Some(bg)),
+        None => (None, None),
+    };
+    let live = Arc::new(Live {
+        plan: plan.clone(),
+        pipeline: pipeline.clone(),
+        slots: Mutex::new(slots),
+        registry: registry.clone(),
+        rtsp,
+        compositor,
+        background,
+        background_ended: AtomicBool::new(false),
+        events: Mutex::new(writer.as_ref().and_then(|w| w.sender())),
+        outcome: Mutex::new(None),
+        main_loop: main_loop.clone(),
+        failures: Mutex::new(Vec::new()),
+        verbose: opts.verbose,
+        stopping: AtomicBool::new(false),
+        control: Mutex::new(()),
+    });
+    // Sources that could not start fail alone.
+    for s in &plan.sources {
+        if let Some(problem) = &s.problem {
+            if opts.verbose {
+                eprintln!(
+                    "warning: source '{}' failed, the other sources go on: {problem}",
+                    s.name
+                );
+            }
+            lock(&live.failures).push(RunError::Source {
+                name: s.name.clone(),
+                error: Box::new(RunError::Setup(problem.clone())),
+            });
+        }
+    }
+    // The HTTP API (health, metrics, streams; adding and removing streams) lives as long as this run.
+    let api = match &plan.api {
         Some((addr, token)) => {
-            let view: Arc<dyn crate::api::StreamsView> = Arc::new(stats.clone());
-            let server = crate::api::serve(*addr, token.clone(), view)
+            let view: Arc<dyn crate::api::StreamsView> = registry.clone();
+            let control: Arc<dyn crate::api::StreamControl> = live.clone();
+            let server = crate::api::serve_with_control(*addr, token.clone(), view, Some(control))
                 .map_err(|e| RunError::Output(format!("{}: api: {e}", plan.file)))?;
             if opts.verbose {
                 eprintln!(
@@ -806,8 +1391,6 @@ pub fn run(plan: &Plan, opts: &RunOptions) -> Result<Summary, RunError> {
         }
         None => None,
     };
-    // A failed source: its message, in the order of failure.
-    let failures: Arc<Mutex<Vec<RunError>>> = Arc::default();
 
     if opts.verbose {
         let m = &plan.model;
@@ -820,7 +1403,7 @@ pub fn run(plan: &Plan, opts: &RunOptions) -> Result<Summary, RunError> {
         for s in &plan.sources {
             eprintln!("vigil: {name}: source {} = {}", s.name, s.uri);
         }
-        if let Some(r) = &rtsp {
+        if let Some(r) = &live.rtsp {
             for u in r.urls() {
                 eprintln!("vigil: {name}: RTSP {u}");
             }
@@ -836,25 +1419,12 @@ pub fn run(plan: &Plan, opts: &RunOptions) -> Result<Summary, RunError> {
         eprintln!("vigil: {name}: realtime {}", plan.realtime);
     }
 
-    let outcome: Arc<Mutex<Option<Outcome>>> = Arc::default();
-    let finish = {
-        let outcome = outcome.clone();
-        let main_loop = main_loop.clone();
-        move |o: Outcome| {
-            let mut cur = outcome.lock().unwrap_or_else(|p| p.into_inner());
-            if cur.is_none() {
-                *cur = Some(o);
-            }
-            main_loop.quit();
-        }
-    };
-
     // Going to PLAYING, once.
     let playing = Arc::new(AtomicBool::new(false));
     let go_playing = {
         let weak = pipeline.downgrade();
         let playing = playing.clone();
-        let finish = finish.clone();
+        let live = live.clone();
         let name = name.clone();
         move || {
             if playing.swap(true, Ordering::SeqCst) {
@@ -863,7 +1433,7 @@ pub fn run(plan: &Plan, opts: &RunOptions) -> Result<Summary, RunError> {
             if let Some(p) = weak.upgrade()
                 && p.set_state(gst::State::Playing).is_err()
             {
-                finish(Outcome::Error(RunError::Setup(format!(
+                live.finish(Outcome::Error(RunError::Setup(format!(
                     "pipeline '{name}' failed to start playing"
                 ))));
             }
@@ -875,31 +1445,20 @@ pub fn run(plan: &Plan, opts: &RunOptions) -> Result<Summary, RunError> {
         .bus()
         .ok_or_else(|| RunError::Setup("pipeline has no bus".into()))?;
     let bus_source = {
-        let finish = finish.clone();
+        let live = live.clone();
         let weak = pipeline.downgrade();
         let go_playing = go_playing.clone();
-        let n_sources = plan.sources.len();
-        let mut first_frames = 0usize;
-        let parts: Vec<SourceParts> = sources.clone();
-        let names: Vec<String> = plan.sources.iter().map(|s| s.name.clone()).collect();
-        let mut failed = vec![false; n_sources];
-        let mut done = vec![false; n_sources];
-        let failures = failures.clone();
-        let background = mosaic_background.clone();
-        let verbose = opts.verbose;
-        let source_stats = stats.clone();
-        // Every source has ended (or failed): end the mosaic's live background too, so the pipeline
-        // reaches its end-of-stream.
-        let mark_done = move |done: &mut Vec<bool>, i: usize| {
-            if i < done.len() && !done[i] {
-                done[i] = true;
-                if done.iter().all(|d| *d)
-                    && let Some(bg) = &background
-                {
-                    bg.send_event(gst::event::Eos::new());
+        // Initial sources that brought their first frame (or can never bring one).
+        let mut started: Vec<bool> = plan.sources.iter().map(|s| s.problem.is_some()).collect();
+        let mut note_started = move |i: usize| {
+            if i < n_initial && !started[i] {
+                started[i] = true;
+                if started.iter().all(|s| *s) {
+                    go_playing();
                 }
             }
         };
+        let verbose = opts.verbose;
         bus.create_watch(Some("vigil-bus"), glib::Priority::DEFAULT, move |_, msg| {
             use gst::MessageView;
             match msg.view() {
@@ -907,16 +1466,10 @@ pub fn run(plan: &Plan, opts: &RunOptions) -> Result<Summary, RunError> {
                 MessageView::Element(e)
                     if e.structure().is_some_and(|s| s.name() == "vigilsrc-state") =>
                 {
-                    let owner = msg.src().and_then(|src| {
-                        parts.iter().position(|p| {
-                            p.elements.iter().any(|el| {
-                                src == el.upcast_ref::<gst::Object>() || src.has_as_ancestor(el)
-                            })
-                        })
-                    });
+                    let owner = msg.src().and_then(|src| live.owner(src));
                     let state = e.structure().and_then(|s| s.get::<String>("state").ok());
                     if let (Some(i), Some(state)) = (owner, state) {
-                        let st = &source_stats[i];
+                        let st = lock(&live.slots)[i].stats.clone();
                         let next = match state.as_str() {
                             "connected" => {
                                 if st.state() == StreamState::Reconnecting {
@@ -935,19 +1488,18 @@ pub fn run(plan: &Plan, opts: &RunOptions) -> Result<Summary, RunError> {
                 MessageView::Application(a)
                     if a.structure().is_some_and(|s| s.name() == FIRST_FRAME) =>
                 {
-                    first_frames += 1;
-                    if first_frames >= n_sources {
-                        go_playing();
+                    if let Some(i) = a.structure().and_then(|s| s.get::<u32>("index").ok()) {
+                        note_started(i as usize);
                     }
                 }
                 MessageView::Application(a)
                     if a.structure().is_some_and(|s| s.name() == SOURCE_DONE) =>
                 {
                     if let Some(i) = a.structure().and_then(|s| s.get::<u32>("index").ok()) {
-                        mark_done(&mut done, i as usize);
+                        live.source_ended(i as usize);
                     }
                 }
-                MessageView::Eos(_) => finish(Outcome::Eos),
+                MessageView::Eos(_) => live.finish(Outcome::Eos),
                 MessageView::Error(e) => {
                     let path = msg
                         .src()
@@ -958,41 +1510,38 @@ pub fn run(plan: &Plan, opts: &RunOptions) -> Result<Summary, RunError> {
                         message: one_line(&e.error().to_string()),
                         debug: e.debug().map(|d| one_line(&d)).filter(|d| !d.is_empty()),
                     };
-                    // An error inside one source's branch ends that branch only.
-                    let owner = msg.src().and_then(|src| {
-                        parts.iter().position(|p| {
-                            p.elements.iter().any(|el| {
-                                src == el.upcast_ref::<gst::Object>() || src.has_as_ancestor(el)
-                            })
-                        })
-                    });
-                    match owner {
+                    // An error inside one stream's branch ends that branch only.
+                    match msg.src().and_then(|src| live.owner(src)) {
                         Some(i) => {
-                            if failed[i] {
-                                return glib::ControlFlow::Continue;
-                            }
-                            failed[i] = true;
+                            let parts = {
+                                let mut slots = lock(&live.slots);
+                                let s = &mut slots[i];
+                                if s.status != SlotStatus::Running {
+                                    // Already ended, failed or being removed.
+                                    return glib::ControlFlow::Continue;
+                                }
+                                s.status = SlotStatus::Failed;
+                                s.stats.set_state(StreamState::Error);
+                                s.parts.clone()
+                            };
+                            let name = lock(&live.slots)[i].name.clone();
                             if verbose {
                                 eprintln!(
-                                    "warning: source '{}' failed, the other sources go on: {err}",
-                                    names[i]
+                                    "warning: source '{name}' failed, the other sources go on: {err}"
                                 );
                             }
-                            failures.lock().unwrap_or_else(|p| p.into_inner()).push(
-                                RunError::Source {
-                                    name: names[i].clone(),
-                                    error: Box::new(err),
-                                },
-                            );
-                            end_failed_source(&parts[i]);
-                            // It will never bring a first frame.
-                            first_frames += 1;
-                            if first_frames >= n_sources {
-                                go_playing();
+                            lock(&live.failures).push(RunError::Source {
+                                name,
+                                error: Box::new(err),
+                            });
+                            if let Some(p) = &parts {
+                                end_failed_source(p);
                             }
-                            mark_done(&mut done, i);
+                            // It will never bring a first frame.
+                            note_started(i);
+                            live.check_end(false);
                         }
-                        None => finish(Outcome::Error(err)),
+                        None => live.finish(Outcome::Error(err)),
                     }
                 }
                 MessageView::Warning(w) => {
@@ -1021,15 +1570,15 @@ pub fn run(plan: &Plan, opts: &RunOptions) -> Result<Summary, RunError> {
     };
     bus_source.attach(Some(&context));
 
-    // Progress.
+    // Progress lines, and the sources' own counters every half second.
     let progress_source = opts.progress_interval.map(|every| {
-        let stats = stats.clone();
+        let registry = registry.clone();
         let s = glib::timeout_source_new(
             every,
             Some("vigil-progress"),
             glib::Priority::DEFAULT,
             move || {
-                for st in &stats {
+                for st in registry.stats() {
                     eprintln!("{}", st.progress_line());
                 }
                 glib::ControlFlow::Continue
@@ -1038,6 +1587,20 @@ pub fn run(plan: &Plan, opts: &RunOptions) -> Result<Summary, RunError> {
         s.attach(Some(&context));
         s
     });
+    let poll_source_timer = {
+        let live = live.clone();
+        let s = glib::timeout_source_new(
+            Duration::from_millis(500),
+            Some("vigil-poll"),
+            glib::Priority::DEFAULT,
+            move || {
+                live.poll_counters();
+                glib::ControlFlow::Continue
+            },
+        );
+        s.attach(Some(&context));
+        s
+    };
 
     // Stop requests (signals or the handle).
     if opts.handle_signals {
@@ -1045,17 +1608,15 @@ pub fn run(plan: &Plan, opts: &RunOptions) -> Result<Summary, RunError> {
         install_signal_handlers();
     }
     let stop_source = {
-        let finish = finish.clone();
+        let live = live.clone();
         let handle = opts.stop.clone();
         let handle_signals = opts.handle_signals;
-        let pads: Vec<SourceParts> = sources.clone();
         let timeout = opts.stop_timeout;
         let go_playing = go_playing.clone();
         let mut first_stop: Option<Instant> = None;
         let verbose = opts.verbose;
         let events = writer.as_ref().and_then(|w| w.sender());
         let file = plan.file.clone();
-        let background = mosaic_background.clone();
         let s = glib::timeout_source_new(
             Duration::from_millis(100),
             Some("vigil-stop"),
@@ -1064,7 +1625,7 @@ pub fn run(plan: &Plan, opts: &RunOptions) -> Result<Summary, RunError> {
                 // A failed events writer (disk full, closed pipe) ends the run with its error.
                 if let Some(e) = events.as_ref().and_then(|s| s.error()) {
                     let what = e.clone();
-                    finish(Outcome::Error(RunError::Output(format!(
+                    live.finish(Outcome::Error(RunError::Output(format!(
                         "{file}: outputs.events.path: writing events failed: {what}"
                     ))));
                     return glib::ControlFlow::Break;
@@ -1087,12 +1648,7 @@ pub fn run(plan: &Plan, opts: &RunOptions) -> Result<Summary, RunError> {
                             );
                         }
                         go_playing();
-                        for part in &pads {
-                            part.convert_sink.send_event(gst::event::Eos::new());
-                        }
-                        if let Some(bg) = &background {
-                            bg.send_event(gst::event::Eos::new());
-                        }
+                        live.stop_all();
                     }
                     Some(t) => {
                         if requests > 1 || t.elapsed() > timeout {
@@ -1101,7 +1657,7 @@ pub fn run(plan: &Plan, opts: &RunOptions) -> Result<Summary, RunError> {
                                     "warning: no end-of-stream {timeout:?} after the stop request; stopping at once"
                                 );
                             }
-                            finish(Outcome::ForcedStop);
+                            live.finish(Outcome::ForcedStop);
                             return glib::ControlFlow::Break;
                         }
                     }
@@ -1132,9 +1688,9 @@ pub fn run(plan: &Plan, opts: &RunOptions) -> Result<Summary, RunError> {
     };
     // The mosaic's background is live (so a stalled tile never freezes it): with only files as
     // sources, still wait for their first frames; a live source needs PLAYING to deliver any.
-    let all_files = plan.sources.iter().all(|s| s.path.is_some());
+    let all_files = plan.startable_sources().all(|(_, s)| s.path.is_some());
     if started == Ok(gst::StateChangeSuccess::NoPreroll)
-        && !(mosaic_background.is_some() && all_files)
+        && !(live.background.is_some() && all_files)
     {
         go_playing();
     }
@@ -1156,20 +1712,20 @@ pub fn run(plan: &Plan, opts: &RunOptions) -> Result<Summary, RunError> {
                 }),
                 _ => None,
             });
-        finish(Outcome::Error(reason.unwrap_or_else(|| {
+        live.finish(Outcome::Error(reason.unwrap_or_else(|| {
             RunError::Setup(format!("pipeline '{name}' failed to start"))
         })));
     } else {
         let _ = context.with_thread_default(|| main_loop.run());
     }
-    let outcome = outcome
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .take()
-        .unwrap_or(Outcome::ForcedStop);
+    live.stopping.store(true, Ordering::SeqCst);
+    // No more control requests: stop the API (it holds the pipeline through `live`).
+    drop(api);
+    let outcome = lock(&live.outcome).take().unwrap_or(Outcome::ForcedStop);
+    live.poll_counters();
 
     // Tear down: end RTSP streams, stop the pipeline, flush events.
-    if let Some(r) = &rtsp {
+    if let Some(r) = &live.rtsp {
         r.end();
         if matches!(outcome, Outcome::Eos) && r.media_count() > 0 {
             // Let the clients receive the end of the stream.
@@ -1186,21 +1742,29 @@ pub fn run(plan: &Plan, opts: &RunOptions) -> Result<Summary, RunError> {
     bus_source.destroy();
     stop_source.destroy();
     start_source.destroy();
+    poll_source_timer.destroy();
     if let Some(p) = progress_source {
         p.destroy();
     }
-    drop(sources);
-    if let Some(r) = rtsp {
+    if let Some(r) = &live.rtsp {
         r.stop();
     }
-    // The probes hold event senders until the pipeline's elements are gone.
+    let all_stats: Vec<Arc<SourceStats>> =
+        lock(&live.slots).iter().map(|s| s.stats.clone()).collect();
+    let failures = std::mem::take(&mut *lock(&live.failures));
+    // The probes and `live` hold event senders until the pipeline's elements are gone.
+    lock(&live.events).take();
+    for s in lock(&live.slots).iter_mut() {
+        s.parts = None;
+    }
+    drop(live);
     drop(pipeline);
     let events_result = writer.map(|w| w.finish()).unwrap_or(Ok(()));
 
     let interrupted =
         opts.stop.requests() > 0 || (opts.handle_signals && SIGNALS.load(Ordering::SeqCst) > 0);
     let summary = Summary {
-        sources: stats.iter().map(|s| s.summary()).collect(),
+        sources: all_stats.iter().map(|s| s.summary()).collect(),
         interrupted,
     };
     match outcome {
@@ -1213,7 +1777,7 @@ pub fn run(plan: &Plan, opts: &RunOptions) -> Result<Summary, RunError> {
         eprint!("{summary}");
     }
     // Failed sources: one error line each; the last is the run's error (printed by the caller).
-    let mut failures = std::mem::take(&mut *failures.lock().unwrap_or_else(|p| p.into_inner()));
+    let mut failures = failures;
     if let Some(last) = failures.pop() {
         for f in &failures {
             eprintln!("error: {f}");

@@ -162,13 +162,15 @@ impl MountFeed {
     }
 }
 
-/// A running RTSP server with one feed per mount.
+/// A running RTSP server with one feed per mount; mounts can be added and removed while it runs.
 pub struct RtspOutput {
     server: gst_rtsp_server::RTSPServer,
     context: glib::MainContext,
-    source: Option<glib::SourceId>,
-    /// `(mount, feed)` in source order.
-    pub feeds: Vec<(String, MountFeed)>,
+    source: Mutex<Option<glib::SourceId>>,
+    /// `(mount, feed)`, in the order the mounts were added.
+    feeds: Mutex<Vec<(String, MountFeed)>>,
+    /// The user of RTSP basic authentication, when required.
+    auth_user: Option<String>,
     pub address: String,
     pub port: u16,
 }
@@ -192,9 +194,6 @@ impl RtspOutput {
         let server = gst_rtsp_server::RTSPServer::new();
         server.set_address(address);
         server.set_service(&port.to_string());
-        let points = server
-            .mount_points()
-            .ok_or("RTSP server has no mount points")?;
         if let Some((user, password)) = auth {
             let rtsp_auth = gst_rtsp_server::RTSPAuth::new();
             let token = gst_rtsp_server::RTSPToken::builder()
@@ -204,72 +203,119 @@ impl RtspOutput {
             rtsp_auth.add_basic(basic.as_str(), &token);
             server.set_auth(Some(&rtsp_auth));
         }
-        let mut feeds = Vec::new();
-        for mount in mounts {
-            let feed = MountFeed::default();
-            let factory = gst_rtsp_server::RTSPMediaFactory::new();
-            factory.set_launch(MEDIA_LAUNCH);
-            factory.set_shared(true);
-            factory.set_suspend_mode(gst_rtsp_server::RTSPSuspendMode::None);
-            if let Some((user, _)) = auth {
-                let role = gst::Structure::builder(user)
-                    .field(gst_rtsp_server::RTSP_PERM_MEDIA_FACTORY_ACCESS, true)
-                    .field(gst_rtsp_server::RTSP_PERM_MEDIA_FACTORY_CONSTRUCT, true)
-                    .build();
-                factory.add_role_from_structure(&role);
-            }
-            let f = feed.clone();
-            factory.connect_media_configure(move |_, media| {
-                f.add_media(media);
-                let f2 = f.clone();
-                media.connect_unprepared(move |m| f2.remove_media(m));
-            });
-            points.add_factory(mount, factory);
-            feeds.push((mount.clone(), feed));
-        }
-        let source = server
-            .attach(Some(context))
-            .map_err(|e| format!("cannot listen on {address}:{port}: {e}"))?;
-        let bound = u16::try_from(server.bound_port()).unwrap_or(port);
-        Ok(RtspOutput {
+        let out = RtspOutput {
             server,
             context: context.clone(),
-            source: Some(source),
-            feeds,
+            source: Mutex::new(None),
+            feeds: Mutex::new(Vec::new()),
+            auth_user: auth.map(|(u, _)| u.to_string()),
             address: address.to_string(),
-            port: bound,
-        })
+            port,
+        };
+        for mount in mounts {
+            out.add_mount(mount)?;
+        }
+        let source = out
+            .server
+            .attach(Some(context))
+            .map_err(|e| format!("cannot listen on {address}:{port}: {e}"))?;
+        *out.source.lock().unwrap_or_else(|p| p.into_inner()) = Some(source);
+        let bound = u16::try_from(out.server.bound_port()).unwrap_or(port);
+        Ok(RtspOutput { port: bound, ..out })
     }
 
-    /// `rtsp://address:port/mount` for each mount.
-    pub fn urls(&self) -> Vec<String> {
+    fn feeds(&self) -> std::sync::MutexGuard<'_, Vec<(String, MountFeed)>> {
+        self.feeds.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Serves a new mount (also while running); returns the feed to push its encoded video into.
+    /// Fails when the mount is already served.
+    pub fn add_mount(&self, mount: &str) -> Result<MountFeed, String> {
+        let points = self
+            .server
+            .mount_points()
+            .ok_or("RTSP server has no mount points")?;
+        let mut feeds = self.feeds();
+        if feeds.iter().any(|(m, _)| m == mount) {
+            return Err(format!("the RTSP mount {mount} is already served"));
+        }
+        let feed = MountFeed::default();
+        let factory = gst_rtsp_server::RTSPMediaFactory::new();
+        factory.set_launch(MEDIA_LAUNCH);
+        factory.set_shared(true);
+        factory.set_suspend_mode(gst_rtsp_server::RTSPSuspendMode::None);
+        if let Some(user) = &self.auth_user {
+            let role = gst::Structure::builder(user.as_str())
+                .field(gst_rtsp_server::RTSP_PERM_MEDIA_FACTORY_ACCESS, true)
+                .field(gst_rtsp_server::RTSP_PERM_MEDIA_FACTORY_CONSTRUCT, true)
+                .build();
+            factory.add_role_from_structure(&role);
+        }
+        let f = feed.clone();
+        factory.connect_media_configure(move |_, media| {
+            f.add_media(media);
+            let f2 = f.clone();
+            media.connect_unprepared(move |m| f2.remove_media(m));
+        });
+        points.add_factory(mount, factory);
+        feeds.push((mount.to_string(), feed.clone()));
+        Ok(feed)
+    }
+
+    /// Stops serving `mount`: its clients get the end of the stream, new clients get `404`.
+    pub fn remove_mount(&self, mount: &str) {
+        let removed = {
+            let mut feeds = self.feeds();
+            let i = feeds.iter().position(|(m, _)| m == mount);
+            i.map(|i| feeds.remove(i))
+        };
+        if let Some((_, feed)) = removed {
+            feed.end();
+            if let Some(points) = self.server.mount_points() {
+                points.remove_factory(mount);
+            }
+        }
+    }
+
+    /// The feed of `mount`.
+    pub fn feed(&self, mount: &str) -> Option<MountFeed> {
+        self.feeds()
+            .iter()
+            .find(|(m, _)| m == mount)
+            .map(|(_, f)| f.clone())
+    }
+
+    /// `rtsp://address:port/mount`.
+    pub fn url(&self, mount: &str) -> String {
         let host = if self.address.contains(':') {
             format!("[{}]", self.address)
         } else {
             self.address.clone()
         };
-        self.feeds
-            .iter()
-            .map(|(m, _)| format!("rtsp://{host}:{}{m}", self.port))
-            .collect()
+        format!("rtsp://{host}:{}{mount}", self.port)
+    }
+
+    /// [`Self::url`] of each mount, in the order they were added.
+    pub fn urls(&self) -> Vec<String> {
+        self.feeds().iter().map(|(m, _)| self.url(m)).collect()
     }
 
     /// Ends all streams (see [`MountFeed::end`]).
     pub fn end(&self) {
-        for (_, f) in &self.feeds {
+        for (_, f) in self.feeds().iter() {
             f.end();
         }
     }
 
     /// Number of media being fed, over all mounts.
     pub fn media_count(&self) -> usize {
-        self.feeds.iter().map(|(_, f)| f.media_count()).sum()
+        self.feeds().iter().map(|(_, f)| f.media_count()).sum()
     }
 
     /// Stops listening and closes client connections.
-    pub fn stop(mut self) {
+    pub fn stop(&self) {
         // The source lives in `context`, not the default one that `SourceId::remove` looks in.
-        if let Some(id) = self.source.take()
+        if let Some(id) = self.source.lock().unwrap_or_else(|p| p.into_inner()).take()
             && let Some(source) = self.context.find_source_by_id(&id)
         {
             source.destroy();

@@ -172,6 +172,14 @@ impl SourceStats {
         self.lock().frames_in += 1;
     }
 
+    /// Sets the source's own counters (read from `vigilsrc`): frames it decoded and frames it dropped
+    /// (leaky live queue, `drop-frame-interval`). Counts never go down.
+    pub fn set_source_counters(&self, frames_in: u64, dropped: u64) {
+        let mut c = self.lock();
+        c.frames_in = c.frames_in.max(frames_in);
+        c.dropped = c.dropped.max(dropped);
+    }
+
     /// Counts `n` dropped frames.
     pub fn record_dropped(&self, n: u64) {
         self.lock().dropped += n;

@@ -276,3 +276,76 @@ fn models_show_completes_a_parameters_only_entry() {
     }
     std::fs::remove_dir_all(&tmp).unwrap();
 }
+
+/// In a config with several sources, a missing file fails only that source when running; `vigil
+/// check` reports it as an error naming the file, line and key. Streams added at run time are checked
+/// the same way (`Plan::check_added_source`), and get their own mount and file names.
+#[test]
+fn missing_second_source_is_reported_and_added_sources_are_checked() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let vtest = root.join("samples/media/vtest.avi");
+    if !vtest.is_file() || !root.join("models/nanodet/1/model.onnx").is_file() {
+        skip(format_args!(
+            "missing_second_source_is_reported_and_added_sources_are_checked: assets not installed"
+        ));
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("vigil-cli-missing-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cfg = dir.join("two.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "name: two\nmodel_repository: {}\nsources:\n  - name: good\n    uri: {}\n  - name: gone\n    uri: gone.mp4\n\
+             inference:\n  model: nanodet\noutputs:\n  rtsp:\n    mount: /cams\n  file:\n    path: out/rec.mp4\n  mosaic:\n    tiles: 5\n",
+            root.join("models").display(),
+            vtest.display()
+        ),
+    )
+    .unwrap();
+    let plan = vigil::config::Config::load_and_validate(&cfg).expect("validates");
+    let gone = &plan.sources[1];
+    let problem = gone
+        .problem
+        .as_deref()
+        .expect("the missing file is a problem");
+    assert_eq!(
+        problem,
+        format!(
+            "{}: line 7: sources[1].uri: no such file {}",
+            cfg.display(),
+            dir.join("gone.mp4").display()
+        )
+    );
+    assert!(plan.sources[0].problem.is_none());
+    let mosaic = plan.rtsp.as_ref().unwrap().mosaic.as_ref().unwrap();
+    assert_eq!((mosaic.columns, mosaic.rows, mosaic.capacity()), (3, 2, 6));
+    assert_eq!(plan.added_mount("cam9").as_deref(), Some("/cams/cam9"));
+    assert_eq!(plan.added_file("cam9"), Some(dir.join("out/rec-cam9.mp4")));
+    let added = |json: &str| {
+        let s: vigil::config::SourceConfig = serde_json::from_str(json).unwrap();
+        plan.check_added_source(&s)
+    };
+    assert_eq!(
+        added(r#"{"name": "x", "uri": "gone.mp4"}"#).unwrap_err(),
+        format!("uri: no such file {}", dir.join("gone.mp4").display())
+    );
+    assert!(
+        added(r#"{"name": "a b", "uri": "rtsp://h/x"}"#)
+            .unwrap_err()
+            .starts_with("name: ")
+    );
+    assert_eq!(
+        added(r#"{"name": "x", "uri": "rtsp://h/x", "reconnect": {"interval_ms": 0}}"#)
+            .unwrap_err(),
+        "reconnect.interval_ms: must be at least 1"
+    );
+    let ok = added(&format!(r#"{{"name": "x", "uri": "{}"}}"#, vtest.display())).unwrap();
+    assert_eq!(ok.path.as_deref(), Some(vtest.as_path()));
+
+    let out = vigil().arg("check").arg(&cfg).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("sources[1].uri: no such file"), "{err}");
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -111,6 +111,41 @@ pub struct Vigil {
 }
 
 impl Vigil {
+    /// Starts `vigil run CONFIG ARGS…` (stdin and stdout closed, `RUST_BACKTRACE=1`); its stderr is
+    /// read line by line into [`Vigil::stderr`], and each line is also sent on the returned channel.
+    pub fn run(config: &Path, args: &[&str]) -> (Vigil, std::sync::mpsc::Receiver<String>) {
+        use std::io::BufRead;
+        let mut child = Command::new(vigil_bin())
+            .arg("run")
+            .arg(config)
+            .args(args)
+            .env("RUST_BACKTRACE", "1")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("start vigil");
+        let stderr = child.stderr.take().expect("piped stderr");
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = std::sync::mpsc::channel::<String>();
+        let l2 = lines.clone();
+        let reader = std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                let _ = tx.send(line.clone());
+                l2.lock().unwrap().push(line);
+            }
+        });
+        let vigil = Vigil {
+            child,
+            stderr: lines,
+            reader: Some(reader),
+        };
+        (vigil, rx)
+    }
+
     pub fn stderr_text(&self) -> String {
         self.stderr.lock().unwrap().join("\n")
     }

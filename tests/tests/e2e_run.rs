@@ -15,47 +15,27 @@
 
 use gst::prelude::*;
 use std::collections::{BTreeMap, HashMap};
-use std::io::BufRead;
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use vigil_core::objects::{BBox, FrameEvent};
-use vigil_tests::{TempDir, Vigil, repo_root, skip, vigil_bin};
+use vigil_tests::{TempDir, Vigil, repo_root, skip};
 
 /// Starts `vigil run config`; returns it and the first RTSP URL it prints.
 fn start_vigil(config: &Path) -> (Vigil, String) {
-    let mut child = Command::new(vigil_bin())
-        .arg("run")
-        .arg(config)
-        .env("RUST_BACKTRACE", "1")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start vigil");
-    let stderr = child.stderr.take().expect("piped stderr");
-    let lines = Arc::new(Mutex::new(Vec::new()));
+    let (mut vigil, lines) = Vigil::run(config, &[]);
+    // The first RTSP URL printed at start-up.
     let (tx, rx) = mpsc::channel::<String>();
-    let l2 = lines.clone();
-    let reader = std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stderr)
-            .lines()
-            .map_while(Result::ok)
-        {
+    std::thread::spawn(move || {
+        for line in lines {
             if let Some(i) = line.find("rtsp://") {
                 let _ = tx.send(line[i..].trim().to_string());
+                break;
             }
-            l2.lock().unwrap().push(line);
         }
     });
-    let mut vigil = Vigil {
-        child,
-        stderr: lines,
-        reader: Some(reader),
-    };
     match rx.recv_timeout(Duration::from_secs(120)) {
         Ok(url) => (vigil, url),
         Err(_) => {

@@ -7,44 +7,15 @@
 //! media or the NanoDet model are not installed (`make setup`).
 
 use gst::prelude::*;
-use std::io::BufRead;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use vigil_tests::{TempDir, Vigil, repo_root, skip, vigil_bin};
+use vigil_tests::{TempDir, Vigil, repo_root, skip};
 
 /// Starts `vigil run config`; returns it and every RTSP URL it prints at start-up (empty without RTSP).
 fn start_vigil(config: &Path) -> (Vigil, Vec<String>) {
-    let mut child = Command::new(vigil_bin())
-        .arg("run")
-        .arg(config)
-        .env("RUST_BACKTRACE", "1")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start vigil");
-    let stderr = child.stderr.take().expect("piped stderr");
-    let lines = Arc::new(Mutex::new(Vec::new()));
-    let (tx, rx) = mpsc::channel::<String>();
-    let l2 = lines.clone();
-    let reader = std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stderr)
-            .lines()
-            .map_while(Result::ok)
-        {
-            let _ = tx.send(line.clone());
-            l2.lock().unwrap().push(line);
-        }
-    });
-    let mut vigil = Vigil {
-        child,
-        stderr: lines,
-        reader: Some(reader),
-    };
+    let (mut vigil, rx) = Vigil::run(config, &[]);
     let mut urls = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
@@ -364,8 +335,29 @@ fn closed_port() -> u16 {
     l.local_addr().expect("local address").port()
 }
 
-/// A file cut in half and an RTSP camera that is down (2 reconnection attempts) fail, each in one error
-/// line naming it, while a good file next to them runs to its last frame; exit 1 only at the end.
+/// Writes a short audio-only WAV file (a stream that is not video).
+fn write_wav(path: &Path) {
+    let writer = gst::parse::launch(&format!(
+        "audiotestsrc num-buffers=20 ! wavenc ! filesink location=\"{}\"",
+        path.display()
+    ))
+    .expect("WAV writer");
+    writer.set_state(gst::State::Playing).unwrap();
+    let msg = writer
+        .bus()
+        .unwrap()
+        .timed_pop_filtered(
+            gst::ClockTime::from_seconds(10),
+            &[gst::MessageType::Eos, gst::MessageType::Error],
+        )
+        .expect("the WAV is written");
+    assert_eq!(msg.type_(), gst::MessageType::Eos);
+    writer.set_state(gst::State::Null).unwrap();
+}
+
+/// A file that does not exist, an audio-only file, a file cut in half and an RTSP camera that is down
+/// (2 reconnection attempts) fail, each in one error line naming it, while a good file next to them
+/// runs to its last frame; exit 1 only at the end.
 #[test]
 fn a_broken_source_fails_alone() {
     let Some((_, bikes, models)) = needed("a_broken_source_fails_alone") else {
@@ -375,6 +367,9 @@ fn a_broken_source_fails_alone() {
     let data = std::fs::read(&bikes).expect("read bikes.mp4");
     let half = dir.path().join("half.mp4");
     std::fs::write(&half, &data[..data.len() / 2]).unwrap();
+    let wav = dir.path().join("tone.wav");
+    write_wav(&wav);
+    let missing = dir.path().join("nowhere.mp4");
     let events = dir.path().join("events.jsonl");
     let config = dir.path().join("broken.yaml");
     std::fs::write(
@@ -386,11 +381,15 @@ fn a_broken_source_fails_alone() {
              \x20 - name: good\n    uri: {bikes}\n\
              \x20 - name: cut\n    uri: {half}\n\
              \x20 - name: camera\n    uri: rtsp://127.0.0.1:{port}/down\n    rtsp_transport: tcp\n    reconnect: {{ interval_ms: 100, max_interval_ms: 200, attempts: 2 }}\n\
+             \x20 - name: missing\n    uri: {missing}\n\
+             \x20 - name: audio\n    uri: {wav}\n\
              inference:\n  model: nanodet\n  interval: 2\n\
              outputs:\n  events:\n    path: {events}\n  file:\n    path: {video}\n",
             models = models.display(),
             bikes = bikes.display(),
             half = half.display(),
+            missing = missing.display(),
+            wav = wav.display(),
             port = closed_port(),
             events = events.display(),
             video = dir.path().join("out.mp4").display(),
@@ -407,7 +406,7 @@ fn a_broken_source_fails_alone() {
     let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error:")).collect();
     assert_eq!(
         errors.len(),
-        2,
+        4,
         "one error line per failed source expected:\n{stderr}"
     );
     let cut: Vec<&&str> = errors.iter().filter(|l| l.contains("'cut'")).collect();
@@ -420,6 +419,23 @@ fn a_broken_source_fails_alone() {
     let camera: Vec<&&str> = errors.iter().filter(|l| l.contains("'camera'")).collect();
     assert_eq!(camera.len(), 1, "{errors:?}");
     assert!(camera[0].contains("giving up"), "{}", camera[0]);
+    let gone: Vec<&&str> = errors.iter().filter(|l| l.contains("'missing'")).collect();
+    assert_eq!(gone.len(), 1, "{errors:?}");
+    assert!(
+        gone[0].contains(&format!(
+            "sources[3].uri: no such file {}",
+            missing.display()
+        )),
+        "{}",
+        gone[0]
+    );
+    let audio: Vec<&&str> = errors.iter().filter(|l| l.contains("'audio'")).collect();
+    assert_eq!(audio.len(), 1, "{errors:?}");
+    assert!(
+        audio[0].contains("no video stream") && audio[0].contains("tone.wav"),
+        "{}",
+        audio[0]
+    );
     assert!(errors.iter().all(|l| !l.contains("'good'")), "{errors:?}");
 
     // The good source ran to its last frame, and its MP4 was finished.
