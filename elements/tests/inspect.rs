@@ -162,6 +162,8 @@ fn vigilsrc_is_documented() {
             "reconnect-max-interval",
             "reconnect-attempts",
             "live-queue-size",
+            "data-timeout",
+            "image-framerate",
             "state",
             "reconnects",
             "frames-out",

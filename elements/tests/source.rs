@@ -1,5 +1,5 @@
-//! `vigilsrc` in real pipelines: files to EOS, frame dropping, looping, bad input (missing, not video,
-//! truncated) and an RTSP camera that goes away and comes back.
+//! `vigilsrc` in real pipelines: files to EOS, frame dropping, looping, image sequences and still images,
+//! bad input (missing, not video, truncated) and an RTSP camera that goes away and comes back.
 
 mod common;
 
@@ -18,6 +18,8 @@ struct Run {
     eos: bool,
     states: Vec<String>,
     warnings: Vec<String>,
+    /// The caps the sink received, in order.
+    caps: Vec<gst::Caps>,
 }
 
 /// Sets the pipeline to NULL when dropped, also when a test fails half-way.
@@ -91,6 +93,21 @@ fn run(props: &str, max_frames: Option<usize>, timeout: Duration) -> Run {
         .unwrap();
     let _guard = NullOnDrop(pipeline.clone());
     let frames = recording_sink(&pipeline, "sink");
+    let caps = Arc::new(Mutex::new(Vec::new()));
+    let c = caps.clone();
+    let sinkpad = pipeline
+        .by_name("sink")
+        .unwrap()
+        .static_pad("sink")
+        .unwrap();
+    sinkpad.add_probe(gst::PadProbeType::EVENT_DOWNSTREAM, move |_, info| {
+        if let Some(gst::PadProbeData::Event(e)) = &info.data
+            && let gst::EventView::Caps(ev) = e.view()
+        {
+            c.lock().unwrap().push(ev.caps_owned());
+        }
+        gst::PadProbeReturn::Ok
+    });
     let bus = pipeline.bus().unwrap();
     let mut out = Run::default();
     if pipeline.set_state(gst::State::Playing).is_err() {
@@ -135,7 +152,53 @@ fn run(props: &str, max_frames: Option<usize>, timeout: Duration) -> Run {
         collect_states(&msg, &mut out.states);
     }
     out.pts = frames.lock().unwrap().iter().map(|(_, p)| *p).collect();
+    out.caps = caps.lock().unwrap().clone();
     out
+}
+
+/// Writes `num` frames of `videotestsrc` (`caps`, encoder `enc`) to `location` (a `%03d` pattern),
+/// numbered from `index`.
+fn write_frames(location: &Path, caps: &str, enc: &str, num: u32, index: u32) {
+    common::init();
+    let writer = gst::parse::launch(&format!(
+        "videotestsrc num-buffers={num} ! {caps} ! {enc} ! multifilesink index={index} \
+         location=\"{}\"",
+        location.display()
+    ))
+    .unwrap();
+    writer.set_state(gst::State::Playing).unwrap();
+    let msg = writer
+        .bus()
+        .unwrap()
+        .timed_pop_filtered(
+            gst::ClockTime::from_seconds(20),
+            &[gst::MessageType::Eos, gst::MessageType::Error],
+        )
+        .expect("the frames are written");
+    assert_eq!(msg.type_(), gst::MessageType::Eos, "{msg:?}");
+    writer.set_state(gst::State::Null).unwrap();
+}
+
+/// A fresh temporary folder, removed when dropped.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> TempDir {
+        let p = temp_path(name);
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).unwrap();
+        TempDir(p)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn field<'a, T: glib::value::FromValue<'a>>(caps: &'a gst::Caps, name: &str) -> T {
+    caps.structure(0).unwrap().get::<T>(name).unwrap()
 }
 
 fn uri_prop(path: &Path) -> String {
@@ -315,6 +378,171 @@ fn truncated_mp4_ends_without_hanging() {
         assert!(err.contains("half.mp4"), "{err}");
     }
     assert!(r.pts.len() < 250, "{} frames from half a file", r.pts.len());
+}
+
+#[test]
+fn image_sequence_plays_to_eos_at_its_framerate() {
+    let dir = TempDir::new("seq-png");
+    // Numbered from 1, as many exporters do.
+    write_frames(
+        &dir.0.join("f_%03d.png"),
+        "video/x-raw,width=160,height=120",
+        "pngenc",
+        12,
+        1,
+    );
+    std::fs::write(dir.0.join("notes.txt"), "not a frame").unwrap();
+    let r = run(
+        &format!(
+            "{} image-framerate=10/1",
+            uri_prop(&dir.0.join("f_%03d.png"))
+        ),
+        None,
+        Duration::from_secs(20),
+    );
+    assert!(r.error.is_none(), "{:?}", r.error);
+    assert!(r.eos);
+    assert_eq!(r.pts.len(), 12);
+    assert_increasing(&r.pts);
+    for (i, p) in r.pts.iter().enumerate() {
+        assert_eq!(*p, Some(gst::ClockTime::from_mseconds(100 * i as u64)));
+    }
+    let caps = r.caps.last().expect("caps");
+    assert_eq!(
+        field::<gst::Fraction>(caps, "framerate"),
+        gst::Fraction::new(10, 1)
+    );
+    assert_eq!(field::<i32>(caps, "width"), 160);
+    assert_eq!(r.states.last().map(String::as_str), Some("eos"));
+
+    // JPEG frames, a file:// URI with its conversion written as is, the default framerate (25/1) and
+    // drop-frame-interval.
+    let dir = TempDir::new("seq-jpeg");
+    write_frames(
+        &dir.0.join("img_%05d.jpg"),
+        "video/x-raw,width=128,height=96",
+        "jpegenc",
+        12,
+        0,
+    );
+    let uri = format!("file://{}/img_%05d.jpg", dir.0.display());
+    let r = run(&format!("uri=\"{uri}\""), None, Duration::from_secs(20));
+    assert!(r.error.is_none(), "{:?}", r.error);
+    assert!(r.eos);
+    assert_eq!(r.pts.len(), 12);
+    assert_eq!(r.pts[11], Some(gst::ClockTime::from_mseconds(440)));
+    let r = run(
+        &format!("uri=\"{uri}\" drop-frame-interval=3"),
+        None,
+        Duration::from_secs(20),
+    );
+    assert!(r.error.is_none(), "{:?}", r.error);
+    assert_eq!(r.pts.len(), 4);
+    assert_eq!(r.pts[1], Some(gst::ClockTime::from_mseconds(120)));
+}
+
+#[test]
+fn image_sequence_loops_with_increasing_timestamps() {
+    let dir = TempDir::new("seq-loop");
+    write_frames(
+        &dir.0.join("f_%03d.png"),
+        "video/x-raw,width=64,height=48",
+        "pngenc",
+        12,
+        0,
+    );
+    let r = run(
+        &format!(
+            "{} loop=true image-framerate=20/1",
+            uri_prop(&dir.0.join("f_%03d.png"))
+        ),
+        Some(40),
+        Duration::from_secs(20),
+    );
+    assert!(r.error.is_none(), "{:?}", r.error);
+    assert!(!r.eos, "a looping sequence never ends");
+    assert!(r.pts.len() >= 40, "{} frames", r.pts.len());
+    assert_increasing(&r.pts);
+    // The second pass follows the first one frame after the last.
+    let step = r.pts[1].unwrap() - r.pts[0].unwrap();
+    assert_eq!(r.pts[12].unwrap() - r.pts[11].unwrap(), step);
+    assert_eq!(r.pts[39], Some(gst::ClockTime::from_mseconds(1950)));
+}
+
+#[test]
+fn image_sequence_without_files_is_an_error_naming_the_pattern() {
+    let dir = TempDir::new("seq-none");
+    let r = run(
+        &uri_prop(&dir.0.join("none_%04d.png")),
+        None,
+        Duration::from_secs(10),
+    );
+    let err = r.error.expect("an error");
+    assert!(err.contains("none_%04d.png"), "{err}");
+    assert!(err.contains("no file matches"), "{err}");
+    assert!(r.pts.is_empty());
+    // A folder that does not exist neither.
+    let r = run(
+        &uri_prop(&dir.0.join("missing/f_%d.jpg")),
+        None,
+        Duration::from_secs(10),
+    );
+    let err = r.error.expect("an error");
+    assert!(err.contains("missing/f_%d.jpg"), "{err}");
+}
+
+#[test]
+fn images_of_another_size_are_scaled_to_the_first_images_size() {
+    let dir = TempDir::new("seq-sizes");
+    let location = dir.0.join("m_%03d.png");
+    write_frames(
+        &location,
+        "video/x-raw,width=160,height=120",
+        "pngenc",
+        3,
+        0,
+    );
+    write_frames(
+        &location,
+        "video/x-raw,format=GRAY8,width=320,height=100",
+        "pngenc",
+        3,
+        3,
+    );
+    let r = run(&uri_prop(&location), None, Duration::from_secs(20));
+    assert!(r.error.is_none(), "{:?}", r.error);
+    assert!(r.eos);
+    assert_eq!(r.pts.len(), 6);
+    assert_increasing(&r.pts);
+    let first = &r.caps[0];
+    for c in &r.caps {
+        assert_eq!(field::<i32>(c, "width"), 160, "{c}");
+        assert_eq!(field::<i32>(c, "height"), 120, "{c}");
+        assert_eq!(
+            field::<&str>(c, "format"),
+            field::<&str>(first, "format"),
+            "{c}"
+        );
+    }
+}
+
+#[test]
+fn still_image_is_one_frame_or_a_looped_stream() {
+    let Some(jpg) = media_or_skip("bus.jpg") else {
+        return;
+    };
+    let r = run(&uri_prop(&jpg), None, Duration::from_secs(10));
+    assert!(r.error.is_none(), "{:?}", r.error);
+    assert!(r.eos);
+    assert_eq!(r.pts, [Some(gst::ClockTime::ZERO)]);
+    let r = run(
+        &format!("{} loop=true image-framerate=5/1", uri_prop(&jpg)),
+        Some(6),
+        Duration::from_secs(10),
+    );
+    assert!(r.error.is_none(), "{:?}", r.error);
+    assert!(r.pts.len() >= 6);
+    assert_eq!(r.pts[5], Some(gst::ClockTime::from_seconds(1)));
 }
 
 /// A test RTSP camera (`/cam`, H.264 from `videotestsrc`) on 127.0.0.1:`port`, run by its own main loop.

@@ -1299,6 +1299,26 @@ fn resolve_source(base: &Path, s: &SourceConfig) -> Result<SourcePlan, String> {
         }),
         None => {
             let path = normalize(&base.join(uri));
+            // An image sequence (`frames/img_%05d.jpg`): its folder must exist; `vigilsrc` reports a
+            // pattern that matches no file.
+            if let Some(text) = path.to_str()
+                && gstvigil::source::sequence::SeqPattern::parse(text).is_some()
+            {
+                let dir = path.parent().unwrap_or(Path::new("/"));
+                if !dir.is_dir() {
+                    return Err(format!(
+                        "no folder {} for the image sequence {}",
+                        dir.display(),
+                        path.display()
+                    ));
+                }
+                return Ok(SourcePlan {
+                    name: s.name.clone(),
+                    uri: text.to_string(),
+                    path: Some(path.clone()),
+                    problem: None,
+                });
+            }
             check_media_file(&path)?;
             let uri = path_to_file_uri(&path);
             Ok(SourcePlan {

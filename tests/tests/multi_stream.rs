@@ -531,3 +531,60 @@ fn rtsp_basic_authentication() {
         rg.frames, rg.width, rg.height, rg.seconds
     );
 }
+
+/// An image sequence (a folder of numbered JPEGs) is a source like a video: every image is one frame.
+#[test]
+fn image_sequence_source_runs_every_image() {
+    let Some((_, _, models)) = needed("image_sequence_source_runs_every_image") else {
+        return;
+    };
+    let dir = TempDir::new("sequence");
+    let frames = dir.path().join("frames");
+    std::fs::create_dir_all(&frames).unwrap();
+    let writer = gst::parse::launch(&format!(
+        "videotestsrc num-buffers=12 pattern=ball ! video/x-raw,width=320,height=240 ! jpegenc ! \
+         multifilesink location=\"{}/img_%03d.jpg\"",
+        frames.display()
+    ))
+    .expect("JPEG writer");
+    writer.set_state(gst::State::Playing).unwrap();
+    let msg = writer
+        .bus()
+        .unwrap()
+        .timed_pop_filtered(
+            gst::ClockTime::from_seconds(20),
+            &[gst::MessageType::Eos, gst::MessageType::Error],
+        )
+        .expect("the images are written");
+    assert_eq!(msg.type_(), gst::MessageType::Eos);
+    writer.set_state(gst::State::Null).unwrap();
+    let events = dir.path().join("events.jsonl");
+    let config = dir.path().join("seq.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "name: seq\nmodel_repository: {}\nsources:\n  - name: shots\n    uri: frames/img_%03d.jpg\n\
+             inference:\n  model: nanodet\noutputs:\n  events:\n    path: {}\n",
+            models.display(),
+            events.display()
+        ),
+    )
+    .unwrap();
+    let (mut vigil, _) = Vigil::run(&config, &[]);
+    let status = vigil.wait(Duration::from_secs(60));
+    let stderr = vigil.stderr_text();
+    assert_eq!(status.and_then(|s| s.code()), Some(0), "{stderr}");
+    let text = std::fs::read_to_string(&events).expect("events");
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 12, "{stderr}");
+    assert!(
+        lines
+            .iter()
+            .all(|v| v["width"] == 320 && v["height"] == 240)
+    );
+    // 25 images per second by default.
+    assert_eq!(lines[11]["pts_ns"].as_u64(), Some(11 * 40_000_000));
+}

@@ -9,6 +9,10 @@ use gst::subclass::prelude::*;
 
 use vigil_core::backoff::{Backoff, BackoffPolicy};
 
+use super::sequence::{
+    SeqPattern, first_index_by_probing, frame_time, indices_in, is_still_image_path, printf_escape,
+    sequence_run, uri_sequence_pattern,
+};
 use super::{DecoderPolicy, RtspTransport};
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
@@ -23,6 +27,8 @@ static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
 const NON_LIVE_QUEUE_BUFFERS: u32 = 4;
 /// Name of the element message announcing state changes.
 pub const STATE_MESSAGE: &str = "vigilsrc-state";
+/// Bytes of an image's beginning that are typefound.
+const TYPEFIND_BYTES: u64 = 64 * 1024;
 
 #[derive(Debug, Clone)]
 struct Settings {
@@ -37,6 +43,7 @@ struct Settings {
     reconnect_attempts: i32,
     live_queue_size: u32,
     data_timeout: u32,
+    image_framerate: gst::Fraction,
 }
 
 impl Default for Settings {
@@ -53,6 +60,7 @@ impl Default for Settings {
             reconnect_attempts: -1,
             live_queue_size: 2,
             data_timeout: 10_000,
+            image_framerate: gst::Fraction::new(25, 1),
         }
     }
 }
@@ -91,7 +99,35 @@ fn to_uri(value: &str) -> Result<String, String> {
 }
 
 fn is_network(uri: &str) -> bool {
-    !uri.to_ascii_lowercase().starts_with("file:")
+    let l = uri.to_ascii_lowercase();
+    !(l.starts_with("file:") || l.starts_with("multifile:"))
+}
+
+/// The `multifile://` URI of a `multifilesrc` location.
+fn multifile_uri(location: &str) -> String {
+    match glib::filename_to_uri(location, None) {
+        Ok(file_uri) => format!("multi{file_uri}"),
+        Err(_) => format!("multifile://{location}"),
+    }
+}
+
+/// The media type of an image file (typefound from its beginning) with the framerate, as
+/// `multifilesrc` announces it: `image/jpeg, framerate=25/1`.
+fn image_caps(path: &std::path::Path, fps: gst::Fraction) -> Result<gst::Caps, String> {
+    use std::io::Read;
+    let mut head = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(TYPEFIND_BYTES).read_to_end(&mut head))
+        .map_err(|e| e.to_string())?;
+    let (caps, _) = gst_base::functions::type_find_helper_for_data(None::<&gst::Object>, &head)
+        .map_err(|_| "unknown file type".to_string())?;
+    let name = caps.structure(0).map(|s| s.name().to_string());
+    match name {
+        Some(n) if n.starts_with("image/") => Ok(gst::Caps::builder(n.as_str())
+            .field("framerate", fps)
+            .build()),
+        _ => Err(format!("not an image ({caps})")),
+    }
 }
 
 fn is_live_scheme(uri: &str) -> bool {
@@ -145,6 +181,32 @@ fn wants_decoding(caps: &gst::CapsRef) -> bool {
     true
 }
 
+/// What `multifilesrc` reads for an image sequence or a still image.
+#[derive(Debug, Clone)]
+struct ImageSource {
+    /// `multifilesrc`'s `location`: a `sprintf` pattern (a still image: its path with `%` doubled).
+    location: String,
+    start_index: i32,
+    /// A still image's index; -1 for a sequence, which ends at its first missing file.
+    stop_index: i32,
+    /// The first image's media type with the framerate (`image/png, framerate=25/1`).
+    caps: gst::Caps,
+    /// The `multifile://` URI that `uridecodebin` opens.
+    uri: String,
+}
+
+/// Timestamps and frame size of an image sequence or still image.
+#[derive(Debug)]
+struct ImageFlow {
+    fps_n: i32,
+    fps_d: i32,
+    /// Frames decoded since the start (their PTS is `frames / framerate`).
+    frames: u64,
+    /// The capsfilter that keeps every frame at the first image's size and format.
+    filter: gst::Element,
+    size_fixed: bool,
+}
+
 /// The stream's running-time bookkeeping between the inner decoder and the queue.
 #[derive(Debug, Default)]
 struct Flow {
@@ -164,6 +226,8 @@ struct Flow {
     drop_flush_stop: bool,
     /// When the last buffer came from the decoder.
     last_frame: Option<Instant>,
+    /// Set for image sequences and still images: buffers are stamped at `image-framerate`.
+    image: Option<ImageFlow>,
 }
 
 enum Cmd {
@@ -201,6 +265,10 @@ struct Runtime {
     last_reason: String,
     /// When the current `uridecodebin` was created.
     built_at: Instant,
+    /// Set when the URI is an image sequence or a still image.
+    image: Option<ImageSource>,
+    /// `videoconvert ! videoscale ! capsfilter` between the decoder and the queue, for images.
+    image_chain: Vec<gst::Element>,
 }
 
 impl Default for Runtime {
@@ -219,6 +287,8 @@ impl Default for Runtime {
             worker: None,
             last_reason: String::new(),
             built_at: Instant::now(),
+            image: None,
+            image_chain: Vec::new(),
         }
     }
 }
@@ -278,12 +348,12 @@ impl ObjectImpl for VigilSrc {
             vec![
                 glib::ParamSpecString::builder("uri")
                     .nick("URI")
-                    .blurb("Source URI (file://, rtsp://, http(s)://) or file path (made a file:// URI)")
+                    .blurb("Source URI (file://, rtsp://, http(s)://) or file path (made a file:// URI); a path with a printf-style number (/data/img_%05d.jpg) is an image sequence")
                     .mutable_ready()
                     .build(),
                 glib::ParamSpecBoolean::builder("loop")
                     .nick("Loop")
-                    .blurb("Restart a file at its end (seek to 0); timestamps keep increasing")
+                    .blurb("Restart a file or image sequence at its end; timestamps keep increasing")
                     .default_value(d.looping)
                     .mutable_ready()
                     .build(),
@@ -343,6 +413,14 @@ impl ObjectImpl for VigilSrc {
                     .default_value(d.data_timeout)
                     .mutable_ready()
                     .build(),
+                gst::ParamSpecFraction::builder("image-framerate")
+                    .nick("Image framerate")
+                    .blurb("Frames per second of image sequences and still images: their timestamps and caps framerate")
+                    .minimum(gst::Fraction::new(1, i32::MAX))
+                    .maximum(gst::Fraction::new(i32::MAX, 1))
+                    .default_value(d.image_framerate)
+                    .mutable_ready()
+                    .build(),
                 glib::ParamSpecString::builder("state")
                     .nick("State")
                     .blurb("Source state: connecting, connected, reconnecting, failed or eos")
@@ -395,6 +473,11 @@ impl ObjectImpl for VigilSrc {
             "reconnect-attempts" => s.reconnect_attempts = value.get().unwrap_or(-1),
             "live-queue-size" => s.live_queue_size = value.get().unwrap_or(2),
             "data-timeout" => s.data_timeout = value.get().unwrap_or(10_000),
+            "image-framerate" => {
+                s.image_framerate = value
+                    .get()
+                    .unwrap_or_else(|_| Settings::default().image_framerate)
+            }
             other => gst::warning!(CAT, imp = self, "property {other} is not writable"),
         }
     }
@@ -412,6 +495,7 @@ impl ObjectImpl for VigilSrc {
             "reconnect-attempts" => lock(&self.settings).reconnect_attempts.to_value(),
             "live-queue-size" => lock(&self.settings).live_queue_size.to_value(),
             "data-timeout" => lock(&self.settings).data_timeout.to_value(),
+            "image-framerate" => lock(&self.settings).image_framerate.to_value(),
             "state" => lock(&self.state).as_str().to_value(),
             "reconnects" => self.reconnects.load(Ordering::Relaxed).to_value(),
             "frames-out" => self.frames_out.load(Ordering::Relaxed).to_value(),
@@ -463,7 +547,7 @@ impl ElementImpl for VigilSrc {
             gst::subclass::ElementMetadata::new(
                 "Vigil source",
                 "Source/Video/Bin",
-                "Decodes a file, RTSP or HTTP URI into raw video; reconnects network sources with backoff, loops files, drops frames",
+                "Decodes a file, image sequence, RTSP or HTTP URI into raw video; reconnects network sources with backoff, loops files, drops frames",
                 "The Vigil developers",
             )
         });
@@ -497,6 +581,8 @@ impl ElementImpl for VigilSrc {
             gst::StateChange::ReadyToPaused => {
                 if let Err(msg) = self.start() {
                     self.post_error_message(msg);
+                    self.stop_worker();
+                    self.teardown_all();
                     return Err(gst::StateChangeError);
                 }
             }
@@ -661,21 +747,11 @@ impl VigilSrc {
             ));
         }
         let network = is_network(&uri);
-        if !network {
-            let path = glib::filename_from_uri(&uri).map(|(p, _)| p).map_err(|e| {
-                gst::error_msg!(gst::ResourceError::NotFound, ["vigilsrc: {}: {}", uri, e])
-            })?;
-            if !path.is_file() {
-                return Err(gst::error_msg!(
-                    gst::ResourceError::NotFound,
-                    [
-                        "vigilsrc: file '{}' does not exist or is not a file (uri {})",
-                        path.display(),
-                        uri
-                    ]
-                ));
-            }
-        }
+        let image = if network {
+            None
+        } else {
+            self.local_source(&uri, settings.image_framerate)?
+        };
         let live = is_live_scheme(&uri);
         self.configure_queue(live, settings.live_queue_size);
         *lock(&self.flow) = Flow::default();
@@ -708,8 +784,20 @@ impl VigilSrc {
                 running: true,
                 backoff: Backoff::new(policy),
                 worker: Some(Worker { tx, handle }),
+                image: image.clone(),
                 ..Runtime::default()
             };
+        }
+        if image.is_some() {
+            let filter = self.add_image_chain()?;
+            let fps = settings.image_framerate;
+            lock(&self.flow).image = Some(ImageFlow {
+                fps_n: fps.numer(),
+                fps_d: fps.denom(),
+                frames: 0,
+                filter,
+                size_fixed: false,
+            });
         }
         let decodebin = self.make_decodebin(&uri, 0, &settings)?;
         lock(&self.runtime).current = Some(Current {
@@ -724,6 +812,155 @@ impl VigilSrc {
             .map_err(|e| gst::error_msg!(gst::CoreError::Failed, ["vigilsrc: {}", e]))?;
         self.post_state(SourceState::Connecting, 0, "");
         Ok(())
+    }
+
+    /// A file URI: `None` for a media file, or what `multifilesrc` reads for an image sequence (a
+    /// printf-style pattern) or a still image. A missing file or a pattern matching no file is an error.
+    fn local_source(
+        &self,
+        uri: &str,
+        fps: gst::Fraction,
+    ) -> Result<Option<ImageSource>, gst::ErrorMessage> {
+        let decoded = glib::filename_from_uri(uri).map(|(p, _)| p);
+        if let Ok(path) = &decoded
+            && path.is_file()
+        {
+            // A still image is a sequence of one image; anything else goes to uridecodebin as it is.
+            let Some(p) = path.to_str().filter(|_| is_still_image_path(path)) else {
+                return Ok(None);
+            };
+            return Ok(match image_caps(path, fps) {
+                Ok(caps) => Some(ImageSource {
+                    location: printf_escape(p),
+                    start_index: 0,
+                    stop_index: 0,
+                    caps,
+                    uri: multifile_uri(&printf_escape(p)),
+                }),
+                Err(e) => {
+                    gst::debug!(CAT, imp = self, "{}: not read as a still image: {e}", p);
+                    None
+                }
+            });
+        }
+        if let Some(pattern) = uri_sequence_pattern(uri) {
+            return self.sequence_source(uri, &pattern, fps).map(Some);
+        }
+        let path = decoded.map_err(|e| {
+            gst::error_msg!(gst::ResourceError::NotFound, ["vigilsrc: {}: {}", uri, e])
+        })?;
+        Err(gst::error_msg!(
+            gst::ResourceError::NotFound,
+            [
+                "vigilsrc: file '{}' does not exist or is not a file (uri {})",
+                path.display(),
+                uri
+            ]
+        ))
+    }
+
+    /// An image sequence: its first image (the lowest index in its folder, or 0 or 1 when the number
+    /// is in a folder name) and its media type.
+    fn sequence_source(
+        &self,
+        uri: &str,
+        pattern: &SeqPattern,
+        fps: gst::Fraction,
+    ) -> Result<ImageSource, gst::ErrorMessage> {
+        let location = pattern.printf();
+        let run = match pattern.folder_and_name_prefix() {
+            Some((folder, _)) => {
+                let names: Vec<String> = std::fs::read_dir(folder)
+                    .map(|dir| {
+                        dir.filter_map(|e| e.ok()?.file_name().into_string().ok())
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                let indices = indices_in(pattern, names.iter().map(String::as_str));
+                sequence_run(&indices).map(|(first, last)| (first, Some(last)))
+            }
+            None => first_index_by_probing(pattern, |f| std::path::Path::new(f).is_file())
+                .map(|first| (first, None)),
+        };
+        let Some((first, last)) = run else {
+            return Err(gst::error_msg!(
+                gst::ResourceError::NotFound,
+                (
+                    "vigilsrc: no file matches the image sequence pattern '{}'",
+                    location
+                ),
+                ["uri {}", uri]
+            ));
+        };
+        let first_file = pattern.expand(first);
+        let caps = image_caps(std::path::Path::new(&first_file), fps).map_err(|e| {
+            gst::error_msg!(
+                gst::StreamError::WrongType,
+                (
+                    "vigilsrc: image sequence '{}': {}: {}",
+                    location,
+                    first_file,
+                    e
+                ),
+                ["uri {}", uri]
+            )
+        })?;
+        match last {
+            Some(last) => gst::info!(
+                CAT,
+                imp = self,
+                "image sequence {location}: {} images ({first} to {last}), {caps}",
+                last - first + 1
+            ),
+            None => gst::info!(
+                CAT,
+                imp = self,
+                "image sequence {location} from {first}, {caps}"
+            ),
+        }
+        Ok(ImageSource {
+            uri: multifile_uri(&location),
+            location,
+            start_index: first as i32,
+            stop_index: -1,
+            caps,
+        })
+    }
+
+    /// `videoconvert ! videoscale ! capsfilter` linked to the queue; returns the capsfilter, which gets
+    /// the first image's size and format.
+    fn add_image_chain(&self) -> Result<gst::Element, gst::ErrorMessage> {
+        let mut chain = Vec::new();
+        for factory in ["videoconvert", "videoscale", "capsfilter"] {
+            let e = gst::ElementFactory::make(factory)
+                .name(format!("image{factory}"))
+                .build()
+                .map_err(|e| {
+                    gst::error_msg!(
+                        gst::CoreError::MissingPlugin,
+                        ["vigilsrc: {} is missing (gst-plugins-base): {}", factory, e]
+                    )
+                })?;
+            chain.push(e);
+        }
+        let obj = self.obj();
+        let linked = obj
+            .add_many(&chain)
+            .and_then(|_| gst::Element::link_many(&chain))
+            .and_then(|_| chain[2].link(&self.queue));
+        let filter = chain[2].clone();
+        lock(&self.runtime).image_chain = chain;
+        linked.map_err(|e| gst::error_msg!(gst::CoreError::Failed, ["vigilsrc: {}", e]))?;
+        Ok(filter)
+    }
+
+    /// Where the decoder's video pad links: the image chain, or the queue.
+    fn link_target(&self) -> Option<gst::Pad> {
+        let first = lock(&self.runtime).image_chain.first().cloned();
+        match first {
+            Some(e) => e.static_pad("sink"),
+            None => self.queue.static_pad("sink"),
+        }
     }
 
     fn configure_queue(&self, live: bool, live_size: u32) {
@@ -759,15 +996,21 @@ impl VigilSrc {
         if let Some(cur) = cur {
             self.teardown(cur);
         }
+        let chain = std::mem::take(&mut lock(&self.runtime).image_chain);
+        let obj = self.obj();
+        for e in chain {
+            let _ = e.set_state(gst::State::Null);
+            let _ = obj.remove(&e);
+        }
     }
 
     fn teardown(&self, cur: Current) {
         let obj = self.obj();
         let _ = cur.decodebin.set_state(gst::State::Null);
-        if let Some(qsink) = self.queue.static_pad("sink")
-            && let Some(peer) = qsink.peer()
+        if let Some(sink) = self.link_target()
+            && let Some(peer) = sink.peer()
         {
-            let _ = peer.unlink(&qsink);
+            let _ = peer.unlink(&sink);
         }
         let _ = obj.remove(&cur.decodebin);
         for f in cur.fakesinks {
@@ -782,9 +1025,10 @@ impl VigilSrc {
         generation: u64,
         settings: &Settings,
     ) -> Result<gst::Element, gst::ErrorMessage> {
+        let image = lock(&self.runtime).image.clone();
         let db = gst::ElementFactory::make("uridecodebin")
             .name(format!("uridecodebin{generation}"))
-            .property("uri", uri)
+            .property("uri", image.as_ref().map_or(uri, |i| i.uri.as_str()))
             .build()
             .map_err(|e| {
                 gst::error_msg!(
@@ -807,7 +1051,12 @@ impl VigilSrc {
         });
 
         let weak = self.obj().downgrade();
-        let policy = settings.decoder;
+        // Images are decoded in software (jpegdec, pngdec): the policy is about video decoders.
+        let policy = if image.is_some() {
+            DecoderPolicy::Cpu
+        } else {
+            settings.decoder
+        };
         db.connect("autoplug-sort", false, move |args| {
             let none = glib::Value::from_type(glib::ValueArray::static_type());
             let Some(obj) = weak.upgrade() else {
@@ -826,10 +1075,11 @@ impl VigilSrc {
         });
 
         let weak = self.obj().downgrade();
-        let (transport, latency, live_size) = (
+        let (transport, latency, live_size, looping) = (
             settings.rtsp_transport,
             settings.latency,
             settings.live_queue_size,
+            settings.looping,
         );
         db.connect("source-setup", false, move |args| {
             let (Some(obj), Some(source)) = (
@@ -838,8 +1088,11 @@ impl VigilSrc {
             ) else {
                 return None;
             };
-            obj.imp()
-                .setup_source(&source, transport, latency, live_size);
+            let imp = obj.imp();
+            match &image {
+                Some(image) => imp.setup_image_source(&source, image, looping),
+                None => imp.setup_source(&source, transport, latency, live_size),
+            }
             None
         });
 
@@ -856,6 +1109,35 @@ impl VigilSrc {
             }
         });
         Ok(db)
+    }
+
+    /// `multifilesrc` of an image sequence or still image: first (and last) index, media type with the
+    /// framerate (what the decoder stamps frames with), and looping: `multifilesrc` goes back to the first
+    /// image itself, without an end of stream or a seek.
+    fn setup_image_source(&self, source: &gst::Element, image: &ImageSource, looping: bool) {
+        if source.factory().is_none_or(|f| f.name() != "multifilesrc") {
+            gst::warning!(
+                CAT,
+                imp = self,
+                "unexpected source {} for an image sequence",
+                source.name()
+            );
+            return;
+        }
+        source.set_property("location", image.location.as_str());
+        source.set_property("start-index", image.start_index);
+        source.set_property("index", image.start_index);
+        source.set_property("stop-index", image.stop_index);
+        source.set_property("loop", looping);
+        source.set_property("caps", &image.caps);
+        gst::debug!(
+            CAT,
+            imp = self,
+            "multifilesrc {} from {} ({})",
+            image.location,
+            image.start_index,
+            image.caps
+        );
     }
 
     fn setup_source(
@@ -971,11 +1253,11 @@ impl VigilSrc {
             video
         };
         if link_video {
-            let Some(qsink) = self.queue.static_pad("sink") else {
+            let Some(target) = self.link_target() else {
                 return;
             };
             self.add_stream_probes(pad);
-            if let Err(e) = pad.link(&qsink) {
+            if let Err(e) = pad.link(&target) {
                 gst::element_imp_error!(
                     self,
                     gst::CoreError::Negotiation,
@@ -1305,6 +1587,9 @@ impl VigilSrc {
         match info.data {
             Some(gst::PadProbeData::Buffer(ref mut buffer)) => {
                 let interval = u64::from(lock(&self.settings).drop_frame_interval.max(1));
+                if let Some(ret) = self.image_buffer(buffer, interval) {
+                    return ret;
+                }
                 let keep;
                 let (pts, dts);
                 {
@@ -1357,6 +1642,73 @@ impl VigilSrc {
         }
     }
 
+    /// An image sequence's frame: stamped `frames / image-framerate` (decoders leave images unstamped or
+    /// stamp them from the same framerate). `None` when the source is not images.
+    fn image_buffer(&self, buffer: &mut gst::Buffer, interval: u64) -> Option<gst::PadProbeReturn> {
+        let (pts, end, keep) = {
+            let mut f = lock(&self.flow);
+            let img = f.image.as_mut()?;
+            let n = img.frames;
+            img.frames += 1;
+            let pts = frame_time(n, img.fps_n, img.fps_d);
+            let end = frame_time(n + 1, img.fps_n, img.fps_d);
+            f.last_frame = Some(Instant::now());
+            f.last_end = Some(end);
+            let keep = f.index.is_multiple_of(interval);
+            f.index += 1;
+            (pts, end, keep)
+        };
+        if !keep {
+            return Some(self.count_first(gst::PadProbeReturn::Drop));
+        }
+        let b = buffer.make_mut();
+        b.set_pts(gst::ClockTime::from_nseconds(pts));
+        b.set_dts(gst::ClockTime::NONE);
+        b.set_duration(gst::ClockTime::from_nseconds(end - pts));
+        Some(self.count_first(gst::PadProbeReturn::Ok))
+    }
+
+    /// An image's caps get the framerate; the first image's size and format become the capsfilter's, so
+    /// that images of another size are scaled (keeping their aspect ratio) and converted to them.
+    fn image_caps_event(&self, event: &mut gst::Event) -> gst::PadProbeReturn {
+        let gst::EventView::Caps(c) = event.view() else {
+            return gst::PadProbeReturn::Ok;
+        };
+        let mut caps = c.caps_owned();
+        let (fps, fix) = {
+            let mut f = lock(&self.flow);
+            let Some(img) = f.image.as_mut() else {
+                return gst::PadProbeReturn::Ok;
+            };
+            let fix = !img.size_fixed;
+            img.size_fixed = true;
+            (
+                gst::Fraction::new(img.fps_n, img.fps_d),
+                fix.then(|| img.filter.clone()),
+            )
+        };
+        for s in caps.make_mut().iter_mut() {
+            s.set("framerate", fps);
+        }
+        if let Some(filter) = fix
+            && let Some(s) = caps.structure(0)
+        {
+            let mut fixed = gst::Structure::new_empty("video/x-raw");
+            for field in ["format", "width", "height", "pixel-aspect-ratio"] {
+                if let Ok(v) = s.value(field) {
+                    fixed.set_value(field, v.clone());
+                }
+            }
+            let fixed = gst::Caps::builder_full().structure(fixed).build();
+            gst::debug!(CAT, imp = self, "images are output as {fixed}");
+            filter.set_property("caps", &fixed);
+        }
+        *event = gst::event::Caps::builder(&caps)
+            .seqnum(event.seqnum())
+            .build();
+        gst::PadProbeReturn::Ok
+    }
+
     fn count_first(&self, ret: gst::PadProbeReturn) -> gst::PadProbeReturn {
         if self.awaiting_first.swap(false, Ordering::SeqCst) {
             self.on_first_frame();
@@ -1405,6 +1757,7 @@ impl VigilSrc {
                 }
                 gst::PadProbeReturn::Ok
             }
+            EventView::Caps(_) => self.image_caps_event(event),
             EventView::FlushStop(_) => {
                 let mut f = lock(&self.flow);
                 if f.drop_flush_stop {
@@ -1412,6 +1765,9 @@ impl VigilSrc {
                     return gst::PadProbeReturn::Drop;
                 }
                 // A seek from downstream: running time starts again.
+                if let Some(img) = f.image.as_mut() {
+                    img.frames = 0;
+                }
                 f.segment_sent = false;
                 f.offset = 0;
                 f.last_end = None;
@@ -1438,15 +1794,17 @@ impl VigilSrc {
 
     fn on_eos(&self) -> gst::PadProbeReturn {
         let looping = lock(&self.settings).looping;
-        let (live, network, worker_tx) = {
+        let (live, network, image, worker_tx) = {
             let rt = lock(&self.runtime);
             (
                 rt.live,
                 rt.network,
+                rt.image.is_some(),
                 rt.worker.as_ref().map(|w| w.tx.clone()),
             )
         };
-        if looping && !live {
+        // Images loop in multifilesrc: their end of stream is the end.
+        if looping && !live && !image {
             lock(&self.flow).rebase = true;
             if let Some(tx) = worker_tx
                 && tx.send(Cmd::Loop).is_ok()

@@ -1,5 +1,5 @@
-//! `vigilsrc`: a source bin that decodes a file, `rtsp://` or `http(s)://` URI into raw video and keeps
-//! it flowing (in the spirit of DeepStream's `nvurisrcbin`).
+//! `vigilsrc`: a source bin that decodes a file, an image sequence, `rtsp://` or `http(s)://` URI into raw
+//! video and keeps it flowing (in the spirit of DeepStream's `nvurisrcbin`).
 //!
 //! Inside: `uridecodebin` → (pad probe: frame dropping, timestamp continuity) → `queue` → ghost `src` pad.
 //! Only the first video stream is exposed; other streams (audio, subtitles) are not decoded and end in a
@@ -26,6 +26,18 @@
 //!   `decodebin` is still trying its demuxer, and the error is then never posted).
 //! - **Looping** (`loop=true`): at the end of a file a flushing seek to 0 restarts it; the flushes stay in
 //!   the bin.
+//! - **Image sequences**: a path or `file://` URI with one printf-style number (`%d`, `%05d`; `%%` is a
+//!   literal `%`), e.g. `/data/frames/img_%05d.jpg` or `file:///data/frames/%04d.png`, is read with
+//!   `multifilesrc` (through `uridecodebin`'s `multifile://` source) and decoded by the decoder of the first
+//!   image's type (typefound: `jpegdec`, `pngdec`, …, always in software). The sequence starts at the
+//!   lowest number found in its folder (0 or 1 when the number is in a folder name) and ends, with EOS,
+//!   at the first missing number; `loop=true` goes back to the first image. Frames are stamped
+//!   `n / image-framerate` (default 25/1) and their caps carry that framerate. Every frame has the first
+//!   image's size and format: an image of another size is scaled to it, keeping its aspect ratio (black
+//!   borders), and converted (`videoconvert ! videoscale ! capsfilter` in the bin), so that downstream
+//!   elements never renegotiate. A pattern that matches no file is an error naming the pattern. A still
+//!   image file (`.jpg`, `.png`, …) is a sequence of one image: one frame, or with `loop=true` a stream
+//!   of that image at `image-framerate`.
 //! - **Live sources never accumulate latency**: for live sources (RTSP, or a source whose `is-live` is
 //!   set) the queue is leaky (drops the oldest frames) and holds `live-queue-size` frames; the dropped
 //!   frames are counted in `frames-dropped`.
@@ -35,11 +47,14 @@
 //!     rtsp-transport=tcp reconnect-interval=500 ! videoconvert ! autovideosink
 //! GST_PLUGIN_PATH=target/release gst-launch-1.0 vigilsrc uri=samples/media/bikes.mp4 loop=true \
 //!     drop-frame-interval=2 ! videoconvert ! autovideosink
+//! GST_PLUGIN_PATH=target/release gst-launch-1.0 vigilsrc uri=/data/frames/img_%05d.jpg \
+//!     image-framerate=30/1 ! videoconvert ! autovideosink
 //! ```
 use gst::glib;
 use gst::prelude::*;
 
 mod imp;
+pub mod sequence;
 
 glib::wrapper! {
     pub struct VigilSrc(ObjectSubclass<imp::VigilSrc>) @extends gst::Bin, gst::Element, gst::Object, @implements gst::ChildProxy;
