@@ -335,24 +335,28 @@ fn closed_port() -> u16 {
     l.local_addr().expect("local address").port()
 }
 
-/// Writes a short audio-only WAV file (a stream that is not video).
-fn write_wav(path: &Path) {
-    let writer = gst::parse::launch(&format!(
-        "audiotestsrc num-buffers=20 ! wavenc ! filesink location=\"{}\"",
-        path.display()
-    ))
-    .expect("WAV writer");
+/// Runs the `gst-launch`-style pipeline `desc` (a writer ending in a file sink) to its end.
+fn write_with(desc: &str) {
+    let writer = gst::parse::launch(desc).expect("writer pipeline");
     writer.set_state(gst::State::Playing).unwrap();
     let msg = writer
         .bus()
         .unwrap()
         .timed_pop_filtered(
-            gst::ClockTime::from_seconds(10),
+            gst::ClockTime::from_seconds(20),
             &[gst::MessageType::Eos, gst::MessageType::Error],
         )
-        .expect("the WAV is written");
-    assert_eq!(msg.type_(), gst::MessageType::Eos);
+        .expect("the writer ends");
+    assert_eq!(msg.type_(), gst::MessageType::Eos, "{desc}");
     writer.set_state(gst::State::Null).unwrap();
+}
+
+/// Writes a short audio-only WAV file (a stream that is not video).
+fn write_wav(path: &Path) {
+    write_with(&format!(
+        "audiotestsrc num-buffers=20 ! wavenc ! filesink location=\"{}\"",
+        path.display()
+    ));
 }
 
 /// A file that does not exist, an audio-only file, a file cut in half and an RTSP camera that is down
@@ -541,23 +545,11 @@ fn image_sequence_source_runs_every_image() {
     let dir = TempDir::new("sequence");
     let frames = dir.path().join("frames");
     std::fs::create_dir_all(&frames).unwrap();
-    let writer = gst::parse::launch(&format!(
+    write_with(&format!(
         "videotestsrc num-buffers=12 pattern=ball ! video/x-raw,width=320,height=240 ! jpegenc ! \
          multifilesink location=\"{}/img_%03d.jpg\"",
         frames.display()
-    ))
-    .expect("JPEG writer");
-    writer.set_state(gst::State::Playing).unwrap();
-    let msg = writer
-        .bus()
-        .unwrap()
-        .timed_pop_filtered(
-            gst::ClockTime::from_seconds(20),
-            &[gst::MessageType::Eos, gst::MessageType::Error],
-        )
-        .expect("the images are written");
-    assert_eq!(msg.type_(), gst::MessageType::Eos);
-    writer.set_state(gst::State::Null).unwrap();
+    ));
     let events = dir.path().join("events.jsonl");
     let config = dir.path().join("seq.yaml");
     std::fs::write(
