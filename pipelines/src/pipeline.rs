@@ -811,6 +811,10 @@ struct Slot {
     /// The stream's mosaic tile.
     tile: Option<usize>,
     status: SlotStatus,
+    /// Its source said `reconnecting` and not yet `connected` again. Kept here, not read from the
+    /// stats: the first frame after a reconnection (which posts `connected`) already moves the stats
+    /// to `Playing` on the streaming thread, sometimes before the bus watch sees the message.
+    reconnecting: bool,
 }
 
 /// The running pipeline, shared by the main loop (bus, timers) and the HTTP API's control calls.
@@ -1009,6 +1013,7 @@ impl Live {
             mount: mount.clone(),
             tile,
             status: SlotStatus::Running,
+            reconnecting: false,
         });
         drop(slots);
         self.registry.add(stats);
@@ -1292,6 +1297,7 @@ pub fn run(plan: &Plan, opts: &RunOptions) -> Result<Summary, RunError> {
                 mount,
                 tile,
                 status: SlotStatus::Failed,
+                reconnecting: false,
             });
             continue;
         }
@@ -1331,6 +1337,7 @@ pub fn run(plan: &Plan, opts: &RunOptions) -> Result<Summary, RunError> {
             mount,
             tile,
             status: SlotStatus::Running,
+            reconnecting: false,
         });
     }
     let n_initial = slots.len();
@@ -1469,15 +1476,20 @@ pub fn run(plan: &Plan, opts: &RunOptions) -> Result<Summary, RunError> {
                     let owner = msg.src().and_then(|src| live.owner(src));
                     let state = e.structure().and_then(|s| s.get::<String>("state").ok());
                     if let (Some(i), Some(state)) = (owner, state) {
-                        let st = lock(&live.slots)[i].stats.clone();
+                        let mut slots = lock(&live.slots);
+                        let slot = &mut slots[i];
+                        let st = slot.stats.clone();
                         let next = match state.as_str() {
                             "connected" => {
-                                if st.state() == StreamState::Reconnecting {
+                                if std::mem::take(&mut slot.reconnecting) {
                                     st.record_reconnect();
                                 }
                                 StreamState::Playing
                             }
-                            "reconnecting" => StreamState::Reconnecting,
+                            "reconnecting" => {
+                                slot.reconnecting = true;
+                                StreamState::Reconnecting
+                            }
                             "failed" => StreamState::Error,
                             "eos" => StreamState::Ended,
                             _ => StreamState::Starting,

@@ -1,6 +1,10 @@
 //! Helpers shared by the end-to-end tests in `tests/tests/`: locating (and building) the `vigil` binary,
-//! the repository root, temporary folders and visible skip messages.
+//! the repository root, temporary folders and visible skip messages; starting `vigil run` and reading its
+//! start-up lines ([`start_vigil`]), test camera processes ([`TestCamera`], the `vigil-test-camera`
+//! binary of this crate), plain HTTP ([`http_get`]), the Prometheus text format ([`parse_metrics`],
+//! [`histogram`]), growing events files ([`EventsTail`]) and an in-process RTSP client ([`RtspClient`]).
 
+use gst::prelude::*;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -146,6 +150,24 @@ impl Vigil {
         (vigil, rx)
     }
 
+    /// Stops with SIGINT and asserts a clean end: exit 0 within 30 s, no panic, no GStreamer
+    /// `CRITICAL`. Returns stderr.
+    pub fn stop_clean(mut self) -> String {
+        self.interrupt();
+        let status = self.wait(Duration::from_secs(30));
+        let stderr = self.stderr_text();
+        assert_eq!(
+            status.and_then(|s| s.code()),
+            Some(0),
+            "vigil exit after SIGINT; stderr:\n{stderr}"
+        );
+        assert!(
+            !stderr.contains("panicked") && !stderr.contains("CRITICAL"),
+            "{stderr}"
+        );
+        stderr
+    }
+
     pub fn stderr_text(&self) -> String {
         self.stderr.lock().unwrap().join("\n")
     }
@@ -181,4 +203,585 @@ impl Drop for Vigil {
             let _ = self.child.wait();
         }
     }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Fleet helpers: `vigil` with its start-up lines, test cameras, HTTP, Prometheus text, events files
+// and an in-process RTSP client.
+
+/// What `vigil run` printed at start-up.
+#[derive(Debug, Clone, Default)]
+pub struct StartInfo {
+    /// Every `vigil: <name>: RTSP rtsp://…` URL, in order.
+    pub rtsp: Vec<String>,
+    /// The API's `host:port` (from `vigil: <name>: API http://host:port/`).
+    pub api: Option<String>,
+}
+
+/// Starts `vigil run config` and waits (at most `limit`) for its last start-up line (`…: realtime …`).
+/// Returns the process and what it printed; on failure, stderr and the exit status.
+pub fn start_vigil(config: &Path, limit: Duration) -> Result<(Vigil, StartInfo), String> {
+    let (mut vigil, rx) = Vigil::run(config, &[]);
+    let mut info = StartInfo::default();
+    let deadline = Instant::now() + limit;
+    loop {
+        match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok(line) => {
+                if let Some(url) = line.split(": RTSP ").nth(1)
+                    && url.starts_with("rtsp://")
+                {
+                    info.rtsp.push(url.trim().to_string());
+                }
+                if let Some(rest) = line.split(": API http://").nth(1) {
+                    info.api = Some(rest.trim().trim_end_matches('/').to_string());
+                }
+                if line.contains(": realtime ") {
+                    return Ok((vigil, info));
+                }
+            }
+            Err(_) => {
+                let status = vigil.wait(Duration::from_millis(500));
+                return Err(format!(
+                    "vigil did not start within {limit:?} (exit: {status:?}); stderr:\n{}",
+                    vigil.stderr_text()
+                ));
+            }
+        }
+    }
+}
+
+/// A loopback TCP port that nothing listens on right now (bound, then released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or(0)
+}
+
+/// A `vigil-test-camera` process (the binary of this crate: pass `env!("CARGO_BIN_EXE_vigil-test-camera")`),
+/// killed on drop.
+pub struct TestCamera {
+    child: Child,
+    /// `rtsp://127.0.0.1:PORT/MOUNT`, as the camera printed it.
+    pub url: String,
+    pub port: u16,
+    stderr: Arc<Mutex<Vec<String>>>,
+}
+
+impl TestCamera {
+    /// Starts a camera serving `file` at `127.0.0.1:port/cam` (`port` 0: a free one) with the extra
+    /// arguments `args` (e.g. `["--width", "320", "--height", "136", "--fps", "15"]`); waits for its
+    /// `ready` line at most 20 s.
+    pub fn start(bin: &Path, file: &Path, port: u16, args: &[&str]) -> Result<TestCamera, String> {
+        use std::io::BufRead;
+        let mut child = Command::new(bin)
+            .arg("--port")
+            .arg(port.to_string())
+            .arg("--mount")
+            .arg("/cam")
+            .arg("--file")
+            .arg(file)
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("cannot start {}: {e}", bin.display()))?;
+        let (tx, rx) = std::sync::mpsc::channel::<String>();
+        if let Some(out) = child.stdout.take() {
+            std::thread::spawn(move || {
+                for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+                    let _ = tx.send(line);
+                }
+            });
+        }
+        let stderr = Arc::new(Mutex::new(Vec::new()));
+        if let Some(err) = child.stderr.take() {
+            let s2 = stderr.clone();
+            std::thread::spawn(move || {
+                for line in std::io::BufReader::new(err).lines().map_while(Result::ok) {
+                    s2.lock().unwrap_or_else(|p| p.into_inner()).push(line);
+                }
+            });
+        }
+        let mut camera = TestCamera {
+            child,
+            url: String::new(),
+            port,
+            stderr,
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                Ok(line) => {
+                    if let Some(url) = line.strip_prefix("ready ") {
+                        camera.url = url.trim().to_string();
+                        camera.port = url
+                            .rsplit_once(':')
+                            .and_then(|(_, rest)| rest.split('/').next())
+                            .and_then(|p| p.parse().ok())
+                            .unwrap_or(port);
+                        return Ok(camera);
+                    }
+                }
+                Err(_) => {
+                    std::thread::sleep(Duration::from_millis(200));
+                    let status = camera.child.try_wait().ok().flatten();
+                    return Err(format!(
+                        "the test camera did not get ready (exit: {status:?}); stderr:\n{}",
+                        camera.stderr_text()
+                    ));
+                }
+            }
+        }
+    }
+
+    pub fn stderr_text(&self) -> String {
+        self.stderr
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .join("\n")
+    }
+
+    /// Kills the camera (SIGKILL: a real outage, its TCP connections drop) and reaps it.
+    pub fn kill(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+        }
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for TestCamera {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// `GET path` from `addr` (`host:port`) over HTTP/1.1 with `Connection: close`; returns the status
+/// and the body (chunked bodies are decoded). Bounded by 10 s.
+pub fn http_get(addr: &str, path: &str) -> Result<(u16, String), String> {
+    use std::io::{Read, Write};
+    let sock: std::net::SocketAddr = addr
+        .parse()
+        .map_err(|e| format!("bad address {addr}: {e}"))?;
+    let mut s = std::net::TcpStream::connect_timeout(&sock, Duration::from_secs(5))
+        .map_err(|e| format!("connect {addr}: {e}"))?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .and_then(|_| s.set_write_timeout(Some(Duration::from_secs(10))))
+        .map_err(|e| format!("socket options: {e}"))?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .map_err(|e| format!("GET {path}: {e}"))?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw)
+        .map_err(|e| format!("GET {path}: reading the answer: {e}"))?;
+    let text = String::from_utf8_lossy(&raw);
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| format!("GET {path}: no HTTP header in {text:?}"))?;
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| format!("GET {path}: no status in {head:?}"))?;
+    let chunked = head.lines().any(|l| {
+        let l = l.to_ascii_lowercase();
+        l.starts_with("transfer-encoding:") && l.contains("chunked")
+    });
+    let body = if chunked {
+        dechunk(body)
+    } else {
+        body.to_string()
+    };
+    Ok((status, body))
+}
+
+fn dechunk(mut body: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = body.split_once("\r\n") {
+        let n = usize::from_str_radix(size.split(';').next().unwrap_or("").trim(), 16).unwrap_or(0);
+        if n == 0 || rest.len() < n {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        body = rest[n..].strip_prefix("\r\n").unwrap_or(&rest[n..]);
+    }
+    out
+}
+
+/// `GET /streams` parsed: one JSON object per stream.
+pub fn get_streams(api: &str) -> Result<Vec<serde_json::Value>, String> {
+    let (code, body) = http_get(api, "/streams")?;
+    if code != 200 {
+        return Err(format!("GET /streams: {code} {body}"));
+    }
+    match serde_json::from_str::<serde_json::Value>(&body) {
+        Ok(serde_json::Value::Array(list)) => Ok(list),
+        Ok(other) => Err(format!("GET /streams: not a list: {other}")),
+        Err(e) => Err(format!("GET /streams: {e}: {body}")),
+    }
+}
+
+/// One sample of a Prometheus text exposition.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample {
+    pub name: String,
+    pub labels: Vec<(String, String)>,
+    pub value: f64,
+}
+
+impl Sample {
+    pub fn label(&self, key: &str) -> Option<&str> {
+        self.labels
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// True when every `(key, value)` of `want` is among the labels.
+    pub fn has_labels(&self, want: &[(&str, &str)]) -> bool {
+        want.iter().all(|(k, v)| self.label(k) == Some(*v))
+    }
+}
+
+/// Parses the Prometheus text format (version 0.0.4): comments are skipped, label values unescaped;
+/// lines that do not parse are errors naming them.
+pub fn parse_metrics(text: &str) -> Result<Vec<Sample>, String> {
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        out.push(parse_sample(line).ok_or_else(|| format!("bad metrics line: {line}"))?);
+    }
+    Ok(out)
+}
+
+fn parse_sample(line: &str) -> Option<Sample> {
+    let name_end = line.find(['{', ' '])?;
+    let name = line[..name_end].to_string();
+    let mut labels = Vec::new();
+    let mut rest = &line[name_end..];
+    if let Some(r) = rest.strip_prefix('{') {
+        let mut chars = r.char_indices();
+        let mut key = String::new();
+        loop {
+            let (i, c) = chars.next()?;
+            match c {
+                '}' => {
+                    rest = &r[i + 1..];
+                    break;
+                }
+                ',' | ' ' => {}
+                '=' => {
+                    if chars.next()?.1 != '"' {
+                        return None;
+                    }
+                    let mut value = String::new();
+                    loop {
+                        let (_, c) = chars.next()?;
+                        match c {
+                            '"' => break,
+                            '\\' => match chars.next()?.1 {
+                                'n' => value.push('\n'),
+                                other => value.push(other),
+                            },
+                            other => value.push(other),
+                        }
+                    }
+                    labels.push((std::mem::take(&mut key), value));
+                }
+                other => key.push(other),
+            }
+        }
+    }
+    let value = rest.split_whitespace().next()?;
+    let value = match value {
+        "+Inf" => f64::INFINITY,
+        "-Inf" => f64::NEG_INFINITY,
+        v => v.parse().ok()?,
+    };
+    Some(Sample {
+        name,
+        labels,
+        value,
+    })
+}
+
+/// The value of the first sample `name` whose labels include `labels`.
+pub fn metric(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    samples
+        .iter()
+        .find(|s| s.name == name && s.has_labels(labels))
+        .map(|s| s.value)
+}
+
+/// One histogram series out of an exposition.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct HistogramSeries {
+    /// `(le, cumulative count)`, ascending, `+Inf` last.
+    pub buckets: Vec<(f64, f64)>,
+    pub count: f64,
+    pub sum: f64,
+}
+
+impl HistogramSeries {
+    /// The `q` quantile (0..1) estimated like Prometheus's `histogram_quantile`: linear interpolation
+    /// inside the bucket holding the rank (from 0 in the first bucket); the highest finite bound when the
+    /// rank falls in `+Inf`. `None` without observations.
+    pub fn quantile(&self, q: f64) -> Option<f64> {
+        if self.count <= 0.0 || self.buckets.is_empty() {
+            return None;
+        }
+        let rank = q.clamp(0.0, 1.0) * self.count;
+        let (mut lower, mut below) = (0.0, 0.0);
+        for &(le, cumulative) in &self.buckets {
+            if cumulative >= rank {
+                if le.is_infinite() {
+                    return Some(lower);
+                }
+                let inside = cumulative - below;
+                if inside <= 0.0 {
+                    return Some(le);
+                }
+                return Some(lower + (le - lower) * (rank - below) / inside);
+            }
+            lower = le;
+            below = cumulative;
+        }
+        Some(lower)
+    }
+}
+
+/// The histogram `name` (samples `name_bucket`, `name_sum`, `name_count`) whose labels include
+/// `labels`; `None` when it has no buckets.
+pub fn histogram(
+    samples: &[Sample],
+    name: &str,
+    labels: &[(&str, &str)],
+) -> Option<HistogramSeries> {
+    let bucket = format!("{name}_bucket");
+    let mut h = HistogramSeries::default();
+    for s in samples.iter().filter(|s| s.has_labels(labels)) {
+        if s.name == bucket {
+            let le = match s.label("le")? {
+                "+Inf" => f64::INFINITY,
+                v => v.parse().ok()?,
+            };
+            h.buckets.push((le, s.value));
+        } else if s.name == format!("{name}_count") {
+            h.count = s.value;
+        } else if s.name == format!("{name}_sum") {
+            h.sum = s.value;
+        }
+    }
+    if h.buckets.is_empty() {
+        return None;
+    }
+    h.buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+    Some(h)
+}
+
+/// Reads a JSON-lines events file as it grows: each [`EventsTail::read_new`] returns the events of the
+/// whole lines written since the previous call (a partial last line waits for its end).
+pub struct EventsTail {
+    path: PathBuf,
+    offset: u64,
+    partial: Vec<u8>,
+}
+
+impl EventsTail {
+    pub fn new(path: &Path) -> EventsTail {
+        EventsTail {
+            path: path.to_path_buf(),
+            offset: 0,
+            partial: Vec::new(),
+        }
+    }
+
+    /// The new events; a missing file is no events yet, a line that is not JSON an error.
+    pub fn read_new(&mut self) -> Result<Vec<serde_json::Value>, String> {
+        use std::io::{Read, Seek, SeekFrom};
+        let mut f = match std::fs::File::open(&self.path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(format!("{}: {e}", self.path.display())),
+        };
+        let mut buf = Vec::new();
+        f.seek(SeekFrom::Start(self.offset))
+            .and_then(|_| f.read_to_end(&mut buf))
+            .map_err(|e| format!("{}: {e}", self.path.display()))?;
+        self.offset += buf.len() as u64;
+        self.partial.extend_from_slice(&buf);
+        let Some(last_newline) = self.partial.iter().rposition(|&b| b == b'\n') else {
+            return Ok(Vec::new());
+        };
+        let rest = self.partial.split_off(last_newline + 1);
+        let whole = std::mem::replace(&mut self.partial, rest);
+        let mut events = Vec::new();
+        for line in String::from_utf8_lossy(&whole).lines() {
+            if line.trim().is_empty() {
+                continue;
+            }
+            events.push(
+                serde_json::from_str(line)
+                    .map_err(|e| format!("{}: bad event {line:?}: {e}", self.path.display()))?,
+            );
+        }
+        Ok(events)
+    }
+}
+
+/// Every event of a JSON-lines file.
+pub fn read_events(path: &Path) -> Result<Vec<serde_json::Value>, String> {
+    EventsTail::new(path).read_new()
+}
+
+/// What one [`RtspClient`] saw.
+#[derive(Debug, Default, Clone)]
+pub struct ClientResult {
+    pub url: String,
+    pub frames: u64,
+    pub width: i32,
+    pub height: i32,
+    /// From the start of the client to the end of the wait.
+    pub seconds: f64,
+    /// From the start of the client to its first decoded frame.
+    pub first_frame: Option<f64>,
+    pub error: Option<String>,
+}
+
+/// A real RTSP client in this process: `rtspsrc (TCP) ! rtph264depay ! h264parse ! avdec_h264 !
+/// appsink`, counting decoded frames. Set to NULL on drop.
+pub struct RtspClient {
+    url: String,
+    pipeline: gst::Pipeline,
+    frames: Arc<std::sync::atomic::AtomicU64>,
+    caps: Arc<Mutex<Option<gst::Caps>>>,
+    first: Arc<Mutex<Option<Instant>>>,
+    started: Instant,
+}
+
+impl RtspClient {
+    /// Builds and starts the client (`gst::init` first).
+    pub fn start(url: &str) -> Result<RtspClient, String> {
+        use std::sync::atomic::Ordering;
+        gst::init().map_err(|e| format!("gst init: {e}"))?;
+        let launch = format!(
+            "rtspsrc location={url} protocols=tcp latency=200 ! rtph264depay ! h264parse \
+             ! avdec_h264 ! videoconvert ! video/x-raw,format=I420 ! appsink name=sink sync=false"
+        );
+        let pipeline = gst::parse::launch(&launch)
+            .map_err(|e| format!("client pipeline: {e}"))?
+            .downcast::<gst::Pipeline>()
+            .map_err(|_| "client: not a pipeline".to_string())?;
+        let sink = pipeline
+            .by_name("sink")
+            .and_then(|s| s.downcast::<gst_app::AppSink>().ok())
+            .ok_or_else(|| "client: no appsink".to_string())?;
+        let frames = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let caps: Arc<Mutex<Option<gst::Caps>>> = Arc::default();
+        let first: Arc<Mutex<Option<Instant>>> = Arc::default();
+        let (f2, c2, first2) = (frames.clone(), caps.clone(), first.clone());
+        sink.set_callbacks(
+            gst_app::AppSinkCallbacks::builder()
+                .new_sample(move |s| {
+                    let sample = s.pull_sample().map_err(|_| gst::FlowError::Eos)?;
+                    if f2.fetch_add(1, Ordering::SeqCst) == 0 {
+                        if let Some(c) = sample.caps() {
+                            *c2.lock().unwrap_or_else(|p| p.into_inner()) = Some(c.to_owned());
+                        }
+                        *first2.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
+                    }
+                    Ok(gst::FlowSuccess::Ok)
+                })
+                .build(),
+        );
+        pipeline
+            .set_state(gst::State::Playing)
+            .map_err(|e| format!("client {url} does not play: {e}"))?;
+        Ok(RtspClient {
+            url: url.to_string(),
+            pipeline,
+            frames,
+            caps,
+            first,
+            started: Instant::now(),
+        })
+    }
+
+    pub fn frames(&self) -> u64 {
+        self.frames.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Polls the bus until `want` frames (`None`), an error or end of stream, or `deadline`
+    /// (`Some(why)`).
+    pub fn wait_for(&self, want: u64, deadline: Instant) -> Option<String> {
+        wait_for_frames(&self.pipeline, want, || self.frames(), deadline)
+    }
+
+    /// What the client saw so far (`error` as given).
+    pub fn result(&self, error: Option<String>) -> ClientResult {
+        let mut r = ClientResult {
+            url: self.url.clone(),
+            frames: self.frames(),
+            seconds: self.started.elapsed().as_secs_f64(),
+            first_frame: self
+                .first
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .map(|t| t.duration_since(self.started).as_secs_f64()),
+            error,
+            ..Default::default()
+        };
+        if let Some(s) = self
+            .caps
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .and_then(|c| c.structure(0).map(|s| s.to_owned()))
+        {
+            r.width = s.get::<i32>("width").unwrap_or(0);
+            r.height = s.get::<i32>("height").unwrap_or(0);
+        }
+        r
+    }
+}
+
+impl Drop for RtspClient {
+    fn drop(&mut self) {
+        let _ = self.pipeline.set_state(gst::State::Null);
+    }
+}
+
+/// Pops the bus of a client `pipeline` until `frames()` reaches `want` (`None`), an error or end of
+/// stream, or `deadline` (`Some(why)`).
+pub fn wait_for_frames(
+    pipeline: &gst::Pipeline,
+    want: u64,
+    frames: impl Fn() -> u64,
+    deadline: Instant,
+) -> Option<String> {
+    let bus = pipeline.bus()?;
+    while frames() < want {
+        if Instant::now() > deadline {
+            return Some(format!("timed out with {} frames", frames()));
+        }
+        if let Some(msg) = bus.timed_pop_filtered(
+            gst::ClockTime::from_mseconds(100),
+            &[gst::MessageType::Error, gst::MessageType::Eos],
+        ) {
+            return Some(match msg.view() {
+                gst::MessageView::Error(e) => {
+                    format!("client error: {} ({:?})", e.error(), e.debug())
+                }
+                _ => format!("end of stream after {} frames", frames()),
+            });
+        }
+    }
+    None
 }

@@ -129,28 +129,12 @@ impl Client {
 
     /// Polls the bus until `want` frames, an error/EOS, or `limit`.
     fn wait_for(&self, want: u64, limit: Duration) -> Option<String> {
-        let bus = self.pipeline.bus().unwrap();
-        let deadline = Instant::now() + limit;
-        while self.frames() < want {
-            if Instant::now() > deadline {
-                return Some(format!(
-                    "timed out after {limit:?} with {} frames",
-                    self.frames()
-                ));
-            }
-            if let Some(msg) = bus.timed_pop_filtered(
-                gst::ClockTime::from_mseconds(100),
-                &[gst::MessageType::Error, gst::MessageType::Eos],
-            ) {
-                return Some(match msg.view() {
-                    gst::MessageView::Error(e) => {
-                        format!("client error: {} ({:?})", e.error(), e.debug())
-                    }
-                    _ => format!("end of stream after {} frames", self.frames()),
-                });
-            }
-        }
-        None
+        vigil_tests::wait_for_frames(
+            &self.pipeline,
+            want,
+            || self.frames(),
+            Instant::now() + limit,
+        )
     }
 
     fn finish(self, error: Option<String>) -> ClientResult {

@@ -15,29 +15,9 @@ use vigil_tests::{TempDir, Vigil, repo_root, skip};
 
 /// Starts `vigil run config`; returns it and every RTSP URL it prints at start-up (empty without RTSP).
 fn start_vigil(config: &Path) -> (Vigil, Vec<String>) {
-    let (mut vigil, rx) = Vigil::run(config, &[]);
-    let mut urls = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-            Ok(line) => {
-                if let Some(i) = line.find("rtsp://") {
-                    urls.push(line[i..].trim().to_string());
-                }
-                // The last start-up line.
-                if line.contains(": realtime ") {
-                    return (vigil, urls);
-                }
-            }
-            Err(_) => {
-                let status = vigil.wait(Duration::from_millis(500));
-                panic!(
-                    "vigil did not start (exit: {status:?}); stderr:\n{}",
-                    vigil.stderr_text()
-                );
-            }
-        }
-    }
+    let (vigil, info) =
+        vigil_tests::start_vigil(config, Duration::from_secs(60)).unwrap_or_else(|e| panic!("{e}"));
+    (vigil, info.rtsp)
 }
 
 /// What one RTSP client saw.
@@ -108,28 +88,12 @@ impl Client {
 
     /// Polls the bus until `want` frames, an error/EOS, or `limit`.
     fn wait_for(&self, want: u64, limit: Duration) -> Option<String> {
-        let bus = self.pipeline.bus().unwrap();
-        let deadline = Instant::now() + limit;
-        while self.frames() < want {
-            if Instant::now() > deadline {
-                return Some(format!(
-                    "timed out after {limit:?} with {} frames",
-                    self.frames()
-                ));
-            }
-            if let Some(msg) = bus.timed_pop_filtered(
-                gst::ClockTime::from_mseconds(100),
-                &[gst::MessageType::Error, gst::MessageType::Eos],
-            ) {
-                return Some(match msg.view() {
-                    gst::MessageView::Error(e) => {
-                        format!("client error: {} ({:?})", e.error(), e.debug())
-                    }
-                    _ => format!("end of stream after {} frames", self.frames()),
-                });
-            }
-        }
-        None
+        vigil_tests::wait_for_frames(
+            &self.pipeline,
+            want,
+            || self.frames(),
+            Instant::now() + limit,
+        )
     }
 
     fn finish(self, error: Option<String>) -> ClientResult {
@@ -187,19 +151,9 @@ fn needed(test: &str) -> Option<(PathBuf, PathBuf, PathBuf)> {
 }
 
 /// Stops `vigil` with SIGINT; asserts exit 0, a summary and no error; returns stderr.
-fn interrupt_and_check(mut vigil: Vigil) -> String {
-    vigil.interrupt();
-    let status = vigil.wait(Duration::from_secs(30));
-    let stderr = vigil.stderr_text();
-    assert_eq!(
-        status.and_then(|s| s.code()),
-        Some(0),
-        "vigil exit after SIGINT; stderr:\n{stderr}"
-    );
-    assert!(
-        !stderr.contains("error:") && !stderr.contains("CRITICAL") && !stderr.contains("panicked"),
-        "{stderr}"
-    );
+fn interrupt_and_check(vigil: Vigil) -> String {
+    let stderr = vigil.stop_clean();
+    assert!(!stderr.contains("error:"), "{stderr}");
     assert!(stderr.contains("summary"), "no summary; stderr:\n{stderr}");
     stderr
 }
