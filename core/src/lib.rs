@@ -1,11 +1,13 @@
 //! Vigil's GStreamer-free cores: the object metadata model, model repository, pre/post-processing,
-//! NMS, tracking and drawing. Everything here is plain Rust with unit tests.
+//! NMS, tracking, tracking evaluation (MOTChallenge metrics) and drawing. Everything here is plain Rust
+//! with unit tests.
 
 pub mod backoff;
 pub mod draw;
 pub mod engine;
 pub mod modelrepo;
 pub mod modelspec;
+pub mod mot;
 pub mod objects;
 pub mod postprocess;
 pub mod preprocess;
