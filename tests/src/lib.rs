@@ -361,32 +361,52 @@ impl Drop for TestCamera {
 /// `GET path` from `addr` (`host:port`) over HTTP/1.1 with `Connection: close`; returns the status
 /// and the body (chunked bodies are decoded). Bounded by 10 s.
 pub fn http_get(addr: &str, path: &str) -> Result<(u16, String), String> {
+    http_request(addr, "GET", path, None)
+}
+
+/// One HTTP/1.1 request (`Connection: close`, a JSON `body` when given) to `addr`; returns the status
+/// and the body.
+pub fn http_request(
+    addr: &str,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+) -> Result<(u16, String), String> {
     use std::io::{Read, Write};
     let sock: std::net::SocketAddr = addr
         .parse()
         .map_err(|e| format!("bad address {addr}: {e}"))?;
     let mut s = std::net::TcpStream::connect_timeout(&sock, Duration::from_secs(5))
         .map_err(|e| format!("connect {addr}: {e}"))?;
-    s.set_read_timeout(Some(Duration::from_secs(10)))
+    s.set_read_timeout(Some(Duration::from_secs(30)))
         .and_then(|_| s.set_write_timeout(Some(Duration::from_secs(10))))
         .map_err(|e| format!("socket options: {e}"))?;
+    let payload = body.unwrap_or("");
+    let content = if body.is_some() {
+        format!(
+            "Content-Type: application/json\r\nContent-Length: {}\r\n",
+            payload.len()
+        )
+    } else {
+        String::new()
+    };
     write!(
         s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n{content}\r\n{payload}"
     )
-    .map_err(|e| format!("GET {path}: {e}"))?;
+    .map_err(|e| format!("{method} {path}: {e}"))?;
     let mut raw = Vec::new();
     s.read_to_end(&mut raw)
-        .map_err(|e| format!("GET {path}: reading the answer: {e}"))?;
+        .map_err(|e| format!("{method} {path}: reading the answer: {e}"))?;
     let text = String::from_utf8_lossy(&raw);
     let (head, body) = text
         .split_once("\r\n\r\n")
-        .ok_or_else(|| format!("GET {path}: no HTTP header in {text:?}"))?;
+        .ok_or_else(|| format!("{method} {path}: no HTTP header in {text:?}"))?;
     let status = head
         .split(' ')
         .nth(1)
         .and_then(|c| c.parse().ok())
-        .ok_or_else(|| format!("GET {path}: no status in {head:?}"))?;
+        .ok_or_else(|| format!("{method} {path}: no status in {head:?}"))?;
     let chunked = head.lines().any(|l| {
         let l = l.to_ascii_lowercase();
         l.starts_with("transfer-encoding:") && l.contains("chunked")

@@ -9,44 +9,19 @@
 //! media or the NanoDet model are not installed (`make setup`).
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::path::Path;
 use std::time::{Duration, Instant};
 use vigil_tests::{TempDir, repo_root, skip};
 
-/// One HTTP/1.1 request with `Connection: close`; returns the status and the body.
+/// One request to the API; panics on a transport failure.
 fn http(addr: &str, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
-    let mut s = TcpStream::connect(addr).expect("connect to the API");
-    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    let body = body.unwrap_or("");
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut text = String::new();
-    s.read_to_string(&mut text).unwrap();
-    let status = text
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    (status, body)
+    vigil_tests::http_request(addr, method, path, body).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// `GET /streams` as `name → (state, frames)`.
 fn streams(addr: &str) -> BTreeMap<String, (String, u64)> {
-    let (code, body) = http(addr, "GET", "/streams", None);
-    assert_eq!(code, 200, "{body}");
-    let v: serde_json::Value = serde_json::from_str(&body).expect("JSON");
-    v.as_array()
-        .expect("array")
+    vigil_tests::get_streams(addr)
+        .unwrap_or_else(|e| panic!("{e}"))
         .iter()
         .map(|s| {
             (
