@@ -135,6 +135,142 @@ pub struct FrameObjects {
     /// `false` when `vigilinfer` skipped this frame (`interval`): objects are then the tracker's predictions.
     pub inferred: bool,
     pub objects: Vec<Object>,
+    /// Line, zone and event results of `vigilanalytics` for this frame.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub analytics: Option<FrameAnalytics>,
+}
+
+/// A point in frame pixels.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+pub struct Point {
+    pub x: f32,
+    pub y: f32,
+}
+
+impl Point {
+    pub fn new(x: f32, y: f32) -> Self {
+        Self { x, y }
+    }
+}
+
+/// Crossings of one line by objects of one label, in each direction.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct LabelCounts {
+    pub label: String,
+    /// Crossings in the line's `in` direction (from its `out` side to its `in` side).
+    pub r#in: u64,
+    /// Crossings in the opposite direction.
+    pub out: u64,
+}
+
+/// A counting line and its cumulative counts since the stream started.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct LineStatus {
+    pub name: String,
+    /// The line from `points[0]` to `points[1]` in frame pixels.
+    pub points: [Point; 2],
+    /// Per label, in label order of first crossing.
+    pub counts: Vec<LabelCounts>,
+}
+
+/// A zone (polygon) and its state in this frame.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct ZoneStatus {
+    pub name: String,
+    /// Polygon vertices in frame pixels.
+    pub polygon: Vec<Point>,
+    /// Objects inside the zone in this frame.
+    pub occupancy: u32,
+    /// Cumulative entries and exits since the stream started.
+    pub entries: u64,
+    pub exits: u64,
+    /// `occupancy` is above the zone's overcrowding threshold.
+    pub overcrowded: bool,
+}
+
+/// What happened in an [`AnalyticsEvent`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AnalyticsEventKind {
+    /// A track crossed a line (`direction` says which way).
+    LineCrossed,
+    /// A track entered a zone.
+    ZoneEntered,
+    /// A track left a zone (`dwell_s` says how long it stayed).
+    ZoneExited,
+    /// A zone's occupancy rose above its threshold (`count`, `threshold`).
+    ZoneOvercrowded,
+    /// An overcrowded zone's occupancy fell back to its threshold or below.
+    ZoneCleared,
+}
+
+/// One analytics event of a frame; serialised into the JSON event schema.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AnalyticsEvent {
+    pub kind: AnalyticsEventKind,
+    /// Name of the line or zone.
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub track_id: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub class_id: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+    /// `in` or `out` (line crossings).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub direction: Option<String>,
+    /// Seconds the track spent in the zone (zone exits).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dwell_s: Option<f64>,
+    /// Occupancy (overcrowding events).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub count: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threshold: Option<u32>,
+}
+
+impl AnalyticsEvent {
+    pub fn new(kind: AnalyticsEventKind, name: impl Into<String>) -> Self {
+        Self {
+            kind,
+            name: name.into(),
+            track_id: None,
+            class_id: None,
+            label: None,
+            direction: None,
+            dwell_s: None,
+            count: None,
+            threshold: None,
+        }
+    }
+}
+
+/// The `vigilanalytics` results attached to a frame.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct FrameAnalytics {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub lines: Vec<LineStatus>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub zones: Vec<ZoneStatus>,
+    /// Events of this frame, in the order they happened.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub events: Vec<AnalyticsEvent>,
+}
+
+impl FrameAnalytics {
+    /// Scales every line and zone point by `sx`, `sy`.
+    pub fn scale(&mut self, sx: f32, sy: f32) {
+        let scale = |p: &mut Point| {
+            p.x *= sx;
+            p.y *= sy;
+        };
+        for l in &mut self.lines {
+            l.points.iter_mut().for_each(scale);
+        }
+        for z in &mut self.zones {
+            z.polygon.iter_mut().for_each(scale);
+        }
+    }
 }
 
 impl FrameObjects {
@@ -165,6 +301,9 @@ impl FrameObjects {
         for o in &mut self.objects {
             o.bbox = o.bbox.scaled(sx, sy);
         }
+        if let Some(a) = &mut self.analytics {
+            a.scale(sx, sy);
+        }
         self.width = width;
         self.height = height;
     }
@@ -193,6 +332,8 @@ pub struct FrameEvent {
     pub height: u32,
     pub inferred: bool,
     pub objects: Vec<Object>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub analytics: Option<FrameAnalytics>,
 }
 
 pub const FRAME_EVENT_SCHEMA: &str = "vigil.frame.v1";
@@ -213,6 +354,7 @@ impl FrameEvent {
             height: frame.height,
             inferred: frame.inferred,
             objects: frame.objects.clone(),
+            analytics: frame.analytics.clone(),
         }
     }
 
@@ -244,8 +386,21 @@ mod tests {
             0.9,
             BBox::new(10.0, 10.0, 20.0, 20.0),
         ));
+        f.analytics = Some(FrameAnalytics {
+            lines: vec![LineStatus {
+                name: "l".into(),
+                points: [Point::new(0.0, 25.0), Point::new(100.0, 25.0)],
+                counts: Vec::new(),
+            }],
+            ..Default::default()
+        });
         f.rescale(200, 100);
         assert_eq!(f.objects[0].bbox, BBox::new(20.0, 20.0, 40.0, 40.0));
+        let line = &f.analytics.as_ref().unwrap().lines[0];
+        assert_eq!(
+            line.points,
+            [Point::new(0.0, 50.0), Point::new(200.0, 50.0)]
+        );
         assert_eq!((f.width, f.height), (200, 100));
     }
 
@@ -262,7 +417,29 @@ mod tests {
         assert!(line.contains("\"schema\":\"vigil.frame.v1\""));
         assert!(line.contains("\"track_id\":5"));
         assert!(!line.contains("parent"));
+        assert!(!line.contains("analytics"));
         let back: FrameEvent = serde_json::from_str(&line).unwrap();
         assert_eq!(back, ev);
+    }
+
+    #[test]
+    fn analytics_event_serialises_with_snake_case_kind() {
+        let mut e = AnalyticsEvent::new(AnalyticsEventKind::LineCrossed, "door");
+        e.track_id = Some(3);
+        e.direction = Some("in".into());
+        let json = serde_json::to_string(&e).unwrap();
+        assert_eq!(
+            json,
+            r#"{"kind":"line_crossed","name":"door","track_id":3,"direction":"in"}"#
+        );
+        let c = LabelCounts {
+            label: "person".into(),
+            r#in: 2,
+            out: 1,
+        };
+        assert_eq!(
+            serde_json::to_string(&c).unwrap(),
+            r#"{"label":"person","in":2,"out":1}"#
+        );
     }
 }
