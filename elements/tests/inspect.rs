@@ -129,7 +129,17 @@ fn vigilinfer_is_documented() {
 fn vigiltrack_is_documented() {
     check(
         "vigiltrack",
-        &["tracker", "iou-threshold", "max-age", "min-hits"],
+        &[
+            "tracker",
+            "iou-threshold",
+            "max-age",
+            "track-buffer",
+            "min-hits",
+            "track-thresh",
+            "low-thresh",
+            "new-track-thresh",
+            "match-class",
+        ],
     );
 }
 

@@ -7,6 +7,12 @@ use gstvigil::meta::VigilMeta;
 use vigil_core::objects::{BBox, FrameObjects, Object};
 
 fn frame_buffer(n: u64, inferred: bool, boxes: &[(f32, f32)]) -> gst::Buffer {
+    let scored: Vec<(f32, f32, f32)> = boxes.iter().map(|&(x, y)| (x, y, 0.9)).collect();
+    scored_frame_buffer(n, inferred, &scored)
+}
+
+/// A frame whose objects are `(x, y, confidence)`.
+fn scored_frame_buffer(n: u64, inferred: bool, boxes: &[(f32, f32, f32)]) -> gst::Buffer {
     let mut buf = gst::Buffer::with_size(64 * 48 * 4).unwrap();
     {
         let b = buf.get_mut().unwrap();
@@ -14,9 +20,9 @@ fn frame_buffer(n: u64, inferred: bool, boxes: &[(f32, f32)]) -> gst::Buffer {
         let mut f = FrameObjects::new(64, 48);
         f.frame = n;
         f.inferred = inferred;
-        for &(x, y) in boxes {
+        for &(x, y, c) in boxes {
             f.objects
-                .push(Object::new(0, "person", 0.9, BBox::new(x, y, 10.0, 20.0)));
+                .push(Object::new(0, "person", c, BBox::new(x, y, 10.0, 20.0)));
         }
         f.renumber();
         VigilMeta::add(b, f);
@@ -95,5 +101,57 @@ fn buffers_without_meta_pass_and_bad_tracker_is_refused() {
     assert_eq!(d.property::<String>("tracker"), "iou");
     assert_eq!(d.property::<f32>("iou-threshold"), 0.3);
     assert_eq!(d.property::<u32>("max-age"), 30);
-    assert_eq!(d.property::<u32>("min-hits"), 1);
+    assert_eq!(d.property::<u32>("min-hits"), 0);
+    assert_eq!(d.property::<u32>("track-buffer"), 30);
+    assert_eq!(d.property::<f32>("track-thresh"), 0.5);
+    assert_eq!(d.property::<f32>("low-thresh"), 0.1);
+    assert_eq!(d.property::<f32>("new-track-thresh"), 0.6);
+    assert!(d.property::<bool>("match-class"));
+    for kind in ["iou", "sort", "bytetrack", "ocsort"] {
+        let e = gst::ElementFactory::make("vigiltrack")
+            .property("tracker", kind)
+            .build()
+            .unwrap();
+        assert!(e.set_state(gst::State::Paused).is_ok(), "{kind}");
+        e.set_state(gst::State::Null).unwrap();
+    }
+}
+
+#[test]
+fn bytetrack_keeps_tracks_through_low_confidence_and_skipped_frames() {
+    let mut h = harness("tracker=bytetrack track-thresh=0.5 track-buffer=5");
+    let mut ids = Vec::new();
+    for n in 0..12u64 {
+        let x = n as f32;
+        // the first object is only weakly detected in frames 4..8 (partly occluded)
+        let c = if (4..8).contains(&n) { 0.3 } else { 0.9 };
+        let out = h
+            .push_and_pull(scored_frame_buffer(
+                n,
+                true,
+                &[(x, 5.0, c), (50.0 - x, 20.0, 0.9)],
+            ))
+            .unwrap();
+        let o = objects(&out);
+        assert_eq!(o.len(), 2);
+        ids.push((o[0].track_id, o[1].track_id));
+    }
+    assert!(ids[0].0.is_some() && ids[0].1.is_some(), "{ids:?}");
+    assert!(ids.iter().all(|p| *p == ids[0]), "{ids:?}");
+    assert_ne!(ids[0].0, ids[0].1);
+    // frames inference skipped: both tracks predicted, moving on
+    let p = objects(&h.push_and_pull(frame_buffer(12, false, &[])).unwrap());
+    assert_eq!(p.len(), 2, "{p:?}");
+    assert_eq!(p[0].track_id, ids[0].0);
+    assert!(p[0].bbox.x > 11.0, "{:?}", p[0].bbox);
+    assert_eq!(p[1].track_id, ids[0].1);
+    assert!(p[1].bbox.x < 39.0, "{:?}", p[1].bbox);
+    // a low-confidence detection alone starts nothing
+    let mut h = harness("tracker=bytetrack");
+    for n in 0..4u64 {
+        let out = h
+            .push_and_pull(scored_frame_buffer(n, true, &[(10.0, 10.0, 0.3)]))
+            .unwrap();
+        assert_eq!(objects(&out)[0].track_id, None);
+    }
 }

@@ -361,19 +361,28 @@ impl<'de> Deserialize<'de> for ClassName {
     }
 }
 
-/// Tracker algorithms.
+/// Tracker algorithms (`vigiltrack`'s `tracker` property).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum TrackerKind {
     /// Greedy IoU matching of detections to tracks.
     #[default]
     Iou,
+    /// SORT: Kalman filter and optimal IoU assignment.
+    Sort,
+    /// ByteTrack: SORT plus a second association of low-confidence detections.
+    Bytetrack,
+    /// OC-SORT: observation-centric SORT (momentum, recovery, re-update) with ByteTrack's second stage.
+    Ocsort,
 }
 
 impl TrackerKind {
     pub fn as_str(&self) -> &'static str {
         match self {
             TrackerKind::Iou => "iou",
+            TrackerKind::Sort => "sort",
+            TrackerKind::Bytetrack => "bytetrack",
+            TrackerKind::Ocsort => "ocsort",
         }
     }
 }
@@ -382,18 +391,34 @@ impl TrackerKind {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TrackerConfig {
-    /// `tracker.kind`: the algorithm; `iou`. Default `iou`.
+    /// `tracker.kind`: the algorithm; `iou`, `sort`, `bytetrack` or `ocsort`. Default `iou`.
     #[serde(default)]
     pub kind: TrackerKind,
     /// `tracker.iou_threshold`: minimum IoU to match a detection to a track, 0..1. Default 0.3.
     #[serde(default = "default_iou_threshold")]
     pub iou_threshold: f64,
-    /// `tracker.max_age`: frames a track survives without a match. Default 30.
+    /// `tracker.max_age`: inferred frames a track survives without a match (iou, sort, ocsort). Default 30.
     #[serde(default = "default_max_age")]
     pub max_age: u32,
-    /// `tracker.min_hits`: matches before a track gets an id. Default 1.
-    #[serde(default = "default_min_hits")]
+    /// `tracker.track_buffer`: inferred frames a lost track is kept (bytetrack). Default 30.
+    #[serde(default = "default_max_age")]
+    pub track_buffer: u32,
+    /// `tracker.min_hits`: matches before a track gets an id; 0 = the algorithm's default (iou 1, sort 3,
+    /// bytetrack 2, ocsort 3). Default 0.
+    #[serde(default)]
     pub min_hits: u32,
+    /// `tracker.track_thresh`: confidence of the high-score detections (bytetrack, ocsort). Default 0.5.
+    #[serde(default = "default_track_thresh")]
+    pub track_thresh: f64,
+    /// `tracker.low_thresh`: lowest confidence of the low-score detections (bytetrack, ocsort). Default 0.1.
+    #[serde(default = "default_low_thresh")]
+    pub low_thresh: f64,
+    /// `tracker.new_track_thresh`: minimum confidence to start a track (bytetrack, ocsort). Default 0.6.
+    #[serde(default = "default_new_track_thresh")]
+    pub new_track_thresh: f64,
+    /// `tracker.match_class`: associate detections only with tracks of their class. Default `true`.
+    #[serde(default = "yes")]
+    pub match_class: bool,
 }
 
 impl Default for TrackerConfig {
@@ -402,7 +427,12 @@ impl Default for TrackerConfig {
             kind: TrackerKind::Iou,
             iou_threshold: default_iou_threshold(),
             max_age: default_max_age(),
-            min_hits: default_min_hits(),
+            track_buffer: default_max_age(),
+            min_hits: 0,
+            track_thresh: default_track_thresh(),
+            low_thresh: default_low_thresh(),
+            new_track_thresh: default_new_track_thresh(),
+            match_class: true,
         }
     }
 }
@@ -619,8 +649,14 @@ fn default_iou_threshold() -> f64 {
 fn default_max_age() -> u32 {
     30
 }
-fn default_min_hits() -> u32 {
-    1
+fn default_track_thresh() -> f64 {
+    0.5
+}
+fn default_low_thresh() -> f64 {
+    0.1
+}
+fn default_new_track_thresh() -> f64 {
+    0.6
 }
 fn default_line_width() -> u32 {
     2
@@ -887,7 +923,20 @@ impl Config {
                 "must be at least 1".into(),
             ));
         }
-        unit_range(self.tracker.iou_threshold).map_err(|m| invalid("tracker.iou_threshold", m))?;
+        let tr = &self.tracker;
+        unit_range(tr.iou_threshold).map_err(|m| invalid("tracker.iou_threshold", m))?;
+        unit_range(tr.track_thresh).map_err(|m| invalid("tracker.track_thresh", m))?;
+        unit_range(tr.low_thresh).map_err(|m| invalid("tracker.low_thresh", m))?;
+        unit_range(tr.new_track_thresh).map_err(|m| invalid("tracker.new_track_thresh", m))?;
+        if tr.low_thresh > tr.track_thresh {
+            return Err(invalid(
+                "tracker.low_thresh",
+                format!(
+                    "{} is above tracker.track_thresh ({})",
+                    tr.low_thresh, tr.track_thresh
+                ),
+            ));
+        }
         if !(1..=16).contains(&self.overlay.line_width) {
             return Err(invalid(
                 "overlay.line_width",
@@ -1442,6 +1491,36 @@ mod tests {
         assert!(c.overlay.enabled && c.overlay.track_ids);
         assert_eq!(c.tracker.kind, TrackerKind::Iou);
         assert!(c.outputs.rtsp.is_none() && c.realtime.is_none());
+    }
+
+    #[test]
+    fn parses_every_tracker_kind_and_its_keys() {
+        for kind in ["iou", "sort", "bytetrack", "ocsort"] {
+            let text = format!(
+                "{MINIMAL}tracker:\n  kind: {kind}\n  track_thresh: 0.6\n  low_thresh: 0.2\n  \
+                 new_track_thresh: 0.7\n  track_buffer: 50\n  min_hits: 2\n  match_class: false\n"
+            );
+            let c = Config::parse(&text, "x.yaml").unwrap();
+            assert_eq!(c.tracker.kind.as_str(), kind);
+            assert_eq!(c.tracker.track_buffer, 50);
+            assert_eq!(c.tracker.min_hits, 2);
+            assert!(!c.tracker.match_class);
+            assert_eq!(
+                (
+                    c.tracker.track_thresh,
+                    c.tracker.low_thresh,
+                    c.tracker.new_track_thresh
+                ),
+                (0.6, 0.2, 0.7)
+            );
+        }
+        let c = Config::parse(MINIMAL, "x.yaml").unwrap();
+        assert_eq!(c.tracker.min_hits, 0, "the algorithm's default");
+        assert_eq!(c.tracker.track_buffer, 30);
+        let e = Config::parse(&format!("{MINIMAL}tracker: {{kind: deepsort}}\n"), "x.yaml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("deepsort") && e.contains("bytetrack"), "{e}");
     }
 
     #[test]

@@ -519,6 +519,12 @@ fn build_source_into(
     )?;
     set_prop(&track, "max-age", Prop::Num(cfg.tracker.max_age.into()))?;
     set_prop(&track, "min-hits", Prop::Num(cfg.tracker.min_hits.into()))?;
+    let t = &cfg.tracker;
+    set_prop(&track, "track-buffer", Prop::Num(t.track_buffer.into()))?;
+    set_prop(&track, "track-thresh", Prop::Num(t.track_thresh))?;
+    set_prop(&track, "low-thresh", Prop::Num(t.low_thresh))?;
+    set_prop(&track, "new-track-thresh", Prop::Num(t.new_track_thresh))?;
+    set_prop(&track, "match-class", Prop::Bool(t.match_class))?;
     let mut chain = vec![convert.clone(), infer, track.clone()];
     if cfg.overlay.enabled {
         let osd = make("vigilosd", &format!("{n}-osd"))?;

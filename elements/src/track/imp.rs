@@ -5,7 +5,7 @@ use gst::prelude::*;
 use gst::subclass::prelude::*;
 use gst_base::subclass::prelude::*;
 
-use vigil_core::tracker::{IouTracker, IouTrackerConfig, Tracker};
+use vigil_core::tracker::{self, Tracker, TrackerKind, TrackerParams};
 
 use crate::meta::VigilMeta;
 
@@ -20,34 +20,22 @@ static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
 #[derive(Debug, Clone)]
 struct Settings {
     tracker: String,
-    iou_threshold: f32,
-    max_age: u32,
-    min_hits: u32,
+    params: TrackerParams,
 }
 
 impl Default for Settings {
     fn default() -> Self {
-        let d = IouTrackerConfig::default();
         Self {
-            tracker: "iou".into(),
-            iou_threshold: d.iou_threshold,
-            max_age: d.max_age,
-            min_hits: d.min_hits,
+            tracker: TrackerKind::default().as_str().into(),
+            params: TrackerParams::default(),
         }
     }
 }
 
 impl Settings {
     fn build(&self) -> Result<Box<dyn Tracker>, String> {
-        match self.tracker.as_str() {
-            "iou" => Ok(Box::new(IouTracker::new(IouTrackerConfig {
-                iou_threshold: self.iou_threshold,
-                max_age: self.max_age,
-                min_hits: self.min_hits,
-                ..Default::default()
-            }))),
-            other => Err(format!("tracker '{other}' is not known (available: iou)")),
-        }
+        let kind: TrackerKind = self.tracker.parse()?;
+        Ok(tracker::build(kind, &self.params))
     }
 }
 
@@ -72,32 +60,91 @@ impl ObjectImpl for VigilTrack {
     fn properties() -> &'static [glib::ParamSpec] {
         static PROPERTIES: LazyLock<Vec<glib::ParamSpec>> = LazyLock::new(|| {
             let d = Settings::default();
+            let p = &d.params;
             vec![
                 glib::ParamSpecString::builder("tracker")
                     .nick("Tracker")
-                    .blurb("Tracking algorithm: iou (greedy IoU association with constant-velocity prediction)")
+                    .blurb(
+                        "Tracking algorithm: iou (greedy IoU association with constant-velocity prediction), \
+                         sort (Kalman filter and optimal IoU assignment), bytetrack (SORT plus a second \
+                         association of low-confidence detections), ocsort (observation-centric SORT: \
+                         direction-aware association, recovery on the last observed box and re-update after \
+                         occlusion, with ByteTrack's low-confidence association)",
+                    )
                     .default_value(Some(d.tracker.as_str()))
                     .mutable_ready()
                     .build(),
                 glib::ParamSpecFloat::builder("iou-threshold")
                     .nick("IoU threshold")
-                    .blurb("Minimum overlap between a track's predicted box and a detection to associate them")
+                    .blurb(
+                        "Minimum overlap between a track's predicted box and a detection to associate them \
+                         (bytetrack: of its first association, of high-confidence detections; the ByteTrack \
+                         paper uses 0.2)",
+                    )
                     .minimum(0.0)
                     .maximum(1.0)
-                    .default_value(d.iou_threshold)
+                    .default_value(p.iou_threshold)
                     .mutable_ready()
                     .build(),
                 glib::ParamSpecUInt::builder("max-age")
                     .nick("Maximum age")
-                    .blurb("Frames a track is kept without a matching detection before it is removed")
-                    .default_value(d.max_age)
+                    .blurb(
+                        "Inferred frames a track is kept without a matching detection before it is removed \
+                         (iou, sort, ocsort; bytetrack uses track-buffer)",
+                    )
+                    .default_value(p.max_age)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt::builder("track-buffer")
+                    .nick("Track buffer")
+                    .blurb("bytetrack: inferred frames a lost track is kept to be found again")
+                    .default_value(p.track_buffer)
                     .mutable_ready()
                     .build(),
                 glib::ParamSpecUInt::builder("min-hits")
                     .nick("Minimum hits")
-                    .blurb("Matched detections before a track gets an id (1 = at once)")
-                    .minimum(1)
-                    .default_value(d.min_hits)
+                    .blurb(
+                        "Matched detections in a row before a track is confirmed and gets an id (tracks of \
+                         the first frame get one at once); 0 = the tracker's default: iou 1, sort 3, \
+                         bytetrack 2, ocsort 3",
+                    )
+                    .default_value(p.min_hits)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecFloat::builder("track-thresh")
+                    .nick("Track threshold")
+                    .blurb(
+                        "bytetrack, ocsort: detections with at least this confidence are high-confidence \
+                         ones, associated first; lower ones only keep existing tracks alive",
+                    )
+                    .minimum(0.0)
+                    .maximum(1.0)
+                    .default_value(p.track_thresh)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecFloat::builder("low-thresh")
+                    .nick("Low threshold")
+                    .blurb(
+                        "bytetrack, ocsort: detections at or below this confidence are ignored (vigilinfer's \
+                         threshold must be as low for them to reach the tracker)",
+                    )
+                    .minimum(0.0)
+                    .maximum(1.0)
+                    .default_value(p.low_thresh)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecFloat::builder("new-track-thresh")
+                    .nick("New track threshold")
+                    .blurb("bytetrack, ocsort: minimum confidence of an unmatched detection to start a track")
+                    .minimum(0.0)
+                    .maximum(1.0)
+                    .default_value(p.new_track_thresh)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecBoolean::builder("match-class")
+                    .nick("Match class")
+                    .blurb("Associate detections only with tracks of the same class")
+                    .default_value(p.match_class)
                     .mutable_ready()
                     .build(),
             ]
@@ -109,9 +156,14 @@ impl ObjectImpl for VigilTrack {
         let mut s = self.settings.lock().unwrap();
         match pspec.name() {
             "tracker" => s.tracker = value.get::<Option<String>>().unwrap().unwrap_or_default(),
-            "iou-threshold" => s.iou_threshold = value.get().unwrap(),
-            "max-age" => s.max_age = value.get().unwrap(),
-            "min-hits" => s.min_hits = value.get().unwrap(),
+            "iou-threshold" => s.params.iou_threshold = value.get().unwrap(),
+            "max-age" => s.params.max_age = value.get().unwrap(),
+            "track-buffer" => s.params.track_buffer = value.get().unwrap(),
+            "min-hits" => s.params.min_hits = value.get().unwrap(),
+            "track-thresh" => s.params.track_thresh = value.get().unwrap(),
+            "low-thresh" => s.params.low_thresh = value.get().unwrap(),
+            "new-track-thresh" => s.params.new_track_thresh = value.get().unwrap(),
+            "match-class" => s.params.match_class = value.get().unwrap(),
             other => unreachable!("unknown property {other}"),
         }
     }
@@ -120,9 +172,14 @@ impl ObjectImpl for VigilTrack {
         let s = self.settings.lock().unwrap();
         match pspec.name() {
             "tracker" => s.tracker.to_value(),
-            "iou-threshold" => s.iou_threshold.to_value(),
-            "max-age" => s.max_age.to_value(),
-            "min-hits" => s.min_hits.to_value(),
+            "iou-threshold" => s.params.iou_threshold.to_value(),
+            "max-age" => s.params.max_age.to_value(),
+            "track-buffer" => s.params.track_buffer.to_value(),
+            "min-hits" => s.params.min_hits.to_value(),
+            "track-thresh" => s.params.track_thresh.to_value(),
+            "low-thresh" => s.params.low_thresh.to_value(),
+            "new-track-thresh" => s.params.new_track_thresh.to_value(),
+            "match-class" => s.params.match_class.to_value(),
             other => unreachable!("unknown property {other}"),
         }
     }
