@@ -431,6 +431,11 @@ impl<'a> Canvas<'a> {
         self.height as u32
     }
 
+    /// The planes and their strides, for in-place filters in other modules (`crate::blur`).
+    pub(crate) fn planes_mut(&mut self) -> (&mut [&'a mut [u8]; 3], [usize; 3]) {
+        (&mut self.planes, self.strides)
+    }
+
     fn ink(&self, c: Color) -> Ink {
         let [ro, go, bo] = self.format.rgb_offsets();
         let mut px = [255u8; 4];

@@ -3,6 +3,7 @@
 //! with unit tests.
 
 pub mod backoff;
+pub mod blur;
 pub mod draw;
 pub mod engine;
 pub mod modelrepo;
@@ -12,4 +13,5 @@ pub mod objects;
 pub mod postprocess;
 pub mod preprocess;
 pub mod runtime;
+pub mod secondary;
 pub mod tracker;

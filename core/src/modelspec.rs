@@ -12,13 +12,16 @@
 //! | `vigil.preprocess.mean` | three numbers, model channel order, after scale | `0,0,0` |
 //! | `vigil.preprocess.std` | three numbers, model channel order | `1,1,1` |
 //! | `vigil.preprocess.pad` | letterbox padding value 0..255 | `114` |
-//! | `vigil.postprocess` | `gfl`, `boxes`, `yolov8` | required |
+//! | `vigil.preprocess.size` | `W,H` network size where `dims` are dynamic (-1) | — |
+//! | `vigil.postprocess` | `gfl`, `boxes`, `yolov8`, `centerface` | required |
 //! | `vigil.gfl.strides` | comma-separated strides | `8,16,32` |
 //! | `vigil.gfl.reg_max` | bins per side minus one | `7` |
 //! | `vigil.gfl.center_offset` | anchor offset within a cell | `0.5` |
 //! | `vigil.num_classes` | number of classes | number of labels |
 //! | `vigil.boxes.output` / `vigil.yolov8.output` | output tensor name | found by shape |
 //! | `vigil.boxes.units` | `pixels` (model input), `normalized` | `pixels` |
+//! | `vigil.centerface.stride` | output stride of the maps | `4` |
+//! | `vigil.centerface.heatmap` / `.size` / `.offset` | output tensor names | found by shape |
 //!
 //! Example (NanoDet):
 //! ```text
@@ -103,17 +106,31 @@ impl ModelSpec {
                 )));
             }
         };
-        let (c, h, w) = match layout {
+        let (c, mut h, mut w) = match layout {
             Layout::Nchw => (dims[0], dims[1], dims[2]),
             Layout::Nhwc => (dims[2], dims[0], dims[1]),
         };
+        let p = &config.parameters;
+        // A dynamic height/width (-1) takes the network size from `vigil.preprocess.size`.
+        if let Some(v) = param(p, "vigil.preprocess.size") {
+            let (sw, sh) = size_pair(v)
+                .ok_or_else(|| err(format!("parameter vigil.preprocess.size: '{v}' is not W,H")))?;
+            for (dim, given, axis) in [(&mut w, sw, "width"), (&mut h, sh, "height")] {
+                if *dim > 0 && *dim != given {
+                    return Err(err(format!(
+                        "parameter vigil.preprocess.size: {axis} {given} differs from the fixed {axis} {dim} of input '{}'",
+                        input.name
+                    )));
+                }
+                *dim = given;
+            }
+        }
         if c != 3 || h <= 0 || w <= 0 {
             return Err(err(format!(
-                "input '{}': dims {dims:?} must have 3 channels and a fixed size",
+                "input '{}': dims {dims:?} must have 3 channels and a fixed size (or set vigil.preprocess.size to W,H)",
                 input.name
             )));
         }
-        let p = &config.parameters;
         let color = match param(p, "vigil.preprocess.color")
             .unwrap_or("RGB")
             .to_ascii_uppercase()
@@ -189,14 +206,22 @@ impl ModelSpec {
                 output: param(p, "vigil.yolov8.output").map(str::to_string),
                 num_classes,
             },
+            Some("centerface") => Decoder::CenterFace {
+                stride: number(p, "vigil.centerface.stride", 4u32)
+                    .map_err(err)?
+                    .max(1),
+                heatmap: param(p, "vigil.centerface.heatmap").map(str::to_string),
+                size: param(p, "vigil.centerface.size").map(str::to_string),
+                offset: param(p, "vigil.centerface.offset").map(str::to_string),
+            },
             Some(other) => {
                 return Err(err(format!(
-                    "parameter vigil.postprocess: '{other}' is not one of gfl, boxes, yolov8"
+                    "parameter vigil.postprocess: '{other}' is not one of gfl, boxes, yolov8, centerface"
                 )));
             }
             None => {
                 return Err(err(
-                    "parameters lack vigil.postprocess (gfl, boxes or yolov8)".into(),
+                    "parameters lack vigil.postprocess (gfl, boxes, yolov8 or centerface)".into(),
                 ));
             }
         };
@@ -260,6 +285,13 @@ fn number<T: std::str::FromStr>(
             .parse()
             .map_err(|_| format!("parameter {key}: '{v}' is not a valid number")),
     }
+}
+
+/// `W,H` with both positive.
+fn size_pair(v: &str) -> Option<(i64, i64)> {
+    let (a, b) = v.split_once(',')?;
+    let (w, h) = (a.trim().parse::<i64>().ok()?, b.trim().parse::<i64>().ok()?);
+    (w > 0 && h > 0).then_some((w, h))
 }
 
 fn triple(p: &BTreeMap<String, String>, key: &str, default: [f32; 3]) -> Result<[f32; 3], String> {
@@ -342,5 +374,47 @@ parameters { key: "vigil.postprocess" value { string_value: "boxes" } }
         let c = ModelConfig::parse(&bad, Path::new("c/config.pbtxt")).unwrap();
         let e = ModelSpec::from_config(&c, &labels()).unwrap_err();
         assert!(e.to_string().contains("'ssd' is not one of"), "{e}");
+    }
+
+    #[test]
+    fn dynamic_dims_take_the_size_parameter() {
+        let text = r#"
+name: "centerface"
+max_batch_size: 8
+input [ { name: "input.1" data_type: TYPE_FP32 format: FORMAT_NCHW dims: [ 3, -1, -1 ] } ]
+parameters { key: "vigil.preprocess.resize" value { string_value: "letterbox" } }
+parameters { key: "vigil.postprocess" value { string_value: "centerface" } }
+"#;
+        let parse = |t: &str| {
+            let c = ModelConfig::parse(t, Path::new("centerface/config.pbtxt")).unwrap();
+            ModelSpec::from_config(&c, &["face".to_string()])
+        };
+        let e = parse(text).unwrap_err();
+        assert!(e.to_string().contains("vigil.preprocess.size"), "{e}");
+        let sized = format!(
+            "{text}parameters {{ key: \"vigil.preprocess.size\" value {{ string_value: \"192, 384\" }} }}\n"
+        );
+        let s = parse(&sized).unwrap();
+        assert_eq!((s.preprocess.width, s.preprocess.height), (192, 384));
+        assert_eq!(s.input_shape(3), vec![3, 3, 384, 192]);
+        assert_eq!(
+            s.decoder,
+            Decoder::CenterFace {
+                stride: 4,
+                heatmap: None,
+                size: None,
+                offset: None
+            }
+        );
+        let e = parse(&sized.replace("192, 384", "192")).unwrap_err();
+        assert!(e.to_string().contains("is not W,H"), "{e}");
+        // A fixed dim that disagrees with the parameter is an error naming both.
+        let fixed = sized.replace("dims: [ 3, -1, -1 ]", "dims: [ 3, 384, 160 ]");
+        let e = parse(&fixed).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("width 192 differs from the fixed width 160"),
+            "{e}"
+        );
     }
 }

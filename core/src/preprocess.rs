@@ -117,6 +117,23 @@ impl Placement {
     }
 }
 
+/// A rectangle of whole frame pixels (an object's crop for secondary inference).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Region {
+    pub x: u32,
+    pub y: u32,
+    pub w: u32,
+    pub h: u32,
+}
+
+impl Region {
+    /// Maps a box in model-input pixels of a crop pre-processed with `placement` to frame pixels.
+    pub fn to_frame(&self, placement: &Placement, b: &BBox) -> BBox {
+        let r = placement.to_frame(b);
+        BBox::new(r.x + self.x as f32, r.y + self.y as f32, r.w, r.h)
+    }
+}
+
 /// Resizes packed 4-byte pixels (RGBx/BGRx, tightly packed rows) into the model's input size with a
 /// SIMD convolution resizer (bilinear, anti-aliased when shrinking — the same filter as Pillow's
 /// `BILINEAR`), letterboxing if the spec says so, then fills the model tensor.
@@ -176,6 +193,20 @@ impl Preprocessor {
         height: u32,
         out: &mut [f32],
     ) -> Result<Placement, PreprocessError> {
+        self.run_region(pixels, width, height, None, out)
+    }
+
+    /// Like [`Preprocessor::run`] for the part `region` of the frame (secondary inference on an
+    /// object's crop; `None` = the whole frame). The returned placement maps model-input pixels to
+    /// pixels of the region: add the region's origin ([`Region::to_frame`]) for frame pixels.
+    pub fn run_region(
+        &mut self,
+        pixels: &[u8],
+        width: u32,
+        height: u32,
+        region: Option<Region>,
+        out: &mut [f32],
+    ) -> Result<Placement, PreprocessError> {
         use fast_image_resize::PixelType;
         use fast_image_resize::images::{CroppedImageMut, ImageRef};
         let err = |reason: String| PreprocessError {
@@ -186,15 +217,36 @@ impl Preprocessor {
         if width == 0 || height == 0 {
             return Err(err("empty frame".into()));
         }
+        let r = region.unwrap_or(Region {
+            x: 0,
+            y: 0,
+            w: width,
+            h: height,
+        });
+        if r.w == 0
+            || r.h == 0
+            || r.x.saturating_add(r.w) > width
+            || r.y.saturating_add(r.h) > height
+        {
+            return Err(err(format!(
+                "region {r:?} is empty or not inside the frame"
+            )));
+        }
         let placement = Placement::new(
-            width,
-            height,
+            r.w,
+            r.h,
             self.spec.width,
             self.spec.height,
             self.spec.resize,
         );
         let src = ImageRef::new(width, height, pixels, PixelType::U8x4)
             .map_err(|e| err(e.to_string()))?;
+        let options = if region.is_some() {
+            self.options
+                .crop(r.x as f64, r.y as f64, r.w as f64, r.h as f64)
+        } else {
+            self.options
+        };
         if self.spec.resize == ResizeMode::Letterbox {
             let v = self.spec.pad_value;
             self.image.buffer_mut().fill(v);
@@ -207,11 +259,11 @@ impl Preprocessor {
             )
             .map_err(|e| err(e.to_string()))?;
             self.resizer
-                .resize(&src, &mut dst, &self.options)
+                .resize(&src, &mut dst, &options)
                 .map_err(|e| err(e.to_string()))?;
         } else {
             self.resizer
-                .resize(&src, &mut self.image, &self.options)
+                .resize(&src, &mut self.image, &options)
                 .map_err(|e| err(e.to_string()))?;
         }
         let stride = 4 * self.spec.width as usize;
@@ -372,5 +424,60 @@ mod tests {
         assert!((b.x - 405.0).abs() < 1e-3 && (b.y - 540.0).abs() < 1e-3);
         assert!((b.w - 81.0).abs() < 1e-3 && (b.h - 108.0).abs() < 1e-3);
         assert_eq!(spec(Layout::Nhwc).batch_shape(4), [4, 2, 2, 3]);
+    }
+
+    #[test]
+    fn region_crops_before_resizing_and_maps_back_to_the_frame() {
+        // 8x4 frame: each pixel's R value is 10*x, G is 10*y (RGBx).
+        let (fw, fh) = (8u32, 4u32);
+        let mut px = Vec::new();
+        for y in 0..fh {
+            for x in 0..fw {
+                px.extend_from_slice(&[10 * x as u8, 10 * y as u8, 0, 0]);
+            }
+        }
+        let mut s = spec(Layout::Nchw);
+        s.color = ColorOrder::Rgb;
+        s.mean = [0.0; 3];
+        s.std = [1.0; 3];
+        (s.width, s.height) = (2, 2);
+        let mut p = Preprocessor::new(s);
+        let mut out = vec![0.0; 12];
+        // The 2x2 region at (5, 1) lands 1:1 in the 2x2 input: exactly its pixels.
+        let region = Region {
+            x: 5,
+            y: 1,
+            w: 2,
+            h: 2,
+        };
+        let pl = p.run_region(&px, fw, fh, Some(region), &mut out).unwrap();
+        assert_eq!(&out[0..4], &[50.0, 60.0, 50.0, 60.0]);
+        assert_eq!(&out[4..8], &[10.0, 10.0, 20.0, 20.0]);
+        let b = region.to_frame(&pl, &BBox::new(1.0, 0.0, 1.0, 2.0));
+        assert_eq!(b, BBox::new(6.0, 1.0, 1.0, 2.0));
+        // A region outside the frame or empty is an error, not a panic.
+        for bad in [
+            Region {
+                x: 7,
+                y: 0,
+                w: 2,
+                h: 2,
+            },
+            Region {
+                x: 0,
+                y: 0,
+                w: 0,
+                h: 2,
+            },
+            Region {
+                x: u32::MAX,
+                y: 0,
+                w: 2,
+                h: 2,
+            },
+        ] {
+            let e = p.run_region(&px, fw, fh, Some(bad), &mut out).unwrap_err();
+            assert!(e.to_string().contains("not inside the frame"), "{e}");
+        }
     }
 }

@@ -7,8 +7,10 @@
 //!   shape, not by order.
 //! - [`Decoder::Boxes`]: boxes decoded inside the graph, `[B,K,6]` = `x1,y1,x2,y2,score,class`.
 //! - [`Decoder::Yolov8`]: `[B,4+C,N]` = `cx,cy,w,h` then `C` class scores per candidate.
+//! - [`Decoder::CenterFace`]: CenterFace-style heatmap, box-size and offset maps (faces, class 0).
 
 mod boxes;
+mod centerface;
 mod gfl;
 mod nms;
 mod yolov8;
@@ -79,6 +81,15 @@ pub enum Decoder {
         output: Option<String>,
         num_classes: usize,
     },
+    /// Heatmap peaks with box size and centre offset maps (see `centerface.rs`); one class.
+    CenterFace {
+        /// Output stride of the maps (CenterFace: 4).
+        stride: u32,
+        /// Output names; `None` = found by shape (heatmap: 1 channel; size, then offset: 2 channels).
+        heatmap: Option<String>,
+        size: Option<String>,
+        offset: Option<String>,
+    },
 }
 
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -139,6 +150,16 @@ impl Decoder {
                     "[B,4+C,N]",
                 )?;
                 yolov8::decode(&t, b, threshold)
+            }
+            Decoder::CenterFace {
+                stride,
+                heatmap,
+                size,
+                offset,
+            } => {
+                let names = [heatmap.clone(), size.clone(), offset.clone()];
+                let heads = centerface::find_heads(outputs, &names)?;
+                centerface::decode(&heads, b, *stride as f32, threshold)
             }
         }
     }
