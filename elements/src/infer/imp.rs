@@ -13,7 +13,9 @@ use vigil_core::modelspec::ModelSpec;
 use vigil_core::objects::{FrameObjects, Object};
 use vigil_core::postprocess::nms;
 use vigil_core::preprocess::{ColorOrder, Preprocessor};
+use vigil_core::secondary::{ParentFilter, child_box, crop_region};
 
+use super::ProcessMode;
 use crate::meta::VigilMeta;
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
@@ -48,6 +50,10 @@ struct Settings {
     max_detections: u32,
     priority: u32,
     repository_poll_secs: u32,
+    process_mode: ProcessMode,
+    operate_on_labels: String,
+    min_object_size: u32,
+    crop_expand: f32,
 }
 
 impl Default for Settings {
@@ -63,6 +69,10 @@ impl Default for Settings {
             max_detections: 100,
             priority: 0,
             repository_poll_secs: 0,
+            process_mode: ProcessMode::Primary,
+            operate_on_labels: String::new(),
+            min_object_size: 0,
+            crop_expand: 0.0,
         }
     }
 }
@@ -133,6 +143,10 @@ struct State {
     _poll: Option<PollGuard>,
     /// The last model-control event of the server that was looked at (for logging reloads).
     events_seen: u64,
+    /// Secondary mode: which objects are parents.
+    parents: ParentFilter,
+    /// Secondary mode: crops inferred so far.
+    crops: u64,
     frames: u64,
     inferred: u64,
     infer_ns: u128,
@@ -223,6 +237,31 @@ impl ObjectImpl for VigilInfer {
                     .default_value(d.repository_poll_secs)
                     .mutable_ready()
                     .build(),
+                glib::ParamSpecEnum::builder_with_default("process-mode", d.process_mode)
+                    .nick("Process mode")
+                    .blurb("primary: run the model on whole frames; secondary: run it on the crops of the objects already in the frame's VigilMeta and attach its detections as their children (parent = the object's id)")
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecString::builder("operate-on-labels")
+                    .nick("Operate on labels")
+                    .blurb("Secondary mode: comma-separated labels of the parent objects whose crops are inferred (empty = every object)")
+                    .default_value(Some(d.operate_on_labels.as_str()))
+                    .mutable_playing()
+                    .build(),
+                glib::ParamSpecUInt::builder("min-object-size")
+                    .nick("Minimum object size")
+                    .blurb("Secondary mode: parent objects narrower or lower than this many pixels are skipped")
+                    .default_value(d.min_object_size)
+                    .mutable_playing()
+                    .build(),
+                glib::ParamSpecFloat::builder("crop-expand")
+                    .nick("Crop expansion")
+                    .blurb("Secondary mode: each side of a parent's crop grows by this fraction of its width/height (clamped to the frame)")
+                    .minimum(0.0)
+                    .maximum(1.0)
+                    .default_value(d.crop_expand)
+                    .mutable_playing()
+                    .build(),
             ]
         });
         PROPERTIES.as_ref()
@@ -243,6 +282,12 @@ impl ObjectImpl for VigilInfer {
             "max-detections" => s.max_detections = value.get().unwrap(),
             "priority" => s.priority = value.get().unwrap(),
             "repository-poll-secs" => s.repository_poll_secs = value.get().unwrap(),
+            "process-mode" => s.process_mode = value.get().unwrap(),
+            "operate-on-labels" => {
+                s.operate_on_labels = value.get::<Option<String>>().unwrap().unwrap_or_default()
+            }
+            "min-object-size" => s.min_object_size = value.get().unwrap(),
+            "crop-expand" => s.crop_expand = value.get().unwrap(),
             other => unreachable!("unknown property {other}"),
         }
         // Properties that may change while playing are applied to the running state too.
@@ -252,6 +297,16 @@ impl ObjectImpl for VigilInfer {
             state.settings.interval = s.interval;
             state.settings.max_detections = s.max_detections;
             state.settings.priority = s.priority;
+            state.settings.crop_expand = s.crop_expand;
+            state.settings.min_object_size = s.min_object_size;
+            if state.settings.operate_on_labels != s.operate_on_labels {
+                state
+                    .settings
+                    .operate_on_labels
+                    .clone_from(&s.operate_on_labels);
+                state.parents = ParentFilter::new(&s.operate_on_labels, s.min_object_size);
+            }
+            state.parents.min_size = s.min_object_size as f32;
         }
     }
 
@@ -268,6 +323,10 @@ impl ObjectImpl for VigilInfer {
             "max-detections" => s.max_detections.to_value(),
             "priority" => s.priority.to_value(),
             "repository-poll-secs" => s.repository_poll_secs.to_value(),
+            "process-mode" => s.process_mode.to_value(),
+            "operate-on-labels" => s.operate_on_labels.to_value(),
+            "min-object-size" => s.min_object_size.to_value(),
+            "crop-expand" => s.crop_expand.to_value(),
             other => unreachable!("unknown property {other}"),
         }
     }
@@ -369,7 +428,10 @@ impl BaseTransformImpl for VigilInfer {
             spec.decoder
         );
         let preprocessor = Preprocessor::new(spec.preprocess.clone());
+        let parents = ParentFilter::new(&settings.operate_on_labels, settings.min_object_size);
         *self.state.lock().unwrap() = Some(State {
+            parents,
+            crops: 0,
             settings,
             handle,
             spec,
@@ -392,9 +454,10 @@ impl BaseTransformImpl for VigilInfer {
             gst::info!(
                 CAT,
                 imp = self,
-                "{} frames, {} inferred, {:.1} ms per inference",
+                "{} frames, {} inferred ({} crops), {:.1} ms per inferred frame",
                 s.frames,
                 s.inferred,
+                s.crops,
                 s.infer_ns as f64 / s.inferred as f64 / 1e6
             );
         }
@@ -478,6 +541,12 @@ impl BaseTransformImpl for VigilInfer {
             return Err(gst::FlowError::NotNegotiated);
         };
         let (width, height) = (conv.in_info.width(), conv.in_info.height());
+        if state.settings.process_mode == ProcessMode::Secondary {
+            if !inferring {
+                return Ok(gst::FlowSuccess::Ok);
+            }
+            return self.secondary_ip(state, buf, &runtime);
+        }
         let mut frame = FrameObjects::new(width, height);
         frame.frame = frame_no;
         if !inferring {
@@ -586,6 +655,129 @@ impl BaseTransformImpl for VigilInfer {
 }
 
 impl VigilInfer {
+    /// Secondary mode: runs the model on the crops of the frame's qualifying objects (all crops
+    /// queued at once, so the model's batcher can batch them with each other and with other
+    /// streams' requests) and appends the detections as children of their objects.
+    fn secondary_ip(
+        &self,
+        state: &mut State,
+        buf: &mut gst::BufferRef,
+        runtime: &Arc<vigil_core::engine::ModelRuntime>,
+    ) -> Result<gst::FlowSuccess, gst::FlowError> {
+        let parents: Vec<(u32, vigil_core::objects::BBox)> = match buf.meta::<VigilMeta>() {
+            None => return Ok(gst::FlowSuccess::Ok),
+            Some(meta) => meta
+                .frame()
+                .objects
+                .iter()
+                .filter(|o| state.parents.accepts(o))
+                .map(|o| (o.id, o.bbox))
+                .collect(),
+        };
+        if parents.is_empty() {
+            return Ok(gst::FlowSuccess::Ok);
+        }
+        let started = Instant::now();
+        let conv = state
+            .converter
+            .as_mut()
+            .ok_or(gst::FlowError::NotNegotiated)?;
+        let (width, height) = (conv.in_info.width(), conv.in_info.height());
+        let spec = state.spec.clone();
+        let mut shape = spec.input_shape(1);
+        if spec.batched {
+            shape.remove(0);
+        }
+        let (threshold, expand) = (state.settings.threshold, state.settings.crop_expand);
+        let (pw, ph) = (spec.preprocess.width, spec.preprocess.height);
+        let preprocessor = &mut state.preprocessor;
+        let priority = state.settings.priority;
+        // Pre-process every crop and queue it; the responses are awaited afterwards.
+        let pending = with_packed_pixels(self, buf, conv, |pixels| {
+            let mut pending = Vec::with_capacity(parents.len());
+            for &(parent, bbox) in &parents {
+                let Some(region) = crop_region(&bbox, expand, width, height) else {
+                    continue;
+                };
+                let mut tensor = vec![0f32; spec.preprocess.tensor_len()];
+                let placement = preprocessor
+                    .run_region(pixels, width, height, Some(region), &mut tensor)
+                    .map_err(|e| {
+                        gst::element_imp_error!(self, gst::StreamError::Format, ["{}", e]);
+                        gst::FlowError::Error
+                    })?;
+                let request = InferRequest::new(spec.input_name.clone(), shape.clone(), tensor)
+                    .with_priority(priority);
+                let decode_spec = spec.clone();
+                let response = runtime
+                    .infer_async(request, move |outputs| {
+                        decode_spec.decoder.decode(outputs, 0, pw, ph, threshold)
+                    })
+                    .map_err(|e| {
+                        gst::element_imp_error!(self, gst::StreamError::Failed, ["{}", e]);
+                        gst::FlowError::Error
+                    })?;
+                pending.push((parent, region, placement, response));
+            }
+            Ok(pending)
+        })??;
+
+        let (iou, max) = (
+            state.settings.nms_iou,
+            state.settings.max_detections as usize,
+        );
+        let filter = &state.class_filter;
+        let mut children = Vec::new();
+        let n_crops = pending.len() as u64;
+        for (parent, region, placement, response) in pending {
+            let decoded = response
+                .wait()
+                .map_err(|e| {
+                    gst::element_imp_error!(self, gst::StreamError::Failed, ["{}", e]);
+                    gst::FlowError::Error
+                })?
+                .map_err(|e| {
+                    gst::element_imp_error!(
+                        self,
+                        gst::StreamError::Decode,
+                        ["model '{}': {}", spec.model, e]
+                    );
+                    gst::FlowError::Error
+                })?;
+            let dets: Vec<_> = decoded
+                .into_iter()
+                .filter(|d| filter.is_empty() || filter.contains(&d.class_id))
+                .collect();
+            for d in nms(dets, iou, true, max) {
+                let Some(bbox) = child_box(&region, &placement, &d.bbox) else {
+                    continue;
+                };
+                let mut o = Object::new(d.class_id as i32, spec.label(d.class_id), d.score, bbox);
+                o.model.clone_from(&spec.model);
+                o.parent = Some(parent);
+                children.push(o);
+            }
+        }
+        state.crops += n_crops;
+        state.inferred += 1;
+        state.infer_ns += started.elapsed().as_nanos();
+        gst::trace!(
+            CAT,
+            imp = self,
+            "{} crops: {} child objects",
+            n_crops,
+            children.len()
+        );
+        if let Some(mut meta) = buf.meta_mut::<VigilMeta>() {
+            let f = meta.frame_mut();
+            for mut o in children {
+                o.id = f.objects.len() as u32;
+                f.objects.push(o);
+            }
+        }
+        Ok(gst::FlowSuccess::Ok)
+    }
+
     /// Logs the reloads of the model (by polling or explicit control) since the last frame: a
     /// refused reload is also posted as a warning message.
     fn log_model_events(&self, state: &mut State) {
@@ -604,6 +796,42 @@ impl VigilInfer {
                 gst::element_imp_warning!(self, gst::ResourceError::Read, ("{}", event.message));
             }
         }
+    }
+}
+
+/// Calls `f` with the frame's pixels as packed 4-byte pixels in the model's colour order (converted
+/// into `conv`'s buffer when needed).
+fn with_packed_pixels<R>(
+    imp: &VigilInfer,
+    buf: &gst::BufferRef,
+    conv: &mut Converter,
+    f: impl FnOnce(&[u8]) -> R,
+) -> Result<R, gst::FlowError> {
+    let map_err = |what: &str| {
+        gst::element_imp_error!(imp, gst::CoreError::Failed, ["could not map {}", what]);
+        gst::FlowError::Error
+    };
+    let src = gst_video::VideoFrameRef::from_buffer_ref_readable(buf, &conv.in_info)
+        .map_err(|_| map_err("the input frame"))?;
+    if let Some(converter) = &conv.converter {
+        {
+            let image = conv
+                .image
+                .get_mut()
+                .ok_or_else(|| map_err("the conversion buffer"))?;
+            let mut dst =
+                gst_video::VideoFrameRef::from_buffer_ref_writable(image, &conv.image_info)
+                    .map_err(|_| map_err("the conversion buffer"))?;
+            converter.frame_ref(&src, &mut dst);
+        }
+        let map = conv
+            .image
+            .map_readable()
+            .map_err(|_| map_err("the conversion buffer"))?;
+        Ok(f(map.as_slice()))
+    } else {
+        let data = src.plane_data(0).map_err(|_| map_err("the input plane"))?;
+        Ok(f(data))
     }
 }
 

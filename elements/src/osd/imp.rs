@@ -7,6 +7,7 @@ use gst_base::subclass::BaseTransformMode;
 use gst_video::prelude::*;
 use gst_video::subclass::prelude::*;
 use std::sync::{LazyLock, Mutex};
+use vigil_core::blur::blur_box;
 use vigil_core::draw::{Canvas, OverlayStyle, PixelFormat};
 
 use crate::meta::VigilMeta;
@@ -32,6 +33,8 @@ struct Settings {
     draw_track_ids: bool,
     line_width: u32,
     font_scale: u32,
+    /// Privacy mode: labels of objects whose boxes are blurred before drawing (comma separated).
+    blur_labels: String,
 }
 
 impl Default for Settings {
@@ -42,6 +45,7 @@ impl Default for Settings {
             draw_track_ids: DEFAULT_DRAW_TRACK_IDS,
             line_width: DEFAULT_LINE_WIDTH,
             font_scale: DEFAULT_FONT_SCALE,
+            blur_labels: String::new(),
         }
     }
 }
@@ -131,6 +135,12 @@ impl ObjectImpl for VigilOsd {
                     .default_value(d.font_scale)
                     .mutable_playing()
                     .build(),
+                glib::ParamSpecString::builder("blur-labels")
+                    .nick("Blur labels")
+                    .blurb("Privacy mode: comma-separated labels (e.g. face) of objects whose boxes are blurred before anything is drawn (a blur with a radius of a quarter of the box's longer side; empty = none)")
+                    .default_value(Some(d.blur_labels.as_str()))
+                    .mutable_playing()
+                    .build(),
             ]
         });
         PROPERTIES.as_ref()
@@ -169,6 +179,13 @@ impl ObjectImpl for VigilOsd {
                 settings.font_scale = value.get().expect("type checked upstream");
                 gst::info!(CAT, imp = self, "font-scale: {}", settings.font_scale);
             }
+            "blur-labels" => {
+                settings.blur_labels = value
+                    .get::<Option<String>>()
+                    .expect("type checked upstream")
+                    .unwrap_or_default();
+                gst::info!(CAT, imp = self, "blur-labels: {}", settings.blur_labels);
+            }
             other => unreachable!("unknown property {other}"),
         }
     }
@@ -181,6 +198,7 @@ impl ObjectImpl for VigilOsd {
             "draw-track-ids" => settings.draw_track_ids.to_value(),
             "line-width" => settings.line_width.to_value(),
             "font-scale" => settings.font_scale.to_value(),
+            "blur-labels" => settings.blur_labels.to_value(),
             other => unreachable!("unknown property {other}"),
         }
     }
@@ -257,7 +275,10 @@ impl VideoFilterImpl for VigilOsd {
         if objects.objects.is_empty() {
             return Ok(gst::FlowSuccess::Ok);
         }
-        let style = self.settings().style();
+        let (style, blur) = {
+            let s = self.settings();
+            (s.style(), blur_list(&s.blur_labels))
+        };
 
         let Some(format) = pixel_format(frame.format()) else {
             gst::element_imp_error!(
@@ -291,8 +312,43 @@ impl VideoFilterImpl for VigilOsd {
                 );
                 gst::FlowError::Error
             })?;
+        if !blur.is_empty() {
+            blur_objects(&mut canvas, &objects, &blur);
+        }
         gst::trace!(CAT, imp = self, "drawing {} objects", objects.objects.len());
         canvas.draw_objects(&objects, &style);
         Ok(gst::FlowSuccess::Ok)
+    }
+}
+
+/// The labels of a `blur-labels` value.
+fn blur_list(labels: &str) -> Vec<String> {
+    labels
+        .split(',')
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// Privacy mode: blurs the boxes of the objects labelled one of `labels` (boxes rescaled like
+/// `Canvas::draw_objects` does when the meta's frame size differs from the canvas's).
+fn blur_objects(
+    canvas: &mut Canvas<'_>,
+    frame: &vigil_core::objects::FrameObjects,
+    labels: &[String],
+) {
+    let (sx, sy) = if frame.width > 0 && frame.height > 0 {
+        (
+            canvas.width() as f32 / frame.width as f32,
+            canvas.height() as f32 / frame.height as f32,
+        )
+    } else {
+        (1.0, 1.0)
+    };
+    for o in &frame.objects {
+        if labels.iter().any(|l| *l == o.label) {
+            blur_box(canvas, &o.bbox.scaled(sx, sy), None);
+        }
     }
 }

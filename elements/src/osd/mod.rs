@@ -6,6 +6,11 @@
 //! and `font-scale` set the box thickness and the size of the 8x8 font. Frames without a `VigilMeta`
 //! pass through untouched. Drawing happens in place, so the buffer is only copied when it is shared.
 //!
+//! Privacy mode: `blur-labels=face` blurs the boxes of the objects with those labels (e.g. the faces a
+//! secondary `vigilinfer` found inside persons) before anything is drawn, with
+//! [`vigil_core::blur::blur_box`] (three box-filter passes of a radius of a quarter of the box's longer
+//! side, reading only pixels of the box).
+//!
 //! Supported formats: RGBA, BGRA, RGBx, BGRx, RGB, BGR, I420 and NV12. Colours in I420/NV12 are
 //! BT.601 limited range, with chroma at half resolution.
 //!
