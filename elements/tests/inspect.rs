@@ -121,6 +121,10 @@ fn vigilinfer_is_documented() {
             "max-detections",
             "priority",
             "repository-poll-secs",
+            "process-mode",
+            "operate-on-labels",
+            "min-object-size",
+            "crop-expand",
         ],
     );
 }
@@ -153,6 +157,7 @@ fn vigilosd_is_documented() {
             "draw-track-ids",
             "line-width",
             "font-scale",
+            "blur-labels",
         ],
     );
 }
