@@ -170,6 +170,10 @@ pub struct Config {
     /// `tracker`: multi-object tracker settings. Optional (default: `kind: iou` with its defaults).
     #[serde(default)]
     pub tracker: TrackerConfig,
+    /// `secondary`: models run on the crops of the objects found by `inference` (e.g. faces inside
+    /// persons), after the tracker. Optional list; none by default.
+    #[serde(default)]
+    pub secondary: Vec<SecondaryConfig>,
     /// `overlay`: boxes/labels drawn on the video outputs. Optional (default: enabled, everything drawn).
     #[serde(default)]
     pub overlay: OverlayConfig,
@@ -335,6 +339,54 @@ pub struct InferenceConfig {
     pub max_detections: u32,
 }
 
+/// One entry of the `secondary` list: a model run on the crops of parent objects (`vigilinfer
+/// process-mode=secondary`); its detections become child objects of their parent.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecondaryConfig {
+    /// `secondary[i].model`: name of the model in the model repository (e.g. `centerface`). Required.
+    pub model: String,
+    /// `secondary[i].version`: model version. Optional; latest by default.
+    #[serde(default)]
+    pub version: Option<u64>,
+    /// `secondary[i].operate_on`: labels of the parent objects whose crops the model runs on (labels of
+    /// the `inference` model or of an earlier secondary model). Optional; all objects by default.
+    #[serde(default)]
+    pub operate_on: Option<Vec<ClassName>>,
+    /// `secondary[i].min_size`: parents narrower or lower than this many pixels are skipped. Default 32.
+    #[serde(default = "default_min_size")]
+    pub min_size: u32,
+    /// `secondary[i].crop_expand`: each side of a parent's crop grows by this fraction of the box's
+    /// width/height, 0..=1. Default 0.
+    #[serde(default)]
+    pub crop_expand: f64,
+    /// `secondary[i].threshold`: minimum confidence of a child detection, 0..1. Default 0.5.
+    #[serde(default = "default_secondary_threshold")]
+    pub threshold: f64,
+    /// `secondary[i].nms_iou`: NMS overlap within a crop, 0..1. Default 0.3.
+    #[serde(default = "default_secondary_nms_iou")]
+    pub nms_iou: f64,
+    /// `secondary[i].max_detections`: at most this many children per parent, ≥ 1. Default 10.
+    #[serde(default = "default_secondary_max_detections")]
+    pub max_detections: u32,
+    /// `secondary[i].interval`: run on every N-th frame, ≥ 1. Default 1.
+    #[serde(default = "default_interval")]
+    pub interval: u32,
+}
+
+fn default_min_size() -> u32 {
+    32
+}
+fn default_secondary_threshold() -> f64 {
+    0.5
+}
+fn default_secondary_nms_iou() -> f64 {
+    0.3
+}
+fn default_secondary_max_detections() -> u32 {
+    10
+}
+
 /// A class filter entry: a label (`person`) or a class id (`0`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ClassName(pub String);
@@ -459,6 +511,11 @@ pub struct OverlayConfig {
     /// `overlay.font_scale`: text scale (8-pixel glyphs times this), 1..=8. Default 2.
     #[serde(default = "default_font_scale")]
     pub font_scale: u32,
+    /// `overlay.blur`: labels of objects whose boxes are blurred before drawing (privacy mode, e.g.
+    /// `[face]`; labels of the inference or secondary models). Optional; nothing blurred by default.
+    /// Needs `enabled: true`.
+    #[serde(default)]
+    pub blur: Vec<ClassName>,
 }
 
 impl Default for OverlayConfig {
@@ -470,6 +527,7 @@ impl Default for OverlayConfig {
             track_ids: true,
             line_width: default_line_width(),
             font_scale: default_font_scale(),
+            blur: Vec::new(),
         }
     }
 }
@@ -722,6 +780,20 @@ pub struct ModelPlan {
     pub classes: String,
 }
 
+/// A validated `secondary` entry.
+#[derive(Debug, Clone)]
+pub struct SecondaryPlan {
+    pub model: ModelPlan,
+    /// Parent labels as the `vigilinfer` `operate-on-labels` property (comma separated, "" = all).
+    pub operate_on: String,
+    pub min_size: u32,
+    pub crop_expand: f64,
+    pub threshold: f64,
+    pub nms_iou: f64,
+    pub max_detections: u32,
+    pub interval: u32,
+}
+
 /// The RTSP output after validation.
 #[derive(Debug, Clone)]
 pub struct RtspPlan {
@@ -778,6 +850,11 @@ pub struct Plan {
     pub config: Config,
     pub sources: Vec<SourcePlan>,
     pub model: ModelPlan,
+    /// The `secondary` models, in config order (each runs after the tracker, on the previous ones'
+    /// output).
+    pub secondary: Vec<SecondaryPlan>,
+    /// `overlay.blur` as the `vigilosd` `blur-labels` property (comma separated, "" = none).
+    pub blur: String,
     pub rtsp: Option<RtspPlan>,
     /// MP4 file per source, in source order.
     pub files: Option<Vec<PathBuf>>,
@@ -990,6 +1067,99 @@ impl Config {
             }
         };
         let model = ModelPlan { classes, ..model };
+
+        // Secondary models: each loads, its parents are labels of the models before it. Errors in a
+        // list item written in flow style (`operate_on: [a, b]`) name the line of the list's key.
+        let invalid = |key: &str, message: String| ConfigError::Invalid {
+            file: file.clone(),
+            line: locate_key(&text, key).or_else(|| {
+                key.rsplit_once('[')
+                    .and_then(|(list, _)| locate_key(&text, list))
+            }),
+            key: key.to_string(),
+            message,
+        };
+        let mut known_labels: Vec<String> = model.labels.clone();
+        let mut secondary = Vec::new();
+        for (i, sc) in self.secondary.iter().enumerate() {
+            let key = |k: &str| format!("secondary[{i}].{k}");
+            if sc.model.trim().is_empty() {
+                return Err(invalid(&key("model"), "must not be empty".into()));
+            }
+            unit_range(sc.threshold).map_err(|m| invalid(&key("threshold"), m))?;
+            unit_range(sc.nms_iou).map_err(|m| invalid(&key("nms_iou"), m))?;
+            unit_range(sc.crop_expand).map_err(|m| invalid(&key("crop_expand"), m))?;
+            if sc.interval == 0 {
+                return Err(invalid(&key("interval"), "must be at least 1".into()));
+            }
+            if sc.max_detections == 0 {
+                return Err(invalid(&key("max_detections"), "must be at least 1".into()));
+            }
+            let m = crate::model::check_model(&repository, &sc.model, sc.version).map_err(|e| {
+                let k = match e.key.strip_prefix("inference.") {
+                    Some(rest) => key(rest),
+                    None => e.key.to_string(),
+                };
+                invalid(&k, one_line(&e.message))
+            })?;
+            let mut parents = Vec::new();
+            for (j, c) in sc.operate_on.iter().flatten().enumerate() {
+                let name = c.0.trim();
+                let k = key(&format!("operate_on[{j}]"));
+                if name.is_empty() || name.contains(',') {
+                    return Err(invalid(&k, format!("invalid label '{name}'")));
+                }
+                if !known_labels.iter().any(|l| l == name) {
+                    return Err(invalid(
+                        &k,
+                        format!(
+                            "'{name}' is not a label of model '{}' nor of an earlier secondary model",
+                            model.name
+                        ),
+                    ));
+                }
+                parents.push(name.to_string());
+            }
+            if sc.operate_on.as_ref().is_some_and(|l| l.is_empty()) {
+                return Err(invalid(
+                    &key("operate_on"),
+                    "an empty list selects nothing; remove the key to run on all objects".into(),
+                ));
+            }
+            known_labels.extend(m.labels.iter().cloned());
+            secondary.push(SecondaryPlan {
+                model: m,
+                operate_on: parents.join(","),
+                min_size: sc.min_size,
+                crop_expand: sc.crop_expand,
+                threshold: sc.threshold,
+                nms_iou: sc.nms_iou,
+                max_detections: sc.max_detections,
+                interval: sc.interval,
+            });
+        }
+        let mut blur = Vec::new();
+        for (j, c) in self.overlay.blur.iter().enumerate() {
+            let name = c.0.trim();
+            let k = format!("overlay.blur[{j}]");
+            if name.is_empty() || name.contains(',') {
+                return Err(invalid(&k, format!("invalid label '{name}'")));
+            }
+            if !known_labels.iter().any(|l| l == name) {
+                return Err(invalid(
+                    &k,
+                    format!("'{name}' is not a label of the inference or secondary models"),
+                ));
+            }
+            blur.push(name.to_string());
+        }
+        if !blur.is_empty() && !self.overlay.enabled {
+            return Err(invalid(
+                "overlay.blur",
+                "blurring is done by the overlay; it needs overlay.enabled: true".into(),
+            ));
+        }
+        let blur = blur.join(",");
 
         // Outputs.
         let rtsp = match &self.outputs.rtsp {
@@ -1219,6 +1389,8 @@ impl Config {
             config: self.clone(),
             sources,
             model,
+            secondary,
+            blur,
             rtsp,
             files,
             events,
@@ -1627,5 +1799,77 @@ mod tests {
             PathBuf::from("/x/samples/v.avi")
         );
         assert_eq!(one_line("a\nb\r\n\nc"), "a; b; c");
+    }
+
+    /// A config in a temporary folder using the repository's models and bus.jpg; `None` when the
+    /// models are not installed.
+    fn secondary_config(name: &str, body: &str) -> Option<(PathBuf, Result<Plan, ConfigError>)> {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let models = normalize(&absolute(&root.join("models")));
+        if !models.join("centerface/1/model.onnx").exists()
+            || !models.join("nanodet/1/model.onnx").exists()
+        {
+            return None;
+        }
+        let media = normalize(&absolute(&root.join("samples/media/bus.jpg")));
+        let dir = std::env::temp_dir().join(format!("vigil-sec-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let cfg = dir.join("c.yaml");
+        let text = format!(
+            "name: t\nmodel_repository: {}\nsources:\n  - name: a\n    uri: {}\ninference:\n  model: nanodet\n{body}",
+            models.display(),
+            media.display()
+        );
+        std::fs::write(&cfg, text).unwrap();
+        let r = Config::load_and_validate(&cfg);
+        std::fs::remove_dir_all(&dir).ok();
+        Some((cfg, r))
+    }
+
+    #[test]
+    fn secondary_models_and_blur_are_validated() {
+        let good = "secondary:\n  - model: centerface\n    operate_on: [person]\n    min_size: 40\noverlay:\n  blur: [face]\n";
+        let Some((_, plan)) = secondary_config("good", good) else {
+            return;
+        };
+        let plan = plan.unwrap();
+        assert_eq!(plan.secondary.len(), 1);
+        let s = &plan.secondary[0];
+        assert_eq!(s.model.name, "centerface");
+        assert_eq!(s.model.labels, vec!["face"]);
+        assert_eq!((s.operate_on.as_str(), s.min_size), ("person", 40));
+        assert_eq!((s.threshold, s.nms_iou, s.max_detections), (0.5, 0.3, 10));
+        assert_eq!(plan.blur, "face");
+
+        let err = |name: &str, body: &str| {
+            let (cfg, r) = secondary_config(name, body).unwrap();
+            let e = r.unwrap_err().to_string();
+            assert!(e.starts_with(&cfg.display().to_string()), "{e}");
+            e
+        };
+        let e = err("label", &good.replace("[person]", "[person, persn]"));
+        assert!(
+            e.contains("line 10: secondary[0].operate_on[1]: 'persn' is not a label"),
+            "{e}"
+        );
+        let e = err("blur", &good.replace("[face]", "[nose]"));
+        assert!(e.contains("line 13: overlay.blur[0]: 'nose'"), "{e}");
+        let e = err("model", &good.replace("centerface", "facefinder"));
+        assert!(e.contains("line 9: secondary[0].model: "), "{e}");
+        let e = err("range", &good.replace("min_size: 40", "crop_expand: 1.5"));
+        assert!(e.contains("secondary[0].crop_expand: "), "{e}");
+        let e = err(
+            "disabled",
+            &good.replace("  blur:", "  enabled: false\n  blur:"),
+        );
+        assert!(
+            e.contains("overlay.blur: blurring is done by the overlay"),
+            "{e}"
+        );
+        let e = err("key", &good.replace("min_size", "min_sise"));
+        assert!(e.contains("unknown field `min_sise`"), "{e}");
+        // Faces as parents only after the model that makes them.
+        let e = err("order", &good.replace("[person]", "[face]"));
+        assert!(e.contains("secondary[0].operate_on[0]: 'face'"), "{e}");
     }
 }

@@ -3,7 +3,8 @@
 //! Per source:
 //!
 //! ```text
-//! vigilsrc uri=… ! videoconvert ! vigilinfer ! vigiltrack ! [vigilosd] ! tee
+//! vigilsrc uri=… ! videoconvert ! vigilinfer ! vigiltrack ! [vigilinfer process-mode=secondary …]
+//!   ! [vigilosd] ! tee
 //!   tee. ! queue ! videoconvert ! x264enc|nvh264enc (low latency) ! video/x-h264,profile=baseline
 //!          ! h264parse config-interval=-1 ! appsink            (→ RTSP server, when outputs.rtsp)
 //!   tee. ! queue ! videoconvert ! x264enc ! h264parse ! mp4mux ! filesink   (when outputs.file)
@@ -19,7 +20,7 @@
 //! that branch only: the source is removed and end-of-stream is sent into the rest of the branch; the run
 //! goes on until the other sources end and then returns the failure ([`RunError::Source`]).
 //!
-//! A buffer probe on `vigiltrack`'s source pad reads [`VigilMeta`], counts frames/objects/tracks and, with
+//! A buffer probe on the source pad of `vigiltrack` (or of the last secondary `vigilinfer`) reads [`VigilMeta`], counts frames/objects/tracks and, with
 //! `outputs.events`, hands one `vigil.frame.v1` JSON line per frame to the writer thread. Everything (bus,
 //! RTSP server, progress timer, stop requests) runs on one GLib main loop on the calling thread, in a
 //! private main context.
@@ -526,6 +527,26 @@ fn build_source_into(
     set_prop(&track, "new-track-thresh", Prop::Num(t.new_track_thresh))?;
     set_prop(&track, "match-class", Prop::Bool(t.match_class))?;
     let mut chain = vec![convert.clone(), infer, track.clone()];
+    // Secondary models after the tracker (DeepStream's pgie → tracker → sgie order); the events and
+    // counters are read after the last of them.
+    let mut analytics_end = track.clone();
+    for (i, sp) in plan.secondary.iter().enumerate() {
+        let sgie = make("vigilinfer", &format!("{n}-secondary{i}"))?;
+        let repo = sp.model.repository.to_string_lossy();
+        set_prop(&sgie, "model-repository", Prop::Str(&repo))?;
+        set_prop(&sgie, "model", Prop::Str(&sp.model.name))?;
+        set_prop(&sgie, "model-version", Prop::Num(sp.model.version as f64))?;
+        set_prop(&sgie, "process-mode", Prop::Text("secondary"))?;
+        set_prop(&sgie, "operate-on-labels", Prop::Str(&sp.operate_on))?;
+        set_prop(&sgie, "min-object-size", Prop::Num(sp.min_size.into()))?;
+        set_prop(&sgie, "crop-expand", Prop::Num(sp.crop_expand))?;
+        set_prop(&sgie, "threshold", Prop::Num(sp.threshold))?;
+        set_prop(&sgie, "nms-iou", Prop::Num(sp.nms_iou))?;
+        set_prop(&sgie, "interval", Prop::Num(sp.interval.into()))?;
+        set_prop(&sgie, "max-detections", Prop::Num(sp.max_detections.into()))?;
+        chain.push(sgie.clone());
+        analytics_end = sgie;
+    }
     if cfg.overlay.enabled {
         let osd = make("vigilosd", &format!("{n}-osd"))?;
         set_prop(&osd, "draw-labels", Prop::Bool(cfg.overlay.labels))?;
@@ -533,6 +554,7 @@ fn build_source_into(
         set_prop(&osd, "draw-track-ids", Prop::Bool(cfg.overlay.track_ids))?;
         set_prop(&osd, "line-width", Prop::Num(cfg.overlay.line_width.into()))?;
         set_prop(&osd, "font-scale", Prop::Num(cfg.overlay.font_scale.into()))?;
+        set_prop(&osd, "blur-labels", Prop::Str(&plan.blur))?;
         chain.push(osd);
     }
     let tee = make("tee", &format!("{n}-tee"))?;
@@ -643,10 +665,10 @@ fn build_source_into(
         branches.push(b.clone());
     }
 
-    // Counters, end-to-end latency and events after the tracker.
-    let track_src = track
+    // Counters, end-to-end latency and events after the tracker (and the secondary models).
+    let track_src = analytics_end
         .static_pad("src")
-        .ok_or_else(|| RunError::Setup("vigiltrack has no src pad".into()))?;
+        .ok_or_else(|| RunError::Setup("the analytics chain has no src pad".into()))?;
     let source_name = n.clone();
     let events_ok = Arc::new(AtomicBool::new(true));
     track_src.add_probe(gst::PadProbeType::BUFFER, move |pad, info| {
