@@ -31,7 +31,7 @@ impl ParentFilter {
     /// `o` has one of the labels (or any label with none given) and a box at least `min_size` wide
     /// and high.
     pub fn accepts(&self, o: &Object) -> bool {
-        (self.labels.is_empty() || self.labels.iter().any(|l| *l == o.label))
+        (self.labels.is_empty() || self.labels.contains(&o.label))
             && o.bbox.w >= self.min_size
             && o.bbox.h >= self.min_size
             && o.bbox.w > 0.0

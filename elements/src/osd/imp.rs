@@ -347,7 +347,7 @@ fn blur_objects(
         (1.0, 1.0)
     };
     for o in &frame.objects {
-        if labels.iter().any(|l| *l == o.label) {
+        if labels.contains(&o.label) {
             blur_box(canvas, &o.bbox.scaled(sx, sy), None);
         }
     }
