@@ -111,8 +111,13 @@ pub fn execute(cli: &Cli) -> anyhow::Result<()> {
                 }
                 anyhow::bail!("{last}");
             }
+            let secondary: String = plan
+                .secondary
+                .iter()
+                .map(|s| format!(", secondary {} v{}", s.model.name, s.model.version))
+                .collect();
             println!(
-                "{}: ok: {} source(s), model {} v{}",
+                "{}: ok: {} source(s), model {} v{}{secondary}",
                 args.config.display(),
                 plan.sources.len(),
                 plan.model.name,
