@@ -144,6 +144,14 @@ fn vigiltrack_is_documented() {
 }
 
 #[test]
+fn vigilanalytics_is_documented() {
+    check(
+        "vigilanalytics",
+        &["config", "rules", "anchor", "hysteresis", "forget-after"],
+    );
+}
+
+#[test]
 fn vigilosd_is_documented() {
     check(
         "vigilosd",
