@@ -3,7 +3,7 @@
 //! Per source:
 //!
 //! ```text
-//! vigilsrc uri=… ! videoconvert ! vigilinfer ! vigiltrack ! [vigilosd] ! tee
+//! vigilsrc uri=… ! videoconvert ! vigilinfer ! vigiltrack ! [vigilanalytics] ! [vigilosd] ! tee
 //!   tee. ! queue ! videoconvert ! x264enc|nvh264enc (low latency) ! video/x-h264,profile=baseline
 //!          ! h264parse config-interval=-1 ! appsink            (→ RTSP server, when outputs.rtsp)
 //!   tee. ! queue ! videoconvert ! x264enc ! h264parse ! mp4mux ! filesink   (when outputs.file)
@@ -19,10 +19,11 @@
 //! that branch only: the source is removed and end-of-stream is sent into the rest of the branch; the run
 //! goes on until the other sources end and then returns the failure ([`RunError::Source`]).
 //!
-//! A buffer probe on `vigiltrack`'s source pad reads [`VigilMeta`], counts frames/objects/tracks and, with
-//! `outputs.events`, hands one `vigil.frame.v1` JSON line per frame to the writer thread. Everything (bus,
-//! RTSP server, progress timer, stop requests) runs on one GLib main loop on the calling thread, in a
-//! private main context.
+//! `vigilanalytics` is there for sources with `analytics` (lines and zones). A buffer probe on the
+//! source pad of `vigiltrack` (of `vigilanalytics` when present) reads [`VigilMeta`], counts
+//! frames/objects/tracks and, with `outputs.events`, hands one `vigil.frame.v1` JSON line per frame to
+//! the writer thread. Everything (bus, RTSP server, progress timer, stop requests) runs on one GLib
+//! main loop on the calling thread, in a private main context.
 
 use crate::api::ControlError;
 use crate::config::{Plan, one_line};
@@ -229,7 +230,9 @@ fn make(factory: &str, name: &str) -> Result<gst::Element, RunError> {
         .build()
         .map_err(|_| {
             let hint = match factory {
-                "vigilinfer" | "vigiltrack" | "vigilosd" => " (Vigil element not registered)",
+                "vigilinfer" | "vigiltrack" | "vigilanalytics" | "vigilosd" => {
+                    " (Vigil element not registered)"
+                }
                 "x264enc" => " (install the GStreamer 'ugly' plugins)",
                 "avdec_h264" => " (install the GStreamer libav plugins)",
                 "h264parse" | "mp4mux" => " (install the GStreamer 'good'/'bad' plugins)",
@@ -526,6 +529,16 @@ fn build_source_into(
     set_prop(&track, "new-track-thresh", Prop::Num(t.new_track_thresh))?;
     set_prop(&track, "match-class", Prop::Bool(t.match_class))?;
     let mut chain = vec![convert.clone(), infer, track.clone()];
+    // Lines and zones of this source: `vigilanalytics` after the tracker, its rules as inline JSON.
+    let mut last_analysis = track.clone();
+    if let Some(rules) = &scfg.analytics {
+        let analytics = make("vigilanalytics", &format!("{n}-analytics"))?;
+        let json = serde_json::to_string(rules)
+            .map_err(|e| RunError::Setup(format!("[{n}] analytics rules: {e}")))?;
+        set_prop(&analytics, "rules", Prop::Str(&json))?;
+        chain.push(analytics.clone());
+        last_analysis = analytics;
+    }
     if cfg.overlay.enabled {
         let osd = make("vigilosd", &format!("{n}-osd"))?;
         set_prop(&osd, "draw-labels", Prop::Bool(cfg.overlay.labels))?;
@@ -533,6 +546,12 @@ fn build_source_into(
         set_prop(&osd, "draw-track-ids", Prop::Bool(cfg.overlay.track_ids))?;
         set_prop(&osd, "line-width", Prop::Num(cfg.overlay.line_width.into()))?;
         set_prop(&osd, "font-scale", Prop::Num(cfg.overlay.font_scale.into()))?;
+        let o = &cfg.overlay;
+        set_prop(&osd, "draw-lines", Prop::Bool(o.lines))?;
+        set_prop(&osd, "draw-zones", Prop::Bool(o.zones))?;
+        set_prop(&osd, "draw-counters", Prop::Bool(o.counters))?;
+        set_prop(&osd, "draw-trails", Prop::Bool(o.trails))?;
+        set_prop(&osd, "trail-length", Prop::Num(o.trail_length.into()))?;
         chain.push(osd);
     }
     let tee = make("tee", &format!("{n}-tee"))?;
@@ -643,8 +662,8 @@ fn build_source_into(
         branches.push(b.clone());
     }
 
-    // Counters, end-to-end latency and events after the tracker.
-    let track_src = track
+    // Counters, end-to-end latency and events after the tracker (and the analytics, if any).
+    let track_src = last_analysis
         .static_pad("src")
         .ok_or_else(|| RunError::Setup("vigiltrack has no src pad".into()))?;
     let source_name = n.clone();
