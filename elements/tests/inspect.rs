@@ -161,6 +161,11 @@ fn vigilosd_is_documented() {
             "draw-track-ids",
             "line-width",
             "font-scale",
+            "draw-lines",
+            "draw-zones",
+            "draw-counters",
+            "draw-trails",
+            "trail-length",
         ],
     );
 }
