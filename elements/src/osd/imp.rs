@@ -337,9 +337,8 @@ impl VideoFilterImpl for VigilOsd {
                 gst::FlowError::Error
             })?;
         gst::trace!(CAT, imp = self, "drawing {} objects", objects.objects.len());
-        draw_analytics_under(&mut canvas, &objects, &analytics_settings, &style);
         canvas.draw_objects(&objects, &style);
-        draw_analytics_over(&mut canvas, &objects, &analytics_settings, &style, &trails);
+        draw_analytics(&mut canvas, &objects, &analytics_settings, &style, &trails);
         Ok(gst::FlowSuccess::Ok)
     }
 }
@@ -440,24 +439,8 @@ fn analytics_style(s: &AnalyticsSettings, style: &OverlayStyle) -> AnalyticsStyl
     }
 }
 
-/// Zones and lines, drawn below the boxes.
-fn draw_analytics_under(
-    canvas: &mut Canvas<'_>,
-    objects: &vigil_core::objects::FrameObjects,
-    s: &AnalyticsSettings,
-    style: &OverlayStyle,
-) {
-    if let Some(a) = &objects.analytics {
-        let st = AnalyticsStyle {
-            draw_counters: false,
-            ..analytics_style(s, style)
-        };
-        canvas.draw_analytics(a, objects.width, objects.height, &st);
-    }
-}
-
-/// Trails and the counters panel, drawn above the boxes.
-fn draw_analytics_over(
+/// Trails, zones, lines and the counters panel, drawn above the boxes so that their texts stay visible.
+fn draw_analytics(
     canvas: &mut Canvas<'_>,
     objects: &vigil_core::objects::FrameObjects,
     s: &AnalyticsSettings,
@@ -465,14 +448,7 @@ fn draw_analytics_over(
     trails: &[(u64, Vec<vigil_core::objects::Point>)],
 ) {
     canvas.draw_trails(trails, objects.width, objects.height, style.line_width);
-    if let Some(a) = &objects.analytics
-        && s.draw_counters
-    {
-        let st = AnalyticsStyle {
-            draw_lines: false,
-            draw_zones: false,
-            ..analytics_style(s, style)
-        };
-        canvas.draw_analytics(a, objects.width, objects.height, &st);
+    if let Some(a) = &objects.analytics {
+        canvas.draw_analytics(a, objects.width, objects.height, &analytics_style(s, style));
     }
 }
