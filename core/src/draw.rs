@@ -24,6 +24,10 @@
 
 use crate::objects::{BBox, FrameObjects, Object};
 use font8x8::legacy::BASIC_LEGACY;
+
+// Lines, zones, counters and trails of `vigilanalytics` results (`draw/analytics.rs`).
+mod analytics;
+pub use analytics::AnalyticsStyle;
 use std::fmt::Write as _;
 use thiserror::Error;
 

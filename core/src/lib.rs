@@ -1,7 +1,8 @@
 //! Vigil's GStreamer-free cores: the object metadata model, model repository, pre/post-processing,
-//! NMS, tracking, tracking evaluation (MOTChallenge metrics) and drawing. Everything here is plain Rust
-//! with unit tests.
+//! NMS, tracking, tracking evaluation (MOTChallenge metrics), line and zone analytics, and drawing.
+//! Everything here is plain Rust with unit tests.
 
+pub mod analytics;
 pub mod backoff;
 pub mod blur;
 pub mod draw;

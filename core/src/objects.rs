@@ -167,7 +167,8 @@ pub struct LabelCounts {
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct LineStatus {
     pub name: String,
-    /// The line from `points[0]` to `points[1]` in frame pixels.
+    /// The line from `points[0]` to `points[1]` in frame pixels, oriented so that `in` crossings end on
+    /// the right-hand side of `points[0] → points[1]` as seen on the screen (y down).
     pub points: [Point; 2],
     /// Per label, in label order of first crossing.
     pub counts: Vec<LabelCounts>,
@@ -186,6 +187,18 @@ pub struct ZoneStatus {
     pub exits: u64,
     /// `occupancy` is above the zone's overcrowding threshold.
     pub overcrowded: bool,
+    /// The tracks inside the zone now and how long each has been in it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tracks: Vec<ZoneTrack>,
+}
+
+/// A track inside a zone and its dwell time so far.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct ZoneTrack {
+    pub track_id: u64,
+    pub label: String,
+    /// Seconds since the track entered the zone (stream time).
+    pub dwell_s: f64,
 }
 
 /// What happened in an [`AnalyticsEvent`].

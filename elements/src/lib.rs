@@ -1,7 +1,9 @@
-//! Vigil's GStreamer plugin: `vigilinfer` (model inference), `vigiltrack` (multi-object tracking) and
-//! `vigilosd` (overlay), exchanging [`meta::VigilMeta`]. This file only registers them.
+//! Vigil's GStreamer plugin: `vigilinfer` (model inference), `vigiltrack` (multi-object tracking),
+//! `vigilanalytics` (line crossing and zones) and `vigilosd` (overlay), exchanging [`meta::VigilMeta`].
+//! This file only registers them.
 #![allow(clippy::non_send_fields_in_send_ty, unused_doc_comments)]
 
+pub mod analytics;
 pub mod infer;
 pub mod meta;
 pub mod osd;
@@ -11,6 +13,7 @@ pub mod track;
 fn plugin_init(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
     infer::register(plugin)?;
     track::register(plugin)?;
+    analytics::register(plugin)?;
     osd::register(plugin)?;
     source::register(plugin)?;
     Ok(())

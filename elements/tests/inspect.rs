@@ -148,6 +148,14 @@ fn vigiltrack_is_documented() {
 }
 
 #[test]
+fn vigilanalytics_is_documented() {
+    check(
+        "vigilanalytics",
+        &["config", "rules", "anchor", "hysteresis", "forget-after"],
+    );
+}
+
+#[test]
 fn vigilosd_is_documented() {
     check(
         "vigilosd",
@@ -158,6 +166,11 @@ fn vigilosd_is_documented() {
             "line-width",
             "font-scale",
             "blur-labels",
+            "draw-lines",
+            "draw-zones",
+            "draw-counters",
+            "draw-trails",
+            "trail-length",
         ],
     );
 }

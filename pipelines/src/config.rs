@@ -248,6 +248,11 @@ pub struct SourceConfig {
     /// `sources[i].reconnect`: reconnection of network sources with exponential backoff. Optional.
     #[serde(default)]
     pub reconnect: Option<ReconnectConfig>,
+    /// `sources[i].analytics`: counting lines and zones in this camera's frame pixels (`anchor`,
+    /// `hysteresis`, `forget_after`, `lines`, `zones`; see `vigil_core::analytics`). Optional; with it
+    /// a `vigilanalytics` runs after `vigiltrack` on this source.
+    #[serde(default)]
+    pub analytics: Option<vigil_core::analytics::AnalyticsConfig>,
 }
 
 /// `sources[i].decoder` values.
@@ -516,6 +521,26 @@ pub struct OverlayConfig {
     /// Needs `enabled: true`.
     #[serde(default)]
     pub blur: Vec<ClassName>,
+    // Analytics overlay (sources with `analytics`).
+    /// `overlay.lines`: draw counting lines, their `in` arrow and totals. Default `true`.
+    #[serde(default = "yes")]
+    pub lines: bool,
+    /// `overlay.zones`: draw zones and their occupancy. Default `true`.
+    #[serde(default = "yes")]
+    pub zones: bool,
+    /// `overlay.counters`: draw the counters panel (top-left). Default `true`.
+    #[serde(default = "yes")]
+    pub counters: bool,
+    /// `overlay.trails`: draw track trails. Default `false`.
+    #[serde(default)]
+    pub trails: bool,
+    /// `overlay.trail_length`: positions per trail, 2..=1000. Default 30.
+    #[serde(default = "default_trail_length")]
+    pub trail_length: u32,
+}
+
+fn default_trail_length() -> u32 {
+    30
 }
 
 impl Default for OverlayConfig {
@@ -528,6 +553,11 @@ impl Default for OverlayConfig {
             line_width: default_line_width(),
             font_scale: default_font_scale(),
             blur: Vec::new(),
+            lines: true,
+            zones: true,
+            counters: true,
+            trails: false,
+            trail_length: default_trail_length(),
         }
     }
 }
@@ -881,6 +911,10 @@ impl Plan {
     pub fn check_added_source(&self, s: &SourceConfig) -> Result<SourcePlan, String> {
         check_name(&s.name).map_err(|m| format!("name: {m}"))?;
         check_reconnect(s).map_err(|(k, m)| format!("{k}: {m}"))?;
+        if let Some(a) = &s.analytics {
+            check_analytics(a, &self.model.labels)
+                .map_err(|(k, m)| format!("analytics{k}: {m}"))?;
+        }
         resolve_source(&self.base, s).map_err(|m| format!("uri: {m}"))
     }
 
@@ -1026,6 +1060,12 @@ impl Config {
                 format!("{} is not in 1..=8", self.overlay.font_scale),
             ));
         }
+        if !(2..=1000).contains(&self.overlay.trail_length) {
+            return Err(invalid(
+                "overlay.trail_length",
+                format!("{} is not in 2..=1000", self.overlay.trail_length),
+            ));
+        }
 
         // Model.
         let repository = normalize(&base.join(&self.model_repository));
@@ -1160,6 +1200,18 @@ impl Config {
             ));
         }
         let blur = blur.join(",");
+        // Analytics rules per source (geometry, names; labels must be the model's).
+        for (i, s) in self.sources.iter().enumerate() {
+            if let Some(a) = &s.analytics {
+                let key = format!("sources[{i}].analytics");
+                check_analytics(a, &model.labels).map_err(|(k, m)| ConfigError::Invalid {
+                    file: file.clone(),
+                    line: locate_key_or_parent(&text, &format!("{key}{k}")),
+                    key: format!("{key}{k}"),
+                    message: m,
+                })?;
+            }
+        }
 
         // Outputs.
         let rtsp = match &self.outputs.rtsp {
@@ -1419,6 +1471,54 @@ fn parse_error(file: &str, e: &serde_norway::Error) -> ConfigError {
         line,
         column,
         message: one_line(&message),
+    }
+}
+
+/// Checks a source's analytics rules (see `AnalyticsConfig::validate`) and that their labels are
+/// classes of the model; errors are `(key below `analytics`, starting with '.' or empty, message)`.
+fn check_analytics(
+    a: &vigil_core::analytics::AnalyticsConfig,
+    labels: &[String],
+) -> Result<(), (String, String)> {
+    if a.is_empty() {
+        return Err((String::new(), "no lines and no zones".into()));
+    }
+    a.validate()
+        .map_err(|e| (format!(".{}", e.key), e.message))?;
+    let rules = a
+        .lines
+        .iter()
+        .enumerate()
+        .map(|(i, l)| (format!(".lines[{i}].labels"), &l.labels))
+        .chain(
+            a.zones
+                .iter()
+                .enumerate()
+                .map(|(i, z)| (format!(".zones[{i}].labels"), &z.labels)),
+        );
+    for (key, list) in rules {
+        for (j, l) in list.iter().enumerate() {
+            if !labels.is_empty() && !labels.iter().any(|m| m == l) {
+                return Err((
+                    format!("{key}[{j}]"),
+                    format!("unknown label '{l}' (not a class of the model)"),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// [`locate_key`], or the line of the nearest enclosing key that can be found (list items written in
+/// flow style cannot be located by indentation).
+fn locate_key_or_parent(text: &str, key: &str) -> Option<usize> {
+    let mut k = key;
+    loop {
+        if let Some(line) = locate_key(text, k) {
+            return Some(line);
+        }
+        let cut = k.rfind(['.', '['])?;
+        k = &k[..cut];
     }
 }
 
@@ -1782,6 +1882,51 @@ mod tests {
             )
         );
         std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn analytics_keys_parse_and_errors_name_key_and_line() {
+        let text = MINIMAL.replace(
+                "    uri: rtsp://x/y\n",
+                "    uri: rtsp://x/y\n    analytics:\n      anchor: center\n      lines:\n        - name: a\n          points: [[10, 0], [10, 100]]\n          labels: [person]\n          in_direction: right\n        - name: b\n          points: [[5, 5], [5, 5]]\n      zones:\n        - {name: z, polygon: [[0, 0], [1, 0], [1, 1]], labels: [persn], overcrowded_above: 2}\n",
+        );
+        let c = Config::parse(&text, "x.yaml").unwrap();
+        let a = c.sources[0].analytics.as_ref().unwrap();
+        assert_eq!(a.anchor, Some(vigil_core::analytics::Anchor::Center));
+        assert_eq!(a.lines.len(), 2);
+        assert_eq!(a.zones[0].overcrowded_above, Some(2));
+        let labels = vec!["person".to_string(), "car".to_string()];
+        let (key, message) = check_analytics(a, &labels).unwrap_err();
+        assert_eq!(key, ".lines[1].points");
+        assert!(message.contains("the two points are the same"), "{message}");
+        let full = format!("sources[0].analytics{key}");
+        assert_eq!(locate_key_or_parent(&text, &full), Some(14));
+        let mut fixed = a.clone();
+        fixed.lines.pop();
+        let (key, message) = check_analytics(&fixed, &labels).unwrap_err();
+        assert_eq!(key, ".zones[0].labels[0]");
+        assert_eq!(message, "unknown label 'persn' (not a class of the model)");
+        // Flow style: the zone item is found, not its label list.
+        let full = format!("sources[0].analytics{key}");
+        assert_eq!(locate_key_or_parent(&text, &full), Some(16));
+        fixed.zones[0].labels = vec!["person".into()];
+        check_analytics(&fixed, &labels).unwrap();
+        fixed.lines.clear();
+        fixed.zones.clear();
+        assert_eq!(check_analytics(&fixed, &labels).unwrap_err().0, "");
+        // Unknown keys and wrong shapes are parse errors with a line.
+        let bad = text.replace("in_direction: right", "in_dir: right");
+        let e = Config::parse(&bad, "x.yaml").unwrap_err().to_string();
+        assert!(
+            e.starts_with("x.yaml: line 12 column") && e.contains("in_dir"),
+            "{e}"
+        );
+        let bad = text.replace("anchor: center", "anchor: feet");
+        let e = Config::parse(&bad, "x.yaml").unwrap_err().to_string();
+        assert!(
+            e.starts_with("x.yaml: line 7 column") && e.contains("feet"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -3,8 +3,8 @@
 //! Per source:
 //!
 //! ```text
-//! vigilsrc uri=… ! videoconvert ! vigilinfer ! vigiltrack ! [vigilinfer process-mode=secondary …]
-//!   ! [vigilosd] ! tee
+//! vigilsrc uri=… ! videoconvert ! vigilinfer ! vigiltrack ! [vigilanalytics]
+//!   ! [vigilinfer process-mode=secondary …] ! [vigilosd] ! tee
 //!   tee. ! queue ! videoconvert ! x264enc|nvh264enc (low latency) ! video/x-h264,profile=baseline
 //!          ! h264parse config-interval=-1 ! appsink            (→ RTSP server, when outputs.rtsp)
 //!   tee. ! queue ! videoconvert ! x264enc ! h264parse ! mp4mux ! filesink   (when outputs.file)
@@ -20,10 +20,12 @@
 //! that branch only: the source is removed and end-of-stream is sent into the rest of the branch; the run
 //! goes on until the other sources end and then returns the failure ([`RunError::Source`]).
 //!
-//! A buffer probe on the source pad of `vigiltrack` (or of the last secondary `vigilinfer`) reads [`VigilMeta`], counts frames/objects/tracks and, with
-//! `outputs.events`, hands one `vigil.frame.v1` JSON line per frame to the writer thread. Everything (bus,
-//! RTSP server, progress timer, stop requests) runs on one GLib main loop on the calling thread, in a
-//! private main context.
+//! `vigilanalytics` is there for sources with `analytics` (lines and zones); secondary `vigilinfer`s
+//! follow it. A buffer probe on the source pad of the last of `vigiltrack`, `vigilanalytics` and the
+//! secondary `vigilinfer`s reads [`VigilMeta`], counts frames/objects/tracks and, with `outputs.events`,
+//! hands one `vigil.frame.v1` JSON line per frame to the writer thread. Everything (bus, RTSP server,
+//! progress timer, stop requests) runs on one GLib main loop on the calling thread, in a private main
+//! context.
 
 use crate::api::ControlError;
 use crate::config::{Plan, one_line};
@@ -230,7 +232,9 @@ fn make(factory: &str, name: &str) -> Result<gst::Element, RunError> {
         .build()
         .map_err(|_| {
             let hint = match factory {
-                "vigilinfer" | "vigiltrack" | "vigilosd" => " (Vigil element not registered)",
+                "vigilinfer" | "vigiltrack" | "vigilanalytics" | "vigilosd" => {
+                    " (Vigil element not registered)"
+                }
                 "x264enc" => " (install the GStreamer 'ugly' plugins)",
                 "avdec_h264" => " (install the GStreamer libav plugins)",
                 "h264parse" | "mp4mux" => " (install the GStreamer 'good'/'bad' plugins)",
@@ -527,9 +531,19 @@ fn build_source_into(
     set_prop(&track, "new-track-thresh", Prop::Num(t.new_track_thresh))?;
     set_prop(&track, "match-class", Prop::Bool(t.match_class))?;
     let mut chain = vec![convert.clone(), infer, track.clone()];
-    // Secondary models after the tracker (DeepStream's pgie → tracker → sgie order); the events and
-    // counters are read after the last of them.
+    // Lines and zones of this source: `vigilanalytics` after the tracker, its rules as inline JSON.
     let mut analytics_end = track.clone();
+    if let Some(rules) = &scfg.analytics {
+        let analytics = make("vigilanalytics", &format!("{n}-analytics"))?;
+        let json = serde_json::to_string(rules)
+            .map_err(|e| RunError::Setup(format!("[{n}] analytics rules: {e}")))?;
+        set_prop(&analytics, "rules", Prop::Str(&json))?;
+        chain.push(analytics.clone());
+        analytics_end = analytics;
+    }
+    // Secondary models after the tracker and the analytics (DeepStream's pgie → tracker → sgie order;
+    // the analytics count the primary model's tracked objects); the events and counters are read after
+    // the last of them.
     for (i, sp) in plan.secondary.iter().enumerate() {
         let sgie = make("vigilinfer", &format!("{n}-secondary{i}"))?;
         let repo = sp.model.repository.to_string_lossy();
@@ -555,6 +569,12 @@ fn build_source_into(
         set_prop(&osd, "line-width", Prop::Num(cfg.overlay.line_width.into()))?;
         set_prop(&osd, "font-scale", Prop::Num(cfg.overlay.font_scale.into()))?;
         set_prop(&osd, "blur-labels", Prop::Str(&plan.blur))?;
+        let o = &cfg.overlay;
+        set_prop(&osd, "draw-lines", Prop::Bool(o.lines))?;
+        set_prop(&osd, "draw-zones", Prop::Bool(o.zones))?;
+        set_prop(&osd, "draw-counters", Prop::Bool(o.counters))?;
+        set_prop(&osd, "draw-trails", Prop::Bool(o.trails))?;
+        set_prop(&osd, "trail-length", Prop::Num(o.trail_length.into()))?;
         chain.push(osd);
     }
     let tee = make("tee", &format!("{n}-tee"))?;
@@ -665,7 +685,7 @@ fn build_source_into(
         branches.push(b.clone());
     }
 
-    // Counters, end-to-end latency and events after the tracker (and the secondary models).
+    // Counters, end-to-end latency and events after the tracker, the analytics and the secondary models.
     let track_src = analytics_end
         .static_pad("src")
         .ok_or_else(|| RunError::Setup("the analytics chain has no src pad".into()))?;

@@ -7,8 +7,9 @@ use gst_base::subclass::BaseTransformMode;
 use gst_video::prelude::*;
 use gst_video::subclass::prelude::*;
 use std::sync::{LazyLock, Mutex};
+use vigil_core::analytics::{Anchor, Trails};
 use vigil_core::blur::blur_box;
-use vigil_core::draw::{Canvas, OverlayStyle, PixelFormat};
+use vigil_core::draw::{AnalyticsStyle, Canvas, OverlayStyle, PixelFormat};
 
 use crate::meta::VigilMeta;
 
@@ -25,6 +26,14 @@ const DEFAULT_DRAW_CONFIDENCE: bool = true;
 const DEFAULT_DRAW_TRACK_IDS: bool = true;
 const DEFAULT_LINE_WIDTH: u32 = 2;
 const DEFAULT_FONT_SCALE: u32 = 2;
+// Analytics overlay (lines, zones, counters, trails).
+const DEFAULT_DRAW_LINES: bool = true;
+const DEFAULT_DRAW_ZONES: bool = true;
+const DEFAULT_DRAW_COUNTERS: bool = true;
+const DEFAULT_DRAW_TRAILS: bool = false;
+const DEFAULT_TRAIL_LENGTH: u32 = 30;
+/// Frames a track's trail survives without the track.
+const TRAIL_KEEP_UNSEEN: u64 = 10;
 
 #[derive(Debug, Clone)]
 struct Settings {
@@ -35,6 +44,29 @@ struct Settings {
     font_scale: u32,
     /// Privacy mode: labels of objects whose boxes are blurred before drawing (comma separated).
     blur_labels: String,
+    analytics: AnalyticsSettings,
+}
+
+/// The analytics part of the overlay: `vigilanalytics` lines, zones, counters, and track trails.
+#[derive(Debug, Clone)]
+struct AnalyticsSettings {
+    draw_lines: bool,
+    draw_zones: bool,
+    draw_counters: bool,
+    draw_trails: bool,
+    trail_length: u32,
+}
+
+impl Default for AnalyticsSettings {
+    fn default() -> Self {
+        Self {
+            draw_lines: DEFAULT_DRAW_LINES,
+            draw_zones: DEFAULT_DRAW_ZONES,
+            draw_counters: DEFAULT_DRAW_COUNTERS,
+            draw_trails: DEFAULT_DRAW_TRAILS,
+            trail_length: DEFAULT_TRAIL_LENGTH,
+        }
+    }
 }
 
 impl Default for Settings {
@@ -46,6 +78,7 @@ impl Default for Settings {
             line_width: DEFAULT_LINE_WIDTH,
             font_scale: DEFAULT_FONT_SCALE,
             blur_labels: String::new(),
+            analytics: AnalyticsSettings::default(),
         }
     }
 }
@@ -65,6 +98,8 @@ impl Settings {
 #[derive(Default)]
 pub struct VigilOsd {
     settings: Mutex<Settings>,
+    /// Recent anchor positions per track (`draw-trails`).
+    trails: Mutex<Trails>,
 }
 
 impl VigilOsd {
@@ -100,7 +135,7 @@ impl ObjectImpl for VigilOsd {
     fn properties() -> &'static [glib::ParamSpec] {
         static PROPERTIES: LazyLock<Vec<glib::ParamSpec>> = LazyLock::new(|| {
             let d = Settings::default();
-            vec![
+            let mut props = vec![
                 glib::ParamSpecBoolean::builder("draw-labels")
                     .nick("Draw labels")
                     .blurb("Show each object's class label in its label line")
@@ -141,7 +176,9 @@ impl ObjectImpl for VigilOsd {
                     .default_value(Some(d.blur_labels.as_str()))
                     .mutable_playing()
                     .build(),
-            ]
+            ];
+            props.extend(analytics_properties(&d.analytics));
+            props
         });
         PROPERTIES.as_ref()
     }
@@ -186,6 +223,9 @@ impl ObjectImpl for VigilOsd {
                     .unwrap_or_default();
                 gst::info!(CAT, imp = self, "blur-labels: {}", settings.blur_labels);
             }
+            name if set_analytics_property(&mut settings.analytics, name, value) => {
+                gst::info!(CAT, imp = self, "{name}: {:?}", settings.analytics);
+            }
             other => unreachable!("unknown property {other}"),
         }
     }
@@ -199,7 +239,8 @@ impl ObjectImpl for VigilOsd {
             "line-width" => settings.line_width.to_value(),
             "font-scale" => settings.font_scale.to_value(),
             "blur-labels" => settings.blur_labels.to_value(),
-            other => unreachable!("unknown property {other}"),
+            name => analytics_property(&settings.analytics, name)
+                .unwrap_or_else(|| unreachable!("unknown property {name}")),
         }
     }
 }
@@ -272,13 +313,15 @@ impl VideoFilterImpl for VigilOsd {
             gst::trace!(CAT, imp = self, "no VigilMeta, passing through");
             return Ok(gst::FlowSuccess::Ok);
         };
-        if objects.objects.is_empty() {
+        let (style, analytics_settings) = {
+            let s = self.settings();
+            (s.style(), s.analytics.clone())
+        };
+        let trails = self.update_trails(&objects, &analytics_settings);
+        if objects.objects.is_empty() && objects.analytics.is_none() && trails.is_empty() {
             return Ok(gst::FlowSuccess::Ok);
         }
-        let (style, blur) = {
-            let s = self.settings();
-            (s.style(), blur_list(&s.blur_labels))
-        };
+        let blur = blur_list(&self.settings().blur_labels);
 
         let Some(format) = pixel_format(frame.format()) else {
             gst::element_imp_error!(
@@ -317,6 +360,7 @@ impl VideoFilterImpl for VigilOsd {
         }
         gst::trace!(CAT, imp = self, "drawing {} objects", objects.objects.len());
         canvas.draw_objects(&objects, &style);
+        draw_analytics(&mut canvas, &objects, &analytics_settings, &style, &trails);
         Ok(gst::FlowSuccess::Ok)
     }
 }
@@ -350,5 +394,115 @@ fn blur_objects(
         if labels.contains(&o.label) {
             blur_box(canvas, &o.bbox.scaled(sx, sy), None);
         }
+    }
+}
+
+// ---- Analytics overlay: lines, zones, counters (from `vigilanalytics`) and track trails. ----
+
+fn analytics_properties(d: &AnalyticsSettings) -> Vec<glib::ParamSpec> {
+    vec![
+        glib::ParamSpecBoolean::builder("draw-lines")
+            .nick("Draw lines")
+            .blurb("Draw vigilanalytics counting lines with an arrow to their 'in' side and in/out totals")
+            .default_value(d.draw_lines)
+            .mutable_playing()
+            .build(),
+        glib::ParamSpecBoolean::builder("draw-zones")
+            .nick("Draw zones")
+            .blurb("Draw vigilanalytics zone outlines (red when overcrowded) and their occupancy")
+            .default_value(d.draw_zones)
+            .mutable_playing()
+            .build(),
+        glib::ParamSpecBoolean::builder("draw-counters")
+            .nick("Draw counters")
+            .blurb(
+                "Draw the counters panel (top-left): in/out per line and label, occupancy, entries and \
+                 exits per zone",
+            )
+            .default_value(d.draw_counters)
+            .mutable_playing()
+            .build(),
+        glib::ParamSpecBoolean::builder("draw-trails")
+            .nick("Draw trails")
+            .blurb("Draw each track's trail: its last trail-length box bottom-centre positions")
+            .default_value(d.draw_trails)
+            .mutable_playing()
+            .build(),
+        glib::ParamSpecUInt::builder("trail-length")
+            .nick("Trail length")
+            .blurb("Number of positions (frames) in a track's trail")
+            .minimum(2)
+            .maximum(1000)
+            .default_value(d.trail_length)
+            .mutable_playing()
+            .build(),
+    ]
+}
+
+/// Sets an analytics overlay property; false when `name` is not one.
+fn set_analytics_property(s: &mut AnalyticsSettings, name: &str, value: &glib::Value) -> bool {
+    match name {
+        "draw-lines" => s.draw_lines = value.get().expect("type checked upstream"),
+        "draw-zones" => s.draw_zones = value.get().expect("type checked upstream"),
+        "draw-counters" => s.draw_counters = value.get().expect("type checked upstream"),
+        "draw-trails" => s.draw_trails = value.get().expect("type checked upstream"),
+        "trail-length" => s.trail_length = value.get().expect("type checked upstream"),
+        _ => return false,
+    }
+    true
+}
+
+fn analytics_property(s: &AnalyticsSettings, name: &str) -> Option<glib::Value> {
+    Some(match name {
+        "draw-lines" => s.draw_lines.to_value(),
+        "draw-zones" => s.draw_zones.to_value(),
+        "draw-counters" => s.draw_counters.to_value(),
+        "draw-trails" => s.draw_trails.to_value(),
+        "trail-length" => s.trail_length.to_value(),
+        _ => return None,
+    })
+}
+
+impl VigilOsd {
+    /// Records the frame's track positions and returns the trails to draw (none with `draw-trails`
+    /// off, which also forgets them).
+    fn update_trails(
+        &self,
+        objects: &vigil_core::objects::FrameObjects,
+        s: &AnalyticsSettings,
+    ) -> Vec<(u64, Vec<vigil_core::objects::Point>)> {
+        let mut trails = self.trails.lock().unwrap_or_else(|e| e.into_inner());
+        if !s.draw_trails {
+            trails.clear();
+            return Vec::new();
+        }
+        trails.set_length(s.trail_length as usize);
+        trails.set_keep_unseen(TRAIL_KEEP_UNSEEN);
+        trails.update(&objects.objects, Anchor::BottomCenter);
+        trails.trails()
+    }
+}
+
+fn analytics_style(s: &AnalyticsSettings, style: &OverlayStyle) -> AnalyticsStyle {
+    AnalyticsStyle {
+        draw_lines: s.draw_lines,
+        draw_zones: s.draw_zones,
+        draw_counters: s.draw_counters,
+        line_width: style.line_width,
+        font_scale: style.font_scale,
+    }
+}
+
+/// Trails, zones, lines and the counters panel, drawn above the boxes so that their texts stay visible.
+fn draw_analytics(
+    canvas: &mut Canvas<'_>,
+    objects: &vigil_core::objects::FrameObjects,
+    s: &AnalyticsSettings,
+    style: &OverlayStyle,
+    trails: &[(u64, Vec<vigil_core::objects::Point>)],
+) {
+    canvas.draw_trails(trails, objects.width, objects.height, style.line_width);
+    if let Some(a) = &objects.analytics {
+        canvas.draw_analytics(a, objects.width, objects.height, &analytics_style(s, style));
     }
 }

@@ -11,6 +11,11 @@
 //! [`vigil_core::blur::blur_box`] (three box-filter passes of a radius of a quarter of the box's longer
 //! side, reading only pixels of the box).
 //!
+//! Results of `vigilanalytics` in the meta are drawn too: counting lines with an arrow to their `in`
+//! side and in/out totals (`draw-lines`), zone outlines with their occupancy, red while overcrowded
+//! (`draw-zones`), and a counters panel at the top-left (`draw-counters`). `draw-trails` draws each
+//! track's trail, the bottom-centre of its box over the last `trail-length` frames.
+//!
 //! Supported formats: RGBA, BGRA, RGBx, BGRx, RGB, BGR, I420 and NV12. Colours in I420/NV12 are
 //! BT.601 limited range, with chroma at half resolution.
 //!

@@ -1,0 +1,351 @@
+use super::*;
+use crate::objects::BBox;
+
+/// A vertical line at x = 100 from y = 0 to y = 200, `in` = moving right.
+fn line_cfg(labels: &[&str]) -> LineConfig {
+    LineConfig {
+        name: "door".into(),
+        points: [[100.0, 0.0], [100.0, 200.0]],
+        labels: labels.iter().map(|s| s.to_string()).collect(),
+        in_direction: Some(Direction::Right),
+    }
+}
+
+fn zone_cfg(above: Option<u32>) -> ZoneConfig {
+    ZoneConfig {
+        name: "square".into(),
+        polygon: vec![[200.0, 0.0], [300.0, 0.0], [300.0, 100.0], [200.0, 100.0]],
+        labels: vec![],
+        overcrowded_above: above,
+    }
+}
+
+/// An object whose bottom-centre anchor is at (x, y).
+fn obj(track: Option<u64>, label: &str, x: f32, y: f32) -> Object {
+    let mut o = Object::new(
+        if label == "person" { 0 } else { 2 },
+        label,
+        0.9,
+        BBox::new(x - 5.0, y - 20.0, 10.0, 20.0),
+    );
+    o.track_id = track;
+    o
+}
+
+fn counts(a: &FrameAnalytics, label: &str) -> (u64, u64) {
+    a.lines[0]
+        .counts
+        .iter()
+        .find(|c| c.label == label)
+        .map_or((0, 0), |c| (c.r#in, c.out))
+}
+
+fn kinds(a: &FrameAnalytics) -> Vec<AnalyticsEventKind> {
+    a.events.iter().map(|e| e.kind).collect()
+}
+
+fn run(an: &mut Analytics, path: &[(f32, f32)]) -> FrameAnalytics {
+    let mut last = FrameAnalytics::default();
+    for (i, &(x, y)) in path.iter().enumerate() {
+        last = an.process(&[obj(Some(1), "person", x, y)], i as f64 * 0.1);
+    }
+    last
+}
+
+fn analytics(lines: Vec<LineConfig>, zones: Vec<ZoneConfig>) -> Analytics {
+    Analytics::new(&AnalyticsConfig {
+        lines,
+        zones,
+        ..Default::default()
+    })
+    .unwrap()
+}
+
+#[test]
+fn crossing_counts_once_with_direction() {
+    let mut an = analytics(vec![line_cfg(&[])], vec![]);
+    let first = an.process(&[obj(Some(1), "person", 80.0, 100.0)], 0.0);
+    assert_eq!(counts(&first, "person"), (0, 0));
+    let a = an.process(&[obj(Some(1), "person", 120.0, 100.0)], 0.1);
+    assert_eq!(counts(&a, "person"), (1, 0));
+    // Reported oriented so that `in` (moving right) ends on the right-hand side of points[0] → points[1].
+    assert_eq!(
+        a.lines[0].points,
+        [Point::new(100.0, 200.0), Point::new(100.0, 0.0)]
+    );
+    assert_eq!(a.events.len(), 1);
+    let e = &a.events[0];
+    assert_eq!(e.kind, AnalyticsEventKind::LineCrossed);
+    assert_eq!(e.direction.as_deref(), Some("in"));
+    assert_eq!((e.track_id, e.label.as_deref()), (Some(1), Some("person")));
+    // Staying on the far side adds nothing.
+    let a = an.process(&[obj(Some(1), "person", 150.0, 100.0)], 0.2);
+    assert_eq!(counts(&a, "person"), (1, 0));
+    assert!(a.events.is_empty());
+
+    // The other way round is `out`.
+    let a = run(
+        &mut analytics(vec![line_cfg(&[])], vec![]),
+        &[(130.0, 50.0), (60.0, 60.0)],
+    );
+    assert_eq!(counts(&a, "person"), (0, 1));
+    assert_eq!(a.events[0].direction.as_deref(), Some("out"));
+}
+
+#[test]
+fn default_in_side_is_the_right_of_the_points_order() {
+    // Points top → bottom: the right-hand side on the screen is x < 100, so moving left is `in`.
+    let mut cfg = line_cfg(&[]);
+    cfg.in_direction = None;
+    let a = run(
+        &mut analytics(vec![cfg], vec![]),
+        &[(130.0, 50.0), (60.0, 60.0)],
+    );
+    assert_eq!(counts(&a, "person"), (1, 0));
+}
+
+#[test]
+fn jitter_around_the_line_is_not_a_crossing() {
+    // Default hysteresis 5 px: wobbling within ±5 px of x = 100, even across it, counts nothing.
+    let mut an = analytics(vec![line_cfg(&[])], vec![]);
+    let a = run(
+        &mut an,
+        &[
+            (90.0, 100.0),
+            (97.0, 100.0),
+            (103.0, 100.0),
+            (96.0, 100.0),
+            (104.0, 100.0),
+            (98.0, 100.0),
+        ],
+    );
+    assert_eq!(counts(&a, "person"), (0, 0));
+    // Then a real crossing is one `in`.
+    let a = an.process(&[obj(Some(1), "person", 110.0, 100.0)], 1.0);
+    assert_eq!(counts(&a, "person"), (1, 0));
+}
+
+#[test]
+fn back_and_forth_counts_each_direction_at_most_once() {
+    let mut an = analytics(vec![line_cfg(&[])], vec![]);
+    let a = run(
+        &mut an,
+        &[
+            (90.0, 100.0),
+            (110.0, 100.0),
+            (90.0, 100.0),
+            (110.0, 100.0),
+            (90.0, 100.0),
+            (110.0, 100.0),
+        ],
+    );
+    assert_eq!(counts(&a, "person"), (1, 1));
+    // A second track doing the same counts on its own.
+    let a = an.process(&[obj(Some(2), "person", 90.0, 10.0)], 2.0);
+    assert_eq!(counts(&a, "person"), (1, 1));
+    let a = an.process(&[obj(Some(2), "person", 110.0, 10.0)], 2.1);
+    assert_eq!(counts(&a, "person"), (2, 1));
+}
+
+#[test]
+fn passing_beyond_the_segment_end_is_not_a_crossing() {
+    // The line ends at y = 200; passing at y = 250 crosses its extension only.
+    let a = run(
+        &mut analytics(vec![line_cfg(&[])], vec![]),
+        &[(50.0, 250.0), (150.0, 250.0)],
+    );
+    assert_eq!(counts(&a, "person"), (0, 0));
+    // A path through the margin band: the chord from the last confirmed point counts.
+    let a = run(
+        &mut analytics(vec![line_cfg(&[])], vec![]),
+        &[(90.0, 100.0), (98.0, 100.0), (102.0, 100.0), (112.0, 100.0)],
+    );
+    assert_eq!(counts(&a, "person"), (1, 0));
+}
+
+#[test]
+fn untracked_objects_do_not_cross() {
+    let mut an = analytics(vec![line_cfg(&[])], vec![]);
+    an.process(&[obj(None, "person", 80.0, 100.0)], 0.0);
+    let a = an.process(&[obj(None, "person", 120.0, 100.0)], 0.1);
+    assert!(a.lines[0].counts.is_empty());
+}
+
+#[test]
+fn counts_per_class_and_label_filter() {
+    let mut an = analytics(vec![line_cfg(&[])], vec![]);
+    an.process(
+        &[
+            obj(Some(1), "person", 80.0, 50.0),
+            obj(Some(2), "car", 80.0, 150.0),
+            obj(Some(3), "car", 130.0, 100.0),
+        ],
+        0.0,
+    );
+    let a = an.process(
+        &[
+            obj(Some(1), "person", 120.0, 50.0),
+            obj(Some(2), "car", 120.0, 150.0),
+            obj(Some(3), "car", 70.0, 100.0),
+        ],
+        0.1,
+    );
+    assert_eq!(counts(&a, "person"), (1, 0));
+    assert_eq!(counts(&a, "car"), (1, 1));
+    // Label order of first crossing.
+    let labels: Vec<&str> = a.lines[0].counts.iter().map(|c| c.label.as_str()).collect();
+    assert_eq!(labels, ["person", "car"]);
+
+    let mut an = analytics(vec![line_cfg(&["car"])], vec![]);
+    an.process(
+        &[
+            obj(Some(1), "person", 80.0, 50.0),
+            obj(Some(2), "car", 80.0, 150.0),
+        ],
+        0.0,
+    );
+    let a = an.process(
+        &[
+            obj(Some(1), "person", 120.0, 50.0),
+            obj(Some(2), "car", 120.0, 150.0),
+        ],
+        0.1,
+    );
+    assert_eq!(counts(&a, "person"), (0, 0));
+    assert_eq!(counts(&a, "car"), (1, 0));
+}
+
+#[test]
+fn zone_entry_exit_and_dwell() {
+    let mut an = analytics(vec![], vec![zone_cfg(None)]);
+    let a = an.process(&[obj(Some(7), "person", 150.0, 50.0)], 1.0);
+    assert_eq!((a.zones[0].occupancy, a.zones[0].entries), (0, 0));
+    let a = an.process(&[obj(Some(7), "person", 250.0, 50.0)], 1.5);
+    assert_eq!(kinds(&a), [AnalyticsEventKind::ZoneEntered]);
+    assert_eq!((a.zones[0].occupancy, a.zones[0].entries), (1, 1));
+    let a = an.process(&[obj(Some(7), "person", 260.0, 50.0)], 3.0);
+    assert_eq!(a.zones[0].tracks.len(), 1);
+    assert_eq!(a.zones[0].tracks[0].track_id, 7);
+    assert!((a.zones[0].tracks[0].dwell_s - 1.5).abs() < 1e-9);
+    // Just outside the outline (within the margin): still inside.
+    let a = an.process(&[obj(Some(7), "person", 303.0, 50.0)], 3.5);
+    assert!(a.events.is_empty());
+    assert_eq!(a.zones[0].occupancy, 1);
+    let a = an.process(&[obj(Some(7), "person", 320.0, 50.0)], 4.0);
+    assert_eq!(kinds(&a), [AnalyticsEventKind::ZoneExited]);
+    assert_eq!(a.events[0].dwell_s, Some(2.5));
+    assert_eq!(a.events[0].track_id, Some(7));
+    assert_eq!((a.zones[0].occupancy, a.zones[0].exits), (0, 1));
+    assert!(a.zones[0].tracks.is_empty());
+}
+
+#[test]
+fn zone_occupancy_counts_untracked_objects_and_filters_labels() {
+    let mut z = zone_cfg(None);
+    z.labels = vec!["person".into()];
+    let mut an = analytics(vec![], vec![z]);
+    let a = an.process(
+        &[
+            obj(None, "person", 250.0, 50.0),
+            obj(Some(1), "person", 260.0, 50.0),
+            obj(Some(2), "car", 270.0, 50.0),
+            obj(None, "person", 50.0, 50.0),
+        ],
+        0.0,
+    );
+    assert_eq!(a.zones[0].occupancy, 2);
+    assert_eq!(a.zones[0].entries, 1);
+}
+
+#[test]
+fn overcrowding_rises_and_clears() {
+    let mut an = analytics(vec![], vec![zone_cfg(Some(2))]);
+    let inside = |n: u64| -> Vec<Object> {
+        (0..n)
+            .map(|i| obj(Some(i + 1), "person", 210.0 + i as f32 * 10.0, 50.0))
+            .collect()
+    };
+    let a = an.process(&inside(2), 0.0);
+    assert!(!a.zones[0].overcrowded);
+    assert!(!kinds(&a).contains(&AnalyticsEventKind::ZoneOvercrowded));
+    let a = an.process(&inside(3), 0.1);
+    assert!(a.zones[0].overcrowded);
+    let e = a
+        .events
+        .iter()
+        .find(|e| e.kind == AnalyticsEventKind::ZoneOvercrowded)
+        .unwrap();
+    assert_eq!((e.count, e.threshold), (Some(3), Some(2)));
+    // Still overcrowded: no second event.
+    let a = an.process(&inside(4), 0.2);
+    assert!(a.zones[0].overcrowded);
+    assert!(
+        a.events
+            .iter()
+            .all(|e| e.kind != AnalyticsEventKind::ZoneOvercrowded)
+    );
+    // Two leave (far away): cleared.
+    let mut objs = inside(2);
+    objs.push(obj(Some(3), "person", 500.0, 500.0));
+    objs.push(obj(Some(4), "person", 500.0, 500.0));
+    let a = an.process(&objs, 0.3);
+    assert!(!a.zones[0].overcrowded);
+    let e = a
+        .events
+        .iter()
+        .find(|e| e.kind == AnalyticsEventKind::ZoneCleared)
+        .unwrap();
+    assert_eq!(e.count, Some(2));
+    assert_eq!(a.zones[0].exits, 2);
+}
+
+#[test]
+fn vanished_tracks_are_forgotten_and_exit_their_zones() {
+    let mut an = Analytics::new(&AnalyticsConfig {
+        forget_after: Some(3),
+        zones: vec![zone_cfg(None)],
+        lines: vec![line_cfg(&[])],
+        ..Default::default()
+    })
+    .unwrap();
+    an.process(&[obj(Some(5), "person", 250.0, 50.0)], 0.0);
+    an.process(&[obj(Some(5), "person", 250.0, 50.0)], 0.4);
+    // Frames 2, 3, 4 without it: still remembered (unseen for 3 frames at most).
+    for i in 2..5 {
+        let a = an.process(&[], i as f64 * 0.1);
+        assert!(a.events.is_empty(), "frame {i}");
+        assert_eq!(a.zones[0].occupancy, 0);
+        assert_eq!(a.zones[0].tracks.len(), 1);
+    }
+    let a = an.process(&[], 0.5);
+    assert_eq!(kinds(&a), [AnalyticsEventKind::ZoneExited]);
+    assert_eq!(a.events[0].dwell_s, Some(0.4));
+    assert_eq!((a.zones[0].entries, a.zones[0].exits), (1, 1));
+    assert!(a.zones[0].tracks.is_empty());
+}
+
+#[test]
+fn reset_clears_counts() {
+    let mut an = analytics(vec![line_cfg(&[])], vec![zone_cfg(None)]);
+    let a = run(&mut an, &[(80.0, 50.0), (250.0, 50.0)]);
+    assert_eq!(counts(&a, "person"), (1, 0));
+    assert_eq!(a.zones[0].entries, 1);
+    an.reset();
+    let a = an.process(&[], 0.0);
+    assert!(a.lines[0].counts.is_empty());
+    assert_eq!(a.zones[0].entries, 0);
+}
+
+#[test]
+fn invalid_rules_are_refused() {
+    let err = Analytics::new(&AnalyticsConfig {
+        zones: vec![ZoneConfig {
+            polygon: vec![[0.0, 0.0], [1.0, 1.0]],
+            ..zone_cfg(None)
+        }],
+        ..Default::default()
+    })
+    .err()
+    .unwrap();
+    assert_eq!(err.key, "zones[0].polygon");
+}
