@@ -14,7 +14,7 @@ use std::fmt;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use vigil_core::engine::Histogram;
-use vigil_core::objects::FrameObjects;
+use vigil_core::objects::{FrameAnalytics, FrameObjects};
 
 /// Frames per second are measured over this trailing window.
 pub const FPS_WINDOW: Duration = Duration::from_secs(2);
@@ -101,6 +101,8 @@ struct Counters {
     latency: Histogram,
     /// Times of the frames within the last [`FPS_WINDOW`].
     recent: VecDeque<Instant>,
+    /// The latest analytics results (cumulative line counts, zone entries and exits).
+    analytics: Option<FrameAnalytics>,
 }
 
 /// Counters of one source, updated from its streaming thread.
@@ -159,6 +161,9 @@ impl SourceStats {
                 if let Some(t) = o.track_id {
                     c.tracks.insert(t);
                 }
+            }
+            if let Some(a) = &f.analytics {
+                c.analytics = Some(a.clone());
             }
         }
     }
@@ -266,6 +271,7 @@ impl SourceStats {
             objects: c.objects,
             per_class: c.per_class.clone(),
             tracks: c.tracks.len() as u64,
+            analytics: c.analytics.clone(),
             seconds: c
                 .last_frame_at
                 .unwrap_or_else(Instant::now)
@@ -286,6 +292,8 @@ pub struct SourceSummary {
     pub per_class: BTreeMap<String, u64>,
     /// Distinct track ids seen.
     pub tracks: u64,
+    /// The last analytics results (sources with `analytics`): line counts, zone entries and exits.
+    pub analytics: Option<FrameAnalytics>,
     /// From the start of the run to the source's last frame.
     pub seconds: f64,
 }
@@ -328,6 +336,28 @@ impl fmt::Display for Summary {
                 let list: Vec<String> = classes.iter().map(|(k, v)| format!("{k} {v}")).collect();
                 writeln!(f, "  [{}] objects per class: {}", s.name, list.join(", "))?;
             }
+            if let Some(a) = &s.analytics {
+                for l in &a.lines {
+                    let counts: Vec<String> = l
+                        .counts
+                        .iter()
+                        .map(|c| format!("{} in {} out {}", c.label, c.r#in, c.out))
+                        .collect();
+                    let counts = if counts.is_empty() {
+                        "no crossings".to_string()
+                    } else {
+                        counts.join(", ")
+                    };
+                    writeln!(f, "  [{}] line {}: {counts}", s.name, l.name)?;
+                }
+                for z in &a.zones {
+                    writeln!(
+                        f,
+                        "  [{}] zone {}: {} entries, {} exits",
+                        s.name, z.name, z.entries, z.exits
+                    )?;
+                }
+            }
         }
         Ok(())
     }
@@ -364,6 +394,54 @@ mod tests {
         .to_string();
         assert!(
             text.contains("[cam] objects per class: person 2, car 1"),
+            "{text}"
+        );
+        assert!(!text.contains("line"), "{text}");
+    }
+
+    #[test]
+    fn summary_reports_the_last_analytics_counts() {
+        use vigil_core::objects::{LabelCounts, LineStatus, ZoneStatus};
+        let s = SourceStats::new("cam");
+        let mut f = FrameObjects::new(10, 10);
+        let line = |n: u64| LineStatus {
+            name: "door".into(),
+            counts: vec![LabelCounts {
+                label: "person".into(),
+                r#in: n,
+                out: 4,
+            }],
+            ..Default::default()
+        };
+        f.analytics = Some(FrameAnalytics {
+            lines: vec![line(0)],
+            ..Default::default()
+        });
+        s.record(Some(&f));
+        f.analytics = Some(FrameAnalytics {
+            lines: vec![line(1)],
+            zones: vec![ZoneStatus {
+                name: "square".into(),
+                entries: 3,
+                exits: 2,
+                ..Default::default()
+            }],
+            events: vec![],
+        });
+        s.record(Some(&f));
+        // A frame without analytics (none attached) keeps the last results.
+        s.record(Some(&FrameObjects::new(10, 10)));
+        let text = Summary {
+            sources: vec![s.summary()],
+            interrupted: false,
+        }
+        .to_string();
+        assert!(
+            text.contains("[cam] line door: person in 1 out 4\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("[cam] zone square: 3 entries, 2 exits\n"),
             "{text}"
         );
     }

@@ -144,7 +144,7 @@ fn traffic_config_counts_match_the_hand_labelled_clip() {
     let config = dir.path().join("traffic-clip.yaml");
     std::fs::write(&config, test_config(&clip, &events)).unwrap();
 
-    let (mut vigil, _lines) = Vigil::run(&config, &["--quiet"]);
+    let (mut vigil, _lines) = Vigil::run(&config, &["--progress", "0"]);
     let status = vigil.wait(Duration::from_secs(900));
     let stderr = vigil.stderr_text();
     assert_eq!(
@@ -195,6 +195,15 @@ fn traffic_config_counts_match_the_hand_labelled_clip() {
     );
     // The zone of the config is reported on every frame.
     assert!(last["analytics"]["zones"][0]["name"] == "square", "{last}");
+    // The end-of-run summary repeats the line's counts.
+    let summary = format!(
+        "[vtest] line walkway: person in {} out {}",
+        PERSONS.0, PERSONS.1
+    );
+    assert!(
+        stderr.contains(&summary),
+        "no '{summary}' in stderr:\n{stderr}"
+    );
 }
 
 /// A broken analytics rule in a pipeline config is one error line naming the file, key path and line.
