@@ -409,9 +409,9 @@ fn trackers_compared_with_python_peers_on_noisy_tud_campus() {
     );
 
     // 4. Every Python result through the same evaluation.
-    type Key = (String, String);
-    let mut by_preset: BTreeMap<Key, (Option<(MotSummary, f64)>, Vec<f64>, Vec<f64>)> =
-        BTreeMap::new();
+    /// Per (tracker, preset): the seed-42 summary and frames/s, the other seeds' MOTA and IDF1.
+    type Results = (Option<(MotSummary, f64)>, Vec<f64>, Vec<f64>);
+    let mut by_preset: BTreeMap<(String, String), Results> = BTreeMap::new();
     let runs = report["runs"].as_array().expect("peers.json has runs");
     for run in runs {
         let field = |k: &str| {
