@@ -76,7 +76,7 @@ fn python() -> Result<PathBuf, String> {
         Ok(p)
     } else {
         Err(format!(
-            "{} is missing (run scripts/setup.sh venv)",
+            "{} is missing (run scripts/setup.sh trackers)",
             p.display()
         ))
     }

@@ -303,7 +303,7 @@ def main():
     if missing:
         print(
             f"peers.py: missing Python package(s) in {sys.executable}: {'; '.join(missing)} "
-            "(run scripts/setup.sh venv)",
+            "(run scripts/setup.sh trackers)",
             file=sys.stderr,
         )
         return 2
