@@ -5,6 +5,7 @@
 pub mod backoff;
 pub mod draw;
 pub mod engine;
+pub mod events;
 pub mod modelrepo;
 pub mod modelspec;
 pub mod mot;

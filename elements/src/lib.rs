@@ -1,9 +1,11 @@
-//! Vigil's GStreamer plugin: `vigilinfer` (model inference), `vigiltrack` (multi-object tracking) and
-//! `vigilosd` (overlay), exchanging [`meta::VigilMeta`]. This file only registers them.
+//! Vigil's GStreamer plugin: `vigilinfer` (model inference), `vigiltrack` (multi-object tracking),
+//! `vigilosd` (overlay) and `vigilmsgbroker` (event publishing), exchanging [`meta::VigilMeta`]. This
+//! file only registers them.
 #![allow(clippy::non_send_fields_in_send_ty, unused_doc_comments)]
 
 pub mod infer;
 pub mod meta;
+pub mod msgbroker;
 pub mod osd;
 pub mod source;
 pub mod track;
@@ -13,6 +15,7 @@ fn plugin_init(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
     track::register(plugin)?;
     osd::register(plugin)?;
     source::register(plugin)?;
+    msgbroker::register(plugin)?;
     Ok(())
 }
 
