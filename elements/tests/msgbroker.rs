@@ -218,6 +218,7 @@ fn mqtt_broker_outage_loses_no_line_crossing() {
     let w = warnings(&messages);
     let outage: Vec<_> = w.iter().filter(|w| w.contains("unreachable")).collect();
     assert_eq!(outage.len(), 1, "one warning for the outage: {w:?}");
+    assert!(!w.iter().any(|w| w.contains("is full")), "{w:?}");
 }
 
 #[test]
@@ -246,6 +247,9 @@ fn too_small_buffer_counts_drops_exactly() {
         w.iter().any(|w| w.contains("still undelivered")),
         "EOS says what was left: {w:?}"
     );
+    let full: Vec<_> = w.iter().filter(|w| w.contains("is full")).collect();
+    assert_eq!(full.len(), 1, "one warning for the overflow: {w:?}");
+    assert!(full[0].contains("dropping the newest"), "{}", full[0]);
     run.pipeline.set_state(gst::State::Null).unwrap();
     // Stopping gives up the 10 buffered ones, counted.
     assert_eq!(run.counter("dropped"), total);

@@ -131,6 +131,11 @@ struct State {
     selection: MessageSelection,
     topic: TopicTemplate,
     source: String,
+    drop_policy: DropPolicy,
+    /// A warning about drops was posted and the buffer has not emptied since.
+    overflow_warned: bool,
+    /// `dropped` when last looked at.
+    dropped_seen: u64,
 }
 
 #[derive(Default)]
@@ -293,8 +298,8 @@ impl ObjectImpl for VigilMsgBroker {
                 glib::ParamSpecUInt::builder("flush-timeout")
                     .nick("Flush timeout")
                     .blurb(
-                        "Milliseconds to wait at end-of-stream and at stop for buffered messages to be \
-                         delivered; what is left then is counted as dropped",
+                        "Milliseconds to wait at end-of-stream (and at stop while connected) for \
+                         buffered messages to be delivered; what is left then is counted as dropped",
                     )
                     .default_value(d.flush_timeout)
                     .mutable_ready()
@@ -561,6 +566,9 @@ impl BaseTransformImpl for VigilMsgBroker {
             selection,
             topic,
             source,
+            drop_policy,
+            overflow_warned: false,
+            dropped_seen: 0,
         });
         Ok(())
     }
@@ -620,6 +628,30 @@ impl BaseTransformImpl for VigilMsgBroker {
             if !state.publisher.publish(Message::new(topic, m.json)) {
                 gst::debug!(CAT, imp = self, "message {} dropped", m.seq);
             }
+        }
+        // Drops are counted, and told once per overflow (until the buffer empties again).
+        let stats = state.publisher.stats();
+        let new_drops = stats.dropped > state.dropped_seen;
+        state.dropped_seen = stats.dropped;
+        if stats.buffered == 0 && !new_drops {
+            state.overflow_warned = false;
+        } else if new_drops && !state.overflow_warned {
+            let (size, policy) = (
+                self.settings.lock().unwrap().buffer_size,
+                state.drop_policy.as_str(),
+            );
+            state.overflow_warned = true;
+            drop(guard);
+            gst::element_warning!(
+                self.obj(),
+                gst::ResourceError::NoSpaceLeft,
+                (
+                    "the buffer of {} messages is full: dropping the {} (dropped so far: {})",
+                    size,
+                    policy,
+                    stats.dropped
+                )
+            );
         }
         Ok(gst::FlowSuccess::Ok)
     }
