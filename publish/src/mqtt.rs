@@ -303,22 +303,19 @@ async fn send(
         }
         if connected && !in_flight {
             let next = shared.lock().take();
-            match next {
-                Some(m) => {
-                    // Released (and so published again first) when the connection is lost before
-                    // its acknowledgement. The request channel has room: one message in flight.
-                    if client
-                        .publish(m.topic, qos, false, m.payload.into_bytes())
-                        .await
-                        .is_err()
-                    {
-                        shared.lock().release();
-                        break;
-                    }
-                    in_flight = true;
-                    continue;
+            if let Some(m) = next {
+                // Released (and so published again first) when the connection is lost before
+                // its acknowledgement. The request channel has room: one message in flight.
+                if client
+                    .publish(m.topic, qos, false, m.payload.into_bytes())
+                    .await
+                    .is_err()
+                {
+                    shared.lock().release();
+                    break;
                 }
-                None => {}
+                in_flight = true;
+                continue;
             }
         }
         if shared.close_expired() {
