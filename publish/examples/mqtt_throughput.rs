@@ -1,6 +1,6 @@
 //! Measures MQTT delivery through a local mosquitto (started here on a free 127.0.0.1 port): how many
-//! messages per second one publisher delivers at each QoS (one message in flight at a time, so this is
-//! bounded by the round trip to the broker).
+//! messages per second one publisher delivers at each QoS (at most `max_in_flight` unacknowledged
+//! messages, so over a network this is bounded by the round trip to the broker).
 //!
 //! `cargo run --release -p vigil-publish --example mqtt_throughput [MESSAGES]`
 

@@ -1,9 +1,10 @@
 //! The bounded in-memory buffer between the streaming threads and a publisher's delivery thread.
 //!
-//! Messages queue in order. The delivery side *takes* the front message (it stays in the buffer, marked
-//! in flight) and removes it only when it was delivered ([`Buffer::delivered`]) or definitely could
-//! not be ([`Buffer::failed`]); a message whose delivery must be retried is *released* and taken
-//! again, so the order never changes. When the buffer is full a message is dropped according to the
+//! Messages queue in order. The delivery side *takes* messages from the front (they stay in the
+//! buffer, marked in flight: a prefix of the queue) and removes the oldest one when it was delivered
+//! ([`Buffer::delivered`]) or definitely could not be ([`Buffer::failed`]); when delivery must be
+//! retried (a lost connection) every message in flight is *released* and taken again from the front,
+//! so the order never changes. When the buffer is full a message is dropped according to the
 //! [`DropPolicy`] and counted: nothing leaves the buffer uncounted.
 
 use std::collections::VecDeque;
@@ -68,7 +69,8 @@ pub struct Buffer {
     queue: VecDeque<Message>,
     capacity: usize,
     policy: DropPolicy,
-    in_flight: bool,
+    /// The first `in_flight` messages of `queue` were taken and are not settled yet.
+    in_flight: usize,
     published: u64,
     dropped: u64,
 }
@@ -80,7 +82,7 @@ impl Buffer {
             queue: VecDeque::new(),
             capacity: capacity.max(1),
             policy,
-            in_flight: false,
+            in_flight: 0,
             published: 0,
             dropped: 0,
         }
@@ -118,10 +120,10 @@ impl Buffer {
         match self.policy {
             DropPolicy::Newest => Pushed::DroppedNewest,
             DropPolicy::Oldest => {
-                // The front may be in flight: it is then the next one that gives way.
-                let victim = usize::from(self.in_flight);
+                // Messages in flight stay: the oldest waiting one gives way.
+                let victim = self.in_flight;
                 if victim >= self.queue.len() {
-                    // Capacity 1 and that one is in flight: nothing else to drop.
+                    // Everything is in flight: nothing else to drop.
                     return Pushed::DroppedNewest;
                 }
                 self.queue.remove(victim);
@@ -136,46 +138,46 @@ impl Buffer {
         self.dropped += 1;
     }
 
-    /// The front message, now marked in flight (a copy; it stays in the buffer). Taking it again
-    /// before it was delivered, failed or released gives the same message.
+    /// The oldest message not yet in flight, now marked in flight (a copy; it stays in the buffer).
     pub fn take(&mut self) -> Option<Message> {
-        let m = self.queue.front()?.clone();
-        self.in_flight = true;
+        let m = self.queue.get(self.in_flight)?.clone();
+        self.in_flight += 1;
         Some(m)
     }
 
-    pub fn in_flight(&self) -> bool {
+    /// Messages taken and not settled yet.
+    pub fn in_flight(&self) -> usize {
         self.in_flight
     }
 
-    /// The message in flight was delivered: removes it and counts it as published.
+    /// The oldest message in flight was delivered: removes it and counts it as published.
     pub fn delivered(&mut self) {
-        if self.in_flight {
-            self.in_flight = false;
+        if self.in_flight > 0 {
+            self.in_flight -= 1;
             self.queue.pop_front();
             self.published += 1;
         }
     }
 
-    /// The message in flight cannot be delivered: removes it and counts it as dropped.
+    /// The oldest message in flight cannot be delivered: removes it and counts it as dropped.
     pub fn failed(&mut self) {
-        if self.in_flight {
-            self.in_flight = false;
+        if self.in_flight > 0 {
+            self.in_flight -= 1;
             self.queue.pop_front();
             self.dropped += 1;
         }
     }
 
-    /// The message in flight goes back to waiting (it is taken again, first).
+    /// Every message in flight goes back to waiting (they are taken again, first, in order).
     pub fn release(&mut self) {
-        self.in_flight = false;
+        self.in_flight = 0;
     }
 
     /// Drops everything still buffered (counted), e.g. when closing without a connection.
     pub fn drop_all(&mut self) -> usize {
         let n = self.queue.len();
         self.queue.clear();
-        self.in_flight = false;
+        self.in_flight = 0;
         self.dropped += n as u64;
         n
     }
@@ -187,6 +189,16 @@ mod tests {
 
     fn m(i: u32) -> Message {
         Message::new("t", i.to_string())
+    }
+
+    /// Settles what is in flight, oldest first.
+    fn drain_in_flight(b: &mut Buffer) -> Vec<String> {
+        let n = b.in_flight();
+        let out = b.queue.iter().take(n).map(|m| m.payload.clone()).collect();
+        for _ in 0..n {
+            b.delivered();
+        }
+        out
     }
 
     fn drain(b: &mut Buffer) -> Vec<String> {
@@ -209,18 +221,25 @@ mod tests {
     }
 
     #[test]
-    fn a_released_message_is_taken_again_first() {
-        let mut b = Buffer::new(4, DropPolicy::Oldest);
-        b.push(m(0));
-        b.push(m(1));
+    fn released_messages_are_taken_again_first_in_order() {
+        let mut b = Buffer::new(8, DropPolicy::Oldest);
+        for i in 0..3 {
+            b.push(m(i));
+        }
         assert_eq!(b.take().unwrap().payload, "0");
-        b.release(); // connection lost before the acknowledgement
-        b.push(m(2));
-        assert_eq!(b.take().unwrap().payload, "0");
-        assert_eq!(b.take().unwrap().payload, "0");
-        b.delivered();
-        assert_eq!(drain(&mut b), ["1", "2"]);
-        assert_eq!(b.published(), 3);
+        assert_eq!(b.take().unwrap().payload, "1");
+        assert_eq!(b.in_flight(), 2);
+        b.delivered(); // 0 acknowledged
+        b.release(); // connection lost before 1 was acknowledged
+        b.push(m(3));
+        assert_eq!(b.take().unwrap().payload, "1");
+        assert_eq!(b.take().unwrap().payload, "2");
+        assert_eq!(b.take().unwrap().payload, "3");
+        assert_eq!(b.take(), None);
+        for _ in 0..3 {
+            b.delivered();
+        }
+        assert_eq!((b.published(), b.len(), b.in_flight()), (4, 0, 0));
     }
 
     #[test]
@@ -235,12 +254,23 @@ mod tests {
         assert_eq!(b.dropped(), 2);
         b.delivered();
         assert_eq!(drain(&mut b), ["3", "4"]);
+        // With two in flight, the third gives way.
+        for i in 5..8 {
+            b.push(m(i));
+        }
+        b.take();
+        b.take();
+        assert_eq!(b.push(m(8)), Pushed::DroppedOldest); // drops 7
+        b.take();
+        assert_eq!(b.push(m(9)), Pushed::DroppedNewest); // all three in flight
+        assert_eq!(drain_in_flight(&mut b), ["5", "6", "8"]);
+        assert_eq!((b.published(), b.dropped()), (6, 4));
         // Without anything in flight the front goes.
         for i in 10..14 {
             b.push(m(i));
         }
         assert_eq!(drain(&mut b), ["11", "12", "13"]);
-        assert_eq!((b.published(), b.dropped()), (6, 3));
+        assert_eq!((b.published(), b.dropped()), (9, 5));
     }
 
     #[test]
@@ -280,7 +310,7 @@ mod tests {
         b.failed();
         assert_eq!(b.drop_all(), 3);
         assert_eq!((b.published(), b.dropped(), b.len()), (0, 4, 0));
-        assert!(!b.in_flight());
+        assert_eq!(b.in_flight(), 0);
     }
 
     #[test]

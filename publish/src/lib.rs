@@ -4,11 +4,12 @@
 //!
 //! [`Publisher::publish`] queues a message and returns at once. A delivery thread takes the messages
 //! in order: the file and stdout targets write one line per message; the MQTT target (rumqttc on a
-//! tokio runtime of its own) publishes one message at a time and, for QoS 1 and 2, removes it from the
-//! buffer only when the broker acknowledged it (PUBACK / PUBCOMP). When the connection is lost the
-//! message in flight goes back to the front of the buffer and is published again after reconnection,
-//! so messages arrive in order and none is lost while the buffer holds them (QoS 1 may deliver the
-//! one in flight twice, as MQTT allows). A full buffer drops by its [`DropPolicy`]; every message ends
+//! tokio runtime of its own) publishes them in order, up to `max_in_flight` ahead of the oldest
+//! unacknowledged one, and for QoS 1 and 2 removes each from the buffer only when the broker
+//! acknowledged it (PUBACK / PUBCOMP, which come in publish order). When the connection is lost the
+//! messages in flight go back to waiting at the front of the buffer and are published again, in
+//! order, after reconnection, so none is lost while the buffer holds them (QoS 1 may deliver those
+//! in flight twice, as MQTT allows: consumers skip a `seq` they have seen). A full buffer drops by its [`DropPolicy`]; every message ends
 //! counted in [`Stats::published`] or [`Stats::dropped`] — including what is still buffered when the
 //! publisher is closed without a connection.
 //!

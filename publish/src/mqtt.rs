@@ -2,13 +2,12 @@
 //!
 //! Two futures run together on that runtime. The *driver* polls rumqttc's event loop (connecting,
 //! reconnecting after a pause, reading acknowledgements) and forwards what matters to the *sender*.
-//! The sender publishes the buffer's front message only while connected and only when nothing is in
-//! flight (stop-and-wait: one message per round trip, which keeps the order across reconnections
-//! without relying on the broker's session), and removes it from the buffer when it is acknowledged
-//! (PUBACK for QoS 1, PUBCOMP for QoS 2) or, for QoS 0, once it was written to the connection. When
-//! the connection is lost the message in flight is released and published again first after the
-//! next CONNACK. The client uses a clean session, so rumqttc keeps nothing of its own across
-//! reconnections: the buffer is the only place messages wait.
+//! The sender publishes the buffer's messages in order while connected, at most `max_in_flight` ahead
+//! of the oldest unacknowledged one, and removes a message from the buffer when it is acknowledged
+//! (PUBACK for QoS 1, PUBCOMP for QoS 2 — a broker acknowledges in publish order) or, for QoS 0, once
+//! it was written to the connection. When the connection is lost every message in flight is released
+//! and published again, in order, after the next CONNACK. The client uses a clean session, so rumqttc
+//! keeps nothing of its own across reconnections: the buffer is the only place messages wait.
 
 use crate::{PublishError, Shared, Status};
 use rumqttc::{
@@ -50,6 +49,8 @@ pub struct MqttConfig {
     pub reconnect_delay: Duration,
     /// Largest topic + payload accepted; larger messages are dropped (counted).
     pub max_payload: usize,
+    /// Messages published before the oldest is acknowledged (1 = stop-and-wait).
+    pub max_in_flight: u16,
 }
 
 impl MqttConfig {
@@ -65,6 +66,7 @@ impl MqttConfig {
             keep_alive: Duration::from_secs(30),
             reconnect_delay: Duration::from_millis(500),
             max_payload: 1 << 20,
+            max_in_flight: 32,
         }
     }
 }
@@ -176,7 +178,7 @@ fn options(c: &MqttConfig) -> Result<MqttOptions, PublishError> {
     o.set_keep_alive(ka);
     o.set_clean_session(true);
     o.set_max_packet_size(1 << 16, c.max_payload + 1024);
-    o.set_inflight(1);
+    o.set_inflight(c.max_in_flight.max(1));
     if let Some(u) = &c.username {
         o.set_credentials(u.clone(), c.password.clone().unwrap_or_default());
     }
@@ -199,7 +201,8 @@ pub(crate) fn start(c: MqttConfig, shared: Arc<Shared>) -> Result<JoinHandle<()>
         .name("vigil-mqtt".into())
         .spawn(move || {
             rt.block_on(async move {
-                let (client, eventloop) = AsyncClient::new(opts, 16);
+                let window = usize::from(c.max_in_flight.max(1));
+                let (client, eventloop) = AsyncClient::new(opts, window + 4);
                 let (tx, rx) = mpsc::unbounded_channel();
                 let stop = Arc::new(tokio::sync::Notify::new());
                 let lost_seen = Arc::new(tokio::sync::Notify::new());
@@ -211,7 +214,7 @@ pub(crate) fn start(c: MqttConfig, shared: Arc<Shared>) -> Result<JoinHandle<()>
                         lost_seen.clone(),
                         c.reconnect_delay
                     ),
-                    send(client, rx, &shared, c.qos, stop, lost_seen),
+                    send(client, rx, &shared, c.qos, window, stop, lost_seen),
                 );
             })
         })
@@ -290,22 +293,25 @@ async fn send(
     mut rx: mpsc::UnboundedReceiver<Net>,
     shared: &Shared,
     qos: QoS,
+    window: usize,
     stop: Arc<tokio::sync::Notify>,
     lost_seen: Arc<tokio::sync::Notify>,
 ) {
     let mut connected = false;
     let mut ever_connected = false;
     let mut outage_reported = false;
-    let mut in_flight = false;
+    // Messages handed to the client and not yet acknowledged (QoS 1, 2) or written (QoS 0), oldest
+    // first; the buffer's in-flight prefix.
+    let mut in_flight = 0usize;
     loop {
-        if shared.closing.load(Ordering::SeqCst) && !in_flight && shared.lock().is_empty() {
+        if shared.closing.load(Ordering::SeqCst) && in_flight == 0 && shared.lock().is_empty() {
             break;
         }
-        if connected && !in_flight {
+        if connected && in_flight < window {
             let next = shared.lock().take();
             if let Some(m) = next {
-                // Released (and so published again first) when the connection is lost before
-                // its acknowledgement. The request channel has room: one message in flight.
+                // Released (and so published again, in order) when the connection is lost before
+                // its acknowledgement. The request channel has room for the whole window.
                 if client
                     .publish(m.topic, qos, false, m.payload.into_bytes())
                     .await
@@ -314,7 +320,7 @@ async fn send(
                     shared.lock().release();
                     break;
                 }
-                in_flight = true;
+                in_flight += 1;
                 continue;
             }
         }
@@ -340,24 +346,26 @@ async fn send(
                     }
                     ever_connected = true;
                 }
+                // Writes (QoS 0) and acknowledgements (QoS 1, 2) come in publish order (MQTT 3.1.1
+                // 4.6): each settles the oldest message in flight.
                 Some(Net::Sent) => {
-                    if in_flight && qos == QoS::AtMostOnce {
-                        in_flight = false;
+                    if in_flight > 0 && qos == QoS::AtMostOnce {
+                        in_flight -= 1;
                         shared.lock().delivered();
                         shared.changed.notify_all();
                     }
                 }
                 Some(Net::Acked) => {
-                    if in_flight && qos != QoS::AtMostOnce {
-                        in_flight = false;
+                    if in_flight > 0 && qos != QoS::AtMostOnce {
+                        in_flight -= 1;
                         shared.lock().delivered();
                         shared.changed.notify_all();
                     }
                 }
                 Some(Net::Lost(reason)) => {
                     connected = false;
-                    if in_flight {
-                        in_flight = false;
+                    if in_flight > 0 {
+                        in_flight = 0;
                         shared.lock().release();
                     }
                     lost_seen.notify_one();
@@ -373,7 +381,7 @@ async fn send(
             _ = tokio::time::sleep(wait) => {}
         }
     }
-    if in_flight {
+    if in_flight > 0 {
         shared.lock().release();
     }
     if connected {
