@@ -59,6 +59,12 @@ pub struct Broker {
 impl Broker {
     /// Starts a broker on a free loopback port with persistence in a fresh temporary folder.
     pub fn start(tls: Option<BrokerTls>) -> Broker {
+        Broker::start_with(tls, None)
+    }
+
+    /// Like [`Broker::start`], requiring `user`/`password` when `credentials` is given (a password
+    /// file made with `mosquitto_passwd`; anonymous clients are refused).
+    pub fn start_with(tls: Option<BrokerTls>, credentials: Option<(&str, &str)>) -> Broker {
         let port = free_port();
         let dir =
             std::env::temp_dir().join(format!("vigil-mosquitto-{}-{port}", std::process::id()));
@@ -76,10 +82,24 @@ impl Broker {
                 }
             });
         let mut conf = format!(
-            "listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location {}/\nmax_queued_messages 100000\nlog_dest file {}/mosquitto.log\nlog_type all\n",
+            "listener {port} 127.0.0.1\nallow_anonymous {}\npersistence true\npersistence_location {}/\nmax_queued_messages 100000\nlog_dest file {}/mosquitto.log\nlog_type all\n",
+            credentials.is_none(),
             dir.display(),
             dir.display()
         );
+        if let Some((user, password)) = credentials {
+            let file = dir.join("passwords");
+            let ok = Command::new("mosquitto_passwd")
+                .arg("-c")
+                .arg("-b")
+                .arg(&file)
+                .args([user, password])
+                .status()
+                .is_ok_and(|s| s.success());
+            assert!(ok, "mosquitto_passwd failed");
+            let _ = Command::new("chmod").arg("644").arg(&file).status();
+            conf.push_str(&format!("password_file {}\n", file.display()));
+        }
         if !user.is_empty() {
             conf.push_str(&format!("user {user}\n"));
         }

@@ -272,6 +272,63 @@ fn tls_with_client_certificates() {
 }
 
 #[test]
+fn credentials_are_sent_and_a_refusal_is_reported() {
+    if skip() {
+        return;
+    }
+    let broker = Broker::start_with(None, Some(("vigil", "s3cret")));
+    let sub = Subscriber::start(
+        broker.port,
+        "auth-sub",
+        "vigil/auth",
+        &["-u", "vigil", "-P", "s3cret"],
+    );
+    let mut c = mqtt(broker.port, "auth-pub", QoS::AtLeastOnce);
+    c.username = Some("vigil".into());
+    c.password = Some("s3cret".into());
+    let p = Publisher::start(
+        PublisherConfig {
+            target: Target::Mqtt(c),
+            buffer_size: 10,
+            drop_policy: DropPolicy::Oldest,
+        },
+        |_| {},
+    )
+    .unwrap();
+    for i in 0..5 {
+        p.publish(msg("vigil/auth", i));
+    }
+    assert!(p.flush(Duration::from_secs(10)), "{:?}", p.stats());
+    assert_eq!(p.close(Duration::from_secs(1)).published, 5);
+    let got = seqs(&sub.collect(5, Duration::from_secs(10), Duration::from_secs(5)));
+    assert_eq!(got, (0..5).collect::<Vec<_>>());
+
+    let mut c = mqtt(broker.port, "auth-bad", QoS::AtLeastOnce);
+    c.username = Some("vigil".into());
+    c.password = Some("wrong".into());
+    let (log, status) = statuses();
+    let p = Publisher::start(
+        PublisherConfig {
+            target: Target::Mqtt(c),
+            buffer_size: 10,
+            drop_policy: DropPolicy::Oldest,
+        },
+        status,
+    )
+    .unwrap();
+    p.publish(msg("vigil/auth", 99));
+    std::thread::sleep(Duration::from_millis(800));
+    let s = p.close(Duration::ZERO);
+    assert_eq!((s.published, s.dropped), (0, 1));
+    let log = log.lock().unwrap();
+    assert!(
+        matches!(log.first(), Some(Status::Disconnected(r)) if r.contains("refused")),
+        "{log:?}"
+    );
+    assert_eq!(log.len(), 1, "reported once: {log:?}");
+}
+
+#[test]
 fn bad_tls_files_fail_at_start_naming_the_file() {
     let dir = std::env::temp_dir().join(format!("vigil-badtls-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
