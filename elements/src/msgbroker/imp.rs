@@ -204,7 +204,7 @@ impl ObjectImpl for VigilMsgBroker {
                     .nick("QoS")
                     .blurb(
                         "MQTT quality of service: 0 (at most once), 1 (at least once: acknowledged; may \
-                         repeat a message across a reconnection), 2 (exactly once)",
+                         repeat a message across a reconnection), 2 (exactly once within a connection)",
                     )
                     .maximum(2)
                     .default_value(d.qos)
