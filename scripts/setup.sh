@@ -55,6 +55,9 @@ APT_PACKAGES=(
   libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev libgstrtspserver-1.0-dev
   gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
   gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-rtsp pkg-config python3-venv ffmpeg
+  # MQTT tests (vigilmsgbroker): each test starts its own broker on a free 127.0.0.1 port with a
+  # temporary config, so the package's system service is never needed (nor started where no init runs).
+  mosquitto mosquitto-clients openssl
 )
 
 export DEBIAN_FRONTEND=noninteractive PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1

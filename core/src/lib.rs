@@ -7,6 +7,7 @@ pub mod backoff;
 pub mod blur;
 pub mod draw;
 pub mod engine;
+pub mod events;
 pub mod modelrepo;
 pub mod modelspec;
 pub mod mot;

@@ -333,6 +333,10 @@ impl FrameObjects {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FrameEvent {
     pub schema: String,
+    /// Message number of the publisher that sent it (`vigilmsgbroker`, `outputs.mqtt`): consecutive
+    /// from 0 across all its messages, so gaps are visible. Absent in `outputs.events` lines.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seq: Option<u64>,
     /// Name of the source (stream) in the pipeline config.
     pub source: String,
     pub frame: u64,
@@ -359,6 +363,7 @@ impl FrameEvent {
             .unwrap_or(0);
         Self {
             schema: FRAME_EVENT_SCHEMA.to_string(),
+            seq: None,
             source: source.to_string(),
             frame: frame.frame,
             pts_ns,

@@ -1,11 +1,12 @@
 //! Vigil's GStreamer plugin: `vigilinfer` (model inference), `vigiltrack` (multi-object tracking),
-//! `vigilanalytics` (line crossing and zones) and `vigilosd` (overlay), exchanging [`meta::VigilMeta`].
-//! This file only registers them.
+//! `vigilanalytics` (line crossing and zones), `vigilosd` (overlay) and `vigilmsgbroker` (event
+//! publishing), exchanging [`meta::VigilMeta`]. This file only registers them.
 #![allow(clippy::non_send_fields_in_send_ty, unused_doc_comments)]
 
 pub mod analytics;
 pub mod infer;
 pub mod meta;
+pub mod msgbroker;
 pub mod osd;
 pub mod source;
 pub mod track;
@@ -16,6 +17,7 @@ fn plugin_init(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
     analytics::register(plugin)?;
     osd::register(plugin)?;
     source::register(plugin)?;
+    msgbroker::register(plugin)?;
     Ok(())
 }
 

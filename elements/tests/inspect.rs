@@ -199,3 +199,35 @@ fn vigilsrc_is_documented() {
         ],
     );
 }
+
+#[test]
+fn vigilmsgbroker_is_documented() {
+    check(
+        "vigilmsgbroker",
+        &[
+            "protocol",
+            "host",
+            "port",
+            "topic",
+            "qos",
+            "client-id",
+            "username",
+            "password",
+            "tls",
+            "tls-ca-file",
+            "tls-cert-file",
+            "tls-key-file",
+            "keep-alive",
+            "buffer-size",
+            "drop-policy",
+            "source-name",
+            "path",
+            "messages",
+            "flush-timeout",
+            "published",
+            "dropped",
+            "buffered",
+            "reconnects",
+        ],
+    );
+}

@@ -579,6 +579,134 @@ pub struct OutputsConfig {
     /// (requires `outputs.rtsp`). Optional.
     #[serde(default)]
     pub mosaic: Option<MosaicConfig>,
+    /// `outputs.mqtt`: publish JSON messages (`docs/events.md`) to an MQTT broker, one connection per
+    /// stream (a `vigilmsgbroker` at the end of each stream's analysis chain). Optional.
+    #[serde(default)]
+    pub mqtt: Option<MqttOutputConfig>,
+}
+
+/// The `outputs.mqtt` section.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MqttOutputConfig {
+    /// `outputs.mqtt.host`: broker host name or address. Default `127.0.0.1`.
+    #[serde(default = "default_mqtt_host")]
+    pub host: String,
+    /// `outputs.mqtt.port`: broker port. Default 1883.
+    #[serde(default = "default_mqtt_port")]
+    pub port: u16,
+    /// `outputs.mqtt.topic`: topic template with `{source}`, `{kind}`, `{event}`, `{name}`,
+    /// `{schema}`. Default `vigil/{source}/{kind}`.
+    #[serde(default = "default_mqtt_topic")]
+    pub topic: String,
+    /// `outputs.mqtt.qos`: 0, 1 or 2. Default 1.
+    #[serde(default = "default_mqtt_qos")]
+    pub qos: u8,
+    /// `outputs.mqtt.client_id`: client id of each stream's connection; `{source}` is replaced by the
+    /// stream's name, and `-<source>` is appended when it has no `{source}`. Default
+    /// `vigil-<name>-{source}`.
+    #[serde(default)]
+    pub client_id: Option<String>,
+    /// `outputs.mqtt.username` and `password`: credentials. Optional.
+    #[serde(default)]
+    pub username: Option<String>,
+    #[serde(default)]
+    pub password: Option<String>,
+    /// `outputs.mqtt.tls`: connect with TLS (`ca`, `cert`, `key`: PEM files; all optional — without
+    /// `ca` the system's roots are trusted). Optional.
+    #[serde(default)]
+    pub tls: Option<MqttTlsConfig>,
+    /// `outputs.mqtt.keep_alive_s`: MQTT keep-alive in seconds (at least 5; 0 = off). Default 30.
+    #[serde(default = "default_mqtt_keep_alive")]
+    pub keep_alive_s: u32,
+    /// `outputs.mqtt.buffer`: messages each stream holds while the broker is unreachable. Default 1000.
+    #[serde(default = "default_mqtt_buffer")]
+    pub buffer: u32,
+    /// `outputs.mqtt.drop`: what a full buffer drops: `oldest` or `newest`. Default `oldest`.
+    #[serde(default = "default_mqtt_drop")]
+    pub drop: String,
+    /// `outputs.mqtt.messages`: which messages: `frames`, `objects`, `analytics` (a list). Default
+    /// `[analytics]`.
+    #[serde(default = "default_mqtt_messages")]
+    pub messages: Vec<String>,
+    /// `outputs.mqtt.flush_timeout_ms`: how long a stream's end waits for its buffered messages.
+    /// Default 5000.
+    #[serde(default = "default_mqtt_flush")]
+    pub flush_timeout_ms: u32,
+}
+
+/// The `outputs.mqtt.tls` section.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MqttTlsConfig {
+    /// `outputs.mqtt.tls.ca`: PEM file of the CAs that sign the broker's certificate.
+    #[serde(default)]
+    pub ca: Option<PathBuf>,
+    /// `outputs.mqtt.tls.cert`: PEM client certificate (with `key`).
+    #[serde(default)]
+    pub cert: Option<PathBuf>,
+    /// `outputs.mqtt.tls.key`: PEM private key of `cert`.
+    #[serde(default)]
+    pub key: Option<PathBuf>,
+}
+
+fn default_mqtt_host() -> String {
+    "127.0.0.1".into()
+}
+fn default_mqtt_port() -> u16 {
+    1883
+}
+fn default_mqtt_topic() -> String {
+    "vigil/{source}/{kind}".into()
+}
+fn default_mqtt_qos() -> u8 {
+    1
+}
+fn default_mqtt_keep_alive() -> u32 {
+    30
+}
+fn default_mqtt_buffer() -> u32 {
+    1000
+}
+fn default_mqtt_drop() -> String {
+    "oldest".into()
+}
+fn default_mqtt_messages() -> Vec<String> {
+    vec!["analytics".into()]
+}
+fn default_mqtt_flush() -> u32 {
+    5000
+}
+
+/// `outputs.mqtt` after validation (TLS paths absolute and readable).
+#[derive(Debug, Clone)]
+pub struct MqttPlan {
+    pub host: String,
+    pub port: u16,
+    pub topic: String,
+    pub qos: u8,
+    /// Client id template; [`MqttPlan::client_id`] gives a stream's.
+    pub client_id: String,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub tls: Option<vigil_publish::TlsFiles>,
+    pub keep_alive_s: u32,
+    pub buffer: u32,
+    pub drop: String,
+    /// Comma-separated, as `vigilmsgbroker messages` takes it.
+    pub messages: String,
+    pub flush_timeout_ms: u32,
+}
+
+impl MqttPlan {
+    /// The client id of stream `source`.
+    pub fn client_id(&self, source: &str) -> String {
+        if self.client_id.contains("{source}") {
+            self.client_id.replace("{source}", source)
+        } else {
+            format!("{}-{source}", self.client_id)
+        }
+    }
 }
 
 /// The `outputs.mosaic` section.
@@ -889,6 +1017,8 @@ pub struct Plan {
     /// MP4 file per source, in source order.
     pub files: Option<Vec<PathBuf>>,
     pub events: Option<EventsTarget>,
+    /// `outputs.mqtt`, validated.
+    pub mqtt: Option<MqttPlan>,
     pub realtime: bool,
     /// The HTTP API's socket address and token, when configured.
     pub api: Option<(std::net::SocketAddr, Option<String>)>,
@@ -1417,6 +1547,10 @@ impl Config {
                 "is the same file as outputs.file.path".into(),
             ));
         }
+        let mqtt = match &self.outputs.mqtt {
+            None => None,
+            Some(m) => Some(check_mqtt(m, &self.name, &base).map_err(|(k, e)| invalid(&k, e))?),
+        };
         let realtime = self.realtime.unwrap_or(rtsp.is_some());
         let api = match &self.api {
             None => None,
@@ -1446,11 +1580,85 @@ impl Config {
             rtsp,
             files,
             events,
+            mqtt,
             realtime,
             api,
             base,
         })
     }
+}
+
+/// Validates `outputs.mqtt`; errors are (key path, message).
+fn check_mqtt(m: &MqttOutputConfig, name: &str, base: &Path) -> Result<MqttPlan, (String, String)> {
+    let key = |k: &str| format!("outputs.mqtt.{k}");
+    if m.host.trim().is_empty() {
+        return Err((key("host"), "must not be empty".into()));
+    }
+    if m.port == 0 {
+        return Err((key("port"), "must be 1..=65535".into()));
+    }
+    vigil_publish::TopicTemplate::parse(&m.topic).map_err(|e| (key("topic"), e))?;
+    if m.qos > 2 {
+        return Err((key("qos"), format!("{} is not 0, 1 or 2", m.qos)));
+    }
+    if m.buffer == 0 {
+        return Err((key("buffer"), "must be at least 1".into()));
+    }
+    if vigil_publish::DropPolicy::parse(&m.drop).is_none() {
+        return Err((key("drop"), format!("'{}' is not oldest or newest", m.drop)));
+    }
+    let messages = m.messages.join(",");
+    vigil_core::events::MessageSelection::parse(&messages).map_err(|e| (key("messages"), e))?;
+    if m.password.is_some() && m.username.is_none() {
+        return Err((key("password"), "needs outputs.mqtt.username".into()));
+    }
+    let client_id = m
+        .client_id
+        .clone()
+        .unwrap_or_else(|| format!("vigil-{name}-{{source}}"));
+    if client_id.trim().is_empty() {
+        return Err((key("client_id"), "must not be empty".into()));
+    }
+    let tls = match &m.tls {
+        None => None,
+        Some(t) => {
+            let abs = |p: &Option<PathBuf>| p.as_ref().map(|p| normalize(&base.join(p)));
+            let files = vigil_publish::TlsFiles {
+                ca: abs(&t.ca),
+                cert: abs(&t.cert),
+                key: abs(&t.key),
+            };
+            // Reads and checks every file now, so that a bad one is a config error.
+            vigil_publish::mqtt::tls_config(&files).map_err(|e| {
+                let k = match &e {
+                    vigil_publish::PublishError::TlsFile { what: "CA", .. } => "tls.ca",
+                    vigil_publish::PublishError::TlsFile {
+                        what: "client certificate",
+                        ..
+                    } => "tls.cert",
+                    vigil_publish::PublishError::TlsFile { .. } => "tls.key",
+                    _ => "tls",
+                };
+                (key(k), one_line(&e.to_string()))
+            })?;
+            Some(files)
+        }
+    };
+    Ok(MqttPlan {
+        host: m.host.trim().to_string(),
+        port: m.port,
+        topic: m.topic.clone(),
+        qos: m.qos,
+        client_id,
+        username: m.username.clone(),
+        password: m.password.clone(),
+        tls,
+        keep_alive_s: m.keep_alive_s,
+        buffer: m.buffer,
+        drop: m.drop.clone(),
+        messages,
+        flush_timeout_ms: m.flush_timeout_ms,
+    })
 }
 
 /// Converts a serde_norway error into a one-line [`ConfigError::Parse`] with the location up front.
@@ -2016,5 +2224,63 @@ mod tests {
         // Faces as parents only after the model that makes them.
         let e = err("order", &good.replace("[person]", "[face]"));
         assert!(e.contains("secondary[0].operate_on[0]: 'face'"), "{e}");
+    }
+
+    #[test]
+    fn mqtt_output_parses_with_defaults_and_checks_values() {
+        let text = format!("{MINIMAL}outputs:\n  mqtt: {{ port: 1884 }}\n");
+        let c = Config::parse(&text, "x.yaml").unwrap();
+        let m = c.outputs.mqtt.clone().unwrap();
+        let plan = check_mqtt(&m, "t", Path::new("/")).unwrap();
+        assert_eq!(
+            (plan.host.as_str(), plan.port, plan.qos),
+            ("127.0.0.1", 1884, 1)
+        );
+        assert_eq!(plan.topic, "vigil/{source}/{kind}");
+        assert_eq!(plan.messages, "analytics");
+        assert_eq!((plan.buffer, plan.drop.as_str()), (1000, "oldest"));
+        assert_eq!(plan.client_id("cam"), "vigil-t-cam");
+        assert!(plan.tls.is_none());
+
+        let with = |extra: &str| {
+            let text = format!("{MINIMAL}outputs:\n  mqtt: {{ {extra} }}\n");
+            let c = Config::parse(&text, "x.yaml").unwrap();
+            check_mqtt(
+                c.outputs.mqtt.as_ref().unwrap(),
+                "t",
+                Path::new("/nonexistent"),
+            )
+        };
+        let p = with("client_id: gate, messages: [frames, objects, analytics]").unwrap();
+        assert_eq!(p.client_id("cam"), "gate-cam");
+        assert_eq!(p.messages, "frames,objects,analytics");
+        let p = with("client_id: \"x-{source}-y\"").unwrap();
+        assert_eq!(p.client_id("cam"), "x-cam-y");
+        for (extra, key) in [
+            ("topic: \"a/#\"", "outputs.mqtt.topic"),
+            ("qos: 3", "outputs.mqtt.qos"),
+            ("buffer: 0", "outputs.mqtt.buffer"),
+            ("drop: middle", "outputs.mqtt.drop"),
+            ("messages: []", "outputs.mqtt.messages"),
+            ("password: p", "outputs.mqtt.password"),
+            ("host: \" \"", "outputs.mqtt.host"),
+            ("tls: { ca: ca.pem }", "outputs.mqtt.tls.ca"),
+            ("tls: { cert: c.pem }", "outputs.mqtt.tls"),
+        ] {
+            let (k, m) = with(extra).unwrap_err();
+            assert_eq!(k, key, "{extra}: {m}");
+        }
+        let (_, m) = with("tls: { ca: ca.pem }").unwrap_err();
+        assert!(m.contains("/nonexistent/ca.pem"), "{m}");
+        let e = Config::parse(
+            &format!("{MINIMAL}outputs:\n  mqtt:\n    prot: 1\n"),
+            "x.yaml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("unknown field `prot`") && e.contains("line 10"),
+            "{e}"
+        );
     }
 }

@@ -232,7 +232,7 @@ fn make(factory: &str, name: &str) -> Result<gst::Element, RunError> {
         .build()
         .map_err(|_| {
             let hint = match factory {
-                "vigilinfer" | "vigiltrack" | "vigilanalytics" | "vigilosd" => {
+                "vigilinfer" | "vigiltrack" | "vigilanalytics" | "vigilosd" | "vigilmsgbroker" => {
                     " (Vigil element not registered)"
                 }
                 "x264enc" => " (install the GStreamer 'ugly' plugins)",
@@ -344,6 +344,46 @@ struct SourceSpec<'a> {
     index: usize,
     stats: Arc<SourceStats>,
     events: Option<EventSender>,
+}
+
+/// The `vigilmsgbroker` of stream `n` for `outputs.mqtt`: last in the analysis chain, so that it
+/// publishes what every Vigil element before it attached.
+fn make_msgbroker(mq: &crate::config::MqttPlan, n: &str) -> Result<gst::Element, RunError> {
+    let b = make("vigilmsgbroker", &format!("{n}-mqtt"))?;
+    set_prop(&b, "protocol", Prop::Str("mqtt"))?;
+    set_prop(&b, "source-name", Prop::Str(n))?;
+    set_prop(&b, "host", Prop::Str(&mq.host))?;
+    set_prop(&b, "port", Prop::Num(mq.port.into()))?;
+    set_prop(&b, "topic", Prop::Str(&mq.topic))?;
+    set_prop(&b, "qos", Prop::Num(mq.qos.into()))?;
+    set_prop(&b, "client-id", Prop::Str(&mq.client_id(n)))?;
+    if let Some(u) = &mq.username {
+        set_prop(&b, "username", Prop::Str(u))?;
+        set_prop(
+            &b,
+            "password",
+            Prop::Str(mq.password.as_deref().unwrap_or("")),
+        )?;
+    }
+    if let Some(t) = &mq.tls {
+        set_prop(&b, "tls", Prop::Bool(true))?;
+        let path = |p: &Option<PathBuf>| p.as_ref().map(|p| p.to_string_lossy().to_string());
+        if let Some(p) = path(&t.ca) {
+            set_prop(&b, "tls-ca-file", Prop::Str(&p))?;
+        }
+        if let Some(p) = path(&t.cert) {
+            set_prop(&b, "tls-cert-file", Prop::Str(&p))?;
+        }
+        if let Some(p) = path(&t.key) {
+            set_prop(&b, "tls-key-file", Prop::Str(&p))?;
+        }
+    }
+    set_prop(&b, "keep-alive", Prop::Num(mq.keep_alive_s.into()))?;
+    set_prop(&b, "buffer-size", Prop::Num(mq.buffer.into()))?;
+    set_prop(&b, "drop-policy", Prop::Str(&mq.drop))?;
+    set_prop(&b, "messages", Prop::Str(&mq.messages))?;
+    set_prop(&b, "flush-timeout", Prop::Num(mq.flush_timeout_ms.into()))?;
+    Ok(b)
 }
 
 /// Makes the H.264 encoder `outputs.rtsp.encoder` asks for (tuned for low latency, a key frame at
@@ -576,6 +616,9 @@ fn build_source_into(
         set_prop(&osd, "draw-trails", Prop::Bool(o.trails))?;
         set_prop(&osd, "trail-length", Prop::Num(o.trail_length.into()))?;
         chain.push(osd);
+    }
+    if let Some(mq) = &plan.mqtt {
+        chain.push(make_msgbroker(mq, n)?);
     }
     let tee = make("tee", &format!("{n}-tee"))?;
     chain.push(tee.clone());
