@@ -8,7 +8,7 @@ use std::time::Duration;
 use vigil_core::events::ObjectMessage;
 use vigil_core::objects::FrameEvent;
 use vigil_publish::testbroker::{Broker, Subscriber, available};
-use vigil_tests::{TempDir, Vigil, repo_root, skip, vigil_bin};
+use vigil_tests::{TempDir, Vigil, read_events, repo_root, skip, vigil_bin};
 
 fn config(dir: &Path, media: &Path, mqtt: &str) -> std::path::PathBuf {
     let text = format!(
@@ -169,4 +169,161 @@ fn bad_mqtt_settings_name_the_key_and_line() {
             "{line}"
         );
     }
+}
+
+/// Issue 5, acceptance 4 with real analytics: `configs/traffic.yaml` (NanoDet, SORT, the `walkway`
+/// line and the `square` zone) on the whole of `vtest.avi`, publishing frames and analytics events to a
+/// mosquitto started by the test. Once the first frame messages have arrived, the broker is stopped
+/// for 5 s and started again while vigil goes on. The subscriber (persistent session, QoS 1) must end
+/// with every message in `seq` order and none missing, and its `line_crossed` (and other analytics)
+/// events must be exactly those of the run's own events file, in the same order.
+#[test]
+fn traffic_line_crossings_reach_mqtt_across_a_broker_outage() {
+    let root = repo_root();
+    let media = root.join("samples/media/vtest.avi");
+    if !media.is_file() || !root.join("models/nanodet/1/model.onnx").is_file() {
+        skip(format_args!(
+            "samples and models are not installed; run make setup"
+        ));
+        return;
+    }
+    if !available() {
+        skip(format_args!(
+            "mosquitto is not installed; run scripts/setup.sh"
+        ));
+        return;
+    }
+    let mut broker = Broker::start(None);
+    let sub = Subscriber::start(broker.port, "vigil-traffic-sub", "vigil/traffic/#", &[]);
+    let dir = TempDir::new("mqtt-traffic");
+    let events = dir.path().join("events.jsonl");
+    let text = std::fs::read_to_string(root.join("configs/traffic.yaml")).unwrap();
+    let (head, _) = text
+        .split_once("\noutputs:")
+        .expect("traffic.yaml has outputs");
+    let head = head
+        .replace(
+            "    uri: ../samples/media/vtest.avi",
+            &format!("    uri: {}", media.display()),
+        )
+        .replace(
+            "model_repository: ../models",
+            &format!("model_repository: {}", root.join("models").display()),
+        );
+    let cfg = dir.path().join("traffic.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "{head}\noutputs:\n  events:\n    path: {}\n  mqtt:\n    port: {}\n    \
+             topic: \"vigil/traffic/{{source}}/{{kind}}\"\n    qos: 1\n    buffer: 20000\n    \
+             messages: [frames, analytics]\nrealtime: false\n",
+            events.display(),
+            broker.port
+        ),
+    )
+    .unwrap();
+
+    let (mut vigil, _lines) = Vigil::run(&cfg, &[]);
+    // The run is under way once messages arrive; then the outage.
+    let mut got = sub.collect(20, Duration::from_secs(120), Duration::from_secs(120));
+    assert_eq!(
+        got.len(),
+        20,
+        "no messages from vigil; stderr:\n{}",
+        vigil.stderr_text()
+    );
+    broker.stop();
+    std::thread::sleep(Duration::from_secs(5));
+    let still_running = matches!(vigil.child.try_wait(), Ok(None));
+    broker.restart();
+    assert!(
+        still_running,
+        "vigil ended before the broker came back: the outage proves nothing; stderr:\n{}",
+        vigil.stderr_text()
+    );
+    let status = vigil.wait(Duration::from_secs(600));
+    let stderr = vigil.stderr_text();
+    assert_eq!(
+        status.and_then(|s| s.code()),
+        Some(0),
+        "vigil exit; stderr:\n{stderr}"
+    );
+    got.extend(sub.collect(100_000, Duration::from_secs(60), Duration::from_secs(5)));
+
+    // Keep the first arrival of each seq (QoS 1 may repeat the messages in flight at the break).
+    let mut messages: Vec<(u64, serde_json::Value)> = Vec::new();
+    for line in &got {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        let seq = v["seq"].as_u64().expect("every message has a seq");
+        if messages.last().is_none_or(|(last, _)| seq > *last) {
+            messages.push((seq, v));
+        }
+    }
+    let seqs: Vec<u64> = messages.iter().map(|(s, _)| *s).collect();
+    assert_eq!(
+        seqs,
+        (0..seqs.len() as u64).collect::<Vec<_>>(),
+        "seq consecutive from 0: nothing lost, nothing out of order"
+    );
+    let frames = messages
+        .iter()
+        .filter(|(_, v)| v["schema"] == "vigil.frame.v1")
+        .count();
+    let published: Vec<(u64, serde_json::Value)> = messages
+        .iter()
+        .filter(|(_, v)| v["schema"] == "vigil.analytics.v1")
+        .map(|(_, v)| {
+            // The event's own fields follow the message's header (flattened).
+            let mut event = v.as_object().unwrap().clone();
+            for header in ["schema", "seq", "source", "frame", "pts_ns", "timestamp_ms"] {
+                event.remove(header);
+            }
+            (
+                v["frame"].as_u64().unwrap(),
+                serde_json::Value::Object(event),
+            )
+        })
+        .collect();
+
+    // The same run's events file: every frame, and each frame's analytics events in order.
+    let file = read_events(&events).unwrap();
+    let expected: Vec<(u64, serde_json::Value)> = file
+        .iter()
+        .flat_map(|e| {
+            let frame = e["frame"].as_u64().unwrap();
+            e["analytics"]["events"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+                .into_iter()
+                .map(move |ev| (frame, ev))
+        })
+        .collect();
+    let crossings = |l: &[(u64, serde_json::Value)]| -> Vec<String> {
+        l.iter()
+            .filter(|(_, e)| e["kind"] == "line_crossed")
+            .map(|(f, e)| {
+                format!(
+                    "frame {f} track {} {} {}",
+                    e["track_id"], e["label"], e["direction"]
+                )
+            })
+            .collect()
+    };
+    eprintln!(
+        "{} messages ({} repeats dropped): {frames} frames, {} analytics events, line crossings: {:?}",
+        got.len(),
+        got.len() - messages.len(),
+        published.len(),
+        crossings(&published)
+    );
+    assert_eq!(frames, file.len(), "one frame message per frame");
+    assert_eq!(file.len(), 795, "every frame of vtest.avi");
+    assert!(
+        crossings(&expected).len() >= 5,
+        "the walkway line is crossed in vtest.avi: {:?}",
+        crossings(&expected)
+    );
+    assert_eq!(crossings(&published), crossings(&expected));
+    assert_eq!(published, expected, "every analytics event, in order");
 }
