@@ -175,6 +175,10 @@ fn new_version_is_picked_up_without_dropping_frames_and_a_corrupt_one_is_refused
     let switched_at = Instant::now();
     let at_switch = received();
     println!("version 2 serving {switch:?} after it appeared ({at_switch} frames out so far)");
+    // The event is logged once the old runtime has finished its requests, just after the switch.
+    wait_for("the reload event", Duration::from_secs(30), || {
+        !nanodet_events(seq0).is_empty()
+    });
     let events = nanodet_events(seq0);
     assert_eq!(events.len(), 1, "{events:#?}");
     let e = &events[0];
