@@ -8,6 +8,7 @@ pub mod infer;
 pub mod meta;
 pub mod msgbroker;
 pub mod osd;
+mod pads;
 pub mod source;
 pub mod track;
 

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use vigil_core::engine::{InferRequest, ModelHandle, ModelServer, PollGuard};
 use vigil_core::modelspec::ModelSpec;
 use vigil_core::objects::{FrameObjects, Object};
-use vigil_core::postprocess::nms;
+use vigil_core::postprocess::{Detection, nms};
 use vigil_core::preprocess::{ColorOrder, Preprocessor};
 use vigil_core::secondary::{ParentFilter, child_box, crop_region};
 
@@ -352,22 +352,7 @@ impl ElementImpl for VigilInfer {
             let caps = gst_video::VideoCapsBuilder::new()
                 .format_list(FORMATS.iter().copied())
                 .build();
-            vec![
-                gst::PadTemplate::new(
-                    "src",
-                    gst::PadDirection::Src,
-                    gst::PadPresence::Always,
-                    &caps,
-                )
-                .unwrap(),
-                gst::PadTemplate::new(
-                    "sink",
-                    gst::PadDirection::Sink,
-                    gst::PadPresence::Always,
-                    &caps,
-                )
-                .unwrap(),
-            ]
+            crate::pads::filter_templates(&caps)
         });
         TEMPLATES.as_ref()
     }
@@ -557,40 +542,14 @@ impl BaseTransformImpl for VigilInfer {
         // Colour conversion (when needed) into packed RGBx/BGRx, then resize + normalise into the
         // request's tensor (the request owns it while it waits in the model's batcher).
         let mut tensor = vec![0f32; state.spec.preprocess.tensor_len()];
-        let map_err = |what: &str| {
-            gst::element_imp_error!(self, gst::CoreError::Failed, ["could not map {}", what]);
+        let preprocessor = &mut state.preprocessor;
+        let placement = with_packed_pixels(self, buf, conv, |pixels| {
+            preprocessor.run(pixels, width, height, &mut tensor)
+        })?
+        .map_err(|e| {
+            gst::element_imp_error!(self, gst::StreamError::Format, ["{}", e]);
             gst::FlowError::Error
-        };
-        let placement = {
-            let src = gst_video::VideoFrameRef::from_buffer_ref_readable(buf, &conv.in_info)
-                .map_err(|_| map_err("the input frame"))?;
-            let result = if let Some(converter) = &conv.converter {
-                {
-                    let image = conv
-                        .image
-                        .get_mut()
-                        .ok_or_else(|| map_err("the conversion buffer"))?;
-                    let mut dst =
-                        gst_video::VideoFrameRef::from_buffer_ref_writable(image, &conv.image_info)
-                            .map_err(|_| map_err("the conversion buffer"))?;
-                    converter.frame_ref(&src, &mut dst);
-                }
-                let map = conv
-                    .image
-                    .map_readable()
-                    .map_err(|_| map_err("the conversion buffer"))?;
-                state
-                    .preprocessor
-                    .run(map.as_slice(), width, height, &mut tensor)
-            } else {
-                let data = src.plane_data(0).map_err(|_| map_err("the input plane"))?;
-                state.preprocessor.run(data, width, height, &mut tensor)
-            };
-            result.map_err(|e| {
-                gst::element_imp_error!(self, gst::StreamError::Format, ["{}", e]);
-                gst::FlowError::Error
-            })?
-        };
+        })?;
 
         let started = Instant::now();
         let spec = state.spec.clone();
@@ -607,31 +566,12 @@ impl BaseTransformImpl for VigilInfer {
             .with_priority(state.settings.priority);
         let decode_spec = spec.clone();
         let (pw, ph) = (spec.preprocess.width, spec.preprocess.height);
-        let decoded = runtime
-            .infer(request, move |outputs| {
-                decode_spec.decoder.decode(outputs, 0, pw, ph, threshold)
-            })
-            .map_err(|e| {
-                gst::element_imp_error!(self, gst::StreamError::Failed, ["{}", e]);
-                gst::FlowError::Error
-            })?
-            .map_err(|e| {
-                gst::element_imp_error!(
-                    self,
-                    gst::StreamError::Decode,
-                    ["model '{}': {}", spec.model, e]
-                );
-                gst::FlowError::Error
-            })?;
+        let decoded = runtime.infer(request, move |outputs| {
+            decode_spec.decoder.decode(outputs, 0, pw, ph, threshold)
+        });
+        let dets = self.detections(decoded, &spec.model, &state.class_filter, iou, max)?;
         state.infer_ns += started.elapsed().as_nanos();
         state.inferred += 1;
-
-        let filter = &state.class_filter;
-        let dets: Vec<_> = decoded
-            .into_iter()
-            .filter(|d| filter.is_empty() || filter.contains(&d.class_id))
-            .collect();
-        let dets = nms(dets, iou, true, max);
         let (fw, fh) = (width as f32, height as f32);
         for d in dets {
             let bbox = placement.to_frame(&d.bbox).clamped(fw, fh);
@@ -730,25 +670,7 @@ impl VigilInfer {
         let mut children = Vec::new();
         let n_crops = pending.len() as u64;
         for (parent, region, placement, response) in pending {
-            let decoded = response
-                .wait()
-                .map_err(|e| {
-                    gst::element_imp_error!(self, gst::StreamError::Failed, ["{}", e]);
-                    gst::FlowError::Error
-                })?
-                .map_err(|e| {
-                    gst::element_imp_error!(
-                        self,
-                        gst::StreamError::Decode,
-                        ["model '{}': {}", spec.model, e]
-                    );
-                    gst::FlowError::Error
-                })?;
-            let dets: Vec<_> = decoded
-                .into_iter()
-                .filter(|d| filter.is_empty() || filter.contains(&d.class_id))
-                .collect();
-            for d in nms(dets, iou, true, max) {
+            for d in self.detections(response.wait(), &spec.model, filter, iou, max)? {
                 let Some(bbox) = child_box(&region, &placement, &d.bbox) else {
                     continue;
                 };
@@ -780,6 +702,36 @@ impl VigilInfer {
 
     /// Logs the reloads of the model (by polling or explicit control) since the last frame: a
     /// refused reload is also posted as a warning message.
+    /// The detections of one response: an engine or decoding error is posted on the bus (naming
+    /// the model) and ends the stream; then the class filter and NMS.
+    fn detections<E1: std::fmt::Display, E2: std::fmt::Display>(
+        &self,
+        response: Result<Result<Vec<Detection>, E2>, E1>,
+        model: &str,
+        filter: &[usize],
+        iou: f32,
+        max: usize,
+    ) -> Result<Vec<Detection>, gst::FlowError> {
+        let decoded = response
+            .map_err(|e| {
+                gst::element_imp_error!(self, gst::StreamError::Failed, ["{}", e]);
+                gst::FlowError::Error
+            })?
+            .map_err(|e| {
+                gst::element_imp_error!(
+                    self,
+                    gst::StreamError::Decode,
+                    ["model '{}': {}", model, e]
+                );
+                gst::FlowError::Error
+            })?;
+        let dets: Vec<_> = decoded
+            .into_iter()
+            .filter(|d| filter.is_empty() || filter.contains(&d.class_id))
+            .collect();
+        Ok(nms(dets, iou, true, max))
+    }
+
     fn log_model_events(&self, state: &mut State) {
         let handle = &state.handle;
         for event in ModelServer::global().events_after(state.events_seen) {

@@ -274,21 +274,7 @@ impl ElementImpl for VigilOsd {
                     gst_video::VideoFormat::Nv12,
                 ])
                 .build();
-            let src = gst::PadTemplate::new(
-                "src",
-                gst::PadDirection::Src,
-                gst::PadPresence::Always,
-                &caps,
-            )
-            .expect("valid src pad template");
-            let sink = gst::PadTemplate::new(
-                "sink",
-                gst::PadDirection::Sink,
-                gst::PadPresence::Always,
-                &caps,
-            )
-            .expect("valid sink pad template");
-            vec![src, sink]
+            crate::pads::filter_templates(&caps)
         });
         PAD_TEMPLATES.as_ref()
     }
