@@ -805,3 +805,42 @@ pub fn wait_for_frames(
     }
     None
 }
+
+// ---------------------------------------------------------------------------------------------------
+// The traffic demo config and its analytics events.
+
+/// `configs/traffic.yaml` up to (without) its `outputs:` section, reading `uri` instead of
+/// `vtest.avi` and the repository's models; everything else (tracker, analytics rules) as committed.
+pub fn traffic_config_head(uri: &Path) -> String {
+    let root = repo_root();
+    let text = std::fs::read_to_string(root.join("configs/traffic.yaml")).unwrap();
+    let uri_line = "    uri: ../samples/media/vtest.avi";
+    assert!(
+        text.contains(uri_line),
+        "traffic.yaml changed: no '{uri_line}'"
+    );
+    let (head, _) = text
+        .split_once("\noutputs:")
+        .expect("traffic.yaml has outputs");
+    head.replace(uri_line, &format!("    uri: {}", uri.display()))
+        .replace(
+            "model_repository: ../models",
+            &format!("model_repository: {}", root.join("models").display()),
+        )
+}
+
+/// Every analytics event of the frame events (`analytics.events`), with its frame number, in order.
+pub fn analytics_events(events: &[serde_json::Value]) -> Vec<(u64, serde_json::Value)> {
+    events
+        .iter()
+        .flat_map(|e| {
+            let frame = e["frame"].as_u64().unwrap_or_default();
+            e["analytics"]["events"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+                .into_iter()
+                .map(move |ev| (frame, ev))
+        })
+        .collect()
+}

@@ -48,7 +48,9 @@
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
-use vigil_tests::{TempDir, Vigil, read_events, repo_root, skip, vigil_bin};
+use vigil_tests::{
+    TempDir, Vigil, analytics_events, read_events, repo_root, skip, traffic_config_head, vigil_bin,
+};
 
 const FIRST_FRAME: u32 = 150;
 const LAST_FRAME: u32 = 549;
@@ -60,24 +62,9 @@ const VEHICLE_LABELS: [&str; 5] = ["bicycle", "car", "motorcycle", "bus", "truck
 /// `configs/traffic.yaml` with the source URI, outputs and `realtime` replaced (everything else, the
 /// analytics rules included, as committed).
 fn test_config(clip: &Path, events: &Path) -> String {
-    let root = repo_root();
-    let text = std::fs::read_to_string(root.join("configs/traffic.yaml")).unwrap();
-    let uri_line = "    uri: ../samples/media/vtest.avi";
-    assert!(
-        text.contains(uri_line),
-        "traffic.yaml changed: no '{uri_line}'"
-    );
-    let (head, _) = text
-        .split_once("\noutputs:")
-        .expect("traffic.yaml has outputs");
-    let head = head
-        .replace(uri_line, &format!("    uri: {}", clip.display()))
-        .replace(
-            "model_repository: ../models",
-            &format!("model_repository: {}", root.join("models").display()),
-        );
     format!(
-        "{head}\noutputs:\n  events:\n    path: {}\nrealtime: false\n",
+        "{}\noutputs:\n  events:\n    path: {}\nrealtime: false\n",
+        traffic_config_head(clip),
         events.display()
     )
 }
@@ -161,24 +148,16 @@ fn traffic_config_counts_match_the_hand_labelled_clip() {
     );
     // Every event carries the analytics; crossings are announced as events too.
     assert!(events.iter().all(|e| e["analytics"]["lines"].is_array()));
-    let crossings: Vec<(u64, String, String, String)> = events
-        .iter()
-        .flat_map(|e| {
-            let frame = e["frame"].as_u64().unwrap();
-            e["analytics"]["events"]
-                .as_array()
-                .cloned()
-                .unwrap_or_default()
-                .into_iter()
-                .filter(|x| x["kind"] == "line_crossed")
-                .map(move |x| {
-                    (
-                        frame + u64::from(FIRST_FRAME),
-                        x["label"].as_str().unwrap_or("").to_string(),
-                        x["direction"].as_str().unwrap_or("").to_string(),
-                        x["track_id"].to_string(),
-                    )
-                })
+    let crossings: Vec<(u64, String, String, String)> = analytics_events(&events)
+        .into_iter()
+        .filter(|(_, x)| x["kind"] == "line_crossed")
+        .map(|(frame, x)| {
+            (
+                frame + u64::from(FIRST_FRAME),
+                x["label"].as_str().unwrap_or("").to_string(),
+                x["direction"].as_str().unwrap_or("").to_string(),
+                x["track_id"].to_string(),
+            )
         })
         .collect();
     let last = events.last().unwrap();

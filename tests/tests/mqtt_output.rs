@@ -8,7 +8,9 @@ use std::time::Duration;
 use vigil_core::events::ObjectMessage;
 use vigil_core::objects::FrameEvent;
 use vigil_publish::testbroker::{Broker, Subscriber, available};
-use vigil_tests::{TempDir, Vigil, read_events, repo_root, skip, vigil_bin};
+use vigil_tests::{
+    TempDir, Vigil, analytics_events, read_events, repo_root, skip, traffic_config_head, vigil_bin,
+};
 
 fn config(dir: &Path, media: &Path, mqtt: &str) -> std::path::PathBuf {
     let text = format!(
@@ -197,19 +199,7 @@ fn traffic_line_crossings_reach_mqtt_across_a_broker_outage() {
     let sub = Subscriber::start(broker.port, "vigil-traffic-sub", "vigil/traffic/#", &[]);
     let dir = TempDir::new("mqtt-traffic");
     let events = dir.path().join("events.jsonl");
-    let text = std::fs::read_to_string(root.join("configs/traffic.yaml")).unwrap();
-    let (head, _) = text
-        .split_once("\noutputs:")
-        .expect("traffic.yaml has outputs");
-    let head = head
-        .replace(
-            "    uri: ../samples/media/vtest.avi",
-            &format!("    uri: {}", media.display()),
-        )
-        .replace(
-            "model_repository: ../models",
-            &format!("model_repository: {}", root.join("models").display()),
-        );
+    let head = traffic_config_head(&media);
     let cfg = dir.path().join("traffic.yaml");
     std::fs::write(
         &cfg,
@@ -287,18 +277,7 @@ fn traffic_line_crossings_reach_mqtt_across_a_broker_outage() {
 
     // The same run's events file: every frame, and each frame's analytics events in order.
     let file = read_events(&events).unwrap();
-    let expected: Vec<(u64, serde_json::Value)> = file
-        .iter()
-        .flat_map(|e| {
-            let frame = e["frame"].as_u64().unwrap();
-            e["analytics"]["events"]
-                .as_array()
-                .cloned()
-                .unwrap_or_default()
-                .into_iter()
-                .map(move |ev| (frame, ev))
-        })
-        .collect();
+    let expected = analytics_events(&file);
     let crossings = |l: &[(u64, serde_json::Value)]| -> Vec<String> {
         l.iter()
             .filter(|(_, e)| e["kind"] == "line_crossed")
