@@ -5,8 +5,6 @@ mod common;
 
 use std::path::Path;
 
-use gst::prelude::*;
-use gstvigil::meta::VigilMeta;
 use vigil_core::engine::ModelServer;
 
 /// A private repository with the NanoDet entry, configured for batches of up to 8.
@@ -57,58 +55,13 @@ fn eight_streams_share_one_batcher() {
             dir.display()
         ));
     }
-    let pipeline = gst::parse::launch(&desc)
-        .unwrap()
-        .downcast::<gst::Pipeline>()
-        .unwrap();
-    let sinks: Vec<gst_app::AppSink> = (0..STREAMS)
-        .map(|i| {
-            pipeline
-                .by_name(&format!("sink{i}"))
-                .unwrap()
-                .downcast()
-                .unwrap()
-        })
-        .collect();
-    pipeline.set_state(gst::State::Playing).unwrap();
-    let mut per_stream = vec![0usize; STREAMS];
-    let counters: Vec<_> = sinks
-        .into_iter()
-        .enumerate()
-        .map(|(i, sink)| {
-            std::thread::spawn(move || {
-                let mut n = 0;
-                while let Ok(sample) = sink.pull_sample() {
-                    let meta = sample
-                        .buffer()
-                        .unwrap()
-                        .meta::<VigilMeta>()
-                        .map(|m| m.frame().clone());
-                    let frame = meta.expect("every frame has VigilMeta");
-                    assert!(frame.inferred);
-                    assert!(
-                        frame.objects.iter().any(|o| o.label == "bus"),
-                        "stream {i}: no bus"
-                    );
-                    n += 1;
-                }
-                n
-            })
-        })
-        .collect();
-    for (i, c) in counters.into_iter().enumerate() {
-        per_stream[i] = c.join().unwrap();
-    }
-    let bus = pipeline.bus().unwrap();
-    let msg = bus.timed_pop_filtered(
-        gst::ClockTime::from_seconds(5),
-        &[gst::MessageType::Eos, gst::MessageType::Error],
-    );
-    pipeline.set_state(gst::State::Null).unwrap();
-    assert!(matches!(
-        msg.map(|m| m.type_()),
-        Some(gst::MessageType::Eos)
-    ));
+    let per_stream = common::run_streams(&desc, STREAMS, |i, frame| {
+        assert!(frame.inferred);
+        assert!(
+            frame.objects.iter().any(|o| o.label == "bus"),
+            "stream {i}: no bus"
+        );
+    });
     assert_eq!(per_stream, vec![FRAMES; STREAMS], "frames out per stream");
 
     let stats = handle.current().stats();

@@ -6,7 +6,6 @@ mod common;
 
 use std::path::Path;
 
-use gst::prelude::*;
 use gstvigil::meta::VigilMeta;
 use vigil_core::engine::ModelServer;
 use vigil_core::objects::{BBox, FrameObjects};
@@ -245,55 +244,26 @@ fn crops_of_objects_and_streams_are_batched() {
             dir.display()
         ));
     }
-    let pipeline = gst::parse::launch(&desc)
-        .unwrap()
-        .downcast::<gst::Pipeline>()
-        .unwrap();
-    let sinks: Vec<gst_app::AppSink> = (0..STREAMS)
-        .map(|i| {
-            pipeline
-                .by_name(&format!("sink{i}"))
-                .unwrap()
-                .downcast()
-                .unwrap()
-        })
+    // Per stream: persons and faces (children) seen.
+    let counts = std::sync::Arc::new(std::sync::Mutex::new(vec![(0usize, 0usize); STREAMS]));
+    let c2 = counts.clone();
+    let frames = common::run_streams(&desc, STREAMS, move |i, frame| {
+        let persons = frame.objects.iter().filter(|o| o.label == "person").count();
+        let faces = frame
+            .objects
+            .iter()
+            .filter(|o| o.label == "face" && o.parent.is_some())
+            .count();
+        let mut c = c2.lock().unwrap();
+        c[i].0 += persons;
+        c[i].1 += faces;
+    });
+    let counts = counts.lock().unwrap().clone();
+    let results: Vec<(usize, usize, usize)> = frames
+        .iter()
+        .zip(&counts)
+        .map(|(f, (p, faces))| (*f, *p, *faces))
         .collect();
-    pipeline.set_state(gst::State::Playing).unwrap();
-    let counters: Vec<_> = sinks
-        .into_iter()
-        .map(|sink| {
-            std::thread::spawn(move || {
-                let (mut frames, mut persons, mut faces) = (0usize, 0usize, 0usize);
-                while let Ok(sample) = sink.pull_sample() {
-                    let frame = sample
-                        .buffer()
-                        .unwrap()
-                        .meta::<VigilMeta>()
-                        .map(|m| m.frame().clone())
-                        .expect("every frame has VigilMeta");
-                    frames += 1;
-                    persons += frame.objects.iter().filter(|o| o.label == "person").count();
-                    faces += frame
-                        .objects
-                        .iter()
-                        .filter(|o| o.label == "face" && o.parent.is_some())
-                        .count();
-                }
-                (frames, persons, faces)
-            })
-        })
-        .collect();
-    let results: Vec<_> = counters.into_iter().map(|c| c.join().unwrap()).collect();
-    let bus = pipeline.bus().unwrap();
-    let msg = bus.timed_pop_filtered(
-        gst::ClockTime::from_seconds(5),
-        &[gst::MessageType::Eos, gst::MessageType::Error],
-    );
-    pipeline.set_state(gst::State::Null).unwrap();
-    assert!(matches!(
-        msg.map(|m| m.type_()),
-        Some(gst::MessageType::Eos)
-    ));
     let persons: usize = results.iter().map(|r| r.1).sum();
     for (frames, p, faces) in &results {
         assert_eq!(*frames, FRAMES);

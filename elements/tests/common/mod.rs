@@ -67,3 +67,60 @@ pub fn decode_image(path: &std::path::Path, format: &str) -> (gst::Caps, gst::Bu
         sample.buffer().unwrap().to_owned(),
     )
 }
+
+/// Runs `desc` (a launch line with appsinks `sink0` … `sink{streams-1}`) to end-of-stream: each sink is
+/// drained on its own thread by `per_frame`, called with the stream index and each frame's
+/// `VigilMeta` objects (every frame must carry one); returns the frames counted per stream. Asserts that
+/// the pipeline ends with end-of-stream, not an error.
+pub fn run_streams(
+    desc: &str,
+    streams: usize,
+    per_frame: impl Fn(usize, vigil_core::objects::FrameObjects) + Clone + Send + 'static,
+) -> Vec<usize> {
+    let pipeline = gst::parse::launch(desc)
+        .unwrap()
+        .downcast::<gst::Pipeline>()
+        .unwrap();
+    let sinks: Vec<gst_app::AppSink> = (0..streams)
+        .map(|i| {
+            pipeline
+                .by_name(&format!("sink{i}"))
+                .unwrap()
+                .downcast()
+                .unwrap()
+        })
+        .collect();
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let counters: Vec<_> = sinks
+        .into_iter()
+        .enumerate()
+        .map(|(i, sink)| {
+            let per_frame = per_frame.clone();
+            std::thread::spawn(move || {
+                let mut n = 0;
+                while let Ok(sample) = sink.pull_sample() {
+                    let frame = sample
+                        .buffer()
+                        .unwrap()
+                        .meta::<gstvigil::meta::VigilMeta>()
+                        .map(|m| m.frame().clone())
+                        .expect("every frame has VigilMeta");
+                    per_frame(i, frame);
+                    n += 1;
+                }
+                n
+            })
+        })
+        .collect();
+    let frames = counters.into_iter().map(|c| c.join().unwrap()).collect();
+    let msg = pipeline.bus().unwrap().timed_pop_filtered(
+        gst::ClockTime::from_seconds(5),
+        &[gst::MessageType::Eos, gst::MessageType::Error],
+    );
+    pipeline.set_state(gst::State::Null).unwrap();
+    assert!(
+        matches!(msg.as_ref().map(|m| m.type_()), Some(gst::MessageType::Eos)),
+        "{msg:?}"
+    );
+    frames
+}
