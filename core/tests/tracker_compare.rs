@@ -29,7 +29,7 @@ use std::process::Command;
 use std::time::Instant;
 
 use serde_json::Value;
-use vigil_core::mot::eval::{read_detections, write_detections};
+use vigil_core::mot::eval::{det_objects, read_detections, write_detections};
 use vigil_core::mot::format::{read_ground_truth, read_mot};
 use vigil_core::mot::{
     FrameDets, MotRecord, MotSummary, NoiseConfig, Rect, evaluate, noisy_detections,
@@ -128,28 +128,16 @@ fn vigil_presets() -> Vec<VigilPreset> {
     v
 }
 
-/// Runs a preset over `frames` `repeat` times (a new tracker each time); returns the hypothesis of
-/// the first run and the best time spent in `update` (seconds).
 /// The detections of each frame as the objects a tracker gets, those below `min_score` left out.
 fn objects(frames: &[FrameDets], min_score: Option<f64>) -> Vec<Vec<Object>> {
     frames
         .iter()
         .map(|f| {
-            f.dets
-                .iter()
-                .filter(|d| min_score.is_none_or(|m| d.conf >= m))
-                .enumerate()
-                .map(|(i, d)| {
-                    let mut o = Object::new(
-                        d.class_id,
-                        d.class_id.to_string(),
-                        d.conf as f32,
-                        d.rect.to_bbox(),
-                    );
-                    o.id = i as u32;
-                    o
-                })
-                .collect()
+            det_objects(
+                f.dets
+                    .iter()
+                    .filter(|d| min_score.is_none_or(|m| d.conf >= m)),
+            )
         })
         .collect()
 }
@@ -191,6 +179,8 @@ fn bytetrack_with_lost(frames: &[FrameDets]) -> Vec<MotRecord> {
     hyp
 }
 
+/// Runs a preset over `frames` `repeat` times (a new tracker each time); returns the hypothesis of
+/// the first run and the best time spent in `update` (seconds).
 fn run_vigil(p: &VigilPreset, frames: &[FrameDets], repeat: usize) -> (Vec<MotRecord>, f64) {
     let inputs = objects(frames, p.min_score);
     let mut best = f64::INFINITY;

@@ -55,25 +55,29 @@ pub fn run_tracker(
     out
 }
 
+/// The objects a tracker gets for detections: one per detection, in order (`id` = index, label = the
+/// class id as text).
+pub fn det_objects<'a>(dets: impl Iterator<Item = &'a Det>) -> Vec<Object> {
+    dets.enumerate()
+        .map(|(i, d)| {
+            let mut o = Object::new(
+                d.class_id,
+                d.class_id.to_string(),
+                d.conf as f32,
+                d.rect.to_bbox(),
+            );
+            o.id = i as u32;
+            o
+        })
+        .collect()
+}
+
 /// Adapts a [`Tracker`]: each call builds one [`Object`] per detection (label = class id), calls
 /// `update` and returns the objects that have a `track_id`, with the box and confidence the
 /// tracker left on them.
 pub fn tracker_fn(tracker: &mut dyn Tracker) -> impl FnMut(&[Det]) -> Vec<TrackedBox> + '_ {
     move |dets: &[Det]| {
-        let mut objects: Vec<Object> = dets
-            .iter()
-            .enumerate()
-            .map(|(i, d)| {
-                let mut o = Object::new(
-                    d.class_id,
-                    d.class_id.to_string(),
-                    d.conf as f32,
-                    d.rect.to_bbox(),
-                );
-                o.id = i as u32;
-                o
-            })
-            .collect();
+        let mut objects = det_objects(dets.iter());
         tracker.update(&mut objects);
         objects
             .iter()
