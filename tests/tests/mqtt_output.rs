@@ -27,21 +27,29 @@ fn config(dir: &Path, media: &Path, mqtt: &str) -> std::path::PathBuf {
     p
 }
 
-#[test]
-fn run_publishes_every_frame_and_object_to_mqtt() {
-    let media = repo_root().join("samples/media/bikes.mp4");
+/// `samples/media/NAME` when it, the NanoDet model and mosquitto are installed; otherwise skips.
+fn media_and_broker(name: &str) -> Option<std::path::PathBuf> {
+    let media = repo_root().join("samples/media").join(name);
     if !media.is_file() || !repo_root().join("models/nanodet/1/model.onnx").is_file() {
         skip(format_args!(
             "samples and models are not installed; run make setup"
         ));
-        return;
+        return None;
     }
     if !available() {
         skip(format_args!(
             "mosquitto is not installed; run scripts/setup.sh"
         ));
-        return;
+        return None;
     }
+    Some(media)
+}
+
+#[test]
+fn run_publishes_every_frame_and_object_to_mqtt() {
+    let Some(media) = media_and_broker("bikes.mp4") else {
+        return;
+    };
     let broker = Broker::start(None);
     let sub = Subscriber::start(broker.port, "vigil-e2e-sub", "vigil/mq/#", &[]);
     let dir = TempDir::new("mqtt");
@@ -181,20 +189,9 @@ fn bad_mqtt_settings_name_the_key_and_line() {
 /// events must be exactly those of the run's own events file, in the same order.
 #[test]
 fn traffic_line_crossings_reach_mqtt_across_a_broker_outage() {
-    let root = repo_root();
-    let media = root.join("samples/media/vtest.avi");
-    if !media.is_file() || !root.join("models/nanodet/1/model.onnx").is_file() {
-        skip(format_args!(
-            "samples and models are not installed; run make setup"
-        ));
+    let Some(media) = media_and_broker("vtest.avi") else {
         return;
-    }
-    if !available() {
-        skip(format_args!(
-            "mosquitto is not installed; run scripts/setup.sh"
-        ));
-        return;
-    }
+    };
     let mut broker = Broker::start(None);
     let sub = Subscriber::start(broker.port, "vigil-traffic-sub", "vigil/traffic/#", &[]);
     let dir = TempDir::new("mqtt-traffic");
