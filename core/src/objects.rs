@@ -138,6 +138,79 @@ pub struct FrameObjects {
     /// Line, zone and event results of `vigilanalytics` for this frame.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub analytics: Option<FrameAnalytics>,
+    /// The inspected item this frame shows (industrial inspection: one image, or one frame, is one item).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub item: Option<ItemInfo>,
+    /// The `vigilinspect` verdict for the item.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inspection: Option<Inspection>,
+}
+
+/// The item a frame shows. Image sources set it for every image; the inspection element sets
+/// `<source>-<frame>` for frames of video sources that have none.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct ItemInfo {
+    /// Item id: the image's file name for image sources.
+    pub id: String,
+    /// Where the item came from (the image's path), when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// Why the item could not be analysed (corrupt, truncated, empty or too small image). The frame
+    /// is then a placeholder and the item's verdict is `FAIL` with this reason.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// PASS or FAIL of one item.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+pub enum Verdict {
+    #[default]
+    #[serde(rename = "PASS")]
+    Pass,
+    #[serde(rename = "FAIL")]
+    Fail,
+}
+
+/// One failed inspection rule with its evidence.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct Finding {
+    /// Name of the rule (from the rules file).
+    pub rule: String,
+    /// Region of interest the rule applies to (`None`: the whole item).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    /// Why it failed, in words (e.g. `lot "A1234" is not the expected "A1235"`).
+    pub reason: String,
+    /// What was read, when something was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+    /// Where (frame pixels): the text line, object or region concerned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bbox: Option<BBox>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confidence: Option<f32>,
+}
+
+/// A value the inspection extracted from the item (e.g. the lot number), for the record.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct FieldValue {
+    pub name: String,
+    pub value: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bbox: Option<BBox>,
+    pub confidence: f32,
+}
+
+/// The inspection result of one item.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct Inspection {
+    pub verdict: Verdict,
+    /// Every failed rule (empty when `PASS`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failures: Vec<Finding>,
+    /// Extracted fields (named in the rules file).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fields: Vec<FieldValue>,
 }
 
 /// A point in frame pixels.
@@ -351,6 +424,10 @@ pub struct FrameEvent {
     pub objects: Vec<Object>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub analytics: Option<FrameAnalytics>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub item: Option<ItemInfo>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inspection: Option<Inspection>,
 }
 
 pub const FRAME_EVENT_SCHEMA: &str = "vigil.frame.v1";
@@ -373,6 +450,8 @@ impl FrameEvent {
             inferred: frame.inferred,
             objects: frame.objects.clone(),
             analytics: frame.analytics.clone(),
+            item: frame.item.clone(),
+            inspection: frame.inspection.clone(),
         }
     }
 
