@@ -23,12 +23,15 @@ fn plugin_dir() -> PathBuf {
             .max()
             .map(|(_, p)| p.clone())
             .unwrap_or_else(|| panic!("plugin libgstvigil.so not built next to {}", exe.display()));
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos();
-        let dir =
-            std::env::temp_dir().join(format!("vigil-inspect-{}-{nanos}", std::process::id()));
+        // One copy per test process under the target's temporary folder; copies left by earlier
+        // processes (the test binary cannot remove its own at exit) are removed first.
+        let base = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("vigil-inspect");
+        if let Ok(entries) = std::fs::read_dir(&base) {
+            for e in entries.flatten() {
+                let _ = std::fs::remove_dir_all(e.path());
+            }
+        }
+        let dir = base.join(std::process::id().to_string());
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::copy(&newest, dir.join("libgstvigil.so")).unwrap();
         dir
