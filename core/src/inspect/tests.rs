@@ -520,3 +520,35 @@ fn locate_key_finds_block_and_flow_items() {
     let block = "rules:\n  - name: a\n    present: true\n  - name: b\n    matches: x\n";
     assert_eq!(config::locate_key(block, "rules[1].matches"), Some(5));
 }
+
+/// The example of `docs/inspection.md` is valid and judges the sample label.
+#[test]
+fn documented_example_is_valid() {
+    let doc = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../docs/inspection.md"
+    ))
+    .unwrap();
+    let yaml = doc
+        .split("```yaml\n")
+        .nth(1)
+        .and_then(|s| s.split("```").next())
+        .expect("a yaml block in docs/inspection.md");
+    let dir = setup("doc", yaml);
+    let insp = Inspector::new(Rules::load(&dir.join("rules.yaml")).unwrap());
+    assert_eq!(insp.rules().rules.len(), 6);
+    let i = insp.inspect(&label(
+        "ALMOND COOKIES 250 G",
+        Some("KX4821"),
+        "2026-12-01",
+        "10452310",
+    ));
+    assert_eq!(i.verdict, Verdict::Pass, "{:?}", i.failures);
+    let i = insp.inspect(&label(
+        "ALMOND COOKIES 250 G",
+        None,
+        "2026-11-30",
+        "10452310",
+    ));
+    assert_eq!(rules_of(&i), ["lot-present", "not-expired"]);
+}
