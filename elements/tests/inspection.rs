@@ -311,6 +311,55 @@ fn failed_items_get_a_decodable_snapshot() {
     assert!(near(img.get_pixel(W - 10, H - 10), [255, 255, 255]));
 }
 
+#[test]
+fn snapshots_that_cannot_be_written_are_counted_and_warned() {
+    let dir = rules_dir();
+    let snaps = dir.join("gone");
+    let (mut h, bus) = harness(&format!(
+        "rules={} snapshot-dir={}",
+        dir.join("rules.yaml").display(),
+        snaps.display()
+    ));
+    // The folder exists after start; removing it makes the writer fail.
+    std::fs::remove_dir(&snaps).unwrap();
+    h.push_and_pull(item(
+        "a.png",
+        "ALMOND COOKIES 250 G",
+        None,
+        "2027-01-01",
+        "10452310",
+    ))
+    .unwrap();
+    let msg = bus
+        .timed_pop_filtered(
+            gst::ClockTime::from_seconds(5),
+            &[gst::MessageType::Warning],
+        )
+        .expect("a warning from the writer thread");
+    let gst::MessageView::Warning(w) = msg.view() else {
+        unreachable!()
+    };
+    let text = w.error().to_string();
+    assert!(
+        text.contains("snapshot of item 'a.png': cannot write"),
+        "{text}"
+    );
+    let el = h.element().unwrap();
+    assert_eq!(el.property::<u64>("snapshots-written"), 0);
+    assert_eq!(el.property::<u64>("snapshots-dropped"), 1);
+    // The stream goes on.
+    let out = h
+        .push_and_pull(item(
+            "b.png",
+            "ALMOND COOKIES 250 G",
+            Some("KX4821"),
+            "2027-01-01",
+            "10452310",
+        ))
+        .unwrap();
+    assert_eq!(inspection(&out).verdict, Verdict::Pass);
+}
+
 /// Starting with `props` fails with an error whose text contains `want`.
 fn start_error(props: &[(&str, &str)]) -> String {
     common::init();
