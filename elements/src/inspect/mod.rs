@@ -19,9 +19,9 @@
 //! waits on the disk. Snapshots still queued are written at `stop()`.
 //!
 //! ```sh
-//! GST_PLUGIN_PATH=target/release gst-launch-1.0 vigilimagesrc location="labels/*.png" ! videoconvert ! \
-//!     vigilocr ! vigilinspect rules=configs/inspection-rules.yaml snapshot-dir=/tmp/failed ! \
-//!     vigilosd ! videoconvert ! autovideosink
+//! GST_PLUGIN_PATH=target/release gst-launch-1.0 -m filesrc location=label.png ! pngdec ! videoconvert ! \
+//!     vigilocr ! vigilinspect rules=rules.yaml snapshot-dir=/tmp/failed ! \
+//!     vigilosd ! videoconvert ! pngenc ! filesink location=judged.png
 //! ```
 use gst::glib;
 use gst::prelude::*;
