@@ -28,6 +28,9 @@ use font8x8::legacy::BASIC_LEGACY;
 // Lines, zones, counters and trails of `vigilanalytics` results (`draw/analytics.rs`).
 mod analytics;
 pub use analytics::AnalyticsStyle;
+// PASS/FAIL banner and evidence boxes of `vigilinspect` verdicts (`draw/inspection.rs`).
+mod inspection;
+pub use inspection::{FAIL_COLOR, InspectionStyle, PASS_COLOR, banner_text};
 use std::fmt::Write as _;
 use thiserror::Error;
 

@@ -213,6 +213,20 @@ pub struct Inspection {
     pub fields: Vec<FieldValue>,
 }
 
+impl Inspection {
+    /// Scales the evidence and field boxes by `sx`, `sy`.
+    pub fn scale(&mut self, sx: f32, sy: f32) {
+        let boxes = self
+            .failures
+            .iter_mut()
+            .filter_map(|f| f.bbox.as_mut())
+            .chain(self.fields.iter_mut().filter_map(|f| f.bbox.as_mut()));
+        for b in boxes {
+            *b = b.scaled(sx, sy);
+        }
+    }
+}
+
 /// A point in frame pixels.
 #[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
 pub struct Point {
@@ -390,6 +404,9 @@ impl FrameObjects {
         if let Some(a) = &mut self.analytics {
             a.scale(sx, sy);
         }
+        if let Some(i) = &mut self.inspection {
+            i.scale(sx, sy);
+        }
         self.width = width;
         self.height = height;
     }
@@ -491,8 +508,25 @@ mod tests {
             }],
             ..Default::default()
         });
+        f.inspection = Some(Inspection {
+            verdict: Verdict::Fail,
+            failures: vec![Finding {
+                rule: "r".into(),
+                bbox: Some(BBox::new(1.0, 2.0, 3.0, 4.0)),
+                ..Default::default()
+            }],
+            fields: vec![FieldValue {
+                name: "f".into(),
+                value: "v".into(),
+                bbox: Some(BBox::new(4.0, 3.0, 2.0, 1.0)),
+                confidence: 0.5,
+            }],
+        });
         f.rescale(200, 100);
         assert_eq!(f.objects[0].bbox, BBox::new(20.0, 20.0, 40.0, 40.0));
+        let i = f.inspection.as_ref().unwrap();
+        assert_eq!(i.failures[0].bbox, Some(BBox::new(2.0, 4.0, 6.0, 8.0)));
+        assert_eq!(i.fields[0].bbox, Some(BBox::new(8.0, 6.0, 4.0, 2.0)));
         let line = &f.analytics.as_ref().unwrap().lines[0];
         assert_eq!(
             line.points,

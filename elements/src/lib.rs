@@ -1,10 +1,12 @@
 //! Vigil's GStreamer plugin: `vigilinfer` (model inference), `vigiltrack` (multi-object tracking),
-//! `vigilanalytics` (line crossing and zones), `vigilosd` (overlay) and `vigilmsgbroker` (event
+//! `vigilanalytics` (line crossing and zones), `vigilinspect`
+//! (inspection rules, PASS/FAIL), `vigilosd` (overlay) and `vigilmsgbroker` (event
 //! publishing), exchanging [`meta::VigilMeta`]. This file only registers them.
 #![allow(clippy::non_send_fields_in_send_ty, unused_doc_comments)]
 
 pub mod analytics;
 pub mod infer;
+pub mod inspect;
 pub mod meta;
 pub mod msgbroker;
 pub mod osd;
@@ -16,6 +18,7 @@ fn plugin_init(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
     infer::register(plugin)?;
     track::register(plugin)?;
     analytics::register(plugin)?;
+    inspect::register(plugin)?;
     osd::register(plugin)?;
     source::register(plugin)?;
     msgbroker::register(plugin)?;

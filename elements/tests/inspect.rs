@@ -174,6 +174,27 @@ fn vigilosd_is_documented() {
             "draw-counters",
             "draw-trails",
             "trail-length",
+            "draw-inspection",
+        ],
+    );
+}
+
+#[test]
+fn vigilinspect_is_documented() {
+    check(
+        "vigilinspect",
+        &[
+            "rules",
+            "snapshot-dir",
+            "source-name",
+            "snapshot-queue",
+            "snapshot-quality",
+            "items",
+            "passed",
+            "failed",
+            "summary",
+            "snapshots-written",
+            "snapshots-dropped",
         ],
     );
 }

@@ -9,7 +9,7 @@ use gst_video::subclass::prelude::*;
 use std::sync::{LazyLock, Mutex};
 use vigil_core::analytics::{Anchor, Trails};
 use vigil_core::blur::blur_box;
-use vigil_core::draw::{AnalyticsStyle, Canvas, OverlayStyle, PixelFormat};
+use vigil_core::draw::{AnalyticsStyle, Canvas, InspectionStyle, OverlayStyle, PixelFormat};
 
 use crate::meta::VigilMeta;
 
@@ -32,6 +32,8 @@ const DEFAULT_DRAW_ZONES: bool = true;
 const DEFAULT_DRAW_COUNTERS: bool = true;
 const DEFAULT_DRAW_TRAILS: bool = false;
 const DEFAULT_TRAIL_LENGTH: u32 = 30;
+// Inspection overlay (`vigilinspect` verdict banner and evidence boxes).
+const DEFAULT_DRAW_INSPECTION: bool = true;
 /// Frames a track's trail survives without the track.
 const TRAIL_KEEP_UNSEEN: u64 = 10;
 
@@ -45,6 +47,8 @@ struct Settings {
     /// Privacy mode: labels of objects whose boxes are blurred before drawing (comma separated).
     blur_labels: String,
     analytics: AnalyticsSettings,
+    /// Draw the `vigilinspect` verdict banner and the failures' evidence boxes.
+    draw_inspection: bool,
 }
 
 /// The analytics part of the overlay: `vigilanalytics` lines, zones, counters, and track trails.
@@ -79,6 +83,7 @@ impl Default for Settings {
             font_scale: DEFAULT_FONT_SCALE,
             blur_labels: String::new(),
             analytics: AnalyticsSettings::default(),
+            draw_inspection: DEFAULT_DRAW_INSPECTION,
         }
     }
 }
@@ -176,6 +181,12 @@ impl ObjectImpl for VigilOsd {
                     .default_value(Some(d.blur_labels.as_str()))
                     .mutable_playing()
                     .build(),
+                glib::ParamSpecBoolean::builder("draw-inspection")
+                    .nick("Draw inspection")
+                    .blurb("When the frame has a vigilinspect verdict: a PASS (green) or FAIL (red) banner across the top with the failed rule names, and the failures' evidence boxes outlined in red with their rule name")
+                    .default_value(d.draw_inspection)
+                    .mutable_playing()
+                    .build(),
             ];
             props.extend(analytics_properties(&d.analytics));
             props
@@ -223,6 +234,15 @@ impl ObjectImpl for VigilOsd {
                     .unwrap_or_default();
                 gst::info!(CAT, imp = self, "blur-labels: {}", settings.blur_labels);
             }
+            "draw-inspection" => {
+                settings.draw_inspection = value.get().expect("type checked upstream");
+                gst::info!(
+                    CAT,
+                    imp = self,
+                    "draw-inspection: {}",
+                    settings.draw_inspection
+                );
+            }
             name if set_analytics_property(&mut settings.analytics, name, value) => {
                 gst::info!(CAT, imp = self, "{name}: {:?}", settings.analytics);
             }
@@ -239,6 +259,7 @@ impl ObjectImpl for VigilOsd {
             "line-width" => settings.line_width.to_value(),
             "font-scale" => settings.font_scale.to_value(),
             "blur-labels" => settings.blur_labels.to_value(),
+            "draw-inspection" => settings.draw_inspection.to_value(),
             name => analytics_property(&settings.analytics, name)
                 .unwrap_or_else(|| unreachable!("unknown property {name}")),
         }
@@ -299,12 +320,17 @@ impl VideoFilterImpl for VigilOsd {
             gst::trace!(CAT, imp = self, "no VigilMeta, passing through");
             return Ok(gst::FlowSuccess::Ok);
         };
-        let (style, analytics_settings) = {
+        let (style, analytics_settings, draw_inspection) = {
             let s = self.settings();
-            (s.style(), s.analytics.clone())
+            (s.style(), s.analytics.clone(), s.draw_inspection)
         };
+        let inspection = objects.inspection.as_ref().filter(|_| draw_inspection);
         let trails = self.update_trails(&objects, &analytics_settings);
-        if objects.objects.is_empty() && objects.analytics.is_none() && trails.is_empty() {
+        if objects.objects.is_empty()
+            && objects.analytics.is_none()
+            && trails.is_empty()
+            && inspection.is_none()
+        {
             return Ok(gst::FlowSuccess::Ok);
         }
         let blur = blur_list(&self.settings().blur_labels);
@@ -347,6 +373,14 @@ impl VideoFilterImpl for VigilOsd {
         gst::trace!(CAT, imp = self, "drawing {} objects", objects.objects.len());
         canvas.draw_objects(&objects, &style);
         draw_analytics(&mut canvas, &objects, &analytics_settings, &style, &trails);
+        if let Some(inspection) = inspection {
+            // Last, so that the verdict banner stays readable above everything else.
+            let istyle = InspectionStyle {
+                line_width: style.line_width,
+                font_scale: style.font_scale,
+            };
+            canvas.draw_inspection(inspection, objects.width, objects.height, &istyle);
+        }
         Ok(gst::FlowSuccess::Ok)
     }
 }
