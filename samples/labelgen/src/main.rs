@@ -37,7 +37,7 @@ struct Cli {
     height: u32,
     #[arg(long, value_enum, default_value = "jpg")]
     format: Format,
-    /// Folder with DejaVuSansMono.ttf and DejaVuSansMono-Bold.ttf (Debian fonts-dejavu-core)
+    /// Folder with DejaVuSans.ttf and DejaVuSerif-Bold.ttf (Debian fonts-dejavu-core)
     #[arg(long, default_value = DEFAULT_FONT_DIR)]
     font: PathBuf,
 }

@@ -6,14 +6,15 @@ use serde::Serialize;
 use crate::date::Date;
 use crate::rng::Rng;
 
-/// The products of every set (uppercase ASCII, digits and spaces).
+/// The products of every set (uppercase ASCII, digits and spaces). No `0` next to a letter or an `O`:
+/// RapidOCR read `GREEN TEA 50 BAGS` as `5O` and `ALMOND COOKIES` as `C0OKIES` in 8 of 200 items.
 pub const PRODUCTS: [&str; 8] = [
-    "ALMOND COOKIES 250 G",
+    "ALMOND BISCUITS 250 G",
     "OAT CRACKERS 200 G",
     "DARK CHOCOLATE 100 G",
     "HONEY WAFERS 150 G",
     "RYE BREAD 500 G",
-    "GREEN TEA 50 BAGS",
+    "GREEN TEA 25 BAGS",
     "COFFEE BEANS 1 KG",
     "RICE SNACKS 120 G",
 ];

@@ -9,13 +9,14 @@ use image::RgbImage;
 use crate::plan::{Defect, SmudgedField, Truth};
 use crate::rng::Rng;
 
-/// Debian `fonts-dejavu-core`. DejaVu Sans Mono, not DejaVu Sans: with the proportional faces the
-/// OCR (RapidOCR 1.4.4) read the bold `0` of product names as `O` (`GREEN TEA 5O BAGS`) and dropped
-/// most spaces; with the monospaced faces and double word spaces it read them as printed (see README).
+/// Debian `fonts-dejavu-core`: DejaVu Sans for the fields, DejaVu Serif Bold for the product line.
+/// With DejaVu Sans Bold, RapidOCR 1.4.4 read the product's `0` as `O` (`1O0 G`, `2O0 G`) in 30 % of
+/// the items; DejaVu Sans Mono read `LOT` as `L0T` (see samples/labelgen/README.md).
 pub const DEFAULT_FONT_DIR: &str = "/usr/share/fonts/truetype/dejavu";
 pub const REGULAR_FILE: &str = "DejaVuSans.ttf";
 pub const BOLD_FILE: &str = "DejaVuSerif-Bold.ttf";
-/// A space is this many times the font's space advance wide (the OCR keeps wider gaps as spaces).
+/// A space is this many times the font's space advance wide (twice as wide made the OCR split the
+/// lines into words and lose some of them).
 pub const WORD_SPACE: f32 = 1.0;
 
 /// The ranges of the per-item variation (also written to `set.json`).
@@ -65,7 +66,7 @@ impl Fonts {
         })
     }
 
-    /// DejaVu Sans Mono and DejaVu Sans Mono Bold from `dir`.
+    /// DejaVu Sans and DejaVu Serif Bold from `dir`.
     pub fn dejavu(dir: &Path) -> Result<Fonts, FontError> {
         Fonts::load(&dir.join(REGULAR_FILE), &dir.join(BOLD_FILE))
     }
