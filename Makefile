@@ -14,7 +14,10 @@ DEMO_CONFIG ?= configs/traffic.yaml
 TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
 
 .DEFAULT_GOAL := help
-.PHONY: help setup build release demo test lint fmt gst-example clean clean-cache clean-setup
+INSPECTION_DIR ?= samples/media/inspection
+INSPECTION_ARGS ?= --count 200 --seed 7 --reference-date 2026-12-01
+
+.PHONY: help setup build release demo test lint fmt gst-example samples-inspection clean clean-cache clean-setup
 
 help:
 	@echo "make setup        install what is missing: Debian packages, ONNX Runtime library, venv, models, sample media"
@@ -25,6 +28,7 @@ help:
 	@echo "make lint         cargo fmt --check + clippy -D warnings"
 	@echo "make fmt          cargo fmt --all"
 	@echo "make gst-example  setup + release build of the plugin + scripts/gst-example.sh"
+	@echo "make samples-inspection  the seeded inspection label set (vigil-labelgen) into $(INSPECTION_DIR)"
 	@echo "make clean        cargo clean"
 	@echo "make clean-cache  remove the download cache and venvs ($(VIGIL_CACHE))"
 	@echo "make clean-setup  remove what setup put into the repository (.vigil/, samples/media/, models/*/1/model.onnx)"
@@ -57,6 +61,9 @@ test: setup
 gst-example: setup
 	$(CARGO) build --release -p gst-plugin-vigil
 	bash scripts/gst-example.sh
+
+samples-inspection:
+	$(CARGO) run --release -q -p vigil-labelgen -- --out $(INSPECTION_DIR) $(INSPECTION_ARGS)
 
 clean:
 	$(CARGO) clean
