@@ -313,6 +313,72 @@ fn box_score(prob: &[f32], w: usize, h: usize, q: &[Point; 4]) -> f64 {
     if n == 0 { 0.0 } else { sum / n as f64 }
 }
 
+/// Half away from zero, as Clipper rounds.
+fn round_away(v: f64) -> f64 {
+    if v < 0.0 { (v - 0.5).trunc() } else { (v + 0.5).trunc() }
+}
+
+/// The convex polygon `poly` offset outwards by `delta` with round joins, as Clipper's offset
+/// (arc tolerance 0.25) makes it on whole pixels: each corner becomes an arc of points rounded to
+/// integers. Ideally a rectangle grown by `delta` on each side with rounded corners; the rounding
+/// moves its minimum-area rectangle by a fraction of a pixel, which the reference's boxes show.
+pub fn offset_round(poly: &[Point], delta: f64) -> Vec<Point> {
+    let n = poly.len();
+    if n < 3 || delta <= 0.0 {
+        return poly.to_vec();
+    }
+    let cx = poly.iter().map(|p| p[0]).sum::<f64>() / n as f64;
+    let cy = poly.iter().map(|p| p[1]).sum::<f64>() / n as f64;
+    // Outward unit normal of each edge i -> i+1.
+    let normals: Vec<Option<Point>> = (0..n)
+        .map(|i| {
+            let (a, b) = (poly[i], poly[(i + 1) % n]);
+            let (dx, dy) = (b[0] - a[0], b[1] - a[1]);
+            let len = (dx * dx + dy * dy).sqrt();
+            if len == 0.0 {
+                return None;
+            }
+            let mut nrm = [dy / len, -dx / len];
+            let mid = [(a[0] + b[0]) / 2.0 - cx, (a[1] + b[1]) / 2.0 - cy];
+            if nrm[0] * mid[0] + nrm[1] * mid[1] < 0.0 {
+                nrm = [-nrm[0], -nrm[1]];
+            }
+            Some(nrm)
+        })
+        .collect();
+    let tol = 0.25f64.min(delta * 0.25);
+    let mut steps = std::f64::consts::PI / (1.0 - tol / delta).acos();
+    steps = steps.min(delta * std::f64::consts::PI);
+    let step_angle = 2.0 * std::f64::consts::PI / steps;
+    let mut out = Vec::new();
+    for j in 0..n {
+        let k = (j + n - 1) % n;
+        let (Some(nk), Some(nj)) = (normals[k], normals[j]) else {
+            continue;
+        };
+        let v = poly[j];
+        let push = |out: &mut Vec<Point>, nrm: Point| {
+            out.push([round_away(v[0] + nrm[0] * delta), round_away(v[1] + nrm[1] * delta)]);
+        };
+        let sin_a = nk[0] * nj[1] - nj[0] * nk[1];
+        let cos_a = nk[0] * nj[0] + nk[1] * nj[1];
+        if (sin_a * delta).abs() < 1.0 && cos_a > 0.0 {
+            push(&mut out, nk);
+            continue;
+        }
+        let a = sin_a.atan2(cos_a);
+        let count = ((steps / (2.0 * std::f64::consts::PI) * a.abs()).round() as usize).max(1);
+        let dir = a.signum();
+        let base = nk[1].atan2(nk[0]);
+        for i in 0..count {
+            let t = base + dir * step_angle * i as f64;
+            push(&mut out, [t.cos(), t.sin()]);
+        }
+        push(&mut out, nj);
+    }
+    out
+}
+
 /// Text boxes in the pixels of an image of `dest_w` x `dest_h` from the probability map
 /// (`map_w` x `map_h`), with their box scores, sorted in reading order.
 pub fn boxes_from_map(
@@ -346,7 +412,7 @@ pub fn boxes_from_map(
         // offsets the corners truncated to whole pixels, so the grown box is the rectangle of those.
         let d = rect.width * rect.height * p.unclip_ratio / (2.0 * (rect.width + rect.height));
         let truncated = corners.map(|c| [c[0].trunc(), c[1].trunc()]);
-        let grown = min_area_rect(&truncated).grown(d);
+        let grown = min_area_rect(&offset_round(&truncated, d));
         if grown.short_side() < MIN_SIZE + 2.0 {
             continue;
         }
@@ -432,6 +498,17 @@ mod tests {
     }
 
     #[test]
+    fn round_offset_of_a_rectangle_is_boxed_by_the_grown_rectangle() {
+        let rect = [[10.0, 10.0], [110.0, 10.0], [110.0, 30.0], [10.0, 30.0]];
+        let pts = offset_round(&rect, 5.0);
+        assert!(pts.len() > 8, "round joins add points: {pts:?}");
+        assert!(pts.iter().all(|p| p[0].fract() == 0.0 && p[1].fract() == 0.0));
+        let r = min_area_rect(&pts);
+        let (w, h) = (r.width.max(r.height), r.width.min(r.height));
+        assert!((w - 110.0).abs() < 1e-6 && (h - 30.0).abs() < 1e-6, "{r:?}");
+    }
+
+    #[test]
     fn order_points_from_any_order() {
         let q = order_points([[10.0, 5.0], [0.0, 0.0], [0.0, 5.0], [10.0, 0.0]]);
         assert_eq!(q, [[0.0, 0.0], [10.0, 0.0], [10.0, 5.0], [0.0, 5.0]]);
@@ -453,8 +530,8 @@ mod tests {
         // The box (with the dilated row and column) holds 80 pixels of 0.9 among 21x5.
         assert!((score - 0.9 * 80.0 / 105.0).abs() < 1e-4, "{score}");
         // Dilation adds a row and a column: pixels 10..=30 x 3..=7, rectangle 20x4 between centres.
-        // d = 20*4*1.6/48 = 2.67: x 7.33..32.67, y 0.33..9.67, scaled by 2 and rounded.
-        assert_eq!(q, [[15.0, 1.0], [65.0, 1.0], [65.0, 19.0], [15.0, 19.0]]);
+        // d = 20*4*1.6/48 = 2.67, offset on whole pixels: x 7..33, y 0..10; scaled by 2, clipped.
+        assert_eq!(q, [[14.0, 0.0], [66.0, 0.0], [66.0, 19.0], [14.0, 19.0]]);
         // Weak blobs are dropped.
         let weak: Vec<f32> = prob.iter().map(|v| v * 0.5).collect();
         assert!(boxes_from_map(&weak, w, h, 80, 20, &DetParams::default()).is_empty());
