@@ -216,8 +216,8 @@ pub fn parse_onnx_metadata(bytes: &[u8]) -> Result<Vec<(String, String)>, String
     if bytes.is_empty() {
         return Err("the file is empty".to_owned());
     }
-    let model = ModelMetadataProto::decode(bytes)
-        .map_err(|e| format!("not a protobuf ModelProto: {e}"))?;
+    let model =
+        ModelMetadataProto::decode(bytes).map_err(|e| format!("not a protobuf ModelProto: {e}"))?;
     Ok(model
         .metadata_props
         .into_iter()

@@ -315,7 +315,11 @@ fn box_score(prob: &[f32], w: usize, h: usize, q: &[Point; 4]) -> f64 {
 
 /// Half away from zero, as Clipper rounds.
 fn round_away(v: f64) -> f64 {
-    if v < 0.0 { (v - 0.5).trunc() } else { (v + 0.5).trunc() }
+    if v < 0.0 {
+        (v - 0.5).trunc()
+    } else {
+        (v + 0.5).trunc()
+    }
 }
 
 /// The convex polygon `poly` offset outwards by `delta` with round joins, as Clipper's offset
@@ -358,7 +362,10 @@ pub fn offset_round(poly: &[Point], delta: f64) -> Vec<Point> {
         };
         let v = poly[j];
         let push = |out: &mut Vec<Point>, nrm: Point| {
-            out.push([round_away(v[0] + nrm[0] * delta), round_away(v[1] + nrm[1] * delta)]);
+            out.push([
+                round_away(v[0] + nrm[0] * delta),
+                round_away(v[1] + nrm[1] * delta),
+            ]);
         };
         let sin_a = nk[0] * nj[1] - nj[0] * nk[1];
         let cos_a = nk[0] * nj[0] + nk[1] * nj[1];
@@ -391,7 +398,10 @@ pub fn boxes_from_map(
 ) -> Vec<(Quad, f32)> {
     let bits = bitmap(prob, map_w, map_h, p);
     let mut boxes = Vec::new();
-    for rows in regions(&bits, map_w, map_h).into_iter().take(p.max_candidates) {
+    for rows in regions(&bits, map_w, map_h)
+        .into_iter()
+        .take(p.max_candidates)
+    {
         let mut pts = Vec::with_capacity(rows.len() * 2);
         for (y, a, b) in rows {
             pts.push([a as f64, y as f64]);
@@ -502,7 +512,10 @@ mod tests {
         let rect = [[10.0, 10.0], [110.0, 10.0], [110.0, 30.0], [10.0, 30.0]];
         let pts = offset_round(&rect, 5.0);
         assert!(pts.len() > 8, "round joins add points: {pts:?}");
-        assert!(pts.iter().all(|p| p[0].fract() == 0.0 && p[1].fract() == 0.0));
+        assert!(
+            pts.iter()
+                .all(|p| p[0].fract() == 0.0 && p[1].fract() == 0.0)
+        );
         let r = min_area_rect(&pts);
         let (w, h) = (r.width.max(r.height), r.width.min(r.height));
         assert!((w - 110.0).abs() < 1e-6 && (h - 30.0).abs() < 1e-6, "{r:?}");

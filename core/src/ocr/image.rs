@@ -91,7 +91,9 @@ impl ImageView<'_> {
             for p in row.chunks_exact(bpp) {
                 match self.format {
                     PixelFormat::Bgr | PixelFormat::Bgra => data.extend_from_slice(&p[..3]),
-                    PixelFormat::Rgb | PixelFormat::Rgba => data.extend_from_slice(&[p[2], p[1], p[0]]),
+                    PixelFormat::Rgb | PixelFormat::Rgba => {
+                        data.extend_from_slice(&[p[2], p[1], p[0]])
+                    }
                     PixelFormat::Gray => data.extend_from_slice(&[p[0], p[0], p[0]]),
                 }
             }
@@ -162,8 +164,7 @@ impl BgrImage {
             for (dx, &(sx, a0, a1)) in xs.iter().enumerate() {
                 let sx1 = (sx + 1).min(last_x);
                 for c in 0..3 {
-                    out[dx * 3 + c] =
-                        row[sx * 3 + c] as i32 * a0 + row[sx1 * 3 + c] as i32 * a1;
+                    out[dx * 3 + c] = row[sx * 3 + c] as i32 * a0 + row[sx1 * 3 + c] as i32 * a1;
                 }
             }
         };
@@ -282,7 +283,9 @@ mod tests {
 
     #[test]
     fn views_convert_to_bgr() {
-        let data = [1u8, 2, 3, 0, 4, 5, 6, 0, 9, 9, 9, 9, 7, 8, 9, 0, 10, 11, 12, 0, 9, 9, 9, 9];
+        let data = [
+            1u8, 2, 3, 0, 4, 5, 6, 0, 9, 9, 9, 9, 7, 8, 9, 0, 10, 11, 12, 0, 9, 9, 9, 9,
+        ];
         let view = ImageView {
             width: 2,
             height: 2,

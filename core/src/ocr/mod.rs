@@ -222,18 +222,15 @@ impl OcrEngine {
         // Detection.
         let (dw, dh) = det::input_size(img.width, img.height, p.det.limit_side_len);
         let mut tensor = vec![0f32; 3 * dw * dh];
-        img.resize_linear(dw, dh).write_normalized(&mut tensor, dw, dh);
+        img.resize_linear(dw, dh)
+            .write_normalized(&mut tensor, dw, dh);
         let td = Instant::now();
-        let request = InferRequest::new(self.det.input_name(), vec![3, dh as i64, dw as i64], tensor)
-            .with_priority(p.priority);
-        let out = self
-            .det
-            .handle
-            .current()
-            .infer(request, |outs| {
-                outs.first()
-                    .map(|o| (o.shape.to_vec(), o.data.to_vec()))
-            })?;
+        let request =
+            InferRequest::new(self.det.input_name(), vec![3, dh as i64, dw as i64], tensor)
+                .with_priority(p.priority);
+        let out = self.det.handle.current().infer(request, |outs| {
+            outs.first().map(|o| (o.shape.to_vec(), o.data.to_vec()))
+        })?;
         timings.det = td.elapsed();
         let (shape, prob) = out.ok_or_else(|| OcrError::Output {
             model: self.det.name.clone(),

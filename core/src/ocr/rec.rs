@@ -61,10 +61,11 @@ pub fn ctc_decode(probs: &[f32], classes: usize, charset: &[String]) -> (String,
     let (mut sum, mut n) = (0f64, 0usize);
     let mut prev = usize::MAX;
     for step in probs.chunks_exact(classes) {
-        let (best, p) = step
-            .iter()
-            .enumerate()
-            .fold((0usize, f32::MIN), |acc, (i, &v)| if v > acc.1 { (i, v) } else { acc });
+        let (best, p) =
+            step.iter().enumerate().fold(
+                (0usize, f32::MIN),
+                |acc, (i, &v)| if v > acc.1 { (i, v) } else { acc },
+            );
         if best != 0 && best != prev {
             if let Some(c) = charset.get(best) {
                 text.push_str(c);
