@@ -74,3 +74,4 @@ clean-cache:
 clean-setup:
 	rm -rf .vigil samples/media
 	rm -f models/nanodet/1/model.onnx models/centernet/1/model.onnx models/centerface/1/model.onnx
+	rm -f models/ppocr_det/1/model.onnx models/ppocr_cls/1/model.onnx models/ppocr_rec/1/model.onnx

@@ -13,6 +13,7 @@ pub mod modelrepo;
 pub mod modelspec;
 pub mod mot;
 pub mod objects;
+pub mod ocr;
 pub mod postprocess;
 pub mod preprocess;
 pub mod runtime;

@@ -1,7 +1,7 @@
 //! Vigil's GStreamer plugin: `vigilinfer` (model inference), `vigiltrack` (multi-object tracking),
-//! `vigilanalytics` (line crossing and zones), `vigilinspect`
-//! (inspection rules, PASS/FAIL), `vigilosd` (overlay) and `vigilmsgbroker` (event
-//! publishing), exchanging [`meta::VigilMeta`]. This file only registers them.
+//! `vigilanalytics` (line crossing and zones), `vigilocr` (text reading), `vigilinspect` (inspection
+//! rules, PASS/FAIL), `vigilosd` (overlay) and `vigilmsgbroker` (event publishing), exchanging
+//! [`meta::VigilMeta`]. This file only registers them.
 #![allow(clippy::non_send_fields_in_send_ty, unused_doc_comments)]
 
 pub mod analytics;
@@ -9,6 +9,7 @@ pub mod infer;
 pub mod inspect;
 pub mod meta;
 pub mod msgbroker;
+pub mod ocr;
 pub mod osd;
 mod pads;
 pub mod source;
@@ -22,6 +23,7 @@ fn plugin_init(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
     osd::register(plugin)?;
     source::register(plugin)?;
     msgbroker::register(plugin)?;
+    ocr::register(plugin)?;
     Ok(())
 }
 

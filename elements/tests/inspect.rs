@@ -133,6 +133,24 @@ fn vigilinfer_is_documented() {
 }
 
 #[test]
+fn vigilocr_is_documented() {
+    check(
+        "vigilocr",
+        &[
+            "model-repository",
+            "det-model",
+            "cls-model",
+            "rec-model",
+            "det-threshold",
+            "box-threshold",
+            "unclip-ratio",
+            "min-text-score",
+            "operate-on-labels",
+        ],
+    );
+}
+
+#[test]
 fn vigiltrack_is_documented() {
     check(
         "vigiltrack",

@@ -193,6 +193,51 @@ pub fn read_onnx_io(path: &Path) -> Result<OnnxIo, RepoError> {
     })
 }
 
+/// `onnx.ModelProto`, only `metadata_props` (decoded on its own: the graph is skipped).
+#[derive(Clone, PartialEq, prost::Message)]
+#[prost(prost_path = "::prost_reflect::prost")]
+struct ModelMetadataProto {
+    #[prost(message, repeated, tag = "14")]
+    metadata_props: Vec<StringStringEntryProto>,
+}
+
+/// `onnx.StringStringEntryProto`.
+#[derive(Clone, PartialEq, prost::Message)]
+#[prost(prost_path = "::prost_reflect::prost")]
+struct StringStringEntryProto {
+    #[prost(string, optional, tag = "1")]
+    key: Option<String>,
+    #[prost(string, optional, tag = "2")]
+    value: Option<String>,
+}
+
+/// The `metadata_props` (key, value) of a serialized `onnx.ModelProto`, in file order.
+pub fn parse_onnx_metadata(bytes: &[u8]) -> Result<Vec<(String, String)>, String> {
+    if bytes.is_empty() {
+        return Err("the file is empty".to_owned());
+    }
+    let model =
+        ModelMetadataProto::decode(bytes).map_err(|e| format!("not a protobuf ModelProto: {e}"))?;
+    Ok(model
+        .metadata_props
+        .into_iter()
+        .map(|e| (e.key.unwrap_or_default(), e.value.unwrap_or_default()))
+        .collect())
+}
+
+/// The metadata value of `key` in the ONNX model file `path` (`None` when the model has no such key).
+pub fn read_onnx_metadata(path: &Path, key: &str) -> Result<Option<String>, RepoError> {
+    let bytes = std::fs::read(path).map_err(|source| RepoError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let props = parse_onnx_metadata(&bytes).map_err(|message| RepoError::ModelFileInvalid {
+        path: path.to_path_buf(),
+        message,
+    })?;
+    Ok(props.into_iter().find(|(k, _)| k == key).map(|(_, v)| v))
+}
+
 /// A serialized ONNX model with the given graph inputs and outputs (name, element type, dims
 /// with -1 written as the symbol `N`) and no nodes: enough for auto-complete tests.
 #[cfg(test)]
@@ -244,6 +289,45 @@ mod tests {
             );
             None
         }
+    }
+
+    #[test]
+    fn metadata_props_are_read() {
+        let bytes = ModelMetadataProto {
+            metadata_props: vec![
+                StringStringEntryProto {
+                    key: Some("character".into()),
+                    value: Some("a\nb".into()),
+                },
+                StringStringEntryProto {
+                    key: Some("other".into()),
+                    value: None,
+                },
+            ],
+        }
+        .encode_to_vec();
+        let props = parse_onnx_metadata(&bytes).unwrap();
+        assert_eq!(
+            props,
+            vec![
+                ("character".to_owned(), "a\nb".to_owned()),
+                ("other".to_owned(), String::new())
+            ]
+        );
+        // A model without metadata has none; the graph is not needed.
+        let plain = test_model_bytes(&[("x", 1, &[-1, 3])], &[("y", 1, &[-1])]);
+        assert!(parse_onnx_metadata(&plain).unwrap().is_empty());
+        assert!(parse_onnx_metadata(&[]).is_err());
+    }
+
+    #[test]
+    fn ppocr_rec_dictionary_is_in_the_metadata() {
+        let Some(path) = model("ppocr_rec") else {
+            return;
+        };
+        let dict = read_onnx_metadata(&path, "character").unwrap().unwrap();
+        assert_eq!(dict.lines().count(), 6623);
+        assert_eq!(read_onnx_metadata(&path, "no such key").unwrap(), None);
     }
 
     fn value_info(name: &str, elem_type: i32, dims: &[Dimension]) -> ValueInfoProto {

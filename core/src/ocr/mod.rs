@@ -1,0 +1,413 @@
+//! OCR with PP-OCR models (detection → direction classification → recognition), as the Python
+//! package `rapidocr-onnxruntime` 1.4.4 reads text, run through the model server.
+//!
+//! [`OcrEngine`] holds [`ModelHandle`]s of [`ModelServer::global`], so every engine (and every
+//! element) naming the same repository and model shares its runtime and dynamic batcher. One call
+//! of [`OcrEngine::read`] runs the detector on the image (or a region of it), crops each text box
+//! ([`crop`]), queues all the crops to the classifier, then all of them to the recogniser (in
+//! groups of equal width, [`rec::groups`]) before waiting for any, so they batch with each other
+//! and with other callers' requests.
+//!
+//! The image is first brought within the reference's limits (longer side at most 2000, shorter at
+//! least 30, resized to multiples of 32 when out of them; very flat images padded above and below);
+//! boxes are mapped back to the caller's pixels.
+
+pub mod cls;
+pub mod crop;
+pub mod det;
+pub mod image;
+pub mod rec;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::engine::{EngineError, InferRequest, ModelHandle, ModelServer};
+use crate::objects::BBox;
+
+pub use det::{DetParams, Point, Quad};
+pub use image::{BgrImage, ImageView, PixelFormat, Rect};
+
+/// Errors of OCR; each names the model or the image problem.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum OcrError {
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    /// The recognition model has no usable character dictionary.
+    #[error("model '{model}' ({}): {message}", .path.display())]
+    Dictionary {
+        model: String,
+        path: PathBuf,
+        message: String,
+    },
+    /// A model's output does not have the expected shape.
+    #[error("model '{model}': unexpected output: {message}")]
+    Output { model: String, message: String },
+    /// The image cannot be read as given.
+    #[error("bad image: {0}")]
+    Image(String),
+}
+
+/// The parameters of OCR, with the reference's defaults.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OcrParams {
+    pub det: DetParams,
+    /// A crop is turned 180° when the classifier says so with a probability above this.
+    pub cls_threshold: f32,
+    /// Lines whose recognition score is under this are dropped.
+    pub text_score: f32,
+    /// Crops per recognition group (one width per group).
+    pub rec_batch: usize,
+    /// Images with a longer side above this are scaled down first.
+    pub max_side_len: usize,
+    /// Images with a shorter side under this are scaled up first.
+    pub min_side_len: usize,
+    /// Images this low or less, or flatter than `width_height_ratio`, are padded above and below.
+    pub min_height: usize,
+    pub width_height_ratio: f64,
+    /// Priority of the requests (1 = highest, 0 = the models' default).
+    pub priority: u32,
+}
+
+impl Default for OcrParams {
+    fn default() -> Self {
+        OcrParams {
+            det: DetParams::default(),
+            cls_threshold: 0.9,
+            text_score: 0.5,
+            rec_batch: 6,
+            max_side_len: 2000,
+            min_side_len: 30,
+            min_height: 30,
+            width_height_ratio: 8.0,
+            priority: 0,
+        }
+    }
+}
+
+/// One line of text read.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OcrLine {
+    /// Corners in the caller's pixels: top-left, top-right, bottom-right, bottom-left.
+    pub quad: Quad,
+    /// The axis-aligned box of `quad`.
+    pub bbox: BBox,
+    pub text: String,
+    /// Recognition score: mean probability of the kept characters.
+    pub score: f32,
+    /// Detection score: mean text probability inside the box.
+    pub box_score: f32,
+}
+
+/// Time spent per stage of one read (detector, classifier, recogniser: from queueing the requests
+/// to their responses; other: everything else, resizing, post-processing, cropping).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct OcrTimings {
+    pub det: Duration,
+    pub cls: Duration,
+    pub rec: Duration,
+    pub other: Duration,
+}
+
+/// The lines of one image in reading order, and the timings.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct OcrResult {
+    pub lines: Vec<OcrLine>,
+    pub timings: OcrTimings,
+}
+
+struct Model {
+    handle: Arc<ModelHandle>,
+    name: String,
+}
+
+impl Model {
+    fn acquire(repository: &Path, name: &str) -> Result<Model, OcrError> {
+        Ok(Model {
+            handle: ModelServer::global().acquire(repository, name, None)?,
+            name: name.to_owned(),
+        })
+    }
+
+    fn input_name(&self) -> String {
+        let runtime = self.handle.current();
+        runtime
+            .inputs()
+            .first()
+            .map(|i| i.name.clone())
+            .unwrap_or_else(|| "x".to_owned())
+    }
+}
+
+/// The three models of OCR and the parameters.
+pub struct OcrEngine {
+    det: Model,
+    cls: Option<Model>,
+    rec: Model,
+    charset: Arc<Vec<String>>,
+    params: OcrParams,
+}
+
+/// The metadata key of the recogniser's dictionary.
+pub const DICTIONARY_KEY: &str = "character";
+
+impl OcrEngine {
+    /// Loads (or shares) the models `det`, `cls` (`None`: no direction classifier) and `rec` of the
+    /// repository; the recogniser's dictionary comes from its ONNX metadata (`character`).
+    pub fn new(
+        repository: &Path,
+        det: &str,
+        cls: Option<&str>,
+        rec: &str,
+        params: OcrParams,
+    ) -> Result<OcrEngine, OcrError> {
+        let det = Model::acquire(repository, det)?;
+        let cls = cls.map(|c| Model::acquire(repository, c)).transpose()?;
+        let rec = Model::acquire(repository, rec)?;
+        let path = rec.handle.current().model_path().to_path_buf();
+        let dict_err = |message: String| OcrError::Dictionary {
+            model: rec.name.clone(),
+            path: path.clone(),
+            message,
+        };
+        let dictionary = crate::modelrepo::onnx::read_onnx_metadata(&path, DICTIONARY_KEY)
+            .map_err(|e| dict_err(e.to_string()))?
+            .ok_or_else(|| {
+                dict_err(format!(
+                    "the ONNX model has no metadata key '{DICTIONARY_KEY}' (the CTC dictionary)"
+                ))
+            })?;
+        let charset = rec::charset(&dictionary);
+        Ok(OcrEngine {
+            det,
+            cls,
+            rec,
+            charset: Arc::new(charset),
+            params,
+        })
+    }
+
+    /// The recogniser's model name.
+    pub fn rec_model(&self) -> &str {
+        &self.rec.name
+    }
+
+    pub fn params(&self) -> &OcrParams {
+        &self.params
+    }
+
+    /// The characters the recogniser knows (index 0: CTC blank).
+    pub fn charset(&self) -> &[String] {
+        &self.charset
+    }
+
+    /// Reads the text of `image`, or of `region` of it; boxes are in `image`'s pixels.
+    pub fn read(&self, image: &ImageView, region: Option<Rect>) -> Result<OcrResult, OcrError> {
+        let t0 = Instant::now();
+        image.check().map_err(OcrError::Image)?;
+        let region = region.unwrap_or(Rect {
+            x: 0,
+            y: 0,
+            width: image.width,
+            height: image.height,
+        });
+        let raw = image.to_bgr(region);
+        let mut timings = OcrTimings::default();
+        if raw.width == 0 || raw.height == 0 {
+            return Ok(OcrResult::default());
+        }
+        let (img, geometry) = self.prepare(raw);
+        let p = &self.params;
+
+        // Detection.
+        let (dw, dh) = det::input_size(img.width, img.height, p.det.limit_side_len);
+        let mut tensor = vec![0f32; 3 * dw * dh];
+        img.resize_linear(dw, dh)
+            .write_normalized(&mut tensor, dw, dh);
+        let td = Instant::now();
+        let request =
+            InferRequest::new(self.det.input_name(), vec![3, dh as i64, dw as i64], tensor)
+                .with_priority(p.priority);
+        let out = self.det.handle.current().infer(request, |outs| {
+            outs.first().map(|o| (o.shape.to_vec(), o.data.to_vec()))
+        })?;
+        timings.det = td.elapsed();
+        let (shape, prob) = out.ok_or_else(|| OcrError::Output {
+            model: self.det.name.clone(),
+            message: "no output".into(),
+        })?;
+        let (mh, mw) = match shape.as_slice() {
+            [.., h, w] if h * w == prob.len() => (*h, *w),
+            _ => {
+                return Err(OcrError::Output {
+                    model: self.det.name.clone(),
+                    message: format!("shape {shape:?}, expected [1, 1, H, W]"),
+                });
+            }
+        };
+        let boxes = det::boxes_from_map(&prob, mw, mh, img.width, img.height, &p.det);
+        let mut items: Vec<(Quad, f32, BgrImage)> = boxes
+            .into_iter()
+            .filter_map(|(q, s)| crop::crop_quad(&img, &q).map(|c| (q, s, c)))
+            .collect();
+
+        // Direction: all crops queued before waiting.
+        if let Some(cls) = &self.cls {
+            let tc = Instant::now();
+            let runtime = cls.handle.current();
+            let name = cls.input_name();
+            let pending = items
+                .iter()
+                .map(|(_, _, c)| {
+                    let req = InferRequest::new(
+                        name.clone(),
+                        vec![3, cls::CLS_HEIGHT as i64, cls::CLS_WIDTH as i64],
+                        cls::input(c),
+                    )
+                    .with_priority(p.priority);
+                    runtime.infer_async(req, |outs| outs.first().map(|o| o.data.to_vec()))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            for (item, response) in items.iter_mut().zip(pending) {
+                let probs = response.wait()?.ok_or_else(|| OcrError::Output {
+                    model: cls.name.clone(),
+                    message: "no output".into(),
+                })?;
+                if cls::is_flipped(&probs, p.cls_threshold) {
+                    item.2 = item.2.rot180();
+                }
+            }
+            timings.cls = tc.elapsed();
+        }
+
+        // Recognition: every group queued before waiting.
+        let tr = Instant::now();
+        let crops: Vec<BgrImage> = items.iter().map(|i| i.2.clone()).collect();
+        let runtime = self.rec.handle.current();
+        let name = self.rec.input_name();
+        let mut pending = Vec::with_capacity(crops.len());
+        for (group, width) in rec::groups(&crops, p.rec_batch) {
+            for i in group {
+                let req = InferRequest::new(
+                    name.clone(),
+                    vec![3, rec::REC_HEIGHT as i64, width as i64],
+                    rec::input(&crops[i], width),
+                )
+                .with_priority(p.priority);
+                let charset = self.charset.clone();
+                let response = runtime.infer_async(req, move |outs| {
+                    let o = outs.first()?;
+                    let classes = *o.shape.last()?;
+                    (classes > 0 && classes == charset.len())
+                        .then(|| rec::ctc_decode(o.data, classes, &charset))
+                })?;
+                pending.push((i, response));
+            }
+        }
+        let mut texts: Vec<Option<(String, f32)>> = vec![None; crops.len()];
+        for (i, response) in pending {
+            let decoded = response.wait()?.ok_or_else(|| OcrError::Output {
+                model: self.rec.name.clone(),
+                message: format!(
+                    "expected [1, T, {}] probabilities (the dictionary's characters, blank and space)",
+                    self.charset.len()
+                ),
+            })?;
+            texts[i] = Some(decoded);
+        }
+        timings.rec = tr.elapsed();
+
+        let lines = items
+            .into_iter()
+            .zip(texts)
+            .filter_map(|((q, box_score, _), t)| {
+                let (text, score) = t?;
+                (score >= p.text_score).then(|| {
+                    let quad = geometry.to_caller(&q, region);
+                    OcrLine {
+                        bbox: quad_bbox(&quad),
+                        quad,
+                        text,
+                        score,
+                        box_score,
+                    }
+                })
+            })
+            .collect();
+        let total = t0.elapsed();
+        timings.other = total.saturating_sub(timings.det + timings.cls + timings.rec);
+        Ok(OcrResult { lines, timings })
+    }
+
+    /// Brings the image within the size limits (and pads flat images) as the reference does.
+    fn prepare(&self, img: BgrImage) -> (BgrImage, Geometry) {
+        let p = &self.params;
+        let (raw_w, raw_h) = (img.width, img.height);
+        let mut g = Geometry {
+            ratio_w: 1.0,
+            ratio_h: 1.0,
+            top: 0,
+            raw_w,
+            raw_h,
+        };
+        let rescale = |img: BgrImage, ratio: f64, g: &mut Geometry| {
+            let side = |v: usize| {
+                ((((v as f64 * ratio).trunc()) / 32.0).round_ties_even() * 32.0).max(32.0) as usize
+            };
+            let (w, h) = (side(img.width), side(img.height));
+            g.ratio_w = img.width as f64 / w as f64;
+            g.ratio_h = img.height as f64 / h as f64;
+            img.resize_linear(w, h)
+        };
+        let mut img = img;
+        let longer = img.width.max(img.height);
+        if longer > p.max_side_len {
+            let ratio = p.max_side_len as f64 / longer as f64;
+            img = rescale(img, ratio, &mut g);
+        }
+        let shorter = img.width.min(img.height);
+        if shorter < p.min_side_len {
+            let ratio = p.min_side_len as f64 / shorter as f64;
+            img = rescale(img, ratio, &mut g);
+        }
+        let (w, h) = (img.width, img.height);
+        let flat = p.width_height_ratio > 0.0 && w as f64 / h as f64 > p.width_height_ratio;
+        if h <= p.min_height || flat {
+            let new_h = ((w as f64 / p.width_height_ratio) as usize).max(p.min_height) * 2;
+            let pad = new_h.abs_diff(h) / 2;
+            let mut padded = BgrImage::new(w, h + 2 * pad);
+            padded.data[pad * w * 3..(pad + h) * w * 3].copy_from_slice(&img.data);
+            img = padded;
+            g.top = pad;
+        }
+        (img, g)
+    }
+}
+
+/// How the image given to the detector relates to the caller's region.
+struct Geometry {
+    ratio_w: f64,
+    ratio_h: f64,
+    top: usize,
+    raw_w: usize,
+    raw_h: usize,
+}
+
+impl Geometry {
+    fn to_caller(&self, q: &Quad, region: Rect) -> Quad {
+        q.map(|[x, y]| {
+            let x = (x * self.ratio_w).clamp(0.0, self.raw_w as f64);
+            let y = ((y - self.top as f64) * self.ratio_h).clamp(0.0, self.raw_h as f64);
+            [x + region.x as f64, y + region.y as f64]
+        })
+    }
+}
+
+/// The axis-aligned box of a quad.
+pub fn quad_bbox(q: &Quad) -> BBox {
+    let xs = q.iter().map(|p| p[0]);
+    let ys = q.iter().map(|p| p[1]);
+    let (x0, x1) = xs.fold((f64::MAX, f64::MIN), |(a, b), v| (a.min(v), b.max(v)));
+    let (y0, y1) = ys.fold((f64::MAX, f64::MIN), |(a, b), v| (a.min(v), b.max(v)));
+    BBox::new(x0 as f32, y0 as f32, (x1 - x0) as f32, (y1 - y0) as f32)
+}

@@ -1,0 +1,451 @@
+use std::path::Path;
+use std::sync::{LazyLock, Mutex};
+
+use gst::glib;
+use gst::prelude::*;
+use gst::subclass::prelude::*;
+use gst_base::subclass::BaseTransformMode;
+use gst_base::subclass::prelude::*;
+use gst_video::prelude::*;
+
+use vigil_core::objects::{Attribute, FrameObjects, Object};
+use vigil_core::ocr::{ImageView, OcrEngine, OcrParams, PixelFormat, Rect};
+
+use crate::meta::VigilMeta;
+
+static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
+    gst::DebugCategory::new(
+        "vigilocr",
+        gst::DebugColorFlags::empty(),
+        Some("Vigil OCR element"),
+    )
+});
+
+/// The label of the objects `vigilocr` appends.
+pub const TEXT_LABEL: &str = "text";
+/// The attribute holding a line's quadrilateral `x1,y1,..,x4,y4` (top-left, top-right,
+/// bottom-right, bottom-left) in frame pixels; its confidence is the detection's box score.
+pub const QUAD_ATTRIBUTE: &str = "quad";
+
+#[derive(Debug, Clone)]
+struct Settings {
+    model_repository: String,
+    det_model: String,
+    cls_model: String,
+    rec_model: String,
+    det_threshold: f32,
+    box_threshold: f32,
+    unclip_ratio: f64,
+    min_text_score: f32,
+    operate_on_labels: String,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        let p = OcrParams::default();
+        Self {
+            model_repository: "models".into(),
+            det_model: "ppocr_det".into(),
+            cls_model: "ppocr_cls".into(),
+            rec_model: "ppocr_rec".into(),
+            det_threshold: p.det.threshold,
+            box_threshold: p.det.box_threshold,
+            unclip_ratio: p.det.unclip_ratio,
+            min_text_score: p.text_score,
+            operate_on_labels: String::new(),
+        }
+    }
+}
+
+impl Settings {
+    fn params(&self) -> OcrParams {
+        let mut p = OcrParams::default();
+        p.det.threshold = self.det_threshold;
+        p.det.box_threshold = self.box_threshold;
+        p.det.unclip_ratio = self.unclip_ratio;
+        p.text_score = self.min_text_score;
+        p
+    }
+
+    fn labels(&self) -> Vec<String> {
+        self.operate_on_labels
+            .split(',')
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
+struct State {
+    engine: OcrEngine,
+    labels: Vec<String>,
+    info: Option<gst_video::VideoInfo>,
+}
+
+#[derive(Default)]
+pub struct VigilOcr {
+    settings: Mutex<Settings>,
+    state: Mutex<Option<State>>,
+}
+
+#[glib::object_subclass]
+impl ObjectSubclass for VigilOcr {
+    const NAME: &'static str = "GstVigilOcr";
+    type Type = super::VigilOcr;
+    type ParentType = gst_base::BaseTransform;
+}
+
+impl ObjectImpl for VigilOcr {
+    fn properties() -> &'static [glib::ParamSpec] {
+        static PROPERTIES: LazyLock<Vec<glib::ParamSpec>> = LazyLock::new(|| {
+            let d = Settings::default();
+            vec![
+                glib::ParamSpecString::builder("model-repository")
+                    .nick("Model repository")
+                    .blurb("Folder of a Triton-style model repository holding the OCR models")
+                    .default_value(Some(d.model_repository.as_str()))
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecString::builder("det-model")
+                    .nick("Detection model")
+                    .blurb("Text detection model (PP-OCR DB) of the repository")
+                    .default_value(Some(d.det_model.as_str()))
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecString::builder("cls-model")
+                    .nick("Direction model")
+                    .blurb("Text direction classifier (0/180 degrees) of the repository; empty = none")
+                    .default_value(Some(d.cls_model.as_str()))
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecString::builder("rec-model")
+                    .nick("Recognition model")
+                    .blurb("Text recognition model (PP-OCR CTC, dictionary in its ONNX metadata key 'character') of the repository")
+                    .default_value(Some(d.rec_model.as_str()))
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecFloat::builder("det-threshold")
+                    .nick("Detection threshold")
+                    .blurb("Text probability above which a pixel of the detection map is text")
+                    .minimum(0.0)
+                    .maximum(1.0)
+                    .default_value(d.det_threshold)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecFloat::builder("box-threshold")
+                    .nick("Box threshold")
+                    .blurb("Minimum mean text probability inside a detected box")
+                    .minimum(0.0)
+                    .maximum(1.0)
+                    .default_value(d.box_threshold)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecDouble::builder("unclip-ratio")
+                    .nick("Unclip ratio")
+                    .blurb("How much detected boxes grow (offset = area x ratio / perimeter)")
+                    .minimum(0.0)
+                    .maximum(10.0)
+                    .default_value(d.unclip_ratio)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecFloat::builder("min-text-score")
+                    .nick("Minimum text score")
+                    .blurb("Lines whose recognition score (mean character probability) is lower are dropped")
+                    .minimum(0.0)
+                    .maximum(1.0)
+                    .default_value(d.min_text_score)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecString::builder("operate-on-labels")
+                    .nick("Operate on labels")
+                    .blurb("Comma-separated labels of the objects to read text inside (their lines get them as parent); empty = the whole frame")
+                    .default_value(Some(d.operate_on_labels.as_str()))
+                    .mutable_ready()
+                    .build(),
+            ]
+        });
+        PROPERTIES.as_ref()
+    }
+
+    fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
+        let mut s = self.settings.lock().unwrap();
+        let string = |v: &glib::Value| v.get::<Option<String>>().unwrap().unwrap_or_default();
+        match pspec.name() {
+            "model-repository" => s.model_repository = string(value),
+            "det-model" => s.det_model = string(value),
+            "cls-model" => s.cls_model = string(value),
+            "rec-model" => s.rec_model = string(value),
+            "det-threshold" => s.det_threshold = value.get().unwrap(),
+            "box-threshold" => s.box_threshold = value.get().unwrap(),
+            "unclip-ratio" => s.unclip_ratio = value.get().unwrap(),
+            "min-text-score" => s.min_text_score = value.get().unwrap(),
+            "operate-on-labels" => s.operate_on_labels = string(value),
+            other => unreachable!("unknown property {other}"),
+        }
+    }
+
+    fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {
+        let s = self.settings.lock().unwrap();
+        match pspec.name() {
+            "model-repository" => s.model_repository.to_value(),
+            "det-model" => s.det_model.to_value(),
+            "cls-model" => s.cls_model.to_value(),
+            "rec-model" => s.rec_model.to_value(),
+            "det-threshold" => s.det_threshold.to_value(),
+            "box-threshold" => s.box_threshold.to_value(),
+            "unclip-ratio" => s.unclip_ratio.to_value(),
+            "min-text-score" => s.min_text_score.to_value(),
+            "operate-on-labels" => s.operate_on_labels.to_value(),
+            other => unreachable!("unknown property {other}"),
+        }
+    }
+}
+
+impl GstObjectImpl for VigilOcr {}
+
+impl ElementImpl for VigilOcr {
+    fn metadata() -> Option<&'static gst::subclass::ElementMetadata> {
+        static META: LazyLock<gst::subclass::ElementMetadata> = LazyLock::new(|| {
+            gst::subclass::ElementMetadata::new(
+                "Vigil OCR",
+                "Filter/Analyzer/Video",
+                "Reads text (PP-OCR detection, direction, recognition) in frames or in objects and appends it to VigilMeta as text objects",
+                "The Vigil developers",
+            )
+        });
+        Some(&*META)
+    }
+
+    fn pad_templates() -> &'static [gst::PadTemplate] {
+        static TEMPLATES: LazyLock<Vec<gst::PadTemplate>> = LazyLock::new(|| {
+            let caps = gst_video::VideoCapsBuilder::new()
+                .format_list([
+                    gst_video::VideoFormat::Rgb,
+                    gst_video::VideoFormat::Bgr,
+                    gst_video::VideoFormat::Rgba,
+                    gst_video::VideoFormat::Bgra,
+                    gst_video::VideoFormat::Rgbx,
+                    gst_video::VideoFormat::Bgrx,
+                ])
+                .build();
+            crate::pads::filter_templates(&caps)
+        });
+        TEMPLATES.as_ref()
+    }
+}
+
+fn pixel_format(format: gst_video::VideoFormat) -> Option<PixelFormat> {
+    use gst_video::VideoFormat as F;
+    match format {
+        F::Rgb => Some(PixelFormat::Rgb),
+        F::Bgr => Some(PixelFormat::Bgr),
+        F::Rgba | F::Rgbx => Some(PixelFormat::Rgba),
+        F::Bgra | F::Bgrx => Some(PixelFormat::Bgra),
+        _ => None,
+    }
+}
+
+impl BaseTransformImpl for VigilOcr {
+    const MODE: BaseTransformMode = BaseTransformMode::AlwaysInPlace;
+    const PASSTHROUGH_ON_SAME_CAPS: bool = false;
+    const TRANSFORM_IP_ON_PASSTHROUGH: bool = false;
+
+    fn start(&self) -> Result<(), gst::ErrorMessage> {
+        let s = self.settings.lock().unwrap().clone();
+        let cls = (!s.cls_model.is_empty()).then_some(s.cls_model.as_str());
+        let engine = OcrEngine::new(
+            Path::new(&s.model_repository),
+            &s.det_model,
+            cls,
+            &s.rec_model,
+            s.params(),
+        )
+        .map_err(|e| {
+            gst::error_msg!(
+                gst::LibraryError::Settings,
+                [
+                    "OCR models of model repository '{}': {}",
+                    s.model_repository,
+                    e
+                ]
+            )
+        })?;
+        *self.state.lock().unwrap() = Some(State {
+            engine,
+            labels: s.labels(),
+            info: None,
+        });
+        Ok(())
+    }
+
+    fn stop(&self) -> Result<(), gst::ErrorMessage> {
+        self.state.lock().unwrap().take();
+        Ok(())
+    }
+
+    fn set_caps(&self, incaps: &gst::Caps, _outcaps: &gst::Caps) -> Result<(), gst::LoggableError> {
+        let info = gst_video::VideoInfo::from_caps(incaps)
+            .map_err(|_| gst::loggable_error!(CAT, "cannot parse caps {}", incaps))?;
+        if let Some(state) = self.state.lock().unwrap().as_mut() {
+            state.info = Some(info);
+        }
+        Ok(())
+    }
+
+    fn transform_ip(&self, buf: &mut gst::BufferRef) -> Result<gst::FlowSuccess, gst::FlowError> {
+        let found = self.read(buf)?;
+        let Some((width, height, found)) = found else {
+            return Ok(gst::FlowSuccess::Ok);
+        };
+        let mut meta = match buf.meta_mut::<VigilMeta>() {
+            Some(m) => m,
+            None => VigilMeta::add(
+                buf,
+                FrameObjects {
+                    width: width as u32,
+                    height: height as u32,
+                    inferred: true,
+                    ..Default::default()
+                },
+            ),
+        };
+        let objects = &mut meta.frame_mut().objects;
+        for mut o in found {
+            o.id = objects.len() as u32;
+            objects.push(o);
+        }
+        Ok(gst::FlowSuccess::Ok)
+    }
+}
+
+impl VigilOcr {
+    /// The text objects of the frame `buf` with the frame size; `None` when the frame passes
+    /// untouched (its item has an error).
+    #[allow(clippy::type_complexity)]
+    fn read(
+        &self,
+        buf: &gst::BufferRef,
+    ) -> Result<Option<(usize, usize, Vec<Object>)>, gst::FlowError> {
+        let existing = buf.meta::<VigilMeta>().map(|m| m.frame().clone());
+        if existing
+            .as_ref()
+            .and_then(|f| f.item.as_ref())
+            .is_some_and(|i| i.error.is_some())
+        {
+            gst::trace!(CAT, imp = self, "item with an error: passed through");
+            return Ok(None);
+        }
+        let guard = self.state.lock().unwrap();
+        let Some(state) = guard.as_ref() else {
+            gst::element_imp_error!(
+                self,
+                gst::CoreError::StateChange,
+                ["vigilocr is not started"]
+            );
+            return Err(gst::FlowError::Error);
+        };
+        let Some(info) = state.info.as_ref() else {
+            gst::element_imp_error!(
+                self,
+                gst::CoreError::Negotiation,
+                ["vigilocr got a buffer before caps"]
+            );
+            return Err(gst::FlowError::NotNegotiated);
+        };
+        let frame =
+            gst_video::VideoFrameRef::from_buffer_ref_readable(buf, info).map_err(|_| {
+                gst::element_imp_error!(
+                    self,
+                    gst::StreamError::Format,
+                    ["Cannot map the frame for reading"]
+                );
+                gst::FlowError::Error
+            })?;
+        let Some(format) = pixel_format(frame.format()) else {
+            gst::element_imp_error!(
+                self,
+                gst::CoreError::Negotiation,
+                ["Unsupported format {:?}", frame.format()]
+            );
+            return Err(gst::FlowError::NotNegotiated);
+        };
+        let (width, height) = (frame.width() as usize, frame.height() as usize);
+        let stride = frame.plane_stride()[0] as usize;
+        let data = frame.plane_data(0).map_err(|e| {
+            gst::element_imp_error!(
+                self,
+                gst::StreamError::Format,
+                ["Cannot read the frame: {}", e]
+            );
+            gst::FlowError::Error
+        })?;
+        let view = ImageView {
+            width,
+            height,
+            stride,
+            format,
+            data,
+        };
+        // Regions: the whole frame, or each object with one of the labels.
+        let regions: Vec<(Option<u32>, Option<Rect>)> = if state.labels.is_empty() {
+            vec![(None, None)]
+        } else {
+            existing
+                .iter()
+                .flat_map(|f| f.objects.iter())
+                .filter(|o| state.labels.contains(&o.label))
+                .filter_map(|o| {
+                    let x0 = o.bbox.x.max(0.0).floor() as usize;
+                    let y0 = o.bbox.y.max(0.0).floor() as usize;
+                    let x1 = ((o.bbox.x + o.bbox.w).ceil().max(0.0) as usize).min(width);
+                    let y1 = ((o.bbox.y + o.bbox.h).ceil().max(0.0) as usize).min(height);
+                    (x1 > x0 && y1 > y0).then_some((
+                        Some(o.id),
+                        Some(Rect {
+                            x: x0,
+                            y: y0,
+                            width: x1 - x0,
+                            height: y1 - y0,
+                        }),
+                    ))
+                })
+                .collect()
+        };
+        let mut found = Vec::new();
+        for (parent, region) in regions {
+            let result = state.engine.read(&view, region).map_err(|e| {
+                gst::element_imp_error!(self, gst::LibraryError::Failed, ["OCR failed: {}", e]);
+                gst::FlowError::Error
+            })?;
+            gst::trace!(
+                CAT,
+                imp = self,
+                "{} lines (det {:?}, cls {:?}, rec {:?}, other {:?})",
+                result.lines.len(),
+                result.timings.det,
+                result.timings.cls,
+                result.timings.rec,
+                result.timings.other
+            );
+            for line in result.lines {
+                let mut o = Object::new(0, TEXT_LABEL, line.score, line.bbox);
+                o.text = Some(line.text);
+                o.model = state.engine.rec_model().to_owned();
+                o.parent = parent;
+                let corners: Vec<String> = line
+                    .quad
+                    .iter()
+                    .flat_map(|p| [p[0].to_string(), p[1].to_string()])
+                    .collect();
+                o.attributes.push(Attribute {
+                    name: QUAD_ATTRIBUTE.to_owned(),
+                    value: corners.join(","),
+                    confidence: line.box_score,
+                });
+                found.push(o);
+            }
+        }
+        Ok(Some((width, height, found)))
+    }
+}
