@@ -8,6 +8,7 @@ pub mod blur;
 pub mod draw;
 pub mod engine;
 pub mod events;
+pub mod items;
 pub mod modelrepo;
 pub mod modelspec;
 pub mod mot;
