@@ -1,9 +1,10 @@
 //! Vigil's GStreamer plugin: `vigilinfer` (model inference), `vigiltrack` (multi-object tracking),
 //! `vigilanalytics` (line crossing and zones), `vigilosd` (overlay) and `vigilmsgbroker` (event
-//! publishing), exchanging [`meta::VigilMeta`]. This file only registers them.
+//! publishing) and `vigilimagesrc` (image files as inspection items), exchanging [`meta::VigilMeta`]. This file only registers them.
 #![allow(clippy::non_send_fields_in_send_ty, unused_doc_comments)]
 
 pub mod analytics;
+pub mod imagesrc;
 pub mod infer;
 pub mod meta;
 pub mod msgbroker;
@@ -19,6 +20,7 @@ fn plugin_init(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
     osd::register(plugin)?;
     source::register(plugin)?;
     msgbroker::register(plugin)?;
+    imagesrc::register(plugin)?;
     Ok(())
 }
 
