@@ -123,8 +123,8 @@ impl Location {
     /// listing are skipped.
     pub fn list(&self, order: SortOrder) -> Result<Vec<FileEntry>, ItemsError> {
         if let Location::File(f) = self {
-            let meta = std::fs::metadata(f)
-                .map_err(|_| ItemsError::NoFile(f.display().to_string()))?;
+            let meta =
+                std::fs::metadata(f).map_err(|_| ItemsError::NoFile(f.display().to_string()))?;
             return Ok(vec![FileEntry::new(f.clone(), &meta)]);
         }
         let dir = self.dir();
@@ -382,6 +382,21 @@ pub fn decode(name: &str, bytes: &[u8], limits: SizeLimits) -> Loaded {
     }
 }
 
+/// The size of the first image among `entries` that [`load`] would accept (header only, not decoded),
+/// e.g. to choose an output size before the stream starts.
+pub fn first_size(entries: &[FileEntry], limits: SizeLimits) -> Option<(u32, u32)> {
+    entries.iter().find_map(|e| {
+        let (w, h) = image::ImageReader::open(&e.path)
+            .ok()?
+            .with_guessed_format()
+            .ok()?
+            .into_dimensions()
+            .ok()?;
+        let ok = |v: u32| (limits.min_size..=limits.max_size).contains(&v);
+        (ok(w) && ok(h)).then_some((w, h))
+    })
+}
+
 /// Whether JPEG data ends with the end-of-image marker (`FF D9`), allowing trailing padding bytes.
 fn jpeg_complete(bytes: &[u8]) -> bool {
     let end = bytes
@@ -452,7 +467,14 @@ mod tests {
     #[test]
     fn locations_and_listing() {
         let d = tempdir("list");
-        for n in ["b.png", "a.jpg", "c.JPEG", "notes.txt", ".hidden.png", "z.jpg"] {
+        for n in [
+            "b.png",
+            "a.jpg",
+            "c.JPEG",
+            "notes.txt",
+            ".hidden.png",
+            "z.jpg",
+        ] {
             std::fs::write(d.join(n), b"x").unwrap();
         }
         std::fs::create_dir(d.join("sub.png")).unwrap();
@@ -478,7 +500,10 @@ mod tests {
         // mtime order: set distinct modification times.
         let t0 = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000);
         for (i, n) in ["z.jpg", "b.png", "a.jpg", "c.JPEG"].iter().enumerate() {
-            let f = std::fs::File::options().write(true).open(d.join(n)).unwrap();
+            let f = std::fs::File::options()
+                .write(true)
+                .open(d.join(n))
+                .unwrap();
             f.set_modified(t0 + std::time::Duration::from_secs(i as u64))
                 .unwrap();
         }
@@ -503,7 +528,9 @@ mod tests {
         );
         assert_eq!(
             Location::parse(&format!("{}/x/y.png", missing.display())),
-            Err(ItemsError::NoFolder(missing.join("x").display().to_string()))
+            Err(ItemsError::NoFolder(
+                missing.join("x").display().to_string()
+            ))
         );
         assert!(matches!(
             Location::parse("/tmp/*/a.png"),
@@ -552,7 +579,9 @@ mod tests {
             }
             Loaded::Bad(m) => panic!("{m}"),
         }
-        assert!(matches!(decode("a.jpg", &jpeg(33, 17), l), Loaded::Image(f) if (f.width, f.height) == (33, 17)));
+        assert!(
+            matches!(decode("a.jpg", &jpeg(33, 17), l), Loaded::Image(f) if (f.width, f.height) == (33, 17))
+        );
 
         let bad = |name: &str, bytes: &[u8], l: SizeLimits| match decode(name, bytes, l) {
             Loaded::Bad(m) => m,
@@ -584,7 +613,8 @@ mod tests {
         // A header that promises more than it holds.
         let m = bad("hdr.png", &p[..40], l);
         assert!(
-            m.starts_with("truncated image: hdr.png: ") || m.starts_with("corrupt image: hdr.png: "),
+            m.starts_with("truncated image: hdr.png: ")
+                || m.starts_with("corrupt image: hdr.png: "),
             "{m}"
         );
         // Corrupt data after a valid header.
@@ -595,19 +625,30 @@ mod tests {
         let m = bad("corrupt.png", &c, l);
         assert!(m.contains("corrupt.png: "), "{m}");
         // GIF magic: a known format that is not decoded.
-        assert!(bad("x.gif", b"GIF89a\x01\x00\x01\x00", l).starts_with("unsupported format: x.gif: gif"));
+        assert!(
+            bad("x.gif", b"GIF89a\x01\x00\x01\x00", l)
+                .starts_with("unsupported format: x.gif: gif")
+        );
     }
 
     #[test]
     fn load_reads_files() {
         let d = tempdir("load");
         std::fs::write(d.join("ok.png"), png(20, 20)).unwrap();
-        assert!(matches!(load(&d.join("ok.png"), SizeLimits::default()), Loaded::Image(_)));
+        assert!(matches!(
+            load(&d.join("ok.png"), SizeLimits::default()),
+            Loaded::Image(_)
+        ));
         let m = match load(&d.join("gone.png"), SizeLimits::default()) {
             Loaded::Bad(m) => m,
             _ => panic!(),
         };
         assert!(m.starts_with("unreadable file: gone.png: "), "{m}");
+        std::fs::write(d.join("a-tiny.png"), png(2, 2)).unwrap();
+        std::fs::write(d.join("b.png"), png(30, 20)).unwrap();
+        let entries = Location::Folder(d.clone()).list(SortOrder::Name).unwrap();
+        assert_eq!(entries.len(), 3);
+        assert_eq!(first_size(&entries, SizeLimits::default()), Some((30, 20)));
         assert_eq!(item_id(Path::new("/x/item-0007.jpg")), "item-0007");
         std::fs::remove_dir_all(&d).unwrap();
     }

@@ -52,7 +52,9 @@ struct Item {
 }
 
 fn item(buffer: &gst::Buffer) -> Item {
-    let meta = buffer.meta::<VigilMeta>().expect("every buffer has a VigilMeta");
+    let meta = buffer
+        .meta::<VigilMeta>()
+        .expect("every buffer has a VigilMeta");
     let f = meta.frame();
     let it = f.item.clone().expect("every buffer has an item");
     let stride = (f.width as usize * 3).next_multiple_of(4);
@@ -90,14 +92,26 @@ fn caps_sizes(h: &mut gst_check::Harness) -> Vec<(i32, i32)> {
 #[test]
 fn good_and_bad_files_in_order_with_errors_and_caps_changes() {
     let d = temp_dir("mixed");
-    std::fs::write(d.join("a-good.png"), encoded(64, 48, image::ImageFormat::Png)).unwrap();
-    std::fs::write(d.join("b-good.jpg"), encoded(101, 37, image::ImageFormat::Jpeg)).unwrap();
+    std::fs::write(
+        d.join("a-good.png"),
+        encoded(64, 48, image::ImageFormat::Png),
+    )
+    .unwrap();
+    std::fs::write(
+        d.join("b-good.jpg"),
+        encoded(101, 37, image::ImageFormat::Jpeg),
+    )
+    .unwrap();
     let jpeg = encoded(80, 60, image::ImageFormat::Jpeg);
     std::fs::write(d.join("c-truncated.jpg"), &jpeg[..jpeg.len() / 2]).unwrap();
     std::fs::write(d.join("d-empty.png"), b"").unwrap();
     std::fs::write(d.join("e-tiny.png"), encoded(1, 1, image::ImageFormat::Png)).unwrap();
     std::fs::write(d.join("f-text.png"), b"this is not an image\n").unwrap();
-    std::fs::write(d.join("g-good.png"), encoded(101, 37, image::ImageFormat::Png)).unwrap();
+    std::fs::write(
+        d.join("g-good.png"),
+        encoded(101, 37, image::ImageFormat::Png),
+    )
+    .unwrap();
     // Not an image extension: ignored by a folder location.
     std::fs::write(d.join("truth.jsonl"), b"{}\n").unwrap();
 
@@ -123,7 +137,9 @@ fn good_and_bad_files_in_order_with_errors_and_caps_changes() {
     assert_eq!(errors[0], None);
     assert_eq!(errors[1], None);
     assert!(
-        errors[2].unwrap().starts_with("truncated image: c-truncated.jpg: "),
+        errors[2]
+            .unwrap()
+            .starts_with("truncated image: c-truncated.jpg: "),
         "{errors:?}"
     );
     assert_eq!(errors[3], Some("empty file: d-empty.png: 0 bytes"));
@@ -150,9 +166,19 @@ fn good_and_bad_files_in_order_with_errors_and_caps_changes() {
         ]
     );
     // Pixels: the gradient's centre for good images (JPEG within its loss), grey for placeholders.
-    assert_eq!(items[0].centre, [(32 * 255 / 64) as u8, (24 * 255 / 48) as u8, 90]);
-    assert_eq!(items[6].centre, [(50 * 255 / 101) as u8, (18 * 255 / 37) as u8, 90]);
-    assert!(items[1].centre[2].abs_diff(90) < 12, "{:?}", items[1].centre);
+    assert_eq!(
+        items[0].centre,
+        [(32 * 255 / 64) as u8, (24 * 255 / 48) as u8, 90]
+    );
+    assert_eq!(
+        items[6].centre,
+        [(50 * 255 / 101) as u8, (18 * 255 / 37) as u8, 90]
+    );
+    assert!(
+        items[1].centre[2].abs_diff(90) < 12,
+        "{:?}",
+        items[1].centre
+    );
     for i in &items[2..6] {
         assert_eq!(i.centre, [128, 128, 128], "{}", i.id);
     }
@@ -175,7 +201,10 @@ fn glob_loop_framerate_and_sort_by_mtime() {
     std::fs::write(d.join("z.jpg"), encoded(32, 32, image::ImageFormat::Jpeg)).unwrap();
     let t0 = std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(2_000_000);
     for (i, n) in ["y.png", "x.png"].iter().enumerate() {
-        let f = std::fs::File::options().write(true).open(d.join(n)).unwrap();
+        let f = std::fs::File::options()
+            .write(true)
+            .open(d.join(n))
+            .unwrap();
         f.set_modified(t0 + Duration::from_secs(i as u64)).unwrap();
     }
     let mut h = harness(
@@ -200,7 +229,11 @@ fn glob_loop_framerate_and_sort_by_mtime() {
 #[test]
 fn watch_reads_a_file_written_later_once_it_is_complete() {
     let d = temp_dir("watch");
-    std::fs::write(d.join("first.png"), encoded(40, 40, image::ImageFormat::Png)).unwrap();
+    std::fs::write(
+        d.join("first.png"),
+        encoded(40, 40, image::ImageFormat::Png),
+    )
+    .unwrap();
     let mut h = harness(
         &d,
         &[

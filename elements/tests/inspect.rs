@@ -83,7 +83,8 @@ fn check(element: &str, expected: &[&str]) {
     assert!(text.contains("The Vigil developers"), "{text}");
     // Sources (vigilsrc, vigilimagesrc) have no sink pad.
     assert!(
-        (text.contains("SINK template") || element.ends_with("src")) && text.contains("SRC template"),
+        (text.contains("SINK template") || element.ends_with("src"))
+            && text.contains("SRC template"),
         "{text}"
     );
     let props = properties(&text);

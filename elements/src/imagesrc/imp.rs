@@ -366,21 +366,24 @@ impl PushSrcImpl for VigilImageSrc {
                 )
             }
         };
-        let info = gst_video::VideoInfo::builder(
-            gst_video::VideoFormat::Rgb,
-            frame.width,
-            frame.height,
-        )
-        .fps(framerate)
-        .build()
-        .map_err(|e| {
-            gst::element_imp_error!(
-                self,
-                gst::CoreError::Negotiation,
-                ["{}: no video format for {}x{}: {}", path.display(), frame.width, frame.height, e]
-            );
-            gst::FlowError::Error
-        })?;
+        let info =
+            gst_video::VideoInfo::builder(gst_video::VideoFormat::Rgb, frame.width, frame.height)
+                .fps(framerate)
+                .build()
+                .map_err(|e| {
+                    gst::element_imp_error!(
+                        self,
+                        gst::CoreError::Negotiation,
+                        [
+                            "{}: no video format for {}x{}: {}",
+                            path.display(),
+                            frame.width,
+                            frame.height,
+                            e
+                        ]
+                    );
+                    gst::FlowError::Error
+                })?;
         if old_size != Some((frame.width, frame.height)) {
             let caps = info.to_caps().map_err(|_| gst::FlowError::NotNegotiated)?;
             gst::debug!(CAT, imp = self, "caps {}", caps);
