@@ -269,7 +269,7 @@ fn watch_reads_a_file_written_later_once_it_is_complete() {
 }
 
 #[test]
-fn empty_folder_ends_with_a_warning_and_a_missing_one_fails_to_start() {
+fn empty_folder_ends_bad_files_warn_and_a_missing_folder_fails_to_start() {
     common::init();
     let d = temp_dir("empty");
     let run = |location: &Path| -> (Result<(), String>, Vec<String>, bool) {
@@ -313,6 +313,16 @@ fn empty_folder_ends_with_a_warning_and_a_missing_one_fails_to_start() {
     assert!(r.is_ok() && eos, "{r:?}");
     assert_eq!(warnings.len(), 1, "{warnings:?}");
     assert!(warnings[0].contains("no image files in"), "{warnings:?}");
+
+    // A bad file: an error item and a warning that names it; the stream goes on to its end.
+    std::fs::write(d.join("bad.png"), b"").unwrap();
+    let (r, warnings, eos) = run(&d);
+    assert!(r.is_ok() && eos, "{r:?}");
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(
+        warnings[0].starts_with("empty file: bad.png: 0 bytes"),
+        "{warnings:?}"
+    );
 
     let missing = d.join("missing");
     let (r, _, eos) = run(&missing);

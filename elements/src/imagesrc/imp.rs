@@ -359,7 +359,7 @@ impl PushSrcImpl for VigilImageSrc {
         let (frame, error) = match items::load(&path, limits) {
             Loaded::Image(f) => (f, None),
             Loaded::Bad(reason) => {
-                gst::element_imp_warning!(self, gst::StreamError::Decode, ["{}", reason]);
+                gst::element_imp_warning!(self, gst::StreamError::Decode, ("{}", reason));
                 (
                     RgbFrame::grey(PLACEHOLDER_SIZE, PLACEHOLDER_SIZE, PLACEHOLDER_LEVEL),
                     Some(reason),
