@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use gst::prelude::*;
-use vigil_tests::{TempDir, read_events, repo_root, skip, vigil_bin};
+use vigil_tests::{RtspClient, TempDir, read_events, repo_root, skip, start_vigil, vigil_bin};
 
 fn encoded(w: u32, h: u32, format: image::ImageFormat) -> Vec<u8> {
     let img = image::RgbImage::from_fn(w, h, |x, y| {
@@ -199,4 +199,70 @@ fn image_items_give_one_event_each_with_errors_and_a_decodable_mp4() {
     // The MP4: every item, at the first image's size.
     let (frames, w, h) = decode_mp4(&dir.path().join("out.mp4"));
     assert_eq!((frames, w, h), (7, 320, 240));
+}
+
+/// RTSP needs one frame size: looping items of three sizes (and a bad one) reach a real RTSP client
+/// as `images.output`-sized frames at `fps`.
+#[test]
+fn looping_image_items_are_served_over_rtsp_at_the_output_size() {
+    let root = repo_root();
+    if !root.join("models/nanodet/1/model.onnx").is_file() {
+        skip(format_args!(
+            "models/nanodet/1/model.onnx is not installed; run `make setup`"
+        ));
+        return;
+    }
+    let dir = TempDir::new("imgsrc-rtsp");
+    let items = dir.path().join("items");
+    std::fs::create_dir_all(&items).unwrap();
+    std::fs::write(
+        items.join("a.png"),
+        encoded(320, 240, image::ImageFormat::Png),
+    )
+    .unwrap();
+    std::fs::write(
+        items.join("b.jpg"),
+        encoded(201, 317, image::ImageFormat::Jpeg),
+    )
+    .unwrap();
+    std::fs::write(items.join("c.png"), b"broken").unwrap();
+    std::fs::write(
+        items.join("d.png"),
+        encoded(640, 100, image::ImageFormat::Png),
+    )
+    .unwrap();
+    let cfg = dir.path().join("rtsp.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "name: inspection\n\
+             model_repository: {repo}\n\
+             sources:\n  - name: line1\n    images:\n      path: items\n      loop: true\n      fps: 10\n      \
+             output: {{width: 480, height: 270}}\n\
+             inference:\n  model: nanodet\n\
+             outputs:\n  rtsp:\n    address: 127.0.0.1\n    port: 0\n    mount: /items\n",
+            repo = root.join("models").display()
+        ),
+    )
+    .unwrap();
+    let (mut vigil, info) = start_vigil(&cfg, std::time::Duration::from_secs(60)).unwrap();
+    let url = info.rtsp.first().cloned().expect("an RTSP URL");
+    let client = RtspClient::start(&url).unwrap();
+    let error = client.wait_for(
+        30,
+        std::time::Instant::now() + std::time::Duration::from_secs(60),
+    );
+    let r = client.result(error);
+    assert!(
+        r.error.is_none(),
+        "{r:?}; vigil stderr:\n{}",
+        vigil.stderr_text()
+    );
+    assert!(r.frames >= 30, "{r:?}");
+    assert_eq!((r.width, r.height), (480, 270), "{r:?}");
+    assert!(
+        vigil.wait(std::time::Duration::ZERO).is_none(),
+        "vigil keeps running while looping: {}",
+        vigil.stderr_text()
+    );
 }
