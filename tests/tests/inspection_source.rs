@@ -101,7 +101,7 @@ fn image_items_give_one_event_each_with_errors_and_a_decodable_mp4() {
         format!(
             "name: inspection\n\
              model_repository: {repo}\n\
-             sources:\n  - name: line1\n    images:\n      path: items\n      fps: 5\n\
+             sources:\n  - name: line1\n    images:\n      path: items\n\
              inference:\n  model: nanodet\n\
              outputs:\n  events:\n    path: events.jsonl\n  file:\n    path: out.mp4\n",
             repo = root.join("models").display()
@@ -185,14 +185,14 @@ fn image_items_give_one_event_each_with_errors_and_a_decodable_mp4() {
             (320, 240)
         ]
     );
-    // Timestamps at 5 items/s.
+    // Without fps: timestamps 40 ms apart (and every item in the MP4, which needs a regular rate).
     let pts: Vec<u64> = events
         .iter()
         .map(|e| e["pts_ns"].as_u64().unwrap())
         .collect();
     assert_eq!(
         pts,
-        (0..7).map(|i| i * 200_000_000).collect::<Vec<_>>(),
+        (0..7).map(|i| i * 40_000_000).collect::<Vec<_>>(),
         "{events:?}"
     );
 

@@ -25,7 +25,7 @@ static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     )
 });
 
-/// Spacing of the timestamps when `framerate` is 0/1 (a nominal 25 items/s).
+/// Spacing of the timestamps when `framerate` is 0/1 (a nominal 25 items/s, which the caps then say).
 const FREE_RUN_DURATION: gst::ClockTime = gst::ClockTime::from_mseconds(40);
 
 #[derive(Debug, Clone)]
@@ -366,9 +366,16 @@ impl PushSrcImpl for VigilImageSrc {
                 )
             }
         };
+        // At 0/1 the caps say the nominal rate of the 40 ms timestamps: with a variable rate, mp4mux
+        // gives the last sample no duration and decoders drop it.
+        let caps_rate = if framerate.numer() > 0 {
+            framerate
+        } else {
+            gst::Fraction::new(1_000_000_000, FREE_RUN_DURATION.nseconds() as i32)
+        };
         let info =
             gst_video::VideoInfo::builder(gst_video::VideoFormat::Rgb, frame.width, frame.height)
-                .fps(framerate)
+                .fps(caps_rate)
                 .build()
                 .map_err(|e| {
                     gst::element_imp_error!(

@@ -13,7 +13,8 @@
 //! `truncated image: item-0007.jpg: …`), plus a warning on the bus.
 //!
 //! Without `framerate` (0/1) items go out as fast as downstream takes them, timestamped 40 ms apart (a
-//! nominal 25 items/s, so that encoders and muxers see increasing timestamps); with it, at that rate
+//! nominal 25 items/s, which the caps then carry, so that encoders and muxers see a regular stream);
+//! with it, at that rate
 //! (synchronised sinks then pace them). At the end of the files: end-of-stream, or with `loop` the first
 //! file again (timestamps continuing), or with `watch` the folder is polled every `poll-interval-ms`
 //! for new files: a new file is read when its size was the same at two polls in a row, and no path is
