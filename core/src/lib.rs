@@ -9,6 +9,7 @@ pub mod draw;
 pub mod engine;
 pub mod events;
 pub mod inspect;
+pub mod items;
 pub mod modelrepo;
 pub mod modelspec;
 pub mod mot;

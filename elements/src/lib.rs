@@ -1,10 +1,11 @@
 //! Vigil's GStreamer plugin: `vigilinfer` (model inference), `vigiltrack` (multi-object tracking),
 //! `vigilanalytics` (line crossing and zones), `vigilocr` (text reading), `vigilinspect` (inspection
-//! rules, PASS/FAIL), `vigilosd` (overlay) and `vigilmsgbroker` (event publishing), exchanging
-//! [`meta::VigilMeta`]. This file only registers them.
+//! rules, PASS/FAIL), `vigilosd` (overlay), `vigilmsgbroker` (event publishing) and `vigilimagesrc`
+//! (image files as inspection items), exchanging [`meta::VigilMeta`]. This file only registers them.
 #![allow(clippy::non_send_fields_in_send_ty, unused_doc_comments)]
 
 pub mod analytics;
+pub mod imagesrc;
 pub mod infer;
 pub mod inspect;
 pub mod meta;
@@ -24,6 +25,7 @@ fn plugin_init(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
     source::register(plugin)?;
     msgbroker::register(plugin)?;
     ocr::register(plugin)?;
+    imagesrc::register(plugin)?;
     Ok(())
 }
 

@@ -84,9 +84,10 @@ fn properties(text: &str) -> Vec<(String, String)> {
 fn check(element: &str, expected: &[&str]) {
     let text = inspect(element);
     assert!(text.contains("The Vigil developers"), "{text}");
-    // Sources (vigilsrc) have no sink pad.
+    // Sources (vigilsrc, vigilimagesrc) have no sink pad.
     assert!(
-        (text.contains("SINK template") || element == "vigilsrc") && text.contains("SRC template"),
+        (text.contains("SINK template") || element.ends_with("src"))
+            && text.contains("SRC template"),
         "{text}"
     );
     let props = properties(&text);
@@ -270,6 +271,23 @@ fn vigilmsgbroker_is_documented() {
             "dropped",
             "buffered",
             "reconnects",
+        ],
+    );
+}
+
+#[test]
+fn vigilimagesrc_is_documented() {
+    check(
+        "vigilimagesrc",
+        &[
+            "location",
+            "watch",
+            "poll-interval-ms",
+            "loop",
+            "framerate",
+            "min-size",
+            "max-size",
+            "sort",
         ],
     );
 }

@@ -224,8 +224,12 @@ pub struct SourceConfig {
     pub name: String,
     /// `sources[i].uri`: a file path (relative to the config file's folder) or a URI (`file://`,
     /// `rtsp://`, `rtsps://`, `http://`, `https://`, or any scheme GStreamer's `uridecodebin` handles).
-    /// Local files must exist. Required.
+    /// Local files must exist. Required unless `images` is given.
+    #[serde(default)]
     pub uri: String,
+    /// `sources[i].images`: image files as inspection items (one image = one item) instead of `uri`.
+    #[serde(default)]
+    pub images: Option<ImagesConfig>,
     /// `sources[i].loop`: restart a file at its end, timestamps continuing (demos). Default `false`.
     #[serde(default, rename = "loop")]
     pub looping: bool,
@@ -253,6 +257,70 @@ pub struct SourceConfig {
     /// a `vigilanalytics` runs after `vigiltrack` on this source.
     #[serde(default)]
     pub analytics: Option<vigil_core::analytics::AnalyticsConfig>,
+}
+
+/// The `sources[i].images` section: a folder, glob or file of images read by `vigilimagesrc`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImagesConfig {
+    /// `images.path`: a folder (its PNG/JPEG-like files), a glob in the file name (`items/*.jpg`) or
+    /// one file, relative to the config file's folder. The folder must exist. Required.
+    pub path: String,
+    /// `images.watch`: after the files present at start, keep reading new files written into the
+    /// folder (the source never ends). Default `false`.
+    #[serde(default)]
+    pub watch: bool,
+    /// `images.poll_interval_ms`: how often a watched folder is polled (≥ 10). Default 500.
+    #[serde(default = "default_poll_interval")]
+    pub poll_interval_ms: u32,
+    /// `images.loop`: start again from the first file at the end (demos, soak tests). Default `false`.
+    #[serde(default, rename = "loop")]
+    pub looping: bool,
+    /// `images.fps`: items per second of the timestamps (1..=1000); none = as fast as the pipeline
+    /// takes them (timestamps 40 ms apart). With `realtime`, the outputs play them at this rate.
+    #[serde(default)]
+    pub fps: Option<u32>,
+    /// `images.sort`: `name` or `mtime`. Default `name`.
+    #[serde(default)]
+    pub sort: ImageSort,
+    /// `images.min_size`: images narrower or lower than this are error items. Default 16.
+    #[serde(default = "default_image_min_size")]
+    pub min_size: u32,
+    /// `images.max_size`: images wider or higher than this are error items. Default 8192.
+    #[serde(default = "default_max_size")]
+    pub max_size: u32,
+    /// `images.output`: frame size of the encoded outputs (RTSP, MP4), which need one size: every
+    /// image is scaled into it keeping its aspect ratio (black borders). Default: the first image's
+    /// size (rounded up to even), or 640x480 when there is none yet.
+    #[serde(default)]
+    pub output: Option<FrameSize>,
+}
+
+fn default_poll_interval() -> u32 {
+    500
+}
+fn default_image_min_size() -> u32 {
+    vigil_core::items::SizeLimits::default().min_size
+}
+fn default_max_size() -> u32 {
+    vigil_core::items::SizeLimits::default().max_size
+}
+
+/// `images.sort` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ImageSort {
+    #[default]
+    Name,
+    Mtime,
+}
+
+/// A frame size (`{width, height}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FrameSize {
+    pub width: u32,
+    pub height: u32,
 }
 
 /// `sources[i].decoder` values.
@@ -913,6 +981,26 @@ pub struct SourcePlan {
     /// Why this source cannot start (e.g. its file does not exist), with file, line and key. Only in
     /// configs with several sources: such a source fails alone and the others run.
     pub problem: Option<String>,
+    /// An image source (`sources[i].images`), validated.
+    pub images: Option<ImagesPlan>,
+}
+
+/// A validated `sources[i].images`: the `vigilimagesrc` properties and the encoded outputs' size.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImagesPlan {
+    /// Absolute folder, glob or file.
+    pub location: String,
+    pub watch: bool,
+    pub poll_interval_ms: u32,
+    pub looping: bool,
+    /// Items per second; 0 = as fast as the pipeline takes them.
+    pub fps: u32,
+    /// `name` or `mtime`.
+    pub sort: &'static str,
+    pub min_size: u32,
+    pub max_size: u32,
+    /// Frame size of the encoded outputs.
+    pub output: (u32, u32),
 }
 
 /// Where events go.
@@ -1045,7 +1133,7 @@ impl Plan {
             check_analytics(a, &self.model.labels)
                 .map_err(|(k, m)| format!("analytics{k}: {m}"))?;
         }
-        resolve_source(&self.base, s).map_err(|m| format!("uri: {m}"))
+        resolve_source(&self.base, s).map_err(|(k, m)| format!("{k}: {m}"))
     }
 
     /// The RTSP mount of a stream `name` added at run time: `<outputs.rtsp.mount>/<name>`.
@@ -1128,24 +1216,25 @@ impl Config {
             match resolve_source(&base, s) {
                 Ok(p) => sources.push(p),
                 // With several sources, a missing or unreadable file fails that source alone.
-                Err(m) if self.sources.len() > 1 => {
-                    let problem = invalid(&format!("sources[{i}].uri"), m).to_string();
+                Err((k, m)) if self.sources.len() > 1 => {
+                    let problem = invalid(&format!("sources[{i}].{k}"), m).to_string();
                     sources.push(SourcePlan {
                         name: s.name.clone(),
                         uri: s.uri.trim().to_string(),
                         path: None,
                         problem: Some(problem),
+                        images: None,
                     });
                 }
-                Err(m) => return Err(invalid(&format!("sources[{i}].uri"), m)),
+                Err((k, m)) => return Err(invalid(&format!("sources[{i}].{k}"), m)),
             }
         }
         if sources.iter().all(|s| s.problem.is_some()) {
             // No source can start: the first reason is the error.
             let i = 0;
             let s = &self.sources[i];
-            let m = resolve_source(&base, s).err().unwrap_or_default();
-            return Err(invalid(&format!("sources[{i}].uri"), m));
+            let (k, m) = resolve_source(&base, s).err().unwrap_or_default();
+            return Err(invalid(&format!("sources[{i}].{k}"), m));
         }
 
         // Value ranges.
@@ -1798,10 +1887,100 @@ fn check_reconnect(s: &SourceConfig) -> Result<(), (&'static str, String)> {
     Ok(())
 }
 
-fn resolve_source(base: &Path, s: &SourceConfig) -> Result<SourcePlan, String> {
+/// Resolves a source's `uri` or `images`; errors are `(key below sources[i], message)`.
+fn resolve_source(base: &Path, s: &SourceConfig) -> Result<SourcePlan, (String, String)> {
+    if let Some(im) = &s.images {
+        if !s.uri.trim().is_empty() {
+            return Err((
+                "images".into(),
+                "give either uri or images, not both".into(),
+            ));
+        }
+        let images = resolve_images(base, im).map_err(|(k, m)| (format!("images.{k}"), m))?;
+        return Ok(SourcePlan {
+            name: s.name.clone(),
+            uri: images.location.clone(),
+            path: None,
+            problem: None,
+            images: Some(images),
+        });
+    }
+    resolve_uri(base, s).map_err(|m| ("uri".to_string(), m))
+}
+
+fn resolve_images(base: &Path, im: &ImagesConfig) -> Result<ImagesPlan, (&'static str, String)> {
+    use vigil_core::items::{Location, SizeLimits, SortOrder};
+    if im.path.trim().is_empty() {
+        return Err(("path", "must not be empty".into()));
+    }
+    let location = normalize(&base.join(im.path.trim()));
+    let text = location.to_string_lossy().to_string();
+    let loc = Location::parse(&text).map_err(|e| ("path", e.to_string()))?;
+    if im.fps.is_some_and(|f| !(1..=1000).contains(&f)) {
+        return Err((
+            "fps",
+            format!(
+                "{} is not in 1..=1000 (leave it out for as fast as possible)",
+                im.fps.unwrap_or_default()
+            ),
+        ));
+    }
+    if im.poll_interval_ms < 10 {
+        return Err(("poll_interval_ms", "must be at least 10".into()));
+    }
+    if !(1..=65535).contains(&im.max_size) {
+        return Err(("max_size", format!("{} is not in 1..=65535", im.max_size)));
+    }
+    if im.min_size == 0 || im.min_size > im.max_size {
+        return Err((
+            "min_size",
+            format!("{} is not in 1..=max_size ({})", im.min_size, im.max_size),
+        ));
+    }
+    let sort = match im.sort {
+        ImageSort::Name => SortOrder::Name,
+        ImageSort::Mtime => SortOrder::Mtime,
+    };
+    let output = match im.output {
+        Some(o) => {
+            for (k, v) in [("output.width", o.width), ("output.height", o.height)] {
+                if !(16..=8192).contains(&v) || v % 2 != 0 {
+                    return Err((k, format!("{v} is not an even number in 16..=8192")));
+                }
+            }
+            (o.width, o.height)
+        }
+        None => {
+            let limits = SizeLimits {
+                min_size: im.min_size,
+                max_size: im.max_size,
+            };
+            let entries = loc.list(sort).map_err(|e| ("path", e.to_string()))?;
+            vigil_core::items::first_size(&entries, limits)
+                .map(|(w, h)| ((w + 1) & !1, (h + 1) & !1))
+                .unwrap_or((640, 480))
+        }
+    };
+    Ok(ImagesPlan {
+        location: text,
+        watch: im.watch,
+        poll_interval_ms: im.poll_interval_ms,
+        looping: im.looping,
+        fps: im.fps.unwrap_or(0),
+        sort: match im.sort {
+            ImageSort::Name => "name",
+            ImageSort::Mtime => "mtime",
+        },
+        min_size: im.min_size,
+        max_size: im.max_size,
+        output,
+    })
+}
+
+fn resolve_uri(base: &Path, s: &SourceConfig) -> Result<SourcePlan, String> {
     let uri = s.uri.trim();
     if uri.is_empty() {
-        return Err("must not be empty".into());
+        return Err("required (a file, URI or image sequence), or give images instead".into());
     }
     let scheme = uri.find("://").map(|i| &uri[..i]).filter(|sc| {
         !sc.is_empty()
@@ -1818,6 +1997,7 @@ fn resolve_source(base: &Path, s: &SourceConfig) -> Result<SourcePlan, String> {
                 uri: uri.to_string(),
                 path: Some(path),
                 problem: None,
+                images: None,
             })
         }
         Some(_) => Ok(SourcePlan {
@@ -1825,6 +2005,7 @@ fn resolve_source(base: &Path, s: &SourceConfig) -> Result<SourcePlan, String> {
             uri: uri.to_string(),
             path: None,
             problem: None,
+            images: None,
         }),
         None => {
             let path = normalize(&base.join(uri));
@@ -1846,6 +2027,7 @@ fn resolve_source(base: &Path, s: &SourceConfig) -> Result<SourcePlan, String> {
                     uri: text.to_string(),
                     path: Some(path.clone()),
                     problem: None,
+                    images: None,
                 });
             }
             check_media_file(&path)?;
@@ -1855,6 +2037,7 @@ fn resolve_source(base: &Path, s: &SourceConfig) -> Result<SourcePlan, String> {
                 uri,
                 path: Some(path),
                 problem: None,
+                images: None,
             })
         }
     }
@@ -2070,6 +2253,78 @@ mod tests {
             c.inference.classes.unwrap(),
             vec![ClassName("person".into()), ClassName("2".into())]
         );
+    }
+
+    #[test]
+    fn image_sources_are_validated_with_key_and_line() {
+        let dir = std::env::temp_dir().join(format!("vigil-config-images-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("items")).unwrap();
+        let cfg = dir.join("c.yaml");
+        let with = |images: &str| {
+            let text = MINIMAL.replace("    uri: rtsp://x/y\n", images);
+            std::fs::write(&cfg, &text).unwrap();
+            Config::load_and_validate(&cfg).unwrap_err().to_string()
+        };
+        let e = with("    images:\n      path: nowhere/*.png\n");
+        assert_eq!(
+            e,
+            format!(
+                "{}: line 6: sources[0].images.path: no such folder {}",
+                cfg.display(),
+                dir.join("nowhere").display()
+            )
+        );
+        let e = with("    uri: a.avi\n    images:\n      path: items\n");
+        assert!(
+            e.ends_with("line 6: sources[0].images: give either uri or images, not both"),
+            "{e}"
+        );
+        let e = with("    images:\n      path: items\n      fps: 0\n");
+        assert!(
+            e.contains("line 7: sources[0].images.fps: 0 is not in 1..=1000"),
+            "{e}"
+        );
+        let e = with("    images:\n      path: items\n      output: {width: 101, height: 80}\n");
+        assert!(
+            e.contains("sources[0].images.output.width: 101 is not an even number"),
+            "{e}"
+        );
+        let e = with("    images:\n      path: items\n      sort: size\n");
+        assert!(
+            e.contains("line 7") && e.contains("unknown variant `size`"),
+            "{e}"
+        );
+        let e = with("    images: {path: items, min_size: 100, max_size: 50}\n");
+        assert!(
+            e.contains("sources[0].images.min_size: 100 is not in 1..=max_size (50)"),
+            "{e}"
+        );
+        // A good image section passes the sources (and fails later, at the model repository).
+        let e = with("    images:\n      path: items\n      watch: true\n");
+        assert!(e.contains("model_repository"), "{e}");
+        let c = Config::parse(
+            &MINIMAL.replace(
+                "    uri: rtsp://x/y\n",
+                "    images: {path: items, loop: true, fps: 5, sort: mtime, output: {width: 640, height: 480}}\n",
+            ),
+            "x.yaml",
+        )
+        .unwrap();
+        let plan = resolve_source(&dir, &c.sources[0]).unwrap();
+        let im = plan.images.unwrap();
+        assert_eq!(
+            (
+                im.looping,
+                im.fps,
+                im.sort,
+                im.output,
+                im.min_size,
+                im.max_size
+            ),
+            (true, 5, "mtime", (640, 480), 16, 8192)
+        );
+        assert_eq!(im.location, dir.join("items").display().to_string());
+        std::fs::remove_dir_all(&dir).ok();
     }
 
     #[test]

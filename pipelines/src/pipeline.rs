@@ -346,6 +346,24 @@ struct SourceSpec<'a> {
     events: Option<EventSender>,
 }
 
+/// The `vigilimagesrc` of an image source (`sources[i].images`).
+fn make_imagesrc(im: &crate::config::ImagesPlan, n: &str) -> Result<gst::Element, RunError> {
+    let e = make("vigilimagesrc", &format!("{n}-source"))?;
+    set_prop(&e, "location", Prop::Str(&im.location))?;
+    set_prop(&e, "watch", Prop::Bool(im.watch))?;
+    set_prop(
+        &e,
+        "poll-interval-ms",
+        Prop::Num(im.poll_interval_ms.into()),
+    )?;
+    set_prop(&e, "loop", Prop::Bool(im.looping))?;
+    set_prop(&e, "min-size", Prop::Num(im.min_size.into()))?;
+    set_prop(&e, "max-size", Prop::Num(im.max_size.into()))?;
+    set_prop(&e, "sort", Prop::Str(im.sort))?;
+    e.set_property("framerate", gst::Fraction::new(im.fps as i32, 1));
+    Ok(e)
+}
+
 /// The `vigilmsgbroker` of stream `n` for `outputs.mqtt`: last in the analysis chain, so that it
 /// publishes what every Vigil element before it attached.
 fn make_msgbroker(mq: &crate::config::MqttPlan, n: &str) -> Result<gst::Element, RunError> {
@@ -513,32 +531,37 @@ fn build_source_into(
         Ok(())
     };
 
-    let decode = make("vigilsrc", &format!("{n}-source"))?;
-    set_prop(&decode, "uri", Prop::Str(&src.uri))?;
-    set_prop(&decode, "loop", Prop::Bool(scfg.looping))?;
-    set_prop(&decode, "decoder", Prop::Text(scfg.decoder.as_str()))?;
-    if let Some(v) = scfg.drop_frame_interval {
-        set_prop(&decode, "drop-frame-interval", Prop::Num(v.into()))?;
-    }
-    set_prop(
-        &decode,
-        "rtsp-transport",
-        Prop::Text(scfg.rtsp_transport.as_str()),
-    )?;
-    if let Some(v) = scfg.latency_ms {
-        set_prop(&decode, "latency", Prop::Num(v.into()))?;
-    }
-    if let Some(r) = &scfg.reconnect {
-        if let Some(v) = r.interval_ms {
-            set_prop(&decode, "reconnect-interval", Prop::Num(v.into()))?;
+    let decode = if let Some(im) = &src.images {
+        make_imagesrc(im, n)?
+    } else {
+        let decode = make("vigilsrc", &format!("{n}-source"))?;
+        set_prop(&decode, "uri", Prop::Str(&src.uri))?;
+        set_prop(&decode, "loop", Prop::Bool(scfg.looping))?;
+        set_prop(&decode, "decoder", Prop::Text(scfg.decoder.as_str()))?;
+        if let Some(v) = scfg.drop_frame_interval {
+            set_prop(&decode, "drop-frame-interval", Prop::Num(v.into()))?;
         }
-        if let Some(v) = r.max_interval_ms {
-            set_prop(&decode, "reconnect-max-interval", Prop::Num(v.into()))?;
+        set_prop(
+            &decode,
+            "rtsp-transport",
+            Prop::Text(scfg.rtsp_transport.as_str()),
+        )?;
+        if let Some(v) = scfg.latency_ms {
+            set_prop(&decode, "latency", Prop::Num(v.into()))?;
         }
-        if let Some(v) = r.attempts {
-            set_prop(&decode, "reconnect-attempts", Prop::Num(v.into()))?;
+        if let Some(r) = &scfg.reconnect {
+            if let Some(v) = r.interval_ms {
+                set_prop(&decode, "reconnect-interval", Prop::Num(v.into()))?;
+            }
+            if let Some(v) = r.max_interval_ms {
+                set_prop(&decode, "reconnect-max-interval", Prop::Num(v.into()))?;
+            }
+            if let Some(v) = r.attempts {
+                set_prop(&decode, "reconnect-attempts", Prop::Num(v.into()))?;
+            }
         }
-    }
+        decode
+    };
     let convert = make("videoconvert", &format!("{n}-convert"))?;
     let infer = make("vigilinfer", &format!("{n}-infer"))?;
     let m = &plan.model;
@@ -639,11 +662,32 @@ fn build_source_into(
         set_prop(&q, "max-size-time", Prop::Num(0.0))?;
         Ok(q)
     };
+    // Image sources change frame size from item to item; encoders need one size: scale each frame
+    // into `images.output`, keeping its aspect ratio.
+    let fit = |what: &str| -> Result<Vec<gst::Element>, RunError> {
+        let Some(im) = &src.images else {
+            return Ok(Vec::new());
+        };
+        let scale = make("videoscale", &format!("{n}-{what}-scale"))?;
+        set_prop(&scale, "add-borders", Prop::Bool(true))?;
+        let caps = make("capsfilter", &format!("{n}-{what}-size"))?;
+        caps.set_property(
+            "caps",
+            gst::Caps::builder("video/x-raw")
+                .field("width", im.output.0 as i32)
+                .field("height", im.output.1 as i32)
+                .field("pixel-aspect-ratio", gst::Fraction::new(1, 1))
+                .build(),
+        );
+        Ok(vec![scale, caps])
+    };
     let mut branches: Vec<Vec<gst::Element>> = Vec::new();
     if let (Some(r), Some(feed)) = (&plan.rtsp, spec.rtsp_feed) {
         let q = queue("rtsp")?;
         let conv = make("videoconvert", &format!("{n}-rtsp-convert"))?;
-        let mut b = vec![q, conv];
+        let mut b = vec![q];
+        b.extend(fit("rtsp")?);
+        b.push(conv);
         b.extend(rtsp_tail(&format!("{n}-rtsp"), r, sync, feed)?);
         branches.push(b);
     }
@@ -683,7 +727,10 @@ fn build_source_into(
         set_prop(&sink, "location", Prop::Str(&path.to_string_lossy()))?;
         set_prop(&sink, "sync", Prop::Bool(sync))?;
         set_prop(&sink, "async", Prop::Bool(false))?;
-        branches.push(vec![q, conv, enc, parse, mux, sink]);
+        let mut b = vec![q];
+        b.extend(fit("file")?);
+        b.extend([conv, enc, parse, mux, sink]);
+        branches.push(b);
     }
     if branches.is_empty() && mosaic_branch.is_none() {
         let q = queue("null")?;
