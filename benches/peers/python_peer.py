@@ -24,9 +24,10 @@ own frames at batch 1: no cross-stream batching). Per frame, on the stream's thr
 It writes one JSON line per frame (`--detections`: stream, frame, objects with label, class_id,
 confidence, bbox, track_id) and a JSON stats file (`--stats`): frames, wall seconds, CPU seconds of the
 process and of its (waited-for) encoder children, per-frame latencies, peak RSS of the process and of
-its largest child. A frame's latency is the time between the completion of that frame and of the
-previous frame of the same stream (the first: from the stream's start), which is what Vigil's
-benchmark row measures from its events (each stream's frames are processed one after another on one
+its largest child, and per stream the completion time of each frame (`completions_s`, Unix seconds)
+and the latencies (`latencies_s`): the time between the completion of a frame and of the previous
+frame of the same stream (the first: from the stream's start), which is what Vigil's benchmark row
+measures from its events' timestamps (each stream's frames are processed one after another on one
 thread in both).
 
 Usage:
@@ -256,6 +257,7 @@ def run_stream(index, args, session, input_name, labels, keep_classes, out_lock,
     tracker = IouTracker()
     interp = RESIZE[args.resize]
     latencies = []
+    completions = []
     frame_no = 0
     last = time.perf_counter()
     while args.frames <= 0 or frame_no < args.frames:
@@ -290,6 +292,7 @@ def run_stream(index, args, session, input_name, labels, keep_classes, out_lock,
             with out_lock:
                 out_file.write(line + "\n")
         now = time.perf_counter()
+        completions.append(time.time())
         latencies.append(now - last)
         last = now
         frame_no += 1
@@ -297,6 +300,7 @@ def run_stream(index, args, session, input_name, labels, keep_classes, out_lock,
     enc.close()
     result["frames"] = frame_no
     result["latencies"] = latencies
+    result["completions"] = completions
 
 
 def main():
@@ -374,7 +378,8 @@ def main():
         "wall_s": wall,
         "cpu_s": (cpu1.user - cpu0.user) + (cpu1.system - cpu0.system),
         "children_cpu_s": (cpu1.children_user - cpu0.children_user) + (cpu1.children_system - cpu0.children_system),
-        "latencies_s": [x for r in results for x in r["latencies"]],
+        "latencies_s": [r["latencies"] for r in results],
+        "completions_s": [r["completions"] for r in results],
         "peak_rss_kib": own.ru_maxrss,
         "children_peak_rss_kib": children.ru_maxrss,
         "encode": args.encode,
