@@ -62,6 +62,8 @@ APT_PACKAGES=(
   # MQTT tests (vigilmsgbroker): each test starts its own broker on a free 127.0.0.1 port with a
   # temporary config, so the package's system service is never needed (nor started where no init runs).
   mosquitto mosquitto-clients openssl
+  # vigil bench chart.png: the TrueType font its text is drawn with (read as a file, no font library).
+  fonts-dejavu-core
 )
 
 export DEBIAN_FRONTEND=noninteractive PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1

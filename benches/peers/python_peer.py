@@ -23,8 +23,9 @@ own frames at batch 1: no cross-stream batching). Per frame, on the stream's thr
 
 It writes one JSON line per frame (`--detections`: stream, frame, objects with label, class_id,
 confidence, bbox, track_id) and a JSON stats file (`--stats`): frames, wall seconds, CPU seconds of the
-process and of its (waited-for) encoder children, per-frame latencies, peak RSS of the process and of
-its largest child, and per stream the completion time of each frame (`completions_s`, Unix seconds)
+process and of its (waited-for) encoder children, per-frame latencies, `ru_maxrss` of the process
+and of its largest child (informative only: a process started by fork/vfork + exec inherits its
+parent's high-water mark, so `vigil bench` samples the process tree's memory itself), and per stream the completion time of each frame (`completions_s`, Unix seconds)
 and the latencies (`latencies_s`): the time between the completion of a frame and of the previous
 frame of the same stream (the first: from the stream's start), which is what Vigil's benchmark row
 measures from its events' timestamps (each stream's frames are processed one after another on one

@@ -5,7 +5,7 @@
 use std::io::Read;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// What a finished child cost.
@@ -16,7 +16,10 @@ pub struct Measured {
     pub wall_s: f64,
     /// User + system CPU seconds of the process and its waited-for children.
     pub cpu_s: f64,
-    /// Peak resident set of the process (or of its largest waited-for child), KiB.
+    /// Peak resident set of the process and its descendants together, KiB: the largest sum of
+    /// their `VmRSS` over samples every 50 ms, or the process's own `VmHWM` if larger. (`wait4`'s
+    /// `ru_maxrss` is not used: a child started by fork/vfork + exec keeps the high-water mark of
+    /// the parent's memory it was forked from.)
     pub max_rss_kib: u64,
     pub stdout: String,
     pub stderr: String,
@@ -54,17 +57,47 @@ pub struct Sample {
 
 /// Reads `VmRSS` and `Threads` of `pid` from `/proc`; `None` when the process is gone.
 pub fn sample(pid: u32) -> Option<Sample> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let field = |name: &str| {
-        text.lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|rest| rest.split_whitespace().next())
-            .and_then(|v| v.parse::<u64>().ok())
-    };
     Some(Sample {
-        rss_kib: field("VmRSS:")?,
-        threads: field("Threads:")?,
+        rss_kib: status_field(pid, "VmRSS:")?,
+        threads: status_field(pid, "Threads:")?,
     })
+}
+
+fn status_field(pid: u32, name: &str) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix(name))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|v| v.parse::<u64>().ok())
+}
+
+/// `pid` and its descendants (through `/proc/<pid>/task/<tid>/children`).
+fn process_tree(pid: u32) -> Vec<u32> {
+    let mut out = vec![pid];
+    let mut i = 0;
+    while i < out.len() && out.len() < 4096 {
+        let p = out[i];
+        if let Ok(tasks) = std::fs::read_dir(format!("/proc/{p}/task")) {
+            for t in tasks.flatten() {
+                if let Ok(text) = std::fs::read_to_string(t.path().join("children")) {
+                    out.extend(
+                        text.split_whitespace()
+                            .filter_map(|c| c.parse::<u32>().ok()),
+                    );
+                }
+            }
+        }
+        i += 1;
+    }
+    out
+}
+
+/// Resident KiB of `pid` and its descendants now.
+pub fn tree_rss_kib(pid: u32) -> u64 {
+    process_tree(pid)
+        .into_iter()
+        .filter_map(|p| status_field(p, "VmRSS:"))
+        .sum()
 }
 
 /// A started child: its pid, its pipes' reader threads, and a watchdog that kills it after `limit`.
@@ -75,6 +108,7 @@ pub struct Running {
     timed_out: Arc<AtomicBool>,
     stdout: Option<std::thread::JoinHandle<String>>,
     stderr: std::thread::JoinHandle<String>,
+    peak_kib: Arc<AtomicU64>,
 }
 
 /// Starts `cmd` with stdin closed and stderr captured; stdout is captured unless `stdout_to` takes
@@ -117,13 +151,19 @@ pub fn start(
     let timed_out = Arc::new(AtomicBool::new(false));
     let pid = child.id() as libc::pid_t;
     let (d, t) = (done.clone(), timed_out.clone());
+    let peak_kib = Arc::new(AtomicU64::new(0));
+    let peak = peak_kib.clone();
     std::thread::spawn(move || {
         let end = Instant::now() + limit;
         while Instant::now() < end {
             if d.load(Ordering::SeqCst) {
                 return;
             }
-            std::thread::sleep(Duration::from_millis(100));
+            // Memory samples (the process is not reaped while `done` is unset, so `pid` is ours).
+            let own_hwm = status_field(pid as u32, "VmHWM:").unwrap_or(0);
+            let tree = tree_rss_kib(pid as u32);
+            peak.fetch_max(own_hwm.max(tree), Ordering::Relaxed);
+            std::thread::sleep(Duration::from_millis(50));
         }
         if !d.load(Ordering::SeqCst) {
             t.store(true, Ordering::SeqCst);
@@ -140,6 +180,7 @@ pub fn start(
         timed_out,
         stdout,
         stderr,
+        peak_kib,
     })
 }
 
@@ -191,7 +232,7 @@ impl Running {
             code,
             wall_s,
             cpu_s: tv(ru.ru_utime) + tv(ru.ru_stime),
-            max_rss_kib: ru.ru_maxrss.max(0) as u64,
+            max_rss_kib: self.peak_kib.load(Ordering::Relaxed),
             stdout,
             stderr,
             timed_out: self.timed_out.load(Ordering::SeqCst),
@@ -233,11 +274,28 @@ mod tests {
         assert_eq!(m.code, Some(3));
         assert_eq!(m.stdout, "out\n");
         assert!(m.cpu_s > 0.0, "{m:?}");
-        assert!(m.max_rss_kib > 0);
         assert!(
             m.failure("sh").contains("status 3: err"),
             "{}",
             m.failure("sh")
+        );
+        // The peak is the child's own: a shell holding ~64 MiB in a variable for a moment reads
+        // far above a plain shell, and a plain shell far below this (test) process's memory.
+        let big = run(
+            Command::new("sh").args([
+                "-c",
+                "x=$(head -c 67108864 /dev/zero | tr '\\0' a); sleep 0.3; echo ${#x}",
+            ]),
+            Duration::from_secs(60),
+        )
+        .unwrap();
+        assert_eq!(big.stdout.trim(), "67108864");
+        assert!(big.max_rss_kib > 60 * 1024, "{}", big.max_rss_kib);
+        let small = run(Command::new("sleep").arg("0.3"), Duration::from_secs(30)).unwrap();
+        assert!(
+            small.max_rss_kib > 0 && small.max_rss_kib < 16 * 1024,
+            "{}",
+            small.max_rss_kib
         );
         let m = run(Command::new("sleep").arg("5"), Duration::from_millis(300)).unwrap();
         assert!(m.timed_out && !m.ok() && m.wall_s < 4.0, "{m:?}");
@@ -248,5 +306,6 @@ mod tests {
         let s = sample(std::process::id()).unwrap();
         assert!(s.rss_kib > 0 && s.threads >= 1);
         assert!(sample(u32::MAX).is_none());
+        assert!(tree_rss_kib(std::process::id()) >= s.rss_kib / 2);
     }
 }

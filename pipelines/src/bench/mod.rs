@@ -16,7 +16,7 @@
 //! stream (each stream's frames go through one thread one after another in Vigil and in the peer;
 //! Vigil's completions are its events' `timestamp_ms`, the peer's its own clock), CPU time per frame =
 //! the child's user + system time (start-up included, from `wait4`) over its frames, peak RSS =
-//! the child's high-water mark (`wait4`'s `ru_maxrss`).
+//! the largest resident size of the child and its descendants together ([`measure::Measured`]).
 
 pub mod chart;
 pub mod limits;
@@ -336,9 +336,8 @@ fn peer_row(s: &Setup, python: &Path, streams: usize) -> anyhow::Result<(Row, St
     let completions: Vec<Vec<f64>> =
         serde_json::from_value(st["completions_s"].clone()).context("peer completions_s")?;
     let frames = st["frames"].as_u64().unwrap_or(0);
-    // The peer's own peak plus its encoders' (RUSAGE_CHILDREN gives the largest child only).
-    let rss = st["peak_rss_kib"].as_u64().unwrap_or(m.max_rss_kib)
-        + streams as u64 * st["children_peak_rss_kib"].as_u64().unwrap_or(0);
+    // Python and its ffmpeg encoders together (sampled process tree).
+    let rss = m.max_rss_kib;
     let mut row = latency_row(
         "peer",
         format!("Python peer, {streams} stream(s)"),

@@ -203,7 +203,13 @@ fn ratio_line(r: &Ratio) -> String {
         (Some(t), Some(false)) => format!("  (target {t}: NOT met)"),
         _ => String::new(),
     };
-    format!("{}: {:.2}{target}", r.name, r.value)
+    // Two significant digits at least (Vigil against the decode bound is far below 0.01).
+    let digits = if r.value.abs() >= 0.1 || r.value == 0.0 {
+        2
+    } else {
+        (1.0 - r.value.abs().log10().floor()) as usize
+    };
+    format!("{}: {:.digits$}{target}", r.name, r.value)
 }
 
 /// The table and ratios as plain text.
@@ -287,8 +293,9 @@ pub fn markdown(report: &Report) -> String {
     }
     s += "\nframes/s: completed frames over the time from the first to the last completion (start-up \
           excluded); latency: interval between consecutive frames of one stream; CPU: the process's user \
-          + system time (start-up included) per frame; peak RSS: the process's high-water mark (the \
-          Python peer: its own plus its ffmpeg encoders' largest times the streams). \"same dets\": \
+          + system time (start-up included) per frame; peak RSS: the largest resident size of the \
+          process and its children together (sampled every 50 ms; the Python peer with its ffmpeg \
+          encoders). \"same dets\": \
           frames of stream 0 where Vigil and the peer found the same number and classes of objects.\n\n\
           ![chart](chart.png)\n";
     s
@@ -448,6 +455,13 @@ mod tests {
         assert!((p.value - 1.8).abs() < 1e-12 && p.met == Some(false));
         assert_eq!(get("CPU time").met, Some(false));
         assert!((get("gst-launch").value - 0.8).abs() < 1e-12);
-        assert!(ratio_line(p).ends_with("(target >= 2: NOT met)"));
+        assert!(ratio_line(p).ends_with("1.80  (target >= 2: NOT met)"));
+        let tiny = Ratio {
+            name: "x".into(),
+            value: 0.004_53,
+            target: None,
+            met: None,
+        };
+        assert_eq!(ratio_line(&tiny), "x: 0.0045");
     }
 }
