@@ -100,6 +100,9 @@ pub fn tree_rss_kib(pid: u32) -> u64 {
         .sum()
 }
 
+/// Receives a child's standard output chunk by chunk as it is read.
+pub type ChunkSink = Box<dyn FnMut(&[u8]) + Send>;
+
 /// A started child: its pid, its pipes' reader threads, and a watchdog that kills it after `limit`.
 pub struct Running {
     child: std::process::Child,
@@ -116,7 +119,7 @@ pub struct Running {
 pub fn start(
     cmd: &mut Command,
     limit: Duration,
-    stdout_to: Option<Box<dyn FnMut(&[u8]) + Send>>,
+    stdout_to: Option<ChunkSink>,
 ) -> Result<Running, String> {
     let program = cmd.get_program().to_string_lossy().into_owned();
     let mut child = cmd
