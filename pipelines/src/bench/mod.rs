@@ -48,9 +48,10 @@ pub struct BenchArgs {
     /// The video every stream plays.
     #[arg(long, default_value = "samples/media/vtest.avi")]
     pub video: PathBuf,
-    /// Model repository and model.
+    /// The model repository.
     #[arg(long, default_value = "models")]
     pub models: PathBuf,
+    /// The detector (a model of the repository, fed and decoded as its config.pbtxt says).
     #[arg(long, default_value = "nanodet")]
     pub model: String,
     /// Frames of the video each stream plays (0 = all; --quick: 100).
