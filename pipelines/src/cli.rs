@@ -1,5 +1,5 @@
 //! The `vigil` command line: `vigil run CONFIG.yaml`, `vigil check CONFIG.yaml`,
-//! `vigil models list|validate|show REPO [MODEL]`, `vigil --version`.
+//! `vigil models list|validate|show REPO [MODEL]`, `vigil bench [--quick] [--soak SECONDS]`, `vigil --version`.
 //!
 //! Errors are printed as one line, `error: …`, and exit with status 1; usage errors exit with 2.
 //! Panics are reported the same way (no backtrace), so a bug never dumps a trace on a user.
@@ -27,6 +27,9 @@ pub enum Command {
     Check(CheckArgs),
     /// Inspect a Triton-style model repository: list, validate, show.
     Models(crate::models_cli::ModelsArgs),
+    /// Benchmark Vigil against the hardware's limits and the peers a user would run instead
+    /// (run from the repository root; see README "Performance").
+    Bench(crate::bench::BenchArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -97,6 +100,7 @@ pub fn execute(cli: &Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Models(args) => crate::models_cli::execute(args),
+        Command::Bench(args) => crate::bench::execute(args),
         Command::Check(args) => {
             let plan = Config::load_and_validate(&args.config)?;
             // A source that cannot start would fail alone in a run; `check` reports it as an error.
