@@ -120,12 +120,22 @@ pub fn execute(cli: &Cli) -> anyhow::Result<()> {
                 .iter()
                 .map(|s| format!(", secondary {} v{}", s.model.name, s.model.version))
                 .collect();
+            let model = match &plan.model {
+                Some(m) => format!(", model {} v{}", m.name, m.version),
+                None => String::new(),
+            };
+            let ocr = match &plan.ocr {
+                Some(o) => format!(", ocr {}/{}", o.det_model, o.rec_model),
+                None => String::new(),
+            };
+            let inspection = match &plan.inspection {
+                Some(i) => format!(", rules {}", i.rules.display()),
+                None => String::new(),
+            };
             println!(
-                "{}: ok: {} source(s), model {} v{}{secondary}",
+                "{}: ok: {} source(s){model}{secondary}{ocr}{inspection}",
                 args.config.display(),
                 plan.sources.len(),
-                plan.model.name,
-                plan.model.version
             );
             Ok(())
         }

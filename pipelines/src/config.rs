@@ -165,11 +165,22 @@ pub struct Config {
     pub model_repository: PathBuf,
     /// `sources`: one or more video sources (list). Required, non-empty.
     pub sources: Vec<SourceConfig>,
-    /// `inference`: the detector run on every source. Required.
-    pub inference: InferenceConfig,
+    /// `inference`: the detector run on every source. Optional when `ocr` or `inspection` is given
+    /// (an OCR-only inspection needs no detector); without it no `vigilinfer`/`vigiltrack` is built
+    /// and `tracker` is ignored.
+    #[serde(default)]
+    pub inference: Option<InferenceConfig>,
     /// `tracker`: multi-object tracker settings. Optional (default: `kind: iou` with its defaults).
+    /// Ignored without `inference`.
     #[serde(default)]
     pub tracker: TrackerConfig,
+    /// `ocr`: PP-OCR text reading (`vigilocr`) on every source, after the detector, analytics and
+    /// secondary models. Optional; with `inspection` and without it, the defaults are used.
+    #[serde(default)]
+    pub ocr: Option<OcrConfig>,
+    /// `inspection`: judge every item against a rules file (`vigilinspect`), after the OCR. Optional.
+    #[serde(default)]
+    pub inspection: Option<InspectionConfig>,
     /// `secondary`: models run on the crops of the objects found by `inference` (e.g. faces inside
     /// persons), after the tracker. Optional list; none by default.
     #[serde(default)]
@@ -213,6 +224,92 @@ fn default_api_address() -> String {
 
 fn default_api_port() -> u16 {
     8080
+}
+
+/// The `ocr` section: the `vigilocr` element of every source.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OcrConfig {
+    /// `ocr.det_model`: text detection model in the model repository. Default `ppocr_det`.
+    #[serde(default = "default_det_model")]
+    pub det_model: String,
+    /// `ocr.cls_model`: text direction model; `null` or `""` = none (no 180° turn). Default
+    /// `ppocr_cls`.
+    #[serde(default = "default_cls_model")]
+    pub cls_model: Option<String>,
+    /// `ocr.rec_model`: text recognition model. Default `ppocr_rec`.
+    #[serde(default = "default_rec_model")]
+    pub rec_model: String,
+    /// `ocr.operate_on`: read text only inside objects with these labels (of `inference` or
+    /// `secondary` models); empty or absent = the whole frame.
+    #[serde(default)]
+    pub operate_on: Vec<ClassName>,
+    /// `ocr.det_threshold`: probability threshold of the text map, 0..1. Default 0.3.
+    #[serde(default = "default_ocr_det_threshold")]
+    pub det_threshold: f64,
+    /// `ocr.box_threshold`: minimum mean probability inside a text box, 0..1. Default 0.5.
+    #[serde(default = "default_ocr_box_threshold")]
+    pub box_threshold: f64,
+    /// `ocr.unclip_ratio`: how much text boxes grow, 0..10. Default 1.6.
+    #[serde(default = "default_ocr_unclip_ratio")]
+    pub unclip_ratio: f64,
+    /// `ocr.min_text_score`: lines recognised with a lower score are dropped, 0..1. Default 0.5.
+    #[serde(default = "default_ocr_min_text_score")]
+    pub min_text_score: f64,
+}
+
+impl Default for OcrConfig {
+    fn default() -> Self {
+        OcrConfig {
+            det_model: default_det_model(),
+            cls_model: default_cls_model(),
+            rec_model: default_rec_model(),
+            operate_on: Vec::new(),
+            det_threshold: default_ocr_det_threshold(),
+            box_threshold: default_ocr_box_threshold(),
+            unclip_ratio: default_ocr_unclip_ratio(),
+            min_text_score: default_ocr_min_text_score(),
+        }
+    }
+}
+
+fn default_det_model() -> String {
+    "ppocr_det".into()
+}
+fn default_cls_model() -> Option<String> {
+    Some("ppocr_cls".into())
+}
+fn default_rec_model() -> String {
+    "ppocr_rec".into()
+}
+fn default_ocr_det_threshold() -> f64 {
+    vigil_core::ocr::OcrParams::default().det.threshold.into()
+}
+fn default_ocr_box_threshold() -> f64 {
+    vigil_core::ocr::OcrParams::default().det.box_threshold.into()
+}
+fn default_ocr_unclip_ratio() -> f64 {
+    vigil_core::ocr::OcrParams::default().det.unclip_ratio
+}
+fn default_ocr_min_text_score() -> f64 {
+    vigil_core::ocr::OcrParams::default().text_score.into()
+}
+
+/// The `inspection` section: the `vigilinspect` element of every source.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InspectionConfig {
+    /// `inspection.rules`: the rules file (docs/inspection.md), relative to the config file's folder;
+    /// loaded and checked by `vigil check`/`vigil run`. Required.
+    pub rules: PathBuf,
+    /// `inspection.snapshots`: folder for a JPEG of every FAIL item (`<item id>.jpg`, verdict drawn),
+    /// relative to the config file's folder; created. Optional; none by default.
+    #[serde(default)]
+    pub snapshots: Option<PathBuf>,
+    /// `inspection.summary_every`: print the inspection progress line every N items per source
+    /// (0 = only with the periodic progress). Default 0.
+    #[serde(default)]
+    pub summary_every: u64,
 }
 
 /// One entry of `sources`.
@@ -1026,6 +1123,33 @@ pub struct ModelPlan {
     pub classes: String,
 }
 
+/// The validated `ocr` section (models resolved in the model repository).
+#[derive(Debug, Clone)]
+pub struct OcrPlan {
+    /// Absolute model repository folder.
+    pub repository: PathBuf,
+    pub det_model: String,
+    /// "" = no direction model.
+    pub cls_model: String,
+    pub rec_model: String,
+    /// `operate-on-labels` (comma separated, "" = whole frame).
+    pub operate_on: String,
+    pub det_threshold: f64,
+    pub box_threshold: f64,
+    pub unclip_ratio: f64,
+    pub min_text_score: f64,
+}
+
+/// The validated `inspection` section.
+#[derive(Debug, Clone)]
+pub struct InspectionPlan {
+    /// Absolute rules file (loaded and checked).
+    pub rules: PathBuf,
+    /// Absolute snapshot folder (created).
+    pub snapshots: Option<PathBuf>,
+    pub summary_every: u64,
+}
+
 /// A validated `secondary` entry.
 #[derive(Debug, Clone)]
 pub struct SecondaryPlan {
@@ -1095,7 +1219,12 @@ pub struct Plan {
     pub file: String,
     pub config: Config,
     pub sources: Vec<SourcePlan>,
-    pub model: ModelPlan,
+    /// The detector (`inference`); `None` for an OCR-only configuration.
+    pub model: Option<ModelPlan>,
+    /// The OCR (`ocr`, or its defaults when only `inspection` is given).
+    pub ocr: Option<OcrPlan>,
+    /// The inspection (`inspection`).
+    pub inspection: Option<InspectionPlan>,
     /// The `secondary` models, in config order (each runs after the tracker, on the previous ones'
     /// output).
     pub secondary: Vec<SecondaryPlan>,
@@ -1130,7 +1259,11 @@ impl Plan {
         check_name(&s.name).map_err(|m| format!("name: {m}"))?;
         check_reconnect(s).map_err(|(k, m)| format!("{k}: {m}"))?;
         if let Some(a) = &s.analytics {
-            check_analytics(a, &self.model.labels)
+            let labels = self.model.as_ref().map(|m| m.labels.as_slice());
+            if labels.is_none() {
+                return Err("analytics: needs inference (it counts tracked objects)".into());
+            }
+            check_analytics(a, labels.unwrap_or_default())
                 .map_err(|(k, m)| format!("analytics{k}: {m}"))?;
         }
         resolve_source(&self.base, s).map_err(|(k, m)| format!("{k}: {m}"))
@@ -1238,20 +1371,27 @@ impl Config {
         }
 
         // Value ranges.
-        let inf = &self.inference;
-        if inf.model.trim().is_empty() {
-            return Err(invalid("inference.model", "must not be empty".into()));
-        }
-        unit_range(inf.threshold).map_err(|m| invalid("inference.threshold", m))?;
-        unit_range(inf.nms_iou).map_err(|m| invalid("inference.nms_iou", m))?;
-        if inf.interval == 0 {
-            return Err(invalid("inference.interval", "must be at least 1".into()));
-        }
-        if inf.max_detections == 0 {
+        if self.inference.is_none() && self.ocr.is_none() && self.inspection.is_none() {
             return Err(invalid(
-                "inference.max_detections",
-                "must be at least 1".into(),
+                "inference",
+                "required unless ocr or inspection is given (nothing would analyse the sources)".into(),
             ));
+        }
+        if let Some(inf) = &self.inference {
+            if inf.model.trim().is_empty() {
+                return Err(invalid("inference.model", "must not be empty".into()));
+            }
+            unit_range(inf.threshold).map_err(|m| invalid("inference.threshold", m))?;
+            unit_range(inf.nms_iou).map_err(|m| invalid("inference.nms_iou", m))?;
+            if inf.interval == 0 {
+                return Err(invalid("inference.interval", "must be at least 1".into()));
+            }
+            if inf.max_detections == 0 {
+                return Err(invalid(
+                    "inference.max_detections",
+                    "must be at least 1".into(),
+                ));
+            }
         }
         let tr = &self.tracker;
         unit_range(tr.iou_threshold).map_err(|m| invalid("tracker.iou_threshold", m))?;
@@ -1288,44 +1428,49 @@ impl Config {
 
         // Model.
         let repository = normalize(&base.join(&self.model_repository));
-        let model = crate::model::check_model(&repository, &inf.model, inf.version)
-            .map_err(|e| invalid(e.key, one_line(&e.message)))?;
-        let classes = match &inf.classes {
-            None => String::new(),
-            Some(list) => {
-                let mut out = Vec::new();
-                for (i, c) in list.iter().enumerate() {
-                    let key = format!("inference.classes[{i}]");
-                    let name = c.0.trim();
-                    let known = model.labels.iter().any(|l| l == name)
-                        || name
-                            .parse::<usize>()
-                            .is_ok_and(|id| model.labels.is_empty() || id < model.labels.len());
-                    if name.is_empty() || name.contains(',') {
-                        return Err(invalid(&key, format!("invalid class '{name}'")));
+        let model = match &self.inference {
+            None => None,
+            Some(inf) => {
+                let model = crate::model::check_model(&repository, &inf.model, inf.version)
+                    .map_err(|e| invalid(e.key, one_line(&e.message)))?;
+                let classes = match &inf.classes {
+                    None => String::new(),
+                    Some(list) => {
+                        let mut out = Vec::new();
+                        for (i, c) in list.iter().enumerate() {
+                            let key = format!("inference.classes[{i}]");
+                            let name = c.0.trim();
+                            let known = model.labels.iter().any(|l| l == name)
+                                || name
+                                    .parse::<usize>()
+                                    .is_ok_and(|id| model.labels.is_empty() || id < model.labels.len());
+                            if name.is_empty() || name.contains(',') {
+                                return Err(invalid(&key, format!("invalid class '{name}'")));
+                            }
+                            if !known {
+                                return Err(invalid(
+                                    &key,
+                                    format!(
+                                        "unknown class '{name}' for model '{}' (see {})",
+                                        model.name,
+                                        repository.join(&model.name).join("labels.txt").display()
+                                    ),
+                                ));
+                            }
+                            out.push(name.to_string());
+                        }
+                        if out.is_empty() {
+                            return Err(invalid(
+                                "inference.classes",
+                                "an empty list keeps nothing; remove the key to keep all classes".into(),
+                            ));
+                        }
+                        out.join(",")
                     }
-                    if !known {
-                        return Err(invalid(
-                            &key,
-                            format!(
-                                "unknown class '{name}' for model '{}' (see {})",
-                                model.name,
-                                repository.join(&model.name).join("labels.txt").display()
-                            ),
-                        ));
-                    }
-                    out.push(name.to_string());
-                }
-                if out.is_empty() {
-                    return Err(invalid(
-                        "inference.classes",
-                        "an empty list keeps nothing; remove the key to keep all classes".into(),
-                    ));
-                }
-                out.join(",")
+                };
+                Some(ModelPlan { classes, ..model })
             }
         };
-        let model = ModelPlan { classes, ..model };
 
         // Secondary models: each loads, its parents are labels of the models before it. Errors in a
         // list item written in flow style (`operate_on: [a, b]`) name the line of the list's key.
@@ -1338,7 +1483,14 @@ impl Config {
             key: key.to_string(),
             message,
         };
-        let mut known_labels: Vec<String> = model.labels.clone();
+        let mut known_labels: Vec<String> =
+            model.as_ref().map(|m| m.labels.clone()).unwrap_or_default();
+        if model.is_none() && !self.secondary.is_empty() {
+            return Err(invalid(
+                "secondary",
+                "needs inference (secondary models run on the detector's objects)".into(),
+            ));
+        }
         let mut secondary = Vec::new();
         for (i, sc) in self.secondary.iter().enumerate() {
             let key = |k: &str| format!("secondary[{i}].{k}");
@@ -1373,7 +1525,7 @@ impl Config {
                         &k,
                         format!(
                             "'{name}' is not a label of model '{}' nor of an earlier secondary model",
-                            model.name
+                            model.as_ref().map(|m| m.name.as_str()).unwrap_or_default()
                         ),
                     ));
                 }
@@ -1423,6 +1575,13 @@ impl Config {
         for (i, s) in self.sources.iter().enumerate() {
             if let Some(a) = &s.analytics {
                 let key = format!("sources[{i}].analytics");
+                let Some(model) = &model else {
+                    return Err(invalid(
+                        &key,
+                        "needs inference (lines and zones count the detector's tracked objects)"
+                            .into(),
+                    ));
+                };
                 check_analytics(a, &model.labels).map_err(|(k, m)| ConfigError::Invalid {
                     file: file.clone(),
                     line: locate_key_or_parent(&text, &format!("{key}{k}")),
@@ -1431,6 +1590,109 @@ impl Config {
                 })?;
             }
         }
+
+        // OCR (its defaults when only `inspection` is given) and inspection.
+        let ocr_config = match (&self.ocr, &self.inspection) {
+            (Some(o), _) => Some(o.clone()),
+            (None, Some(_)) => Some(OcrConfig::default()),
+            (None, None) => None,
+        };
+        let ocr = match &ocr_config {
+            None => None,
+            Some(o) => {
+                let cls = o
+                    .cls_model
+                    .as_deref()
+                    .map(str::trim)
+                    .unwrap_or_default()
+                    .to_string();
+                for (key, name) in [
+                    ("ocr.det_model", o.det_model.trim()),
+                    ("ocr.cls_model", cls.as_str()),
+                    ("ocr.rec_model", o.rec_model.trim()),
+                ] {
+                    if name.is_empty() {
+                        if key == "ocr.cls_model" {
+                            continue;
+                        }
+                        return Err(invalid(key, "must not be empty".into()));
+                    }
+                    crate::model::check_model(&repository, name, None).map_err(|e| {
+                        let k = if e.key == "model_repository" {
+                            e.key
+                        } else {
+                            key
+                        };
+                        invalid(k, one_line(&e.message))
+                    })?;
+                }
+                for (key, v) in [
+                    ("ocr.det_threshold", o.det_threshold),
+                    ("ocr.box_threshold", o.box_threshold),
+                    ("ocr.min_text_score", o.min_text_score),
+                ] {
+                    unit_range(v).map_err(|m| invalid(key, m))?;
+                }
+                if !(0.0..=10.0).contains(&o.unclip_ratio) {
+                    return Err(invalid(
+                        "ocr.unclip_ratio",
+                        format!("{} is not in 0..=10", o.unclip_ratio),
+                    ));
+                }
+                let mut labels = Vec::new();
+                for (j, c) in o.operate_on.iter().enumerate() {
+                    let name = c.0.trim();
+                    let k = format!("ocr.operate_on[{j}]");
+                    if name.is_empty() || name.contains(',') {
+                        return Err(invalid(&k, format!("invalid label '{name}'")));
+                    }
+                    if !known_labels.iter().any(|l| l == name) {
+                        return Err(invalid(
+                            &k,
+                            format!("'{name}' is not a label of the inference or secondary models"),
+                        ));
+                    }
+                    labels.push(name.to_string());
+                }
+                Some(OcrPlan {
+                    repository: repository.clone(),
+                    det_model: o.det_model.trim().to_string(),
+                    cls_model: cls,
+                    rec_model: o.rec_model.trim().to_string(),
+                    operate_on: labels.join(","),
+                    det_threshold: o.det_threshold,
+                    box_threshold: o.box_threshold,
+                    unclip_ratio: o.unclip_ratio,
+                    min_text_score: o.min_text_score,
+                })
+            }
+        };
+        let inspection = match &self.inspection {
+            None => None,
+            Some(ins) => {
+                let rules = normalize(&base.join(&ins.rules));
+                vigil_core::inspect::Rules::load(&rules)
+                    .map_err(|e| invalid("inspection.rules", one_line(&e.to_string())))?;
+                let snapshots = match &ins.snapshots {
+                    None => None,
+                    Some(d) => {
+                        let d = normalize(&base.join(d));
+                        std::fs::create_dir_all(&d).map_err(|e| {
+                            invalid(
+                                "inspection.snapshots",
+                                format!("cannot create {}: {e}", d.display()),
+                            )
+                        })?;
+                        Some(d)
+                    }
+                };
+                Some(InspectionPlan {
+                    rules,
+                    snapshots,
+                    summary_every: ins.summary_every,
+                })
+            }
+        };
 
         // Outputs.
         let rtsp = match &self.outputs.rtsp {
@@ -1664,6 +1926,8 @@ impl Config {
             config: self.clone(),
             sources,
             model,
+            ocr,
+            inspection,
             secondary,
             blur,
             rtsp,

@@ -563,39 +563,42 @@ fn build_source_into(
         decode
     };
     let convert = make("videoconvert", &format!("{n}-convert"))?;
-    let infer = make("vigilinfer", &format!("{n}-infer"))?;
-    let m = &plan.model;
-    let repo = m.repository.to_string_lossy();
-    set_prop(&infer, "model-repository", Prop::Str(&repo))?;
-    set_prop(&infer, "model", Prop::Str(&m.name))?;
-    set_prop(&infer, "model-version", Prop::Num(m.version as f64))?;
-    set_prop(&infer, "threshold", Prop::Num(cfg.inference.threshold))?;
-    set_prop(&infer, "nms-iou", Prop::Num(cfg.inference.nms_iou))?;
-    set_prop(&infer, "classes", Prop::Str(&m.classes))?;
-    set_prop(&infer, "interval", Prop::Num(cfg.inference.interval.into()))?;
-    set_prop(
-        &infer,
-        "max-detections",
-        Prop::Num(cfg.inference.max_detections.into()),
-    )?;
-    let track = make("vigiltrack", &format!("{n}-track"))?;
-    set_prop(&track, "tracker", Prop::Text(cfg.tracker.kind.as_str()))?;
-    set_prop(
-        &track,
-        "iou-threshold",
-        Prop::Num(cfg.tracker.iou_threshold),
-    )?;
-    set_prop(&track, "max-age", Prop::Num(cfg.tracker.max_age.into()))?;
-    set_prop(&track, "min-hits", Prop::Num(cfg.tracker.min_hits.into()))?;
-    let t = &cfg.tracker;
-    set_prop(&track, "track-buffer", Prop::Num(t.track_buffer.into()))?;
-    set_prop(&track, "track-thresh", Prop::Num(t.track_thresh))?;
-    set_prop(&track, "low-thresh", Prop::Num(t.low_thresh))?;
-    set_prop(&track, "new-track-thresh", Prop::Num(t.new_track_thresh))?;
-    set_prop(&track, "match-class", Prop::Bool(t.match_class))?;
-    let mut chain = vec![convert.clone(), infer, track.clone()];
+    let mut chain = vec![convert.clone()];
+    if let (Some(m), Some(inf)) = (&plan.model, &cfg.inference) {
+        let infer = make("vigilinfer", &format!("{n}-infer"))?;
+        let repo = m.repository.to_string_lossy();
+        set_prop(&infer, "model-repository", Prop::Str(&repo))?;
+        set_prop(&infer, "model", Prop::Str(&m.name))?;
+        set_prop(&infer, "model-version", Prop::Num(m.version as f64))?;
+        set_prop(&infer, "threshold", Prop::Num(inf.threshold))?;
+        set_prop(&infer, "nms-iou", Prop::Num(inf.nms_iou))?;
+        set_prop(&infer, "classes", Prop::Str(&m.classes))?;
+        set_prop(&infer, "interval", Prop::Num(inf.interval.into()))?;
+        set_prop(
+            &infer,
+            "max-detections",
+            Prop::Num(inf.max_detections.into()),
+        )?;
+        let track = make("vigiltrack", &format!("{n}-track"))?;
+        set_prop(&track, "tracker", Prop::Text(cfg.tracker.kind.as_str()))?;
+        set_prop(
+            &track,
+            "iou-threshold",
+            Prop::Num(cfg.tracker.iou_threshold),
+        )?;
+        set_prop(&track, "max-age", Prop::Num(cfg.tracker.max_age.into()))?;
+        set_prop(&track, "min-hits", Prop::Num(cfg.tracker.min_hits.into()))?;
+        let t = &cfg.tracker;
+        set_prop(&track, "track-buffer", Prop::Num(t.track_buffer.into()))?;
+        set_prop(&track, "track-thresh", Prop::Num(t.track_thresh))?;
+        set_prop(&track, "low-thresh", Prop::Num(t.low_thresh))?;
+        set_prop(&track, "new-track-thresh", Prop::Num(t.new_track_thresh))?;
+        set_prop(&track, "match-class", Prop::Bool(t.match_class))?;
+        chain.push(infer);
+        chain.push(track);
+    }
     // Lines and zones of this source: `vigilanalytics` after the tracker, its rules as inline JSON.
-    let mut analytics_end = track.clone();
+    let mut analytics_end = chain[chain.len() - 1].clone();
     if let Some(rules) = &scfg.analytics {
         let analytics = make("vigilanalytics", &format!("{n}-analytics"))?;
         let json = serde_json::to_string(rules)
@@ -623,6 +626,33 @@ fn build_source_into(
         set_prop(&sgie, "max-detections", Prop::Num(sp.max_detections.into()))?;
         chain.push(sgie.clone());
         analytics_end = sgie;
+    }
+    // OCR and inspection after everything that finds objects (`ocr.operate_on` reads inside them);
+    // the events and counters are read after the last analysing element.
+    if let Some(o) = &plan.ocr {
+        let ocr = make("vigilocr", &format!("{n}-ocr"))?;
+        let repo = o.repository.to_string_lossy();
+        set_prop(&ocr, "model-repository", Prop::Str(&repo))?;
+        set_prop(&ocr, "det-model", Prop::Str(&o.det_model))?;
+        set_prop(&ocr, "cls-model", Prop::Str(&o.cls_model))?;
+        set_prop(&ocr, "rec-model", Prop::Str(&o.rec_model))?;
+        set_prop(&ocr, "det-threshold", Prop::Num(o.det_threshold))?;
+        set_prop(&ocr, "box-threshold", Prop::Num(o.box_threshold))?;
+        set_prop(&ocr, "unclip-ratio", Prop::Num(o.unclip_ratio))?;
+        set_prop(&ocr, "min-text-score", Prop::Num(o.min_text_score))?;
+        set_prop(&ocr, "operate-on-labels", Prop::Str(&o.operate_on))?;
+        chain.push(ocr.clone());
+        analytics_end = ocr;
+    }
+    if let Some(ins) = &plan.inspection {
+        let el = make("vigilinspect", &format!("{n}-inspect"))?;
+        set_prop(&el, "rules", Prop::Str(&ins.rules.to_string_lossy()))?;
+        if let Some(d) = &ins.snapshots {
+            set_prop(&el, "snapshot-dir", Prop::Str(&d.to_string_lossy()))?;
+        }
+        set_prop(&el, "source-name", Prop::Str(n))?;
+        chain.push(el.clone());
+        analytics_end = el;
     }
     if cfg.overlay.enabled {
         let osd = make("vigilosd", &format!("{n}-osd"))?;
@@ -1538,13 +1568,25 @@ pub fn run(plan: &Plan, opts: &RunOptions) -> Result<Summary, RunError> {
     };
 
     if opts.verbose {
-        let m = &plan.model;
-        eprintln!(
-            "vigil: {name}: model {} v{} ({})",
-            m.name,
-            m.version,
-            m.model_file.display()
-        );
+        if let Some(m) = &plan.model {
+            eprintln!(
+                "vigil: {name}: model {} v{} ({})",
+                m.name,
+                m.version,
+                m.model_file.display()
+            );
+        }
+        if let Some(o) = &plan.ocr {
+            eprintln!(
+                "vigil: {name}: ocr {} / {} / {}",
+                o.det_model,
+                if o.cls_model.is_empty() { "-" } else { &o.cls_model },
+                o.rec_model
+            );
+        }
+        if let Some(i) = &plan.inspection {
+            eprintln!("vigil: {name}: inspection rules {}", i.rules.display());
+        }
         for s in &plan.sources {
             eprintln!("vigil: {name}: source {} = {}", s.name, s.uri);
         }

@@ -103,6 +103,8 @@ struct Counters {
     recent: VecDeque<Instant>,
     /// The latest analytics results (cumulative line counts, zone entries and exits).
     analytics: Option<FrameAnalytics>,
+    /// Items judged by `vigilinspect` (frames with `inspection`).
+    inspection: Option<vigil_core::inspect::Summary>,
 }
 
 /// Counters of one source, updated from its streaming thread.
@@ -161,6 +163,9 @@ impl SourceStats {
                 if let Some(t) = o.track_id {
                     c.tracks.insert(t);
                 }
+            }
+            if let Some(i) = &f.inspection {
+                c.inspection.get_or_insert_default().add(i);
             }
             if let Some(a) = &f.analytics {
                 c.analytics = Some(a.clone());
@@ -256,10 +261,25 @@ impl SourceStats {
         c.last_frames = c.frames;
         c.last_objects = c.objects;
         c.last_at = Some(now);
+        let inspection = match &c.inspection {
+            Some(i) => format!(
+                ", items {}, pass {}, fail {}, pass rate {:.1}%",
+                i.items,
+                i.passed,
+                i.failed,
+                100.0 * i.pass_rate()
+            ),
+            None => String::new(),
+        };
         format!(
-            "[{}] {} frames, {:.1} fps, {:.1} objects/frame",
+            "[{}] {} frames, {:.1} fps, {:.1} objects/frame{inspection}",
             self.name, c.frames, fps, per_frame
         )
+    }
+
+    /// The inspection counts so far (sources with `inspection`).
+    pub fn inspection(&self) -> Option<vigil_core::inspect::Summary> {
+        self.lock().inspection.clone()
     }
 
     /// A snapshot for the summary.
@@ -272,6 +292,7 @@ impl SourceStats {
             per_class: c.per_class.clone(),
             tracks: c.tracks.len() as u64,
             analytics: c.analytics.clone(),
+            inspection: c.inspection.clone(),
             seconds: c
                 .last_frame_at
                 .unwrap_or_else(Instant::now)
@@ -294,6 +315,8 @@ pub struct SourceSummary {
     pub tracks: u64,
     /// The last analytics results (sources with `analytics`): line counts, zone entries and exits.
     pub analytics: Option<FrameAnalytics>,
+    /// Inspection counts (sources with `inspection`): items, pass, fail, failures by rule.
+    pub inspection: Option<vigil_core::inspect::Summary>,
     /// From the start of the run to the source's last frame.
     pub seconds: f64,
 }
@@ -335,6 +358,20 @@ impl fmt::Display for Summary {
                 classes.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
                 let list: Vec<String> = classes.iter().map(|(k, v)| format!("{k} {v}")).collect();
                 writeln!(f, "  [{}] objects per class: {}", s.name, list.join(", "))?;
+            }
+            if let Some(i) = &s.inspection {
+                writeln!(
+                    f,
+                    "  [{}] inspection: items {}, pass {}, fail {}, pass rate {:.1}%",
+                    s.name,
+                    i.items,
+                    i.passed,
+                    i.failed,
+                    100.0 * i.pass_rate()
+                )?;
+                for (rule, n) in &i.failures_by_rule {
+                    writeln!(f, "  [{}]   failed {rule}: {n}", s.name)?;
+                }
             }
             if let Some(a) = &s.analytics {
                 for l in &a.lines {
@@ -397,6 +434,48 @@ mod tests {
             "{text}"
         );
         assert!(!text.contains("line"), "{text}");
+    }
+
+    #[test]
+    fn inspection_items_are_counted_in_progress_and_summary() {
+        use vigil_core::objects::{Finding, Inspection, Verdict};
+        let s = SourceStats::new("line1");
+        let mut f = FrameObjects::new(10, 10);
+        f.inspection = Some(Inspection {
+            verdict: Verdict::Pass,
+            ..Default::default()
+        });
+        s.record(Some(&f));
+        s.record(Some(&f));
+        s.record(Some(&f));
+        f.inspection = Some(Inspection {
+            verdict: Verdict::Fail,
+            failures: vec![Finding {
+                rule: "lot-present".into(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        });
+        s.record(Some(&f));
+        let line = s.progress_line();
+        assert!(
+            line.ends_with(", items 4, pass 3, fail 1, pass rate 75.0%"),
+            "{line}"
+        );
+        let text = Summary {
+            sources: vec![s.summary()],
+            interrupted: false,
+        }
+        .to_string();
+        assert!(
+            text.contains("[line1] inspection: items 4, pass 3, fail 1, pass rate 75.0%"),
+            "{text}"
+        );
+        assert!(text.contains("[line1]   failed lot-present: 1"), "{text}");
+        // Sources without inspection say nothing about it.
+        let plain = SourceStats::new("cam");
+        plain.record(None);
+        assert!(!plain.progress_line().contains("items"));
     }
 
     #[test]

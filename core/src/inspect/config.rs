@@ -63,6 +63,10 @@ pub struct LookupConfig {
     pub file: String,
     pub key: String,
     pub value: String,
+    /// Compare keys without their spaces (`RICESNACKS 120G` finds `RICE SNACKS 120 G`): OCR often
+    /// drops or adds the spaces of large print. Keys that become equal are an error. Default `false`.
+    #[serde(default)]
+    pub ignore_spaces: bool,
 }
 
 /// Which matching text line a field takes when several match.
@@ -287,6 +291,8 @@ pub struct Rules {
     pub regions: HashMap<String, Region>,
     /// Lookup tables: key → value.
     pub lookups: HashMap<String, HashMap<String, String>>,
+    /// Lookups whose keys are compared without spaces (their table's keys are stored without them).
+    pub lookups_ignoring_spaces: HashSet<String>,
     pub fields: Vec<Field>,
     pub rules: Vec<Rule>,
 }
@@ -417,6 +423,26 @@ fn compile(raw: &RulesFile, text: &str, file: &str, base: &Path) -> Result<Rules
         let path = resolve(base, &l.file);
         let table =
             load_csv(&path, &l.key, &l.value).map_err(|m| cx.err(format!("{key}.file"), m))?;
+        let table = if l.ignore_spaces {
+            out.lookups_ignoring_spaces.insert(name.clone());
+            let mut compact: HashMap<String, (String, String)> = HashMap::new();
+            for (k, v) in table {
+                let c = without_spaces(&k);
+                if let Some((other, _)) = compact.get(&c) {
+                    return Err(cx.err(
+                        format!("{key}.ignore_spaces"),
+                        format!(
+                            "keys \"{other}\" and \"{k}\" of {} are the same without spaces",
+                            path.display()
+                        ),
+                    ));
+                }
+                compact.insert(c, (k, v));
+            }
+            compact.into_iter().map(|(c, (_, v))| (c, v)).collect()
+        } else {
+            table
+        };
         out.lookups.insert(name.clone(), table);
     }
     let mut field_names = HashSet::new();
@@ -662,6 +688,11 @@ fn resolve(base: &Path, file: &str) -> PathBuf {
 
 /// Collapses whitespace runs into one space and trims: how text lines, lookup keys and values are
 /// compared.
+/// `s` without any whitespace (keys of `ignore_spaces` lookups).
+pub fn without_spaces(s: &str) -> String {
+    s.chars().filter(|c| !c.is_whitespace()).collect()
+}
+
 pub fn collapse_whitespace(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")
 }

@@ -72,9 +72,15 @@ pub fn text_lines<'a>(objects: impl IntoIterator<Item = &'a Object>) -> Vec<Text
     objs.sort_by(|a, b| (a.bbox.y + a.bbox.h / 2.0).total_cmp(&(b.bbox.y + b.bbox.h / 2.0)));
     let mut rows: Vec<(BBox, Vec<&Object>)> = Vec::new();
     for o in objs {
-        let joined = rows.iter_mut().find(|(rb, _)| {
+        // Same line: overlapping vertically by half the smaller height, and side by side (a box
+        // under another one, e.g. of a rotated label's tall print, overlaps it horizontally too).
+        let joined = rows.iter_mut().find(|(rb, members)| {
             let overlap = rb.y2().min(o.bbox.y2()) - rb.y.max(o.bbox.y);
             overlap >= 0.5 * rb.h.min(o.bbox.h)
+                && members.iter().all(|m| {
+                    let h = m.bbox.x2().min(o.bbox.x2()) - m.bbox.x.max(o.bbox.x);
+                    h < 0.5 * m.bbox.w.min(o.bbox.w)
+                })
         });
         match joined {
             Some((rb, members)) => {
@@ -453,7 +459,12 @@ impl Inspector {
                         &format!("cannot check {field} against '{lookup}': "),
                     );
                 };
-                match self.rules.lookups[lookup].get(&k.value) {
+                let lookup_key = if self.rules.lookups_ignoring_spaces.contains(lookup) {
+                    config::without_spaces(&k.value)
+                } else {
+                    k.value.clone()
+                };
+                match self.rules.lookups[lookup].get(&lookup_key) {
                     None => Some(Finding {
                         reason: format!(
                             "{key_field} \"{}\" has no entry in '{lookup}' (read {field} \"{value}\")",

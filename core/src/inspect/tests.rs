@@ -552,3 +552,51 @@ fn documented_example_is_valid() {
     ));
     assert_eq!(rules_of(&i), ["lot-present", "not-expired"]);
 }
+
+#[test]
+fn lookup_ignoring_spaces_finds_the_product_but_a_wrong_lot_still_fails() {
+    let rules = RULES.replace(
+        "lots: {file: lots.csv, key: product, value: lot}",
+        "lots: {file: lots.csv, key: product, value: lot, ignore_spaces: true}",
+    );
+    let dir = setup("nospace", &rules);
+    let ins = Inspector::new(Rules::load(&dir.join("rules.yaml")).unwrap())
+        .with_today(NaiveDate::from_ymd_opt(2030, 1, 1).unwrap());
+    // OCR dropped the spaces of the large print.
+    let ok = ins.inspect(&label("ALMONDCOOKIES 250G", Some("KX4821"), "2027-03-01", "10452310"));
+    assert_eq!(ok.verdict, Verdict::Pass, "{:?}", ok.failures);
+    let bad = ins.inspect(&label("ALMONDCOOKIES250G", Some("KX4822"), "2027-03-01", "10452310"));
+    assert_eq!(rules_of(&bad), vec!["lot-matches-product"]);
+    assert!(
+        bad.failures[0].reason.contains("is not \"KX4821\""),
+        "{}",
+        bad.failures[0].reason
+    );
+    // Without the option the spaces matter.
+    let strict = inspector().inspect(&label("ALMONDCOOKIES 250G", Some("KX4821"), "2027-03-01", "10452310"));
+    assert_eq!(rules_of(&strict), vec!["lot-matches-product"]);
+    // Keys that collide without spaces are an error naming the key.
+    std::fs::write(dir.join("lots.csv"), "product,lot\nAB C,KX1111\nA BC,KX2222\n").unwrap();
+    let e = Rules::load(&dir.join("rules.yaml")).unwrap_err().to_string();
+    assert!(e.contains("lookups.lots.ignore_spaces: keys"), "{e}");
+    assert!(e.contains("are the same without spaces"), "{e}");
+}
+
+#[test]
+fn stacked_boxes_of_a_rotated_label_stay_separate_lines() {
+    // Boxes read on a rotated label (item-0006 of the seed-7 set): the tall product box overlaps
+    // the LOT box below it vertically by more than half the LOT box's height, but they are stacked,
+    // not side by side.
+    let boxed = |t: &str, x: f32, y: f32, w: f32, h: f32| {
+        let mut o = Object::new(0, "text", 0.95, BBox::new(x, y, w, h));
+        o.text = Some(t.into());
+        o
+    };
+    let objs = [
+        boxed("DARKCHOCOLATE 100G", 152.0, 97.0, 426.0, 67.0),
+        boxed("LOT:NG4530", 147.0, 141.0, 165.0, 38.0),
+        boxed("EXP:2028-09-21", 145.0, 178.0, 207.0, 42.0),
+    ];
+    let lines: Vec<String> = text_lines(&objs).into_iter().map(|l| l.text).collect();
+    assert_eq!(lines, ["DARKCHOCOLATE 100G", "LOT:NG4530", "EXP:2028-09-21"]);
+}
