@@ -282,17 +282,21 @@ fn default_cls_model() -> Option<String> {
 fn default_rec_model() -> String {
     "ppocr_rec".into()
 }
+/// An `f32` default as the decimal it was written as (0.3, not 0.30000001192092896).
+fn f32_default(v: f32) -> f64 {
+    v.to_string().parse().unwrap_or(f64::from(v))
+}
 fn default_ocr_det_threshold() -> f64 {
-    vigil_core::ocr::OcrParams::default().det.threshold.into()
+    f32_default(vigil_core::ocr::OcrParams::default().det.threshold)
 }
 fn default_ocr_box_threshold() -> f64 {
-    vigil_core::ocr::OcrParams::default().det.box_threshold.into()
+    f32_default(vigil_core::ocr::OcrParams::default().det.box_threshold)
 }
 fn default_ocr_unclip_ratio() -> f64 {
     vigil_core::ocr::OcrParams::default().det.unclip_ratio
 }
 fn default_ocr_min_text_score() -> f64 {
-    vigil_core::ocr::OcrParams::default().text_score.into()
+    f32_default(vigil_core::ocr::OcrParams::default().text_score)
 }
 
 /// The `inspection` section: the `vigilinspect` element of every source.
@@ -306,10 +310,6 @@ pub struct InspectionConfig {
     /// relative to the config file's folder; created. Optional; none by default.
     #[serde(default)]
     pub snapshots: Option<PathBuf>,
-    /// `inspection.summary_every`: print the inspection progress line every N items per source
-    /// (0 = only with the periodic progress). Default 0.
-    #[serde(default)]
-    pub summary_every: u64,
 }
 
 /// One entry of `sources`.
@@ -1147,7 +1147,6 @@ pub struct InspectionPlan {
     pub rules: PathBuf,
     /// Absolute snapshot folder (created).
     pub snapshots: Option<PathBuf>,
-    pub summary_every: u64,
 }
 
 /// A validated `secondary` entry.
@@ -1374,7 +1373,8 @@ impl Config {
         if self.inference.is_none() && self.ocr.is_none() && self.inspection.is_none() {
             return Err(invalid(
                 "inference",
-                "required unless ocr or inspection is given (nothing would analyse the sources)".into(),
+                "required unless ocr or inspection is given (nothing would analyse the sources)"
+                    .into(),
             ));
         }
         if let Some(inf) = &self.inference {
@@ -1441,9 +1441,9 @@ impl Config {
                             let key = format!("inference.classes[{i}]");
                             let name = c.0.trim();
                             let known = model.labels.iter().any(|l| l == name)
-                                || name
-                                    .parse::<usize>()
-                                    .is_ok_and(|id| model.labels.is_empty() || id < model.labels.len());
+                                || name.parse::<usize>().is_ok_and(|id| {
+                                    model.labels.is_empty() || id < model.labels.len()
+                                });
                             if name.is_empty() || name.contains(',') {
                                 return Err(invalid(&key, format!("invalid class '{name}'")));
                             }
@@ -1462,7 +1462,8 @@ impl Config {
                         if out.is_empty() {
                             return Err(invalid(
                                 "inference.classes",
-                                "an empty list keeps nothing; remove the key to keep all classes".into(),
+                                "an empty list keeps nothing; remove the key to keep all classes"
+                                    .into(),
                             ));
                         }
                         out.join(",")
@@ -1686,11 +1687,7 @@ impl Config {
                         Some(d)
                     }
                 };
-                Some(InspectionPlan {
-                    rules,
-                    snapshots,
-                    summary_every: ins.summary_every,
-                })
+                Some(InspectionPlan { rules, snapshots })
             }
         };
 
@@ -2413,8 +2410,8 @@ mod tests {
     fn parses_minimal_config_with_defaults() {
         let c = Config::parse(MINIMAL, "x.yaml").unwrap();
         assert_eq!(c.name, "t");
-        assert_eq!(c.inference.threshold, 0.4);
-        assert_eq!(c.inference.interval, 1);
+        assert_eq!(c.inference.as_ref().unwrap().threshold, 0.4);
+        assert_eq!(c.inference.as_ref().unwrap().interval, 1);
         assert!(c.overlay.enabled && c.overlay.track_ids);
         assert_eq!(c.tracker.kind, TrackerKind::Iou);
         assert!(c.outputs.rtsp.is_none() && c.realtime.is_none());
@@ -2514,7 +2511,7 @@ mod tests {
         let text = MINIMAL.replace("  model: m\n", "  model: m\n  classes: [person, 2]\n");
         let c = Config::parse(&text, "x.yaml").unwrap();
         assert_eq!(
-            c.inference.classes.unwrap(),
+            c.inference.unwrap().classes.unwrap(),
             vec![ClassName("person".into()), ClassName("2".into())]
         );
     }
@@ -2696,6 +2693,101 @@ mod tests {
         let r = Config::load_and_validate(&cfg);
         std::fs::remove_dir_all(&dir).ok();
         Some((cfg, r))
+    }
+
+    /// An OCR-only inspection config in a temporary folder (rules written beside it); `None` when
+    /// the PP-OCR models are not installed.
+    fn inspection_config(
+        name: &str,
+        body: &str,
+        rules: &str,
+    ) -> Option<(PathBuf, Result<Plan, ConfigError>)> {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let models = normalize(&absolute(&root.join("models")));
+        if ["ppocr_det", "ppocr_cls", "ppocr_rec"]
+            .iter()
+            .any(|m| !models.join(m).join("1/model.onnx").exists())
+        {
+            return None;
+        }
+        let dir = std::env::temp_dir().join(format!("vigil-insp-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("items")).unwrap();
+        std::fs::write(dir.join("rules.yaml"), rules).unwrap();
+        let cfg = dir.join("c.yaml");
+        let text = format!(
+            "name: t\nmodel_repository: {}\nsources:\n  - name: a\n    images:\n      path: items\n{body}",
+            models.display(),
+        );
+        std::fs::write(&cfg, text).unwrap();
+        let r = Config::load_and_validate(&cfg);
+        std::fs::remove_dir_all(&dir).ok();
+        Some((cfg, r))
+    }
+
+    #[test]
+    fn ocr_and_inspection_without_inference_are_validated() {
+        let rules = "fields:\n  - {name: lot, pattern: 'LOT (\\w+)'}\nrules:\n  - {name: lot-present, field: lot, present: true}\n";
+        let good = "ocr:\n  cls_model: null\n  min_text_score: 0.6\ninspection:\n  rules: rules.yaml\n  snapshots: fail\n";
+        let Some((cfg, plan)) = inspection_config("good", good, rules) else {
+            return;
+        };
+        let plan = plan.unwrap();
+        assert!(plan.model.is_none());
+        let o = plan.ocr.as_ref().unwrap();
+        assert_eq!(
+            (
+                o.det_model.as_str(),
+                o.cls_model.as_str(),
+                o.rec_model.as_str()
+            ),
+            ("ppocr_det", "", "ppocr_rec")
+        );
+        assert_eq!((o.min_text_score, o.det_threshold), (0.6, 0.3));
+        let i = plan.inspection.as_ref().unwrap();
+        assert_eq!(i.rules, cfg.parent().unwrap().join("rules.yaml"));
+        assert_eq!(i.snapshots, Some(cfg.parent().unwrap().join("fail")));
+        // inspection alone runs the OCR with its defaults.
+        let (_, plan) =
+            inspection_config("alone", "inspection:\n  rules: rules.yaml\n", rules).unwrap();
+        assert_eq!(plan.unwrap().ocr.unwrap().cls_model, "ppocr_cls");
+
+        let err = |name: &str, body: &str, rules: &str| {
+            let (cfg, r) = inspection_config(name, body, rules).unwrap();
+            let e = r.unwrap_err().to_string();
+            assert!(e.starts_with(&cfg.display().to_string()), "{e}");
+            e
+        };
+        let e = err("none", "", rules);
+        assert!(
+            e.contains("inference: required unless ocr or inspection"),
+            "{e}"
+        );
+        let e = err(
+            "model",
+            &good.replace("min_text_score: 0.6", "rec_model: nope"),
+            rules,
+        );
+        assert!(e.contains("line 9: ocr.rec_model: "), "{e}");
+        let e = err("range", &good.replace("0.6", "1.5"), rules);
+        assert!(e.contains("line 9: ocr.min_text_score: "), "{e}");
+        let e = err(
+            "operate",
+            &good.replace("min_text_score: 0.6", "operate_on: [label]"),
+            rules,
+        );
+        assert!(
+            e.contains("ocr.operate_on[0]: 'label' is not a label"),
+            "{e}"
+        );
+        // A rules error names the config key and the rules file, its key and line.
+        let e = err("rules", good, &rules.replace("field: lot", "field: lott"));
+        assert!(e.contains("line 11: inspection.rules: "), "{e}");
+        assert!(e.contains("rules.yaml: line 4: rules[0].field: "), "{e}");
+        let e = err("missing", &good.replace("rules.yaml", "nope.yaml"), rules);
+        assert!(
+            e.contains("inspection.rules: ") && e.contains("nope.yaml"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -129,6 +129,34 @@ pub fn render(streams: &[StreamSnapshot], models: &[ModelStats], gpus: &[GpuStat
             })
         }),
     );
+    // Inspection (streams with `inspection`).
+    counter(
+        w,
+        "vigil_inspection_items_total",
+        "Items judged by the inspection, per verdict.",
+        streams.iter().flat_map(|s| {
+            s.inspection.iter().flat_map(move |i| {
+                [("PASS", i.passed), ("FAIL", i.failed)].map(|(v, n)| {
+                    (
+                        vec![("source", s.name.clone()), ("verdict", v.to_string())],
+                        n,
+                    )
+                })
+            })
+        }),
+    );
+    counter(
+        w,
+        "vigil_inspection_failures_total",
+        "Failed items per inspection rule.",
+        streams.iter().flat_map(|s| {
+            s.inspection.iter().flat_map(move |i| {
+                i.failures_by_rule.iter().map(move |(rule, n)| {
+                    (vec![("source", s.name.clone()), ("rule", rule.clone())], *n)
+                })
+            })
+        }),
+    );
     header(
         w,
         "vigil_stream_latency_seconds",
@@ -377,6 +405,7 @@ mod tests {
             reconnects: 2,
             fps: 12.5,
             latency,
+            inspection: None,
         }
     }
 
@@ -442,6 +471,41 @@ mod tests {
                 .unwrap_or(name);
             assert!(text.contains(&format!("# TYPE {base} ")), "{line}");
         }
+    }
+
+    #[test]
+    fn inspection_counters_per_verdict_and_rule() {
+        let plain = stream("cam");
+        let mut line = stream("line1");
+        let mut summary = vigil_core::inspect::Summary {
+            items: 5,
+            passed: 3,
+            failed: 2,
+            ..Default::default()
+        };
+        summary.failures_by_rule.insert("lot-present".into(), 2);
+        summary.failures_by_rule.insert("not-expired".into(), 1);
+        line.inspection = Some(summary);
+        let text = render(&[plain, line], &[], &[]);
+        assert!(text.contains("# TYPE vigil_inspection_items_total counter"));
+        assert!(
+            text.contains("vigil_inspection_items_total{source=\"line1\",verdict=\"PASS\"} 3"),
+            "{text}"
+        );
+        assert!(text.contains("vigil_inspection_items_total{source=\"line1\",verdict=\"FAIL\"} 2"));
+        assert!(
+            text.contains(
+                "vigil_inspection_failures_total{source=\"line1\",rule=\"lot-present\"} 2"
+            )
+        );
+        assert!(
+            text.contains(
+                "vigil_inspection_failures_total{source=\"line1\",rule=\"not-expired\"} 1"
+            )
+        );
+        assert!(!text.contains("source=\"cam\""), "{text}");
+        // Without inspection streams the families are left out.
+        assert!(!render(&[stream("cam")], &[], &[]).contains("vigil_inspection"));
     }
 
     #[test]

@@ -1580,7 +1580,11 @@ pub fn run(plan: &Plan, opts: &RunOptions) -> Result<Summary, RunError> {
             eprintln!(
                 "vigil: {name}: ocr {} / {} / {}",
                 o.det_model,
-                if o.cls_model.is_empty() { "-" } else { &o.cls_model },
+                if o.cls_model.is_empty() {
+                    "-"
+                } else {
+                    &o.cls_model
+                },
                 o.rec_model
             );
         }

@@ -80,6 +80,8 @@ pub struct StreamSnapshot {
     pub fps: f64,
     /// End-to-end latency per frame (buckets [`vigil_core::engine::TIME_BUCKETS_US`]).
     pub latency: Histogram,
+    /// Inspection counts (streams with `inspection`).
+    pub inspection: Option<vigil_core::inspect::Summary>,
 }
 
 #[derive(Debug, Default)]
@@ -242,6 +244,7 @@ impl SourceStats {
             reconnects: c.reconnects,
             fps,
             latency: c.latency.clone(),
+            inspection: c.inspection.clone(),
         }
     }
 

@@ -10,9 +10,9 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::Arc;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 
 use gst::prelude::*;
 use vigil_tests::{TempDir, read_events, repo_root, skip, vigil_bin};
@@ -26,8 +26,14 @@ fn labelgen_bin() -> PathBuf {
         let bin = profile_dir.join("vigil-labelgen");
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut cmd = Command::new(cargo);
-        cmd.current_dir(repo_root())
-            .args(["build", "--quiet", "-p", "vigil-labelgen", "--bin", "vigil-labelgen"]);
+        cmd.current_dir(repo_root()).args([
+            "build",
+            "--quiet",
+            "-p",
+            "vigil-labelgen",
+            "--bin",
+            "vigil-labelgen",
+        ]);
         match profile_dir.file_name().and_then(|n| n.to_str()) {
             Some("debug") | None => {}
             Some("release") => {
@@ -255,9 +261,7 @@ fn verdicts_agree_with_the_ground_truth_on_200_generated_items() {
     let mut fail_ids = Vec::new();
     for t in &truth {
         let id = t["id"].as_str().unwrap();
-        let e = by_id
-            .get(id)
-            .unwrap_or_else(|| panic!("no event for {id}"));
+        let e = by_id.get(id).unwrap_or_else(|| panic!("no event for {id}"));
         let want = t["verdict"].as_str().unwrap();
         let got = e["inspection"]["verdict"].as_str().unwrap_or("none");
         let idx = |v: &str| usize::from(v != "PASS");
@@ -288,11 +292,7 @@ fn verdicts_agree_with_the_ground_truth_on_200_generated_items() {
     for (k, (ok, n)) in &per_kind {
         println!("  {k:<12} {ok}/{n}");
     }
-    println!(
-        "agreement {agree}/{} = {:.1}%",
-        truth.len(),
-        100.0 * rate
-    );
+    println!("agreement {agree}/{} = {:.1}%", truth.len(), 100.0 * rate);
     println!("disagreeing items ({}):", disagreements.len());
     for d in &disagreements {
         println!("{d}");
@@ -318,7 +318,11 @@ fn verdicts_agree_with_the_ground_truth_on_200_generated_items() {
         assert_eq!(ok, n, "every {kind} item must FAIL");
     }
     check_snapshots(&dir.path().join("fail"), &fail_ids);
-    assert_eq!(decode_mp4(&dir.path().join("out.mp4")), 200, "every item in the MP4");
+    assert_eq!(
+        decode_mp4(&dir.path().join("out.mp4")),
+        200,
+        "every item in the MP4"
+    );
 }
 
 /// Acceptance 4: bad files become FAIL items naming the reason; the run goes on and ends with exit 0.
@@ -336,8 +340,11 @@ fn bad_image_files_fail_with_their_reason_and_the_good_ones_are_judged() {
     // A real JPEG cut to a third of its size, garbage bytes named .jpg, an empty file, a 1x1 PNG.
     let jpeg = std::fs::read(items.join("item-0001.jpg")).unwrap();
     std::fs::write(items.join("bad-1-truncated.jpg"), &jpeg[..jpeg.len() / 3]).unwrap();
-    std::fs::write(items.join("bad-2-corrupt.jpg"), b"\x13\x37 garbage, not a JPEG".repeat(40))
-        .unwrap();
+    std::fs::write(
+        items.join("bad-2-corrupt.jpg"),
+        b"\x13\x37 garbage, not a JPEG".repeat(40),
+    )
+    .unwrap();
     std::fs::write(items.join("bad-3-empty.jpg"), b"").unwrap();
     let mut png = std::io::Cursor::new(Vec::new());
     image::RgbImage::new(1, 1)
@@ -361,7 +368,10 @@ fn bad_image_files_fail_with_their_reason_and_the_good_ones_are_judged() {
     let by_id: HashMap<&str, &serde_json::Value> = ids.iter().copied().zip(&events).collect();
     for (id, reason) in [
         ("bad-1-truncated", "truncated image: bad-1-truncated.jpg"),
-        ("bad-2-corrupt", "bad-2-corrupt.jpg: not a PNG or JPEG image"),
+        (
+            "bad-2-corrupt",
+            "bad-2-corrupt.jpg: not a PNG or JPEG image",
+        ),
         ("bad-3-empty", "empty file: bad-3-empty.jpg"),
         ("bad-4-tiny", "image too small: bad-4-tiny.png: 1x1"),
     ] {
@@ -390,7 +400,10 @@ fn bad_image_files_fail_with_their_reason_and_the_good_ones_are_judged() {
             println!("{id}: truth {} vigil: {}", t["verdict"], findings(e));
         }
     }
-    println!("good items agreeing with the truth: {agree}/{}", truth.len());
+    println!(
+        "good items agreeing with the truth: {agree}/{}",
+        truth.len()
+    );
     assert!(agree + 1 >= truth.len(), "at most one disagreement among 8");
     let fail_ids: Vec<String> = events
         .iter()
@@ -406,7 +419,14 @@ fn bad_image_files_fail_with_their_reason_and_the_good_ones_are_judged() {
         )),
         "{stderr}"
     );
-    assert!(stderr.contains("[line1]   failed item-error: 4"), "{stderr}");
+    assert!(
+        stderr.contains("[line1]   failed item-error: 4"),
+        "{stderr}"
+    );
     check_snapshots(&dir.path().join("fail"), &fail_ids);
-    assert_eq!(decode_mp4(&dir.path().join("out.mp4")), 12, "every item in the MP4");
+    assert_eq!(
+        decode_mp4(&dir.path().join("out.mp4")),
+        12,
+        "every item in the MP4"
+    );
 }

@@ -563,9 +563,19 @@ fn lookup_ignoring_spaces_finds_the_product_but_a_wrong_lot_still_fails() {
     let ins = Inspector::new(Rules::load(&dir.join("rules.yaml")).unwrap())
         .with_today(NaiveDate::from_ymd_opt(2030, 1, 1).unwrap());
     // OCR dropped the spaces of the large print.
-    let ok = ins.inspect(&label("ALMONDCOOKIES 250G", Some("KX4821"), "2027-03-01", "10452310"));
+    let ok = ins.inspect(&label(
+        "ALMONDCOOKIES 250G",
+        Some("KX4821"),
+        "2027-03-01",
+        "10452310",
+    ));
     assert_eq!(ok.verdict, Verdict::Pass, "{:?}", ok.failures);
-    let bad = ins.inspect(&label("ALMONDCOOKIES250G", Some("KX4822"), "2027-03-01", "10452310"));
+    let bad = ins.inspect(&label(
+        "ALMONDCOOKIES250G",
+        Some("KX4822"),
+        "2027-03-01",
+        "10452310",
+    ));
     assert_eq!(rules_of(&bad), vec!["lot-matches-product"]);
     assert!(
         bad.failures[0].reason.contains("is not \"KX4821\""),
@@ -573,11 +583,22 @@ fn lookup_ignoring_spaces_finds_the_product_but_a_wrong_lot_still_fails() {
         bad.failures[0].reason
     );
     // Without the option the spaces matter.
-    let strict = inspector().inspect(&label("ALMONDCOOKIES 250G", Some("KX4821"), "2027-03-01", "10452310"));
+    let strict = inspector().inspect(&label(
+        "ALMONDCOOKIES 250G",
+        Some("KX4821"),
+        "2027-03-01",
+        "10452310",
+    ));
     assert_eq!(rules_of(&strict), vec!["lot-matches-product"]);
     // Keys that collide without spaces are an error naming the key.
-    std::fs::write(dir.join("lots.csv"), "product,lot\nAB C,KX1111\nA BC,KX2222\n").unwrap();
-    let e = Rules::load(&dir.join("rules.yaml")).unwrap_err().to_string();
+    std::fs::write(
+        dir.join("lots.csv"),
+        "product,lot\nAB C,KX1111\nA BC,KX2222\n",
+    )
+    .unwrap();
+    let e = Rules::load(&dir.join("rules.yaml"))
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("lookups.lots.ignore_spaces: keys"), "{e}");
     assert!(e.contains("are the same without spaces"), "{e}");
 }
@@ -598,5 +619,8 @@ fn stacked_boxes_of_a_rotated_label_stay_separate_lines() {
         boxed("EXP:2028-09-21", 145.0, 178.0, 207.0, 42.0),
     ];
     let lines: Vec<String> = text_lines(&objs).into_iter().map(|l| l.text).collect();
-    assert_eq!(lines, ["DARKCHOCOLATE 100G", "LOT:NG4530", "EXP:2028-09-21"]);
+    assert_eq!(
+        lines,
+        ["DARKCHOCOLATE 100G", "LOT:NG4530", "EXP:2028-09-21"]
+    );
 }
