@@ -379,7 +379,7 @@ impl OcrEngine {
                 inputs.push((i, shape, rec::input(crops[i], width)));
             }
         }
-        if let Some(c) = capture.as_deref_mut() {
+        if let Some(c) = capture {
             c.rec
                 .extend(inputs.iter().map(|(_, s, t)| (s.clone(), t.clone())));
         }
