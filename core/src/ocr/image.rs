@@ -85,16 +85,18 @@ impl ImageView<'_> {
         let w = rect.width.min(self.width - x0);
         let h = rect.height.min(self.height - y0);
         let bpp = self.format.bytes_per_pixel();
-        let mut data = Vec::with_capacity(w * h * 3);
-        for y in y0..y0 + h {
-            let row = &self.data[y * self.stride + x0 * bpp..y * self.stride + (x0 + w) * bpp];
-            for p in row.chunks_exact(bpp) {
+        let mut data = vec![0u8; w * h * 3];
+        if w > 0 {
+            for (y, out) in (y0..y0 + h).zip(data.chunks_exact_mut(w * 3)) {
+                let row = &self.data[y * self.stride + x0 * bpp..y * self.stride + (x0 + w) * bpp];
+                let pixels = out.chunks_exact_mut(3).zip(row.chunks_exact(bpp));
                 match self.format {
-                    PixelFormat::Bgr | PixelFormat::Bgra => data.extend_from_slice(&p[..3]),
+                    PixelFormat::Bgr => out.copy_from_slice(row),
+                    PixelFormat::Bgra => pixels.for_each(|(o, p)| o.copy_from_slice(&p[..3])),
                     PixelFormat::Rgb | PixelFormat::Rgba => {
-                        data.extend_from_slice(&[p[2], p[1], p[0]])
+                        pixels.for_each(|(o, p)| o.copy_from_slice(&[p[2], p[1], p[0]]))
                     }
-                    PixelFormat::Gray => data.extend_from_slice(&[p[0], p[0], p[0]]),
+                    PixelFormat::Gray => pixels.for_each(|(o, p)| o.fill(p[0])),
                 }
             }
         }
@@ -104,6 +106,12 @@ impl ImageView<'_> {
             data,
         }
     }
+}
+
+/// `(v/255 - 0.5)/0.5` of every byte value, computed as the per-pixel expression was (same bits).
+fn normalize_table() -> &'static [f32; 256] {
+    static TABLE: std::sync::OnceLock<[f32; 256]> = std::sync::OnceLock::new();
+    TABLE.get_or_init(|| std::array::from_fn(|v| v as f32 / 255.0 / 0.5 - 1.0))
 }
 
 /// Fixed-point weight bits of OpenCV's linear resize.
@@ -226,13 +234,25 @@ impl BgrImage {
     /// Normalised `(px/255 - 0.5)/0.5` planes (NCHW, channel order B, G, R) written into `dst`, a
     /// `3 x dst_h x dst_w` tensor already filled with the padding value; the image goes top-left.
     pub fn write_normalized(&self, dst: &mut [f32], dst_w: usize, dst_h: usize) {
+        let lut = normalize_table();
         let plane = dst_w * dst_h;
+        let w = self.width.min(dst_w);
+        let (planes, _) = dst.split_at_mut(3 * plane);
+        let (p0, rest) = planes.split_at_mut(plane);
+        let (p1, p2) = rest.split_at_mut(plane);
         for y in 0..self.height.min(dst_h) {
-            for x in 0..self.width.min(dst_w) {
-                let i = (y * self.width + x) * 3;
-                for c in 0..3 {
-                    dst[c * plane + y * dst_w + x] = self.data[i + c] as f32 / 255.0 / 0.5 - 1.0;
-                }
+            let src = &self.data[y * self.width * 3..(y * self.width + w) * 3];
+            let o = y * dst_w;
+            let rows = (&mut p0[o..o + w], &mut p1[o..o + w], &mut p2[o..o + w]);
+            for (((px, b), g), r) in src
+                .chunks_exact(3)
+                .zip(rows.0.iter_mut())
+                .zip(rows.1.iter_mut())
+                .zip(rows.2.iter_mut())
+            {
+                *b = lut[px[0] as usize];
+                *g = lut[px[1] as usize];
+                *r = lut[px[2] as usize];
             }
         }
     }

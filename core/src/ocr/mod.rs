@@ -99,14 +99,69 @@ pub struct OcrLine {
     pub box_score: f32,
 }
 
-/// Time spent per stage of one read (detector, classifier, recogniser: from queueing the requests
-/// to their responses; other: everything else, resizing, post-processing, cropping).
+/// Time spent per stage of one read. The model stages (`det`, `cls`, `rec`) run from queueing the
+/// requests to their responses (the model server's queue and batching, ONNX Runtime, and for `rec`
+/// the CTC decoding on the instance thread); the others are Vigil's own processing on the caller's
+/// thread.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct OcrTimings {
+    /// Conversion of the region to packed BGR and the size limits (resize, padding).
+    pub prepare: Duration,
+    /// The detector's input: resize and normalisation.
+    pub det_pre: Duration,
     pub det: Duration,
+    /// DB post-processing: threshold, regions, boxes, scores, unclip.
+    pub det_post: Duration,
+    /// Perspective crops of the text boxes.
+    pub crop: Duration,
+    /// The classifier's inputs.
+    pub cls_pre: Duration,
+    /// The classifier's requests and the 180° turns.
     pub cls: Duration,
+    /// The recogniser's inputs (grouping, resize, normalisation).
+    pub rec_pre: Duration,
     pub rec: Duration,
+    /// Everything else (the lines in the caller's pixels).
     pub other: Duration,
+}
+
+impl OcrTimings {
+    /// The sum of all the stages.
+    pub fn total(&self) -> Duration {
+        self.prepare
+            + self.det_pre
+            + self.det
+            + self.det_post
+            + self.crop
+            + self.cls_pre
+            + self.cls
+            + self.rec_pre
+            + self.rec
+            + self.other
+    }
+
+    /// Adds `o`'s stages to these.
+    pub fn add(&mut self, o: &OcrTimings) {
+        self.prepare += o.prepare;
+        self.det_pre += o.det_pre;
+        self.det += o.det;
+        self.det_post += o.det_post;
+        self.crop += o.crop;
+        self.cls_pre += o.cls_pre;
+        self.cls += o.cls;
+        self.rec_pre += o.rec_pre;
+        self.rec += o.rec;
+        self.other += o.other;
+    }
+}
+
+/// The model inputs of one read, `(shape without the batch dimension, data)` per request, kept by
+/// [`OcrEngine::read_capturing`] (e.g. to time ONNX Runtime alone on the same tensors).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct OcrTensors {
+    pub det: Vec<(Vec<i64>, Vec<f32>)>,
+    pub cls: Vec<(Vec<i64>, Vec<f32>)>,
+    pub rec: Vec<(Vec<i64>, Vec<f32>)>,
 }
 
 /// The lines of one image in reading order, and the timings.
@@ -203,6 +258,25 @@ impl OcrEngine {
 
     /// Reads the text of `image`, or of `region` of it; boxes are in `image`'s pixels.
     pub fn read(&self, image: &ImageView, region: Option<Rect>) -> Result<OcrResult, OcrError> {
+        self.read_inner(image, region, None)
+    }
+
+    /// [`OcrEngine::read`] that also keeps a copy of every model input in `tensors`.
+    pub fn read_capturing(
+        &self,
+        image: &ImageView,
+        region: Option<Rect>,
+        tensors: &mut OcrTensors,
+    ) -> Result<OcrResult, OcrError> {
+        self.read_inner(image, region, Some(tensors))
+    }
+
+    fn read_inner(
+        &self,
+        image: &ImageView,
+        region: Option<Rect>,
+        mut capture: Option<&mut OcrTensors>,
+    ) -> Result<OcrResult, OcrError> {
         let t0 = Instant::now();
         image.check().map_err(OcrError::Image)?;
         let region = region.unwrap_or(Rect {
@@ -218,20 +292,32 @@ impl OcrEngine {
         }
         let (img, geometry) = self.prepare(raw);
         let p = &self.params;
+        let mut mark = Instant::now();
+        timings.prepare = mark - t0;
+        // The time since the last mark, and a new mark.
+        let mut lap = || {
+            let now = Instant::now();
+            let d = now - mark;
+            mark = now;
+            d
+        };
 
         // Detection.
         let (dw, dh) = det::input_size(img.width, img.height, p.det.limit_side_len);
         let mut tensor = vec![0f32; 3 * dw * dh];
         img.resize_linear(dw, dh)
             .write_normalized(&mut tensor, dw, dh);
-        let td = Instant::now();
+        let det_shape = vec![3, dh as i64, dw as i64];
+        if let Some(c) = capture.as_deref_mut() {
+            c.det.push((det_shape.clone(), tensor.clone()));
+        }
+        timings.det_pre = lap();
         let request =
-            InferRequest::new(self.det.input_name(), vec![3, dh as i64, dw as i64], tensor)
-                .with_priority(p.priority);
+            InferRequest::new(self.det.input_name(), det_shape, tensor).with_priority(p.priority);
         let out = self.det.handle.current().infer(request, |outs| {
             outs.first().map(|o| (o.shape.to_vec(), o.data.to_vec()))
         })?;
-        timings.det = td.elapsed();
+        timings.det = lap();
         let (shape, prob) = out.ok_or_else(|| OcrError::Output {
             model: self.det.name.clone(),
             message: "no output".into(),
@@ -246,25 +332,29 @@ impl OcrEngine {
             }
         };
         let boxes = det::boxes_from_map(&prob, mw, mh, img.width, img.height, &p.det);
+        timings.det_post = lap();
         let mut items: Vec<(Quad, f32, BgrImage)> = boxes
             .into_iter()
             .filter_map(|(q, s)| crop::crop_quad(&img, &q).map(|c| (q, s, c)))
             .collect();
+        timings.crop = lap();
 
         // Direction: all crops queued before waiting.
         if let Some(cls) = &self.cls {
-            let tc = Instant::now();
+            let inputs: Vec<Vec<f32>> = items.iter().map(|(_, _, c)| cls::input(c)).collect();
+            let shape = vec![3, cls::CLS_HEIGHT as i64, cls::CLS_WIDTH as i64];
+            if let Some(c) = capture.as_deref_mut() {
+                c.cls
+                    .extend(inputs.iter().map(|t| (shape.clone(), t.clone())));
+            }
+            timings.cls_pre = lap();
             let runtime = cls.handle.current();
             let name = cls.input_name();
-            let pending = items
-                .iter()
-                .map(|(_, _, c)| {
-                    let req = InferRequest::new(
-                        name.clone(),
-                        vec![3, cls::CLS_HEIGHT as i64, cls::CLS_WIDTH as i64],
-                        cls::input(c),
-                    )
-                    .with_priority(p.priority);
+            let pending = inputs
+                .into_iter()
+                .map(|t| {
+                    let req =
+                        InferRequest::new(name.clone(), shape.clone(), t).with_priority(p.priority);
                     runtime.infer_async(req, |outs| outs.first().map(|o| o.data.to_vec()))
                 })
                 .collect::<Result<Vec<_>, _>>()?;
@@ -277,32 +367,36 @@ impl OcrEngine {
                     item.2 = item.2.rot180();
                 }
             }
-            timings.cls = tc.elapsed();
+            timings.cls = lap();
         }
 
-        // Recognition: every group queued before waiting.
-        let tr = Instant::now();
-        let crops: Vec<BgrImage> = items.iter().map(|i| i.2.clone()).collect();
+        // Recognition: every group's inputs made, then all queued before waiting.
+        let crops: Vec<&BgrImage> = items.iter().map(|i| &i.2).collect();
+        let mut inputs = Vec::with_capacity(crops.len());
+        for (group, width) in rec::groups(&crops, p.rec_batch) {
+            for i in group {
+                let shape = vec![3, rec::REC_HEIGHT as i64, width as i64];
+                inputs.push((i, shape, rec::input(crops[i], width)));
+            }
+        }
+        if let Some(c) = capture {
+            c.rec
+                .extend(inputs.iter().map(|(_, s, t)| (s.clone(), t.clone())));
+        }
+        timings.rec_pre = lap();
         let runtime = self.rec.handle.current();
         let name = self.rec.input_name();
         let mut pending = Vec::with_capacity(crops.len());
-        for (group, width) in rec::groups(&crops, p.rec_batch) {
-            for i in group {
-                let req = InferRequest::new(
-                    name.clone(),
-                    vec![3, rec::REC_HEIGHT as i64, width as i64],
-                    rec::input(&crops[i], width),
-                )
-                .with_priority(p.priority);
-                let charset = self.charset.clone();
-                let response = runtime.infer_async(req, move |outs| {
-                    let o = outs.first()?;
-                    let classes = *o.shape.last()?;
-                    (classes > 0 && classes == charset.len())
-                        .then(|| rec::ctc_decode(o.data, classes, &charset))
-                })?;
-                pending.push((i, response));
-            }
+        for (i, shape, tensor) in inputs {
+            let req = InferRequest::new(name.clone(), shape, tensor).with_priority(p.priority);
+            let charset = self.charset.clone();
+            let response = runtime.infer_async(req, move |outs| {
+                let o = outs.first()?;
+                let classes = *o.shape.last()?;
+                (classes > 0 && classes == charset.len())
+                    .then(|| rec::ctc_decode(o.data, classes, &charset))
+            })?;
+            pending.push((i, response));
         }
         let mut texts: Vec<Option<(String, f32)>> = vec![None; crops.len()];
         for (i, response) in pending {
@@ -315,7 +409,7 @@ impl OcrEngine {
             })?;
             texts[i] = Some(decoded);
         }
-        timings.rec = tr.elapsed();
+        timings.rec = lap();
 
         let lines = items
             .into_iter()
@@ -334,8 +428,7 @@ impl OcrEngine {
                 })
             })
             .collect();
-        let total = t0.elapsed();
-        timings.other = total.saturating_sub(timings.det + timings.cls + timings.rec);
+        timings.other = lap();
         Ok(OcrResult { lines, timings })
     }
 

@@ -1,5 +1,7 @@
 //! Text recognition (PP-OCR rec, CTC): batches of crops and the greedy CTC decoding.
 
+use std::borrow::Borrow;
+
 use super::image::BgrImage;
 
 /// Input height of the recogniser.
@@ -10,8 +12,11 @@ pub const REC_MIN_WIDTH: usize = 320;
 /// Crops recognised together: the crops of one image sorted by aspect ratio (stable), in groups of
 /// `batch` (the reference's `rec_batch_num`, 6). Each group is padded to one width, so its members
 /// have the same shape; returns the groups as indices into `crops` with the group's input width.
-pub fn groups(crops: &[BgrImage], batch: usize) -> Vec<(Vec<usize>, usize)> {
-    let ratio = |c: &BgrImage| c.width as f64 / c.height as f64;
+pub fn groups<C: Borrow<BgrImage>>(crops: &[C], batch: usize) -> Vec<(Vec<usize>, usize)> {
+    let ratio = |c: &C| {
+        let c = c.borrow();
+        c.width as f64 / c.height as f64
+    };
     let mut order: Vec<usize> = (0..crops.len()).collect();
     order.sort_by(|&a, &b| ratio(&crops[a]).total_cmp(&ratio(&crops[b])));
     order
