@@ -37,28 +37,10 @@ use vigil_core::objects::{FrameObjects, Object, Verdict};
 use vigil_core::ocr::{ImageView, OcrEngine, OcrParams, OcrTensors, OcrTimings, PixelFormat};
 use vigil_core::runtime::OnnxModel;
 
-/// Rules for the generated set's label layout (after `core/src/inspect/tests.rs`). The product is
-/// the tallest line of capitals and digits (its position varies with the label's placement), and
-/// the lookup is the set's `lots.csv` with the spaces taken out of the product names: PP-OCRv4 reads
-/// "RICE SNACKS 120 G" as "RICESNACKS120G".
-const RULES: &str = "\
-regions:
-  - {name: label, rect: [0.0, 0.0, 1.0, 1.0]}
-lookups:
-  lots: {file: lots.csv, key: product, value: lot}
-fields:
-  - {name: product, pattern: '^[A-Z][A-Z0-9 ]+$', pick: largest}
-  - {name: lot, pattern: 'LOT[: ]*([A-Z0-9]{6})\\b', shape: AA9999}
-  - {name: expiry, pattern: 'EXP[: ]*(\\d{4}-\\d{2}-\\d{2})'}
-  - {name: serial, pattern: 'SN[: ]*(\\d{8})\\b'}
-rules:
-  - {name: lot-present, field: lot, present: true}
-  - {name: lot-matches-product, field: lot, equals_lookup: {lookup: lots, key_field: product}}
-  - {name: not-expired, field: expiry, date: {format: '%Y-%m-%d', not_before: reference_date}}
-  - {name: serial-readable, field: serial, matches: '^\\d{8}$'}
-  - {name: text-confident, min_confidence: 0.5, region: label}
-  - {name: enough-lines, count: {label: text, min: 3}}
-";
+/// The shipped rules (`configs/inspection/rules.yaml`, the ones `configs/inspection.yaml` and the
+/// acceptance test use), with the lookup and the reference date pointed at the set being measured.
+const RULES_FILE: &str = "configs/inspection/rules.yaml";
+const RULES_LOTS: &str = "../../samples/media/inspection/lots.csv";
 
 const PEER: &str = r#"
 import json, sys, time
@@ -411,22 +393,28 @@ fn main() {
         OcrParams::default(),
     )
     .unwrap_or_else(|e| panic!("OCR models in {}: {e}", models.display()));
-    let rules_text = RULES.to_owned() + &format!("reference_date: {reference}\n");
-    let lots_dir =
-        std::env::temp_dir().join(format!("vigil-bench-inspection-{}", std::process::id()));
-    std::fs::create_dir_all(&lots_dir).expect("temporary folder");
-    let lots = std::fs::read_to_string(set_dir.join("lots.csv")).expect("lots.csv");
-    let lots: String = lots
+    let rules_path = repo().join(RULES_FILE);
+    let shipped = std::fs::read_to_string(&rules_path)
+        .unwrap_or_else(|e| panic!("{}: {e}", rules_path.display()));
+    assert!(
+        shipped.contains(RULES_LOTS) && shipped.contains("reference_date: "),
+        "{}: no lookup {RULES_LOTS} or reference_date to point at the set",
+        rules_path.display()
+    );
+    let rules_text: String = shipped
+        .replace(RULES_LOTS, &set_dir.join("lots.csv").to_string_lossy())
         .lines()
-        .enumerate()
-        .map(|(i, l)| match (i, l.rsplit_once(',')) {
-            (1.., Some((product, lot))) => format!("{},{lot}\n", product.replace(' ', "")),
-            _ => format!("{l}\n"),
+        .map(|l| match l.starts_with("reference_date: ") {
+            true => format!("reference_date: {reference}\n"),
+            false => format!("{l}\n"),
         })
         .collect();
-    std::fs::write(lots_dir.join("lots.csv"), lots).expect("lots.csv copy");
-    let rules = Rules::parse(&rules_text, "inspection bench rules", &lots_dir).expect("rules");
-    let _ = std::fs::remove_dir_all(&lots_dir);
+    let rules = Rules::parse(
+        &rules_text,
+        &rules_path.to_string_lossy(),
+        rules_path.parent().unwrap(),
+    )
+    .expect("rules");
     let bench = Arc::new(Bench {
         engine,
         inspector: Inspector::new(rules),
