@@ -341,21 +341,8 @@ impl ElementImpl for VigilInspect {
     }
 
     fn pad_templates() -> &'static [gst::PadTemplate] {
-        static TEMPLATES: LazyLock<Vec<gst::PadTemplate>> = LazyLock::new(|| {
-            let caps = gst_video::VideoCapsBuilder::new()
-                .format_list([
-                    gst_video::VideoFormat::Rgba,
-                    gst_video::VideoFormat::Bgra,
-                    gst_video::VideoFormat::Rgbx,
-                    gst_video::VideoFormat::Bgrx,
-                    gst_video::VideoFormat::Rgb,
-                    gst_video::VideoFormat::Bgr,
-                    gst_video::VideoFormat::I420,
-                    gst_video::VideoFormat::Nv12,
-                ])
-                .build();
-            crate::pads::filter_templates(&caps)
-        });
+        static TEMPLATES: LazyLock<Vec<gst::PadTemplate>> =
+            LazyLock::new(|| crate::pads::video_filter_templates(crate::pads::CANVAS_FORMATS));
         TEMPLATES.as_ref()
     }
 }
