@@ -53,39 +53,34 @@ fn labels_of(objects: Option<&serde_json::Value>, what: &str) -> Result<Vec<Stri
 
 /// The detections of source `source` in a Vigil events file (`vigil.frame.v1` JSON lines).
 pub fn vigil_labels(jsonl: &str, source: &str) -> Result<FrameLabels, String> {
-    let mut out = FrameLabels::new();
-    for (i, line) in jsonl
-        .lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty())
-    {
-        let what = format!("events line {}", i + 1);
-        let v: serde_json::Value =
-            serde_json::from_str(line).map_err(|e| format!("{what}: {e}"))?;
-        if v.get("source").and_then(|s| s.as_str()) != Some(source) {
-            continue;
-        }
-        let frame = v
-            .get("frame")
-            .and_then(|f| f.as_u64())
-            .ok_or_else(|| format!("{what}: no 'frame'"))?;
-        out.insert(frame, labels_of(v.get("objects"), &what)?);
-    }
-    Ok(out)
+    frame_labels(jsonl, "events", |v| {
+        v.get("source").and_then(|s| s.as_str()) == Some(source)
+    })
 }
 
 /// The detections of stream `stream` in the peer's detections file (`python_peer.py --detections`).
 pub fn peer_labels(jsonl: &str, stream: u64) -> Result<FrameLabels, String> {
+    frame_labels(jsonl, "peer detections", |v| {
+        v.get("stream").and_then(|s| s.as_u64()) == Some(stream)
+    })
+}
+
+/// Labels per frame of the JSON lines (`frame`, `objects`) that `keep` selects; errors name `file`'s line.
+fn frame_labels(
+    jsonl: &str,
+    file: &str,
+    keep: impl Fn(&serde_json::Value) -> bool,
+) -> Result<FrameLabels, String> {
     let mut out = FrameLabels::new();
     for (i, line) in jsonl
         .lines()
         .enumerate()
         .filter(|(_, l)| !l.trim().is_empty())
     {
-        let what = format!("peer detections line {}", i + 1);
+        let what = format!("{file} line {}", i + 1);
         let v: serde_json::Value =
             serde_json::from_str(line).map_err(|e| format!("{what}: {e}"))?;
-        if v.get("stream").and_then(|s| s.as_u64()) != Some(stream) {
+        if !keep(&v) {
             continue;
         }
         let frame = v
