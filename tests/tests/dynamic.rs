@@ -49,6 +49,56 @@ fn threads_and_rss(pid: u32) -> (u64, u64) {
     (field("Threads:"), field("VmRSS:"))
 }
 
+/// The names of process `pid`'s threads (`/proc/<pid>/task/*/comm`) with their counts.
+fn thread_names(pid: u32) -> BTreeMap<String, usize> {
+    let mut names = BTreeMap::new();
+    if let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) {
+        for task in dir.flatten() {
+            if let Ok(comm) = std::fs::read_to_string(task.path().join("comm")) {
+                *names.entry(comm.trim().to_string()).or_insert(0) += 1;
+            }
+        }
+    }
+    names
+}
+
+/// How many idle threads GLib keeps in its shared thread pool (`g_thread_pool_get_max_unused_threads`
+/// default).
+const GLIB_KEPT_IDLE: usize = 2;
+
+/// Idle threads of GLib's shared pool (named `pool-<program>` or `pool`).
+fn idle_pool_threads(names: &BTreeMap<String, usize>) -> usize {
+    names
+        .iter()
+        .filter(|(n, _)| *n == "pool" || n.starts_with("pool-"))
+        .map(|(_, c)| c)
+        .sum()
+}
+
+/// Every other thread.
+fn own_threads(names: &BTreeMap<String, usize>) -> usize {
+    names.values().sum::<usize>() - idle_pool_threads(names)
+}
+
+/// What changed between two thread-name counts, as `name: before → after`.
+fn names_diff(a: &BTreeMap<String, usize>, b: &BTreeMap<String, usize>) -> String {
+    let mut out = Vec::new();
+    for name in a
+        .keys()
+        .chain(b.keys())
+        .collect::<std::collections::BTreeSet<_>>()
+    {
+        let (x, y) = (
+            a.get(name).copied().unwrap_or(0),
+            b.get(name).copied().unwrap_or(0),
+        );
+        if x != y {
+            out.push(format!("{name}: {x} → {y}"));
+        }
+    }
+    out.join(", ")
+}
+
 /// `(threads, resident KiB)` of process `pid`: the medians of 20 samples over 2 s (the resident size
 /// of a running pipeline moves with the frames in flight).
 fn settled(pid: u32) -> (u64, u64) {
@@ -154,6 +204,12 @@ fn streams_added_and_removed_under_load() {
     // Let the pipeline warm up (encoders' look-ahead, ONNX Runtime's arena) before the baseline.
     std::thread::sleep(Duration::from_secs(10));
     let before = settled(pid);
+    // The names at a moment when the count is the settled one.
+    let mut names_before = thread_names(pid);
+    wait_until(Duration::from_secs(5), || {
+        names_before = thread_names(pid);
+        names_before.values().sum::<usize>() as u64 == before.0
+    });
     let load_from_ms = unix_ms();
     eprintln!(
         "before: {} threads, {} MiB resident",
@@ -201,32 +257,37 @@ fn streams_added_and_removed_under_load() {
         assert!(removed["frames"].as_u64().unwrap_or(0) >= 30, "{body}");
         let removed_in = t.elapsed();
         assert!(!streams(&addr).contains_key("s8"));
-        // Idle GStreamer/GLib pool threads end after a while; wait for the count to come back.
-        // Idle pool threads linger a few seconds: wait for a settled count at the level before.
-        let mut now = settled(pid);
+        // GLib keeps up to two idle threads of its shared pool (the one GStreamer's streaming tasks run
+        // on) for reuse, named `pool-<program>`: those are not the stream's. Every other thread must
+        // end; wait for a settled count at the level before.
+        let within = |n: &BTreeMap<String, usize>| {
+            own_threads(n) <= own_threads(&names_before)
+                && idle_pool_threads(n) <= idle_pool_threads(&names_before).max(GLIB_KEPT_IDLE)
+        };
+        let mut names_now = thread_names(pid);
         wait_until(Duration::from_secs(40), || {
-            if threads_and_rss(pid).0 > before.0 {
-                return false;
-            }
-            now = settled(pid);
-            now.0 <= before.0
+            names_now = thread_names(pid);
+            within(&names_now)
         });
+        let now = settled(pid);
         eprintln!(
-            "cycle {cycle}: added and playing 30 frames in {added_in:?} ({} threads, {} MiB); removed in {removed_in:?}; then {} threads, {} MiB",
+            "cycle {cycle}: added and playing 30 frames in {added_in:?} ({} threads, {} MiB); removed in {removed_in:?}; then {} threads, {} MiB; thread names changed: [{}]",
             peak.0,
             peak.1 / 1024,
             now.0,
-            now.1 / 1024
+            now.1 / 1024,
+            names_diff(&names_before, &names_now)
         );
         assert!(
             peak.0 > before.0,
             "the ninth stream ran without threads of its own?"
         );
         assert!(
-            now.0 <= before.0,
-            "threads: {} before the ninth stream, {} after its removal",
+            within(&names_now),
+            "threads: {} before the ninth stream, {} after its removal; changed: [{}]",
             before.0,
-            now.0
+            now.0,
+            names_diff(&names_before, &names_now)
         );
         after_cycles.push(now);
     }
