@@ -56,7 +56,7 @@ fmt:
 test: setup
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
-	$(CARGO) test --workspace
+	$(CARGO) test --workspace --no-fail-fast
 
 gst-example: setup
 	$(CARGO) build --release -p gst-plugin-vigil
