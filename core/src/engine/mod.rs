@@ -6,7 +6,8 @@
 //! - **Instances** (`instance_group`): `count` instances per group (0 → 1; `KIND_GPU` groups:
 //!   `count` per listed GPU), each a worker thread owning its own session. Intra-op threads per
 //!   session: `max(1, cores / instances)`, or the parameter `vigil.intra_op_threads` (0 = ONNX
-//!   Runtime's default). `KIND_GPU` asks for the CUDA execution provider, or the first GPU
+//!   Runtime's default); idle intra-op threads block rather than spin unless
+//!   `vigil.intra_op_spinning` is `true`. `KIND_GPU` asks for the CUDA execution provider, or the first GPU
 //!   accelerator of `optimization.execution_accelerators` (`tensorrt`, `cuda`); other kinds
 //!   (`KIND_CPU`, `KIND_AUTO`, `KIND_MODEL`) run on the CPU, with the first CPU accelerator
 //!   (`openvino`) when one is named. A provider the ONNX Runtime library lacks or cannot start
@@ -71,6 +72,19 @@ use crate::runtime::{ExecutionProvider, IoInfo, OnnxModel, RuntimeError, Session
 
 /// The parameter of `config.pbtxt` that sets the intra-op threads of each instance's session.
 pub const INTRA_OP_THREADS_PARAMETER: &str = "vigil.intra_op_threads";
+
+/// The parameter of `config.pbtxt` that lets idle intra-op threads busy-wait (`true`/`false`,
+/// default `false`; see [`crate::runtime::SessionOptions::intra_op_spinning`]).
+pub const INTRA_OP_SPINNING_PARAMETER: &str = "vigil.intra_op_spinning";
+
+/// `true`/`false` (also `1`/`0`, `yes`/`no`, `on`/`off`, any case) as a parameter value.
+pub(crate) fn parse_bool(v: &str) -> Option<bool> {
+    match v.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Some(true),
+        "false" | "0" | "no" | "off" => Some(false),
+        _ => None,
+    }
+}
 
 /// Most instances one model may have (a guard against configurations asking for thousands).
 pub const MAX_INSTANCES: usize = 256;

@@ -15,8 +15,8 @@ use super::scheduler::{
 };
 use super::stats::{InstanceLog, InstanceStats, ModelStats, StatsInner};
 use super::{
-    EngineError, INTRA_OP_THREADS_PARAMETER, InferRequest, InferSession, MAX_INSTANCES,
-    NamedTensor, SessionFactory, onnx_session_factory,
+    EngineError, INTRA_OP_SPINNING_PARAMETER, INTRA_OP_THREADS_PARAMETER, InferRequest,
+    InferSession, MAX_INSTANCES, NamedTensor, SessionFactory, onnx_session_factory,
 };
 use crate::modelrepo::{InstanceGroup, InstanceKind, LoadedModel, ModelConfig};
 use crate::modelspec::ModelSpec;
@@ -41,6 +41,8 @@ pub struct InstanceInfo {
     pub device_id: i32,
     /// Intra-op threads of its session (0 = ONNX Runtime's default).
     pub intra_threads: usize,
+    /// Whether its idle intra-op threads busy-wait (`vigil.intra_op_spinning`).
+    pub intra_op_spinning: bool,
 }
 
 /// The state the instances share.
@@ -321,6 +323,15 @@ impl ModelRuntime {
             }
         };
 
+        let intra_op_spinning = match config.parameters.get(INTRA_OP_SPINNING_PARAMETER) {
+            Some(v) => super::parse_bool(v).ok_or_else(|| {
+                config_error(format!(
+                    "parameter {INTRA_OP_SPINNING_PARAMETER}: '{v}' is not true or false"
+                ))
+            })?,
+            None => false,
+        };
+
         let (ready_tx, ready_rx) = mpsc::channel();
         let mut handles = Vec::with_capacity(plans.len());
         let mut go_txs = Vec::with_capacity(plans.len());
@@ -331,6 +342,7 @@ impl ModelRuntime {
             let path = model.model_path.clone();
             let options = SessionOptions {
                 intra_threads,
+                intra_op_spinning,
                 execution_provider: plan.provider,
                 device_id: plan.device_id,
             };
@@ -399,6 +411,7 @@ impl ModelRuntime {
                 provider: l.2,
                 device_id: p.device_id,
                 intra_threads,
+                intra_op_spinning,
             })
             .collect();
         let logs = instances

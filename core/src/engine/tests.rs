@@ -526,6 +526,7 @@ fn instance_groups_and_thread_parameter() {
     let names: Vec<&str> = rt.instances().iter().map(|i| i.name.as_str()).collect();
     assert_eq!(names, vec!["affine_0_0", "affine_0_1", "b_0"]);
     assert!(rt.instances().iter().all(|i| i.intra_threads == 1));
+    assert!(rt.instances().iter().all(|i| !i.intra_op_spinning));
     assert!(
         rt.instances()
             .iter()
@@ -538,6 +539,18 @@ fn instance_groups_and_thread_parameter() {
         .insert(INTRA_OP_THREADS_PARAMETER.into(), "many".into());
     let e = ModelRuntime::load(&bad).unwrap_err().to_string();
     assert!(e.contains("vigil.intra_op_threads: 'many'"), "{e}");
+
+    let mut spin = m.clone();
+    spin.config
+        .parameters
+        .insert(INTRA_OP_SPINNING_PARAMETER.into(), "True".into());
+    let rt = ModelRuntime::load(&spin).unwrap();
+    assert!(rt.instances().iter().all(|i| i.intra_op_spinning));
+    spin.config
+        .parameters
+        .insert(INTRA_OP_SPINNING_PARAMETER.into(), "sometimes".into());
+    let e = ModelRuntime::load(&spin).unwrap_err().to_string();
+    assert!(e.contains("vigil.intra_op_spinning: 'sometimes'"), "{e}");
 }
 
 // ---- NanoDet / CenterNet -------------------------------------------------------------------
@@ -697,7 +710,10 @@ fn nanodet_two_instances_run_concurrently() {
         return;
     };
     let _heavy = heavy();
-    let rt = Arc::new(ModelRuntime::load(&with_batching(&m, 8, None, 2)).unwrap());
+    // Without the shipped config's thread parameter: the default, cores / instances.
+    let mut m = with_batching(&m, 8, None, 2);
+    m.config.parameters.remove(INTRA_OP_THREADS_PARAMETER);
+    let rt = Arc::new(ModelRuntime::load(&m).unwrap());
     assert_eq!(rt.instances().len(), 2);
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     assert!(

@@ -33,6 +33,7 @@ fn register_font() -> Result<(), String> {
 fn colour(group: &str) -> RGBColor {
     match group {
         "vigil" => RGBColor(31, 119, 180),
+        "vigil-noenc" => RGBColor(120, 170, 210),
         "peer" => RGBColor(255, 127, 14),
         _ => RGBColor(150, 150, 150),
     }

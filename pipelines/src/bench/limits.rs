@@ -7,12 +7,14 @@ use std::time::{Duration, Instant};
 use vigil_core::modelrepo::ModelRepository;
 use vigil_core::modelspec::ModelSpec;
 use vigil_core::preprocess::Preprocessor;
-use vigil_core::runtime::OnnxModel;
+use vigil_core::runtime::{OnnxModel, SessionOptions};
 
 /// One batch size of the compute bound.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct ComputeRun {
     pub batch: usize,
+    /// Whether ONNX Runtime's idle intra-op threads busy-waited (its default; Vigil turns it off).
+    pub spinning: bool,
     pub frames: usize,
     pub wall_s: f64,
     pub cpu_s: f64,
@@ -90,13 +92,14 @@ fn tensors(
     Ok((out, w, h))
 }
 
-/// Runs the model alone at each batch size (up to the model's `max_batch_size`) for about `secs`
-/// seconds each, on the first 8 frames of `video` pre-processed as Vigil does.
+/// Runs the model alone at each `(batch size, spinning)` (batch sizes up to the model's
+/// `max_batch_size`) for about `secs` seconds each, on the first 8 frames of `video` pre-processed
+/// as Vigil does, with one intra-op thread per core.
 pub fn compute_bound(
     repository: &Path,
     model: &str,
     video: &Path,
-    batches: &[usize],
+    runs_wanted: &[(usize, bool)],
     secs: f64,
 ) -> Result<Vec<ComputeRun>, String> {
     let loaded = ModelRepository::open(repository)
@@ -104,10 +107,21 @@ pub fn compute_bound(
         .map_err(|e| e.to_string())?;
     let spec = ModelSpec::from_config(&loaded.config, &loaded.labels).map_err(|e| e.to_string())?;
     let (frames, _, _) = tensors(video, &spec, 8)?;
-    let mut session = OnnxModel::load(&loaded.model_path, 0).map_err(|e| e.to_string())?;
+    let load = |spinning: bool| {
+        OnnxModel::load_with(
+            &loaded.model_path,
+            SessionOptions {
+                intra_op_spinning: spinning,
+                ..SessionOptions::default()
+            },
+        )
+        .map_err(|e| e.to_string())
+    };
+    let mut sessions = [load(false)?, load(true)?];
     let max_batch = spec.max_batch_size.max(1);
     let mut runs = Vec::new();
-    for &b in batches.iter().filter(|&&b| b <= max_batch) {
+    for &(b, spinning) in runs_wanted.iter().filter(|&&(b, _)| b <= max_batch) {
+        let session = &mut sessions[usize::from(spinning)];
         let input: Vec<f32> = (0..b)
             .flat_map(|i| frames[i % frames.len()].iter().copied())
             .collect();
@@ -117,18 +131,19 @@ pub fn compute_bound(
                 .run(&input, &shape, |outputs| outputs.len())
                 .map_err(|e| e.to_string())
         };
-        once(&mut session)?; // warm-up
+        once(session)?; // warm-up
         let mut lat = Vec::new();
         let cpu0 = super::measure::own_cpu_s();
         let t0 = Instant::now();
         while lat.len() < 3 || t0.elapsed() < Duration::from_secs_f64(secs) {
             let t = Instant::now();
-            once(&mut session)?;
+            once(session)?;
             lat.push(t.elapsed().as_secs_f64());
         }
         let wall_s = t0.elapsed().as_secs_f64();
         runs.push(ComputeRun {
             batch: b,
+            spinning,
             frames: lat.len() * b,
             wall_s,
             cpu_s: super::measure::own_cpu_s() - cpu0,
@@ -138,7 +153,7 @@ pub fn compute_bound(
     }
     if runs.is_empty() {
         return Err(format!(
-            "model '{model}': no batch size of {batches:?} within its max_batch_size {max_batch}"
+            "model '{model}': no batch size of {runs_wanted:?} within its max_batch_size {max_batch}"
         ));
     }
     Ok(runs)

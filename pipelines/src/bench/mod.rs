@@ -251,16 +251,19 @@ pub(crate) struct Setup {
     tmp: PathBuf,
 }
 
-/// One `vigil run` with `streams` sources; returns its row and the events text.
-fn vigil_row(s: &Setup, streams: usize) -> anyhow::Result<(Row, String)> {
-    let dir = s.tmp.join(format!("vigil-{streams}"));
+/// One `vigil run` with `streams` sources, writing an MP4 per stream (x264) and the events, or
+/// with `encode` false the events only; returns its row and the events text.
+fn vigil_row(s: &Setup, streams: usize, encode: bool) -> anyhow::Result<(Row, String)> {
+    let dir = s.tmp.join(format!(
+        "vigil-{streams}{}",
+        if encode { "" } else { "-noenc" }
+    ));
     std::fs::create_dir_all(&dir)?;
     let events = dir.join("events.jsonl");
-    let outputs = format!(
-        "  file:\n    path: {}\n  events:\n    path: {}\n",
-        dir.join("out.mp4").display(),
-        events.display()
-    );
+    let mut outputs = format!("  events:\n    path: {}\n", events.display());
+    if encode {
+        outputs += &format!("  file:\n    path: {}\n", dir.join("out.mp4").display());
+    }
     let config = dir.join("bench.yaml");
     std::fs::write(
         &config,
@@ -284,15 +287,23 @@ fn vigil_row(s: &Setup, streams: usize) -> anyhow::Result<(Row, String)> {
         );
     }
     let mut row = latency_row(
-        "vigil",
-        format!("Vigil end to end, {streams} stream(s)"),
+        if encode { "vigil" } else { "vigil-noenc" },
+        if encode {
+            format!("Vigil end to end, {streams} stream(s)")
+        } else {
+            format!("Vigil without video output, {streams} stream(s)")
+        },
         streams,
         frames,
         &completions,
         &m,
         m.max_rss_kib,
     );
-    row.note = "decode, NanoDet, IoU tracker, overlay, x264 MP4 + JSON events".into();
+    row.note = if encode {
+        "decode, NanoDet, IoU tracker, overlay, x264 MP4 + JSON events".into()
+    } else {
+        "decode, NanoDet, IoU tracker, overlay, JSON events (no x264)".into()
+    };
     Ok((row, text))
 }
 
@@ -472,11 +483,18 @@ pub fn execute(args: &BenchArgs) -> anyhow::Result<()> {
     let mut notes = Vec::new();
     let mut rows = Vec::new();
 
-    eprintln!("bench: compute bound (ONNX Runtime alone, batch 1/2/4/8)");
+    eprintln!(
+        "bench: compute bound (ONNX Runtime alone, batch 1/2/4/8; batch 1 also with its threads spinning)"
+    );
     let secs = if args.quick { 3.0 } else { 10.0 };
-    let compute =
-        limits::compute_bound(&args.models, &args.model, &setup.clip, &[1, 2, 4, 8], secs)
-            .map_err(anyhow::Error::msg)?;
+    let compute = limits::compute_bound(
+        &args.models,
+        &args.model,
+        &setup.clip,
+        &[(1, false), (2, false), (4, false), (8, false), (1, true)],
+        secs,
+    )
+    .map_err(anyhow::Error::msg)?;
     let best = compute
         .iter()
         .max_by(|a, b| a.fps().total_cmp(&b.fps()))
@@ -485,7 +503,11 @@ pub fn execute(args: &BenchArgs) -> anyhow::Result<()> {
     for c in &compute {
         rows.push(Row {
             group: "limit".into(),
-            name: format!("ONNX Runtime alone, batch {}", c.batch),
+            name: format!(
+                "ONNX Runtime alone, batch {}{}",
+                c.batch,
+                if c.spinning { ", spinning" } else { "" }
+            ),
             streams: 0,
             frames: c.frames as u64,
             fps: c.fps(),
@@ -494,8 +516,10 @@ pub fn execute(args: &BenchArgs) -> anyhow::Result<()> {
             peak_rss_mib: None,
             cpu_ms_per_frame: Some(c.cpu_s / c.frames as f64 * 1e3),
             parity: None,
-            note: if c.batch == best.batch {
+            note: if c.batch == best.batch && c.spinning == best.spinning {
                 "compute bound (best batch)".into()
+            } else if c.spinning {
+                "ONNX Runtime's default: idle intra-op threads busy-wait".into()
             } else {
                 String::new()
             },
@@ -520,7 +544,7 @@ pub fn execute(args: &BenchArgs) -> anyhow::Result<()> {
                 "bench: Vigil end to end, {n} stream(s), run {}/{repeat}",
                 r + 1
             );
-            runs.push(vigil_row(&setup, n)?);
+            runs.push(vigil_row(&setup, n, true)?);
         }
         let (mut vrow, vtext) = median_run(runs).expect("a run");
         if let Some(py) = &python {
@@ -540,6 +564,19 @@ pub fn execute(args: &BenchArgs) -> anyhow::Result<()> {
         } else {
             rows.push(vrow);
         }
+    }
+    // What the pipeline does around inference, without the video encoder (on a CPU machine x264
+    // takes the same cores as ONNX Runtime): 4 streams, or the largest count below.
+    if let Some(&n) = streams.iter().filter(|&&n| n <= 4).max() {
+        let mut runs = Vec::new();
+        for r in 0..repeat {
+            eprintln!(
+                "bench: Vigil without video output, {n} stream(s), run {}/{repeat}",
+                r + 1
+            );
+            runs.push(vigil_row(&setup, n, false)?);
+        }
+        rows.push(median_run(runs).expect("a run").0);
     }
     eprintln!("bench: gst-launch-1.0 decode only ({cores} stream(s))");
     rows.push(gst_launch_row(&setup, cores, decoded_frames)?);

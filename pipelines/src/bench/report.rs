@@ -147,6 +147,17 @@ pub fn ratios(rows: &[Row], compute: &ComputeRun, decode: &Row) -> Vec<Ratio> {
             }
         }
     }
+    for v in rows.iter().filter(|r| r.group == "vigil-noenc") {
+        out.push(Ratio {
+            name: format!(
+                "Vigil {} stream(s) without video output / compute bound (frames/s)",
+                v.streams
+            ),
+            value: v.fps / compute.fps(),
+            target: None,
+            met: None,
+        });
+    }
     if let Some(g) = rows
         .iter()
         .find(|r| r.name.starts_with("gst-launch") && r.streams == decode.streams)
@@ -431,10 +442,17 @@ mod tests {
         }
     }
 
+    fn get_noenc(r: &[Ratio]) -> &Ratio {
+        r.iter()
+            .find(|x| x.name.contains("without video output"))
+            .expect("the ratio of the row without encoding")
+    }
+
     #[test]
     fn ratios_and_targets() {
         let compute = ComputeRun {
             batch: 4,
+            spinning: false,
             frames: 100,
             wall_s: 5.0,
             cpu_s: 9.0,
@@ -446,8 +464,11 @@ mod tests {
             row("vigil", "Vigil end to end", 4, 18.0, 100.0),
             row("peer", "Python peer", 4, 10.0, 90.0),
             row("peer", "gst-launch-1.0 decode only", 2, 500.0, 1.0),
+            row("vigil-noenc", "Vigil without video output", 4, 19.0, 80.0),
         ];
         let r = ratios(&rows, &compute, &decode);
+        let n = get_noenc(&r);
+        assert!((n.value - 0.95).abs() < 1e-12 && n.met.is_none());
         let get = |p: &str| r.iter().find(|x| x.name.contains(p)).unwrap();
         let c = get("compute bound");
         assert!((c.value - 0.9).abs() < 1e-12 && c.met == Some(true));
