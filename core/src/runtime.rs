@@ -209,9 +209,10 @@ pub struct SessionOptions {
     /// Intra-op threads; 0 = ONNX Runtime's default (one per core).
     pub intra_threads: usize,
     /// Let idle intra-op threads busy-wait for the next parallel section (ONNX Runtime's default).
-    /// Off by default here: in a pipeline the spinning threads take the cores that decoding,
-    /// encoding and the other models need (measured with NanoDet on 2 cores: ONNX Runtime alone
-    /// 2.6x faster, `vigil run` 1.8x, with spinning off).
+    /// Off by default here: alone on an idle machine spinning is a little faster, but in a pipeline
+    /// the spinning threads take the cores that decoding, encoding and the other sessions need
+    /// (measured with NanoDet on 2 cores: alone 81 vs 76 frames/s with spinning; `vigil bench`
+    /// 4 streams 41 vs 56 frames/s, and alone next to a busy process 26 vs 68 frames/s).
     pub intra_op_spinning: bool,
     /// The provider wanted; falls back to the CPU (with a warning issued once) where it is absent.
     pub execution_provider: ExecutionProvider,
