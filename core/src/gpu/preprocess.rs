@@ -54,6 +54,14 @@ impl DeviceTensor {
     pub fn buffer(&self) -> &CudaSlice<u8> {
         &self.data
     }
+
+    /// The buffer's device address (for [`crate::runtime::OnnxModel::run_device`]; synchronise the
+    /// pre-processor's stream first).
+    pub fn device_address(&self, stream: &CudaStream) -> u64 {
+        use cudarc::driver::DevicePtr;
+        let (address, _sync) = self.data.device_ptr(stream);
+        address
+    }
 }
 
 struct Cached {
@@ -262,6 +270,11 @@ impl GpuPreprocessor {
         tensor.len = out_bytes;
         tensor.shape = pre.batch_shape(n);
         Ok(p)
+    }
+
+    /// Waits until the stream has written the tensor.
+    pub fn synchronize(&self) -> Result<(), GpuError> {
+        self.stream.synchronize().map_err(cuda("synchronising"))
     }
 
     /// The tensor of the last [`GpuPreprocessor::run`].
