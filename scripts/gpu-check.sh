@@ -93,8 +93,10 @@ for line in sys.stdin:
     --no-replaces --no-enhances "${DEB_PACKAGES[@]}" | grep -E '^[a-z0-9]' | sort -u |
     grep -Ev "$DEB_EXCLUDE" || true)
   printf '%s\n' $pkgs >"$DIR/debs.txt"
-  # Virtual packages have no .deb: download one by one, skipping those.
-  (cd "$DIR/debs" && for p in $pkgs; do apt-get download -q "$p" >/dev/null 2>&1 || true; done)
+  # All at once; if apt refuses (a virtual package has no .deb), one by one, skipping those.
+  # shellcheck disable=SC2086
+  (cd "$DIR/debs" && { apt-get download -q $pkgs >/dev/null 2>&1 ||
+    for p in $pkgs; do apt-get download -q "$p" >/dev/null 2>&1 || true; done; })
   say "$(ls "$DIR/debs" | wc -l) .deb files ($(du -sh "$DIR/debs" | cut -f1)) of $(wc -l <"$DIR/debs.txt") packages"
 
   say "copying models, media and configs"
