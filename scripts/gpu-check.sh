@@ -11,7 +11,8 @@
 # DIR after `prepare`:
 #   bin/vigil, bin/libgstvigil.so       release builds
 #   bin/tests/*                         the GPU test binaries (cargo test --release --no-run), tests.txt
-#   wheels/onnxruntime_gpu-*.whl        ONNX Runtime with the CUDA and TensorRT execution providers
+#   wheels/onnxruntime_gpu-*.whl        ONNX Runtime with the CUDA and TensorRT execution providers (1.31.1:
+#                                       the newest GPU wheel; the ort crate needs API 31, i.e. >= 1.31)
 #   debs/*.deb, debs.txt                GStreamer 1.22 runtime, plugins (nvcodec is in plugins-bad) and
 #                                       their dependencies, ffmpeg (the fallback test cuts its clip)
 #   repo/models/nanodet, repo/samples/media, repo/configs   what the tests and the bench read
@@ -21,7 +22,7 @@
 # folders of the machine's Python packages (CUDA, cuDNN, NVRTC) to LD_LIBRARY_PATH.
 #
 # Environment: VIGIL_ORT_GPU (pip requirement of the ONNX Runtime GPU wheel, default
-# onnxruntime-gpu==1.32.0), VIGIL_PYTHON_TAG (the GPU machine's CPython, default 312),
+# onnxruntime-gpu==1.31.1), VIGIL_PYTHON_TAG (the GPU machine's CPython, default 312),
 # PYTHON (the GPU machine's Python with the nvidia packages, default python3),
 # BENCH_STREAMS (streams of the short bench, default 8).
 set -euo pipefail
@@ -85,7 +86,7 @@ for line in sys.stdin:
   [ -x "$HOME/.cache/vigil/venv/bin/python" ] && py=$HOME/.cache/vigil/venv/bin/python
   "$py" -m pip download --no-deps --only-binary=:all: --python-version "${VIGIL_PYTHON_TAG:-312}" \
     --implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 \
-    --platform manylinux_2_17_x86_64 -d "$DIR/wheels" "${VIGIL_ORT_GPU:-onnxruntime-gpu==1.32.0}" >/dev/null
+    --platform manylinux_2_17_x86_64 -d "$DIR/wheels" "${VIGIL_ORT_GPU:-onnxruntime-gpu==1.31.1}" >/dev/null
 
   say "downloading the GStreamer .deb files and their dependencies"
   local pkgs

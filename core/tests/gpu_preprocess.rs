@@ -8,8 +8,8 @@
 //!   format (NV12, I420, RGBA, BGRA, RGB, BGR), stretch and letterbox, RGB and BGR model order, NCHW
 //!   and NHWC, FP32 (within 1e-3) and FP16 (within half precision), batch of 3 frames of different
 //!   content in one launch, against `gpu::reference` (the same algorithm on the host); and the RGBA
-//!   FP32 output against the CPU path (`Preprocessor`) within one 8-bit level. Without an NVIDIA driver
-//!   it prints `SKIPPED: no NVIDIA driver` and returns.
+//!   FP32 output against the CPU path (`Preprocessor`) within 1.5 8-bit levels (about one expected).
+//!   Without an NVIDIA driver it prints `SKIPPED: no NVIDIA driver` and returns.
 
 use vigil_core::gpu::{
     self, FrameFormat, FrameLayout, GpuPreprocessor, GpuSpec, TensorType, YuvMatrix,
@@ -201,7 +201,9 @@ fn gpu_matches_the_reference_for_every_format() {
                                 .map(|(a, b)| (a - b).abs())
                                 .fold(0f32, f32::max);
                             worst_cpu = worst_cpu.max(d);
-                            assert!(d <= 1.01 / 57.12, "against the CPU path: {d}");
+                            // Two 8-bit roundings of at most half a level each on the CPU, plus its
+                            // fixed-point weights: measured 0.96-0.98 levels on the host reference.
+                            assert!(d <= 1.5 / 57.12, "against the CPU path: {d}");
                         }
                     }
                 }
