@@ -238,6 +238,10 @@ fn gpu_requests_fall_back_to_the_cpu_with_one_warning_each() {
     );
     let (reference, stderr) = run(dir.path(), "cpu", &cpu_repo, &clip, &[("ref", "cpu")]);
     assert_eq!(reference.len() as u64, FRAMES, "reference frames");
+    eprintln!(
+        "reference: {} objects in {FRAMES} frames",
+        reference.values().map(Vec::len).sum::<usize>()
+    );
     assert!(
         reference.values().map(Vec::len).sum::<usize>() > FRAMES as usize,
         "the reference should detect the people: {reference:?}"

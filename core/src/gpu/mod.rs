@@ -9,7 +9,8 @@
 //!
 //! NVRTC (`libnvrtc.so.12`) is found by the dynamic loader (`LD_LIBRARY_PATH`), or, failing that, at
 //! `$VIGIL_NVRTC` (the library file) or in the Python packages of Vigil's virtual environment
-//! (`~/.cache/vigil/venv`, where `scripts/setup.sh` installs the `nvidia-cuda-nvrtc-cu12` wheel):
+//! (`$VIGIL_CACHE/venv`, by default `~/.cache/vigil/venv`, where `scripts/setup.sh` installs the
+//! `nvidia-cuda-nvrtc-cu12` wheel):
 //! such a file is opened by its path first, after which the loader finds it by its soname.
 
 pub mod kernels;
@@ -112,8 +113,10 @@ pub fn nvrtc_candidates() -> Vec<PathBuf> {
     if let Some(p) = std::env::var_os("VIGIL_NVRTC") {
         v.push(PathBuf::from(p));
     }
-    let venv = std::env::var_os("VIGIL_VENV")
-        .map(PathBuf::from)
+    // The venv `scripts/setup.sh` makes: `$VIGIL_CACHE/venv`, by default `~/.cache/vigil/venv`.
+    let venv = std::env::var_os("VIGIL_CACHE")
+        .filter(|c| !c.is_empty())
+        .map(|c| PathBuf::from(c).join("venv"))
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/vigil/venv")));
     if let Some(venv) = venv
         && let Ok(libs) = std::fs::read_dir(venv.join("lib"))
