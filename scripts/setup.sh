@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Vigil set-up: everything the build, the demo and the tests need that is not in git.
 #
-#   scripts/setup.sh [STEP...]     STEP: apt rust venv trackers peers onnxruntime models media (default: all, in that order)
+#   scripts/setup.sh [STEP...]     STEP: apt rust venv nvrtc trackers peers onnxruntime models media (default: all, in that order)
 #
 # Idempotent: each step checks what is there, does only what is missing (or, for models and media,
 # differs from the shared copy) and prints one line per item (what it did, or that it skipped).
@@ -45,6 +45,9 @@ HELPERS=$REPO/scripts/setup
 ORT_VERSION=1.32.0
 # The OCR reference of the tests (core/tests/ocr_parity.rs); its wheel also holds the PP-OCR models.
 RAPIDOCR_VERSION=1.4.4
+# NVRTC, the CUDA run-time compiler (a library, no GPU needed): core/tests/gpu_preprocess.rs compiles the
+# GPU pre-processing kernels with it on every machine (core/src/gpu finds it in the venv).
+NVRTC_PACKAGE=nvidia-cuda-nvrtc-cu12==12.8.93
 VENV_PACKAGES=("onnxruntime==$ORT_VERSION" numpy pillow "onnx==1.17.0" prometheus_client "rapidocr-onnxruntime==$RAPIDOCR_VERSION")
 # Python trackers compared with Vigil's (core/tests/tracker_compare.rs, scripts/trackers/peers.py), in a venv
 # of their own: norfair 2.3.0 needs numpy<2 (the main venv has numpy 2). All wheels or pure-Python sdists
@@ -236,6 +239,22 @@ step_venv() {
   run venv "$VENV/bin/python" -m pip install "${VENV_PACKAGES[@]}"
   venv_ok || die "$VENV: onnxruntime $ORT_VERSION, numpy, pillow or onnx still not importable (see $LOGS/venv.log)"
   say "python venv" "created $(short "$VENV") with ${VENV_PACKAGES[*]} ($(took $t))"
+}
+
+nvrtc_ok() {
+  compgen -G "$VENV/lib/python3*/site-packages/nvidia/cuda_nvrtc/lib/libnvrtc.so.12" >/dev/null
+}
+
+step_nvrtc() {
+  if nvrtc_ok; then
+    say "nvrtc" "$(short "$VENV") has libnvrtc.so.12 ($NVRTC_PACKAGE) - skipped"
+    return
+  fi
+  local t=$SECONDS
+  [ -x "$VENV/bin/python" ] || die "$VENV has no python (run the venv step first)"
+  run nvrtc "$VENV/bin/python" -m pip install --no-deps "$NVRTC_PACKAGE"
+  nvrtc_ok || die "$VENV: libnvrtc.so.12 still missing after installing $NVRTC_PACKAGE (see $LOGS/nvrtc.log)"
+  say "nvrtc" "installed $NVRTC_PACKAGE into $(short "$VENV") ($(took $t))"
 }
 
 trackers_venv_ok() {
@@ -536,7 +555,7 @@ step_media() {
 
 # ---------------------------------------------------------------------------------------------- main
 
-ALL_STEPS=(apt rust venv trackers peers onnxruntime models media)
+ALL_STEPS=(apt rust venv nvrtc trackers peers onnxruntime models media)
 steps=("$@")
 [ ${#steps[@]} -gt 0 ] || steps=("${ALL_STEPS[@]}")
 for s in "${steps[@]}"; do

@@ -499,6 +499,94 @@ impl OnnxModel {
     }
 }
 
+impl OnnxModel {
+    /// Runs the model on an f32 tensor already in CUDA device memory (e.g. a
+    /// [`crate::gpu::DeviceTensor`]: `ptr` is its buffer's device address), bound to the first input
+    /// through an ONNX Runtime `IoBinding`, so it is not copied through the host; the outputs are
+    /// bound to host memory (copied back once) and handed to `f` as [`OnnxModel::run`] does.
+    /// Only for sessions on the CUDA or TensorRT provider (an error otherwise).
+    ///
+    /// # Safety
+    /// `ptr` must point to at least `shape`'s product of f32 values in device memory of CUDA device
+    /// `device_id`, written before this call (the producer's stream synchronised).
+    pub unsafe fn run_device<R>(
+        &mut self,
+        ptr: u64,
+        shape: &[i64],
+        device_id: i32,
+        f: impl FnOnce(&[TensorView]) -> R,
+    ) -> Result<R, RuntimeError> {
+        use ort::memory::{AllocationDevice, AllocatorType, MemoryInfo, MemoryType};
+        use ort::value::TensorRefMut;
+        let path = &self.path;
+        let err = |reason: String| RuntimeError::Run {
+            path: path.clone(),
+            reason,
+        };
+        if !matches!(
+            self.provider,
+            ExecutionProvider::Cuda | ExecutionProvider::TensorRt
+        ) {
+            return Err(err(format!(
+                "a device tensor needs the CUDA or TensorRT provider; this session runs on {}",
+                self.provider
+            )));
+        }
+        let Some(input) = self.inputs.first().map(|i| i.name.clone()) else {
+            return Err(err("the model has no input".into()));
+        };
+        let cuda = MemoryInfo::new(
+            AllocationDevice::CUDA,
+            device_id,
+            AllocatorType::Device,
+            MemoryType::Default,
+        )
+        .map_err(|e| err(format!("CUDA memory info: {e}")))?;
+        // SAFETY: the caller guarantees the buffer (see above); the view lives only during the run.
+        let tensor = unsafe {
+            TensorRefMut::<f32>::from_raw(cuda, ptr as usize as *mut _, shape.to_vec().into())
+        }
+        .map_err(|e| err(format!("binding the device tensor {shape:?}: {e}")))?;
+        let mut binding = self
+            .session
+            .create_binding()
+            .map_err(|e| err(format!("IoBinding: {e}")))?;
+        binding
+            .bind_input(input.as_str(), &tensor)
+            .map_err(|e| err(format!("binding input '{input}': {e}")))?;
+        for o in &self.outputs {
+            binding
+                .bind_output_to_device(o.name.as_str(), &MemoryInfo::default())
+                .map_err(|e| err(format!("binding output '{}': {e}", o.name)))?;
+        }
+        let outputs = self
+            .session
+            .run_binding(&binding)
+            .map_err(|e| err(e.to_string()))?;
+        let mut parts: Vec<(&str, Vec<usize>, &[f32])> = Vec::with_capacity(self.outputs.len());
+        for info in &self.outputs {
+            let name = info.name.as_str();
+            let (shape, data) = outputs[name]
+                .try_extract_tensor::<f32>()
+                .map_err(|e| err(format!("output '{name}' is not an f32 tensor: {e}")))?;
+            parts.push((
+                name,
+                shape.iter().map(|&d| d.max(0) as usize).collect(),
+                data,
+            ));
+        }
+        let views: Vec<TensorView> = parts
+            .iter()
+            .map(|(n, s, d)| TensorView {
+                name: n,
+                shape: s,
+                data: d,
+            })
+            .collect();
+        Ok(f(&views))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,7 +10,9 @@
 //!   (histogram, buckets 1, 2, 4, 8, …), `model_queue_time_seconds`, `model_compute_time_seconds`
 //!   (histograms);
 //! - per GPU through NVML where a driver is present (labels `gpu`, `name`): `gpu_utilization_ratio`,
-//!   `gpu_memory_used_bytes`, `gpu_memory_total_bytes` (gauges). Without NVML none are emitted.
+//!   `gpu_memory_used_bytes`, `gpu_memory_total_bytes`, `gpu_encoder_utilization_ratio`,
+//!   `gpu_decoder_utilization_ratio`, `gpu_temperature_celsius` (gauges; a value NVML does not give
+//!   for a device is left out). Without NVML none are emitted.
 
 use std::fmt::Write as _;
 use std::sync::OnceLock;
@@ -32,6 +34,11 @@ pub struct GpuStats {
     pub utilization: f64,
     pub memory_used: u64,
     pub memory_total: u64,
+    /// NVENC utilisation, 0..1.
+    pub encoder_utilization: Option<f64>,
+    /// NVDEC utilisation, 0..1.
+    pub decoder_utilization: Option<f64>,
+    pub temperature_c: Option<u32>,
 }
 
 /// Everything `/metrics` shows, gathered now: `streams` plus the loaded models of
@@ -51,7 +58,7 @@ pub fn gpu_stats() -> Vec<GpuStats> {
     let Some(nvml) = NVML.get_or_init(|| match Nvml::init() {
         Ok(n) => Some(n),
         Err(e) => {
-            eprintln!("vigil: api: no GPU metrics (NVML unavailable: {e})");
+            eprintln!("vigil: no GPU metrics (NVML unavailable: {e})");
             None
         }
     }) else {
@@ -71,6 +78,17 @@ pub fn gpu_stats() -> Vec<GpuStats> {
                 utilization: f64::from(util) / 100.0,
                 memory_used: mem.used,
                 memory_total: mem.total,
+                encoder_utilization: d
+                    .encoder_utilization()
+                    .ok()
+                    .map(|u| f64::from(u.utilization) / 100.0),
+                decoder_utilization: d
+                    .decoder_utilization()
+                    .ok()
+                    .map(|u| f64::from(u.utilization) / 100.0),
+                temperature_c: d
+                    .temperature(nvml_wrapper::enum_wrappers::device::TemperatureSensor::Gpu)
+                    .ok(),
             })
         })
         .collect()
@@ -254,6 +272,27 @@ pub fn render(streams: &[StreamSnapshot], models: &[ModelStats], gpus: &[GpuStat
         "vigil_gpu_memory_total_bytes",
         "GPU memory in total.",
         gpus.iter().map(|g| (gl(g), g.memory_total as f64)),
+    );
+    gauge(
+        w,
+        "vigil_gpu_encoder_utilization_ratio",
+        "NVENC utilisation (0 to 1) over the driver's last sample period.",
+        gpus.iter()
+            .filter_map(|g| g.encoder_utilization.map(|v| (gl(g), v))),
+    );
+    gauge(
+        w,
+        "vigil_gpu_decoder_utilization_ratio",
+        "NVDEC utilisation (0 to 1) over the driver's last sample period.",
+        gpus.iter()
+            .filter_map(|g| g.decoder_utilization.map(|v| (gl(g), v))),
+    );
+    gauge(
+        w,
+        "vigil_gpu_temperature_celsius",
+        "GPU die temperature.",
+        gpus.iter()
+            .filter_map(|g| g.temperature_c.map(|v| (gl(g), f64::from(v)))),
     );
     out
 }
@@ -521,8 +560,14 @@ mod tests {
             utilization: 0.5,
             memory_used: 1024,
             memory_total: 4096,
+            encoder_utilization: None,
+            decoder_utilization: Some(0.25),
+            temperature_c: Some(61),
         };
         let text = render(&[], &[], &[g]);
+        assert!(text.contains("vigil_gpu_decoder_utilization_ratio{gpu=\"0\",name=\"H100\"} 0.25"));
+        assert!(text.contains("vigil_gpu_temperature_celsius{gpu=\"0\",name=\"H100\"} 61"));
+        assert!(!text.contains("vigil_gpu_encoder_utilization_ratio"));
         assert!(text.contains("vigil_gpu_utilization_ratio{gpu=\"0\",name=\"H100\"} 0.5"));
         assert!(text.contains("vigil_gpu_memory_total_bytes{gpu=\"0\",name=\"H100\"} 4096"));
     }

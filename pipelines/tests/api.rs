@@ -251,6 +251,9 @@ fn full_exposition_parses() {
         utilization: 0.42,
         memory_used: 1 << 30,
         memory_total: 80 << 30,
+        encoder_utilization: Some(0.0),
+        decoder_utilization: Some(0.3),
+        temperature_c: Some(55),
     };
     let text = metrics::render(&streams, &[model], &[gpu]);
     assert!(
@@ -268,6 +271,8 @@ fn full_exposition_parses() {
             "vigil_model_compute_time_seconds",
             "vigil_gpu_utilization_ratio",
             "vigil_gpu_memory_used_bytes",
+            "vigil_gpu_decoder_utilization_ratio",
+            "vigil_gpu_temperature_celsius",
         ] {
             assert!(names.contains(&n), "{n} missing from {names:?}");
         }

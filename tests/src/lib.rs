@@ -17,7 +17,12 @@ pub fn skip(message: std::fmt::Arguments) {
     let _ = writeln!(std::io::stderr(), "SKIPPED {message}");
 }
 
+/// The repository (models, samples, configs): `$VIGIL_REPO_ROOT` when set (a test binary run on
+/// another machine, e.g. by `scripts/gpu-check.sh check`), else the checkout the tests were built in.
 pub fn repo_root() -> PathBuf {
+    if let Some(p) = std::env::var_os("VIGIL_REPO_ROOT").filter(|p| !p.is_empty()) {
+        return PathBuf::from(p);
+    }
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .expect("tests/ has a parent")

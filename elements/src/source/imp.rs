@@ -27,6 +27,10 @@ static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
 const NON_LIVE_QUEUE_BUFFERS: u32 = 4;
 /// Name of the element message announcing state changes.
 pub const STATE_MESSAGE: &str = "vigilsrc-state";
+/// Whether the "no NVDEC decoder" warning was issued in this process, for `decoder=gpu` and
+/// `decoder=auto` (each is issued once per process, not once per source or stream).
+static NVDEC_ABSENT_WARNED_GPU: AtomicBool = AtomicBool::new(false);
+static NVDEC_ABSENT_WARNED_AUTO: AtomicBool = AtomicBool::new(false);
 /// Bytes of an image's beginning that are typefound.
 const TYPEFIND_BYTES: u64 = 64 * 1024;
 
@@ -260,7 +264,6 @@ struct Runtime {
     backoff: Backoff,
     reconnect_pending: bool,
     failed: bool,
-    gpu_warned: bool,
     worker: Option<Worker>,
     last_reason: String,
     /// When the current `uridecodebin` was created.
@@ -283,7 +286,6 @@ impl Default for Runtime {
             backoff: Backoff::new(BackoffPolicy::default()),
             reconnect_pending: false,
             failed: false,
-            gpu_warned: false,
             worker: None,
             last_reason: String::new(),
             built_at: Instant::now(),
@@ -1199,26 +1201,32 @@ impl VigilSrc {
                 l
             }
         };
-        if policy == DecoderPolicy::Gpu && !list.iter().any(is_hardware_decoder) {
-            let mut rt = lock(&self.runtime);
-            if !rt.gpu_warned {
-                rt.gpu_warned = true;
-                drop(rt);
+        if policy != DecoderPolicy::Cpu && !list.iter().any(is_nvdec) {
+            // Once per process and policy: without an NVIDIA driver GStreamer's nvcodec plugin
+            // registers no decoder, and every stream of every source would say so again.
+            let warned = match policy {
+                DecoderPolicy::Gpu => &NVDEC_ABSENT_WARNED_GPU,
+                _ => &NVDEC_ABSENT_WARNED_AUTO,
+            };
+            if !warned.swap(true, Ordering::SeqCst) {
+                let nick = if policy == DecoderPolicy::Gpu {
+                    "gpu"
+                } else {
+                    "auto"
+                };
                 let caps = caps.map(|c| c.to_string()).unwrap_or_default();
-                gst::warning!(
-                    CAT,
-                    imp = self,
-                    "decoder=gpu: no NVDEC decoder for {caps}; using a software decoder"
+                let text = format!(
+                    "decoder={nick}: no NVDEC decoder is available for this stream (GStreamer's \
+                     nvcodec plugin registers nvh264dec/nvh265dec only with an NVIDIA driver); \
+                     using a software decoder (warned once per process)"
                 );
+                gst::warning!(CAT, imp = self, "{text} ({caps})");
                 let obj = self.obj();
                 let _ = obj.post_message(
-                    gst::message::Warning::builder(
-                        gst::CoreError::MissingPlugin,
-                        "decoder=gpu: no NVDEC decoder is available for this stream; using a software decoder",
-                    )
-                    .src(&*obj)
-                    .debug(&caps)
-                    .build(),
+                    gst::message::Warning::builder(gst::CoreError::MissingPlugin, &text)
+                        .src(&*obj)
+                        .debug(&caps)
+                        .build(),
                 );
             }
         }

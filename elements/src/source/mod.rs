@@ -6,8 +6,9 @@
 //! `fakesink`. A URI without a video stream is an element error naming it.
 //!
 //! - **Decoder policy** (`decoder`): `auto` puts NVDEC decoders (`nvh264dec`, `nvh265dec`, … — they register
-//!   only where an NVIDIA driver is present) first, else software; `gpu` does the same and warns once when
-//!   no hardware decoder exists for the stream; `cpu` never uses a hardware decoder. This is done per
+//!   only where an NVIDIA driver is present) first, else software; `gpu` does the same. Both post one
+//!   warning per process (not per source) the first time a stream has no NVDEC decoder, and decode it in
+//!   software; `cpu` never uses a hardware decoder. This is done per
 //!   instance through `uridecodebin`'s `autoplug-sort` signal, never by changing global factory ranks.
 //! - **Reconnection** of network URIs: an error (or, for live sources, an end of stream) of the inner
 //!   `uridecodebin` does not reach the pipeline. The source goes `reconnecting`, posts a `vigilsrc-state`

@@ -129,6 +129,7 @@ mod tests {
             peak_rss_mib: None,
             cpu_ms_per_frame: None,
             parity: None,
+            gpu: None,
             note: String::new(),
         };
         let report = Report {

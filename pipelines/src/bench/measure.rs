@@ -1,11 +1,13 @@
 //! Child processes measured from outside: wall time, CPU time (user + system of the process and of
 //! the children it waited for) and peak resident size, from `wait4`'s resource usage, so each figure
-//! belongs to the process alone; and `/proc/<pid>/status` samples (resident size, threads) while it runs.
+//! belongs to the process alone; and `/proc/<pid>/status` samples (resident size, threads) while it runs;
+//! where NVML works, GPU samples every 250 ms while it runs ([`GpuUsage`]: the whole GPU's, not only
+//! the child's).
 
 use std::io::Read;
 use std::process::{Command, Stdio};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// What a finished child cost.
@@ -25,6 +27,40 @@ pub struct Measured {
     pub stderr: String,
     /// Killed after the time limit.
     pub timed_out: bool,
+    /// GPU 0 while the child ran; `None` without NVML (no NVIDIA driver) or without samples.
+    pub gpu: Option<GpuUsage>,
+}
+
+/// GPU 0's utilisation while a child ran (NVML samples every 250 ms).
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
+pub struct GpuUsage {
+    /// Mean SM utilisation, percent.
+    pub util_pct: f64,
+    /// Largest memory in use, MiB.
+    pub memory_mib: f64,
+    /// Mean NVENC utilisation, percent.
+    pub encoder_pct: f64,
+    /// Mean NVDEC utilisation, percent.
+    pub decoder_pct: f64,
+    pub samples: u32,
+}
+
+impl GpuUsage {
+    fn add(&mut self, g: &crate::metrics::GpuStats) {
+        let n = f64::from(self.samples);
+        let mean = |old: f64, new: f64| (old * n + new) / (n + 1.0);
+        self.util_pct = mean(self.util_pct, g.utilization * 100.0);
+        self.encoder_pct = mean(
+            self.encoder_pct,
+            g.encoder_utilization.unwrap_or(0.0) * 100.0,
+        );
+        self.decoder_pct = mean(
+            self.decoder_pct,
+            g.decoder_utilization.unwrap_or(0.0) * 100.0,
+        );
+        self.memory_mib = self.memory_mib.max(g.memory_used as f64 / 1048576.0);
+        self.samples += 1;
+    }
 }
 
 impl Measured {
@@ -112,6 +148,7 @@ pub struct Running {
     stdout: Option<std::thread::JoinHandle<String>>,
     stderr: std::thread::JoinHandle<String>,
     peak_kib: Arc<AtomicU64>,
+    gpu: Arc<Mutex<Option<GpuUsage>>>,
 }
 
 /// Starts `cmd` with stdin closed and stderr captured; stdout is captured unless `stdout_to` takes
@@ -176,6 +213,21 @@ pub fn start(
             }
         }
     });
+    let gpu: Arc<Mutex<Option<GpuUsage>>> = Arc::default();
+    if !crate::metrics::gpu_stats().is_empty() {
+        let (d, g) = (done.clone(), gpu.clone());
+        std::thread::spawn(move || {
+            while !d.load(Ordering::SeqCst) {
+                if let Some(s) = crate::metrics::gpu_stats().first() {
+                    g.lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .get_or_insert_with(GpuUsage::default)
+                        .add(s);
+                }
+                std::thread::sleep(Duration::from_millis(250));
+            }
+        });
+    }
     Ok(Running {
         child,
         start: Instant::now(),
@@ -184,6 +236,7 @@ pub fn start(
         stdout,
         stderr,
         peak_kib,
+        gpu,
     })
 }
 
@@ -239,6 +292,7 @@ impl Running {
             stdout,
             stderr,
             timed_out: self.timed_out.load(Ordering::SeqCst),
+            gpu: *self.gpu.lock().unwrap_or_else(|e| e.into_inner()),
         }
     }
 }

@@ -97,6 +97,9 @@ pub struct Row {
     /// Share of stream 0's frames where the peer found the same detections as Vigil.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub parity: Option<f64>,
+    /// GPU 0 while the row's process ran (NVML); `None` without an NVIDIA driver.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gpu: Option<measure::GpuUsage>,
     pub note: String,
 }
 
@@ -229,6 +232,7 @@ fn latency_row(
         peak_rss_mib: Some(rss_kib as f64 / 1024.0),
         cpu_ms_per_frame: (frames > 0).then(|| m.cpu_s / frames as f64 * 1e3),
         parity: None,
+        gpu: m.gpu,
         note: String::new(),
     }
 }
@@ -422,6 +426,7 @@ fn gst_launch_row(s: &Setup, streams: usize, frames: u64) -> anyhow::Result<Row>
         peak_rss_mib: Some(m.max_rss_kib as f64 / 1024.0),
         cpu_ms_per_frame: Some(m.cpu_s / frames as f64 * 1e3),
         parity: None,
+        gpu: m.gpu,
         note: "filesrc ! decodebin ! fakesink".into(),
     })
 }
@@ -516,6 +521,7 @@ pub fn execute(args: &BenchArgs) -> anyhow::Result<()> {
             peak_rss_mib: None,
             cpu_ms_per_frame: Some(c.cpu_s / c.frames as f64 * 1e3),
             parity: None,
+            gpu: None,
             note: if c.batch == best.batch && c.spinning == best.spinning {
                 "compute bound (best batch)".into()
             } else if c.spinning {

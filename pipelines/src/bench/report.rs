@@ -179,8 +179,8 @@ fn opt(v: Option<f64>, digits: usize) -> String {
     v.map_or("—".into(), |v| format!("{v:.digits$}"))
 }
 
-fn row_cells(r: &Row) -> [String; 8] {
-    [
+fn row_cells(r: &Row, gpu: bool) -> Vec<String> {
+    let mut cells = vec![
         r.name.clone(),
         if r.streams == 0 {
             "—".into()
@@ -194,19 +194,40 @@ fn row_cells(r: &Row) -> [String; 8] {
         opt(r.cpu_ms_per_frame, 1),
         r.parity
             .map_or(String::new(), |p| format!("{:.0} %", p * 100.0)),
-    ]
+    ];
+    if gpu {
+        let g = r.gpu;
+        cells.extend([
+            opt(g.map(|g| g.util_pct), 0),
+            opt(g.map(|g| g.memory_mib), 0),
+            opt(g.map(|g| g.encoder_pct), 0),
+            opt(g.map(|g| g.decoder_pct), 0),
+        ]);
+    }
+    cells
 }
 
-const HEADER: [&str; 8] = [
-    "row",
-    "streams",
-    "frames/s",
-    "p50 ms",
-    "p99 ms",
-    "peak RSS MiB",
-    "CPU ms/frame",
-    "same dets",
-];
+/// The columns; the GPU ones only when a row has GPU samples (NVML worked).
+fn header(gpu: bool) -> Vec<String> {
+    let mut h = vec![
+        "row",
+        "streams",
+        "frames/s",
+        "p50 ms",
+        "p99 ms",
+        "peak RSS MiB",
+        "CPU ms/frame",
+        "same dets",
+    ];
+    if gpu {
+        h.extend(["GPU %", "GPU MiB", "NVENC %", "NVDEC %"]);
+    }
+    h.into_iter().map(String::from).collect()
+}
+
+fn has_gpu(report: &Report) -> bool {
+    report.rows.iter().any(|r| r.gpu.is_some())
+}
 
 fn ratio_line(r: &Ratio) -> String {
     let target = match (&r.target, r.met) {
@@ -225,8 +246,10 @@ fn ratio_line(r: &Ratio) -> String {
 
 /// The table and ratios as plain text.
 pub fn table(report: &Report) -> String {
-    let cells: Vec<[String; 8]> = report.rows.iter().map(row_cells).collect();
-    let mut width = HEADER.map(|h| h.chars().count());
+    let gpu = has_gpu(report);
+    let head = header(gpu);
+    let cells: Vec<Vec<String>> = report.rows.iter().map(|r| row_cells(r, gpu)).collect();
+    let mut width: Vec<usize> = head.iter().map(|h| h.chars().count()).collect();
     for c in &cells {
         for (w, s) in width.iter_mut().zip(c) {
             *w = (*w).max(s.chars().count());
@@ -234,7 +257,7 @@ pub fn table(report: &Report) -> String {
     }
     let line = |c: &[String]| {
         let mut s = String::new();
-        for (i, (cell, w)) in c.iter().zip(width).enumerate() {
+        for (i, (cell, &w)) in c.iter().zip(&width).enumerate() {
             let pad = w - cell.chars().count();
             if i == 0 {
                 s += &format!("{cell}{}  ", " ".repeat(pad));
@@ -253,7 +276,7 @@ pub fn table(report: &Report) -> String {
         report.machine.cores,
         report.machine.date_utc
     );
-    out += &line(&HEADER.map(String::from));
+    out += &line(&head);
     for c in &cells {
         out += &line(c);
     }
@@ -290,10 +313,12 @@ pub fn markdown(report: &Report) -> String {
         report.frames_per_stream,
         report.repeat
     );
-    s += &format!("| {} |\n", HEADER.join(" | "));
-    s += &format!("|{}\n", " --- |".repeat(HEADER.len()));
+    let gpu = has_gpu(report);
+    let head = header(gpu);
+    s += &format!("| {} |\n", head.join(" | "));
+    s += &format!("|{}\n", " --- |".repeat(head.len()));
     for r in &report.rows {
-        s += &format!("| {} |\n", row_cells(r).join(" | "));
+        s += &format!("| {} |\n", row_cells(r, gpu).join(" | "));
     }
     s += "\n## Ratios\n\n";
     for r in &report.ratios {
@@ -438,6 +463,7 @@ mod tests {
             peak_rss_mib: None,
             cpu_ms_per_frame: Some(cpu),
             parity: None,
+            gpu: None,
             note: String::new(),
         }
     }
@@ -446,6 +472,24 @@ mod tests {
         r.iter()
             .find(|x| x.name.contains("without video output"))
             .expect("the ratio of the row without encoding")
+    }
+
+    #[test]
+    fn gpu_columns_only_with_gpu_samples() {
+        let mut r = row("vigil", "Vigil end to end, 1 stream(s)", 1, 50.0, 10.0);
+        assert_eq!(header(false).len(), row_cells(&r, false).len());
+        assert!(!header(false).iter().any(|h| h.contains("GPU")));
+        r.gpu = Some(super::super::measure::GpuUsage {
+            util_pct: 41.4,
+            memory_mib: 812.0,
+            encoder_pct: 0.0,
+            decoder_pct: 12.6,
+            samples: 8,
+        });
+        let (h, c) = (header(true), row_cells(&r, true));
+        assert_eq!(h.len(), c.len());
+        assert_eq!(&h[8..], ["GPU %", "GPU MiB", "NVENC %", "NVDEC %"]);
+        assert_eq!(&c[8..], ["41", "812", "0", "13"]);
     }
 
     #[test]

@@ -1,0 +1,326 @@
+//! Issue 8, acceptance 4: on a machine without an NVIDIA driver every GPU request of a config falls back
+//! to the CPU with exactly one warning per process each, produces the detections of the CPU config,
+//! and nothing panics.
+//!
+//! The real `vigil` binary runs NanoDet on 24 frames of `samples/media/vtest.avi` (people walking),
+//! re-encoded once by `ffmpeg` to H.264 (`libx264`, so the NVDEC policy applies to an NVDEC codec;
+//! every run decodes the same file) four times:
+//!
+//! 1. the CPU config: `decoder: cpu`, the model as committed (`KIND_CPU`) — the reference;
+//! 2. two sources with `decoder: auto` and two with `decoder: gpu`, and the model with
+//!    `instance_group [ { count: 2, kind: KIND_GPU } ]` (which asks for the CUDA execution provider);
+//! 3. the model with `optimization.execution_accelerators.gpu_execution_accelerator [ { name: "tensorrt" } ]`;
+//! 4. the model with `gpu_execution_accelerator [ { name: "cuda" } ]`.
+//!
+//! Expected here: run 2 prints one `decoder=auto` warning, one `decoder=gpu` warning (four sources,
+//! two instances: still one each) and one CUDA warning; run 3 one TensorRT warning and one CUDA
+//! warning (TensorRT's fallback is CUDA, then the CPU); run 4 one CUDA warning. Every source of every
+//! run gives the reference's detections: same frames, same labels, boxes within 2 px (the issue's
+//! tolerance; on the CPU they are equal up to batch-size rounding).
+//!
+//! The checks that depend on the machine are guarded: on a machine where NVDEC registers, the decoder
+//! warnings are not expected; where the ONNX Runtime library offers CUDA/TensorRT and a GPU is
+//! present, the provider warnings are not expected (the detections must then still match within
+//! 2 px: acceptance 2). Skips with a message when the media, the model or `ffmpeg` are missing.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+use vigil_tests::{TempDir, Vigil, read_events, repo_root, skip};
+
+const FRAMES: u64 = 24;
+
+/// (label, x, y, width, height) of every object, per (source, frame).
+type Detections = BTreeMap<(String, u64), Vec<(String, [f64; 4])>>;
+
+fn detections(events: &[serde_json::Value]) -> Detections {
+    let mut out = Detections::new();
+    for e in events {
+        let key = (
+            e["source"].as_str().unwrap().to_owned(),
+            e["frame"].as_u64().unwrap(),
+        );
+        let mut objects: Vec<(String, [f64; 4])> = e["objects"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|o| {
+                let b = &o["bbox"];
+                let f = |k: &str| b[k].as_f64().unwrap();
+                (
+                    o["label"].as_str().unwrap().to_owned(),
+                    [f("x"), f("y"), f("w"), f("h")],
+                )
+            })
+            .collect();
+        objects.sort_by(|a, b| {
+            a.0.cmp(&b.0)
+                .then(a.1[0].total_cmp(&b.1[0]))
+                .then(a.1[1].total_cmp(&b.1[1]))
+        });
+        assert!(
+            out.insert(key.clone(), objects).is_none(),
+            "two events for {key:?}"
+        );
+    }
+    out
+}
+
+/// Every (frame, objects) of `source` in `got` matches the reference's single source `reference`.
+fn assert_same(reference: &Detections, got: &Detections, source: &str, run: &str) {
+    let want: Vec<_> = reference.iter().map(|((_, f), o)| (*f, o)).collect();
+    let have: Vec<_> = got
+        .iter()
+        .filter(|((s, _), _)| s == source)
+        .map(|((_, f), o)| (*f, o))
+        .collect();
+    assert_eq!(
+        have.len(),
+        want.len(),
+        "{run}: source {source}: frames with events"
+    );
+    for ((fw, ow), (fh, oh)) in want.iter().zip(&have) {
+        assert_eq!(fw, fh, "{run}: source {source}: frame numbers");
+        let labels =
+            |o: &Vec<(String, [f64; 4])>| o.iter().map(|x| x.0.clone()).collect::<Vec<_>>();
+        assert_eq!(
+            labels(ow),
+            labels(oh),
+            "{run}: source {source}: frame {fw}: labels"
+        );
+        for ((_, a), (_, b)) in ow.iter().zip(oh.iter()) {
+            let worst = a
+                .iter()
+                .zip(b)
+                .map(|(x, y)| (x - y).abs())
+                .fold(0.0, f64::max);
+            assert!(
+                worst <= 2.0,
+                "{run}: source {source}: frame {fw}: boxes {a:?} and {b:?} differ by {worst} px"
+            );
+        }
+    }
+}
+
+/// A model repository in `dir` holding `nanodet` with `config.pbtxt`'s instance group replaced by
+/// `extra` (the weights are linked, not copied).
+fn repository(dir: &Path, extra: &str) -> std::path::PathBuf {
+    let root = repo_root();
+    let repo = dir.join("models");
+    let model = repo.join("nanodet");
+    std::fs::create_dir_all(model.join("1")).unwrap();
+    let config = std::fs::read_to_string(root.join("models/nanodet/config.pbtxt")).unwrap();
+    let group = "instance_group [ { count: 1, kind: KIND_CPU } ]";
+    assert!(
+        config.contains(group),
+        "models/nanodet/config.pbtxt changed: no '{group}'"
+    );
+    std::fs::write(model.join("config.pbtxt"), config.replace(group, extra)).unwrap();
+    for f in std::fs::read_dir(root.join("models/nanodet")).unwrap() {
+        let f = f.unwrap().path();
+        if f.is_file() && f.file_name().unwrap() != "config.pbtxt" {
+            std::fs::copy(&f, model.join(f.file_name().unwrap())).unwrap();
+        }
+    }
+    std::os::unix::fs::symlink(
+        root.join("models/nanodet/1/model.onnx"),
+        model.join("1/model.onnx"),
+    )
+    .unwrap();
+    repo
+}
+
+/// Runs `vigil run` on a config with `sources` ((name, decoder) pairs) and the model repository
+/// `repo`; returns the detections and stderr.
+fn run(
+    dir: &Path,
+    tag: &str,
+    repo: &Path,
+    clip: &Path,
+    sources: &[(&str, &str)],
+) -> (Detections, String) {
+    let events = dir.join(format!("{tag}.jsonl"));
+    let mut yaml = format!(
+        "name: {tag}\nmodel_repository: {}\nsources:\n",
+        repo.display()
+    );
+    for (name, decoder) in sources {
+        yaml += &format!(
+            "  - name: {name}\n    uri: {}\n    decoder: {decoder}\n",
+            clip.display()
+        );
+    }
+    yaml += &format!(
+        "inference:\n  model: nanodet\n  threshold: 0.4\noutputs:\n  events:\n    path: {}\nrealtime: false\n",
+        events.display()
+    );
+    let config = dir.join(format!("{tag}.yaml"));
+    std::fs::write(&config, yaml).unwrap();
+    let (mut vigil, _lines) = Vigil::run(&config, &["--progress", "0"]);
+    let status = vigil.wait(Duration::from_secs(300));
+    let stderr = vigil.stderr_text();
+    assert_eq!(
+        status.and_then(|s| s.code()),
+        Some(0),
+        "{tag}: vigil did not finish cleanly; stderr:\n{stderr}"
+    );
+    assert!(
+        !stderr.contains("panicked") && !stderr.contains("CRITICAL"),
+        "{tag}: {stderr}"
+    );
+    let d = detections(&read_events(&events).unwrap());
+    for w in stderr.lines().filter(|l| l.contains("warning")) {
+        eprintln!("{tag}: {w}");
+    }
+    (d, stderr)
+}
+
+/// Lines of `stderr` containing every one of `needles`.
+fn count(stderr: &str, needles: &[&str]) -> usize {
+    stderr
+        .lines()
+        .filter(|l| needles.iter().all(|n| l.contains(n)))
+        .count()
+}
+
+#[test]
+fn gpu_requests_fall_back_to_the_cpu_with_one_warning_each() {
+    let root = repo_root();
+    let media = root.join("samples/media/vtest.avi");
+    let model_file = root.join("models/nanodet/1/model.onnx");
+    for needed in [&media, &model_file] {
+        if !needed.is_file() {
+            skip(format_args!(
+                "{} not installed (run make setup)",
+                needed.display()
+            ));
+            return;
+        }
+    }
+    if Command::new("ffmpeg").arg("-version").output().is_err() {
+        skip(format_args!("ffmpeg not installed (run make setup)"));
+        return;
+    }
+    let dir = TempDir::new("gpu-fallback");
+    let clip = dir.path().join("clip.mp4");
+    let out = Command::new("ffmpeg")
+        .args(["-v", "error", "-y", "-i"])
+        .arg(&media)
+        .args(["-frames:v", &FRAMES.to_string(), "-an", "-c:v", "libx264"])
+        .args(["-pix_fmt", "yuv420p", "-crf", "12", "-bf", "0"])
+        .arg(&clip)
+        .output()
+        .expect("run ffmpeg");
+    assert!(
+        out.status.success(),
+        "ffmpeg failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    gst::init().unwrap();
+    let nvdec = gst::ElementFactory::find("nvh264dec").is_some();
+    let gpu = vigil_core::gpu::probe();
+    let provider_usable = |p: vigil_core::runtime::ExecutionProvider| {
+        gpu.driver.is_ok() && vigil_core::runtime::environment().is_ok() && p.is_available()
+    };
+    let cuda = provider_usable(vigil_core::runtime::ExecutionProvider::Cuda);
+    let tensorrt = provider_usable(vigil_core::runtime::ExecutionProvider::TensorRt);
+    eprintln!(
+        "NVDEC: {nvdec}, GPU: {:?}, CUDA EP: {cuda}, TensorRT EP: {tensorrt}",
+        gpu.driver
+    );
+
+    // 1. The reference: everything on the CPU.
+    let cpu_repo = repository(
+        &dir.path().join("cpu"),
+        "instance_group [ { count: 1, kind: KIND_CPU } ]",
+    );
+    let (reference, stderr) = run(dir.path(), "cpu", &cpu_repo, &clip, &[("ref", "cpu")]);
+    assert_eq!(reference.len() as u64, FRAMES, "reference frames");
+    eprintln!(
+        "reference: {} objects in {FRAMES} frames",
+        reference.values().map(Vec::len).sum::<usize>()
+    );
+    assert!(
+        reference.values().map(Vec::len).sum::<usize>() > FRAMES as usize,
+        "the reference should detect the people: {reference:?}"
+    );
+    assert_eq!(
+        count(&stderr, &["NVDEC"]),
+        0,
+        "decoder: cpu warns: {stderr}"
+    );
+    assert_eq!(
+        count(&stderr, &["execution provider"]),
+        0,
+        "CPU model warns: {stderr}"
+    );
+
+    // 2. decoder auto and gpu (two sources each), KIND_GPU with two instances.
+    let gpu_repo = repository(
+        &dir.path().join("kind-gpu"),
+        "instance_group [ { count: 2, kind: KIND_GPU } ]",
+    );
+    let sources = [
+        ("auto1", "auto"),
+        ("auto2", "auto"),
+        ("gpu1", "gpu"),
+        ("gpu2", "gpu"),
+    ];
+    let (got, stderr) = run(dir.path(), "kind-gpu", &gpu_repo, &clip, &sources);
+    for (name, _) in sources {
+        assert_same(&reference, &got, name, "decoder auto/gpu, KIND_GPU");
+    }
+    let expect_decoder = usize::from(!nvdec);
+    assert_eq!(
+        count(&stderr, &["decoder=auto", "no NVDEC decoder"]),
+        expect_decoder,
+        "{stderr}"
+    );
+    assert_eq!(
+        count(&stderr, &["decoder=gpu", "no NVDEC decoder"]),
+        expect_decoder,
+        "{stderr}"
+    );
+    assert_eq!(
+        count(&stderr, &["CUDA execution provider"]),
+        usize::from(!cuda),
+        "{stderr}"
+    );
+    assert_eq!(count(&stderr, &["TensorRT"]), 0, "{stderr}");
+
+    // 3. The TensorRT accelerator.
+    let trt_repo = repository(
+        &dir.path().join("tensorrt"),
+        "instance_group [ { count: 1, kind: KIND_GPU } ]\n\
+         optimization { execution_accelerators { gpu_execution_accelerator [ { name: \"tensorrt\" } ] } }",
+    );
+    let (got, stderr) = run(dir.path(), "tensorrt", &trt_repo, &clip, &[("trt", "cpu")]);
+    assert_same(&reference, &got, "trt", "TensorRT accelerator");
+    assert_eq!(
+        count(&stderr, &["TensorRT execution provider"]),
+        usize::from(!tensorrt),
+        "{stderr}"
+    );
+    assert_eq!(
+        count(&stderr, &["CUDA execution provider"]),
+        usize::from(!tensorrt && !cuda),
+        "{stderr}"
+    );
+
+    // 4. The CUDA accelerator.
+    let cuda_repo = repository(
+        &dir.path().join("cuda"),
+        "instance_group [ { count: 1, kind: KIND_GPU } ]\n\
+         optimization { execution_accelerators { gpu_execution_accelerator [ { name: \"cuda\" } ] } }",
+    );
+    let (got, stderr) = run(dir.path(), "cuda", &cuda_repo, &clip, &[("cuda", "cpu")]);
+    assert_same(&reference, &got, "cuda", "CUDA accelerator");
+    assert_eq!(
+        count(&stderr, &["CUDA execution provider"]),
+        usize::from(!cuda),
+        "{stderr}"
+    );
+    assert_eq!(count(&stderr, &["TensorRT"]), 0, "{stderr}");
+}
