@@ -322,6 +322,8 @@ def main():
     p.add_argument("--detections", help="JSON lines, one per frame")
     p.add_argument("--stats", help="JSON stats file (default: stdout)")
     p.add_argument("--threads", type=int, default=0, help="ONNX Runtime intra-op threads (0 = its default)")
+    p.add_argument("--no-spinning", dest="spinning", action="store_false",
+                   help="idle ONNX Runtime intra-op threads block instead of busy-waiting (its default)")
     args = p.parse_args()
 
     labels_path = args.labels or os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(args.model))), "labels.txt")
@@ -342,6 +344,8 @@ def main():
     opts.log_severity_level = 3  # the converted model's shape-merge warnings
     if args.threads > 0:
         opts.intra_op_num_threads = args.threads
+    if not args.spinning:
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     session = ort.InferenceSession(args.model, sess_options=opts, providers=["CPUExecutionProvider"])
     input_name = session.get_inputs()[0].name
 

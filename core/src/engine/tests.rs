@@ -710,10 +710,7 @@ fn nanodet_two_instances_run_concurrently() {
         return;
     };
     let _heavy = heavy();
-    // Without the shipped config's thread parameter: the default, cores / instances.
-    let mut m = with_batching(&m, 8, None, 2);
-    m.config.parameters.remove(INTRA_OP_THREADS_PARAMETER);
-    let rt = Arc::new(ModelRuntime::load(&m).unwrap());
+    let rt = Arc::new(ModelRuntime::load(&with_batching(&m, 8, None, 2)).unwrap());
     assert_eq!(rt.instances().len(), 2);
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     assert!(

@@ -35,6 +35,7 @@ fn colour(group: &str) -> RGBColor {
         "vigil" => RGBColor(31, 119, 180),
         "vigil-noenc" => RGBColor(120, 170, 210),
         "peer" => RGBColor(255, 127, 14),
+        "peer-nospin" => RGBColor(255, 187, 120),
         _ => RGBColor(150, 150, 150),
     }
 }

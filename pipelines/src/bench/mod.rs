@@ -312,8 +312,17 @@ fn vigil_row(s: &Setup, streams: usize, encode: bool) -> anyhow::Result<(Row, St
 }
 
 /// One Python peer run with `streams` streams; returns its row and its detections text.
-fn peer_row(s: &Setup, python: &Path, streams: usize) -> anyhow::Result<(Row, String)> {
-    let dir = s.tmp.join(format!("peer-{streams}"));
+/// With `spinning` false the peer is tuned as Vigil is: ONNX Runtime's idle threads block.
+fn peer_row(
+    s: &Setup,
+    python: &Path,
+    streams: usize,
+    spinning: bool,
+) -> anyhow::Result<(Row, String)> {
+    let dir = s.tmp.join(format!(
+        "peer-{streams}{}",
+        if spinning { "" } else { "-nospin" }
+    ));
     std::fs::create_dir_all(&dir)?;
     let (dets, stats_file) = (dir.join("detections.jsonl"), dir.join("stats.json"));
     let script = Path::new("benches/peers/python_peer.py");
@@ -340,6 +349,9 @@ fn peer_row(s: &Setup, python: &Path, streams: usize) -> anyhow::Result<(Row, St
         .arg(&dets)
         .arg("--stats")
         .arg(&stats_file);
+    if !spinning {
+        cmd.arg("--no-spinning");
+    }
     let m = measure::run(&mut cmd, Duration::from_secs(1800)).map_err(anyhow::Error::msg)?;
     if !m.ok() {
         bail!("{}", m.failure("the Python peer"));
@@ -355,8 +367,12 @@ fn peer_row(s: &Setup, python: &Path, streams: usize) -> anyhow::Result<(Row, St
     // Python and its ffmpeg encoders together (sampled process tree).
     let rss = m.max_rss_kib;
     let mut row = latency_row(
-        "peer",
-        format!("Python peer, {streams} stream(s)"),
+        if spinning { "peer" } else { "peer-nospin" },
+        if spinning {
+            format!("Python peer, {streams} stream(s)")
+        } else {
+            format!("Python peer, spinning off, {streams} stream(s)")
+        },
         streams,
         frames,
         &completions,
@@ -557,7 +573,7 @@ pub fn execute(args: &BenchArgs) -> anyhow::Result<()> {
             let mut runs = Vec::new();
             for r in 0..repeat {
                 eprintln!("bench: Python peer, {n} stream(s), run {}/{repeat}", r + 1);
-                runs.push(peer_row(&setup, py, n)?);
+                runs.push(peer_row(&setup, py, n, true)?);
             }
             let (mut prow, ptext) = median_run(runs).expect("a run");
             let v = parity::vigil_labels(&vtext, "s0").map_err(anyhow::Error::msg)?;
@@ -583,6 +599,19 @@ pub fn execute(args: &BenchArgs) -> anyhow::Result<()> {
             runs.push(vigil_row(&setup, n, false)?);
         }
         rows.push(median_run(runs).expect("a run").0);
+        // The peer tuned as Vigil is (ONNX Runtime's threads block): what a user who read this far
+        // would run.
+        if let Some(py) = &python {
+            let mut runs = Vec::new();
+            for r in 0..repeat {
+                eprintln!(
+                    "bench: Python peer, spinning off, {n} stream(s), run {}/{repeat}",
+                    r + 1
+                );
+                runs.push(peer_row(&setup, py, n, false)?);
+            }
+            rows.push(median_run(runs).expect("a run").0);
+        }
     }
     eprintln!("bench: gst-launch-1.0 decode only ({cores} stream(s))");
     rows.push(gst_launch_row(&setup, cores, decoded_frames)?);

@@ -147,6 +147,22 @@ pub fn ratios(rows: &[Row], compute: &ComputeRun, decode: &Row) -> Vec<Ratio> {
             }
         }
     }
+    for p in rows.iter().filter(|r| r.group == "peer-nospin") {
+        if let Some(v) = rows
+            .iter()
+            .find(|r| r.group == "vigil" && r.streams == p.streams)
+        {
+            out.push(Ratio {
+                name: format!(
+                    "Vigil / Python peer with spinning off, {} stream(s) (frames/s)",
+                    p.streams
+                ),
+                value: v.fps / p.fps,
+                target: None,
+                met: None,
+            });
+        }
+    }
     for v in rows.iter().filter(|r| r.group == "vigil-noenc") {
         out.push(Ratio {
             name: format!(
@@ -509,8 +525,14 @@ mod tests {
             row("peer", "Python peer", 4, 10.0, 90.0),
             row("peer", "gst-launch-1.0 decode only", 2, 500.0, 1.0),
             row("vigil-noenc", "Vigil without video output", 4, 19.0, 80.0),
+            row("peer-nospin", "Python peer, spinning off", 4, 12.0, 85.0),
         ];
         let r = ratios(&rows, &compute, &decode);
+        let t = r
+            .iter()
+            .find(|x| x.name.contains("spinning off"))
+            .expect("the tuned peer's ratio");
+        assert!((t.value - 1.5).abs() < 1e-12 && t.met.is_none());
         let n = get_noenc(&r);
         assert!((n.value - 0.95).abs() < 1e-12 && n.met.is_none());
         let get = |p: &str| r.iter().find(|x| x.name.contains(p)).unwrap();
