@@ -430,16 +430,25 @@ pub(crate) fn soak(exe: &Path, setup: &Setup, args: &BenchArgs, secs: u64) -> an
         steady.len(),
         secs / 5
     );
+    let growth = stats::growth(&pts);
     println!(
-        "RSS slope: {slope:+.3} MiB/min (standard error {se:.3}; {}); RSS {:.1} .. {:.1} MiB",
-        if slope.abs() <= 2.0 * se {
-            "within noise"
-        } else {
-            "NOT within noise"
-        },
+        "RSS slope: {slope:+.3} MiB/min (standard error {se:.3}); RSS {:.1} .. {:.1} MiB",
         pts.iter().map(|p| p.1).fold(f64::INFINITY, f64::min),
         pts.iter().map(|p| p.1).fold(f64::NEG_INFINITY, f64::max)
     );
+    match growth {
+        Some(g) => println!(
+            "RSS trend: first half {:+.3}, second half {:+.3} MiB/min: {}",
+            g.first,
+            g.second,
+            if g.trend {
+                "GROWING in both halves (a leak?)"
+            } else {
+                "no growth trend (a leak grows in both halves)"
+            }
+        ),
+        None => println!("RSS trend: too few samples to tell"),
+    }
     println!(
         "frames/s: mean {fm:.1}, standard deviation {fsd:.1} ({:.1} % of the mean), min {:.1}, max {:.1}",
         if fm > 0.0 { fsd / fm * 100.0 } else { 0.0 },

@@ -46,6 +46,40 @@ pub fn slope_stderr(points: &[(f64, f64)]) -> Option<f64> {
     Some((sse / (n - 2.0) / sxx).sqrt())
 }
 
+/// Whether `points` (time, value) grow steadily: the least-squares slope of their first half and of
+/// their second half, each with whether it is above zero by more than two standard errors. A leak
+/// grows in both halves; a one-time step (an allocator taking another arena, a pool filling up)
+/// shows in one half only. `None` with fewer than 6 points.
+pub fn growth(points: &[(f64, f64)]) -> Option<Growth> {
+    if points.len() < 6 {
+        return None;
+    }
+    let (a, b) = points.split_at(points.len() / 2);
+    let half = |p: &[(f64, f64)]| -> Option<(f64, bool)> {
+        let s = slope(p)?;
+        let se = slope_stderr(p)?;
+        Some((s, s > 2.0 * se))
+    };
+    let (first, first_up) = half(a)?;
+    let (second, second_up) = half(b)?;
+    Some(Growth {
+        first,
+        second,
+        trend: first_up && second_up,
+    })
+}
+
+/// See [`growth`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Growth {
+    /// Slope of the first half, per unit of time.
+    pub first: f64,
+    /// Slope of the second half.
+    pub second: f64,
+    /// Both halves grow by more than noise.
+    pub trend: bool,
+}
+
 /// Mean and (population) standard deviation; `None` for no values.
 pub fn mean_std(values: &[f64]) -> Option<(f64, f64)> {
     if values.is_empty() {
@@ -78,6 +112,26 @@ pub fn stream_intervals(completions: &[Vec<f64>]) -> Vec<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn growth_tells_a_leak_from_a_step() {
+        let jitter = |i: usize| [0.3, -0.2, 0.1, -0.3, 0.2, 0.0][i % 6];
+        let leak: Vec<(f64, f64)> = (0..40)
+            .map(|i| (i as f64, 300.0 + 0.5 * i as f64 + jitter(i)))
+            .collect();
+        let g = growth(&leak).unwrap();
+        assert!(g.trend && g.first > 0.4 && g.second > 0.4, "{g:?}");
+        // One step of 0.7 in the middle of a flat line (the 10-minute soak's RSS).
+        let step: Vec<(f64, f64)> = (0..40)
+            .map(|i| (i as f64, if i < 13 { 341.6 } else { 342.3 }))
+            .collect();
+        let g = growth(&step).unwrap();
+        assert!(!g.trend && g.second == 0.0, "{g:?}");
+        assert!(slope(&step).unwrap() > 2.0 * slope_stderr(&step).unwrap());
+        let flat: Vec<(f64, f64)> = (0..40).map(|i| (i as f64, 300.0 + jitter(i))).collect();
+        assert!(!growth(&flat).unwrap().trend);
+        assert_eq!(growth(&flat[..5]), None);
+    }
 
     #[test]
     fn percentiles_interpolate_like_numpy() {
