@@ -475,27 +475,7 @@ impl OnnxModel {
             values.push((Cow::Borrowed(name), tensor.into()));
         }
         let outputs = self.session.run(values).map_err(|e| err(e.to_string()))?;
-        let mut parts: Vec<(&str, Vec<usize>, &[f32])> = Vec::with_capacity(outputs.len());
-        for (i, info) in self.outputs.iter().enumerate() {
-            let name = info.name.as_str();
-            let (shape, data) = outputs[i]
-                .try_extract_tensor::<f32>()
-                .map_err(|e| err(format!("output '{name}' is not an f32 tensor: {e}")))?;
-            parts.push((
-                name,
-                shape.iter().map(|&d| d.max(0) as usize).collect(),
-                data,
-            ));
-        }
-        let views: Vec<TensorView> = parts
-            .iter()
-            .map(|(n, s, d)| TensorView {
-                name: n,
-                shape: s,
-                data: d,
-            })
-            .collect();
-        Ok(f(&views))
+        with_output_views(&outputs, &self.outputs, err, f)
     }
 }
 
@@ -563,28 +543,39 @@ impl OnnxModel {
             .session
             .run_binding(&binding)
             .map_err(|e| err(e.to_string()))?;
-        let mut parts: Vec<(&str, Vec<usize>, &[f32])> = Vec::with_capacity(self.outputs.len());
-        for info in &self.outputs {
-            let name = info.name.as_str();
-            let (shape, data) = outputs[name]
-                .try_extract_tensor::<f32>()
-                .map_err(|e| err(format!("output '{name}' is not an f32 tensor: {e}")))?;
-            parts.push((
-                name,
-                shape.iter().map(|&d| d.max(0) as usize).collect(),
-                data,
-            ));
-        }
-        let views: Vec<TensorView> = parts
-            .iter()
-            .map(|(n, s, d)| TensorView {
-                name: n,
-                shape: s,
-                data: d,
-            })
-            .collect();
-        Ok(f(&views))
+        with_output_views(&outputs, &self.outputs, err, f)
     }
+}
+
+/// Hands the session's `outputs` (every one an f32 tensor, in the order of `infos`, borrowed from
+/// ONNX Runtime's buffers) to `f` as [`TensorView`]s.
+fn with_output_views<R>(
+    outputs: &ort::session::SessionOutputs<'_>,
+    infos: &[IoInfo],
+    err: impl Fn(String) -> RuntimeError,
+    f: impl FnOnce(&[TensorView]) -> R,
+) -> Result<R, RuntimeError> {
+    let mut parts: Vec<(&str, Vec<usize>, &[f32])> = Vec::with_capacity(infos.len());
+    for info in infos {
+        let name = info.name.as_str();
+        let (shape, data) = outputs[name]
+            .try_extract_tensor::<f32>()
+            .map_err(|e| err(format!("output '{name}' is not an f32 tensor: {e}")))?;
+        parts.push((
+            name,
+            shape.iter().map(|&d| d.max(0) as usize).collect(),
+            data,
+        ));
+    }
+    let views: Vec<TensorView> = parts
+        .iter()
+        .map(|(n, s, d)| TensorView {
+            name: n,
+            shape: s,
+            data: d,
+        })
+        .collect();
+    Ok(f(&views))
 }
 
 #[cfg(test)]
