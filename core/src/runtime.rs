@@ -455,11 +455,7 @@ impl OnnxModel {
         inputs: &[(&str, &[i64], &[f32])],
         f: impl FnOnce(&[TensorView]) -> R,
     ) -> Result<R, RuntimeError> {
-        let path = &self.path;
-        let err = |reason: String| RuntimeError::Run {
-            path: path.clone(),
-            reason,
-        };
+        let err = run_error(&self.path);
         let mut values: Vec<(Cow<'_, str>, SessionInputValue<'_>)> =
             Vec::with_capacity(inputs.len());
         for &(name, shape, data) in inputs {
@@ -498,11 +494,7 @@ impl OnnxModel {
     ) -> Result<R, RuntimeError> {
         use ort::memory::{AllocationDevice, AllocatorType, MemoryInfo, MemoryType};
         use ort::value::TensorRefMut;
-        let path = &self.path;
-        let err = |reason: String| RuntimeError::Run {
-            path: path.clone(),
-            reason,
-        };
+        let err = run_error(&self.path);
         if !matches!(
             self.provider,
             ExecutionProvider::Cuda | ExecutionProvider::TensorRt
@@ -544,6 +536,14 @@ impl OnnxModel {
             .run_binding(&binding)
             .map_err(|e| err(e.to_string()))?;
         with_output_views(&outputs, &self.outputs, err, f)
+    }
+}
+
+/// The error of a failed run of the model at `path`, made from its reason.
+fn run_error(path: &Path) -> impl Fn(String) -> RuntimeError + '_ {
+    move |reason| RuntimeError::Run {
+        path: path.to_path_buf(),
+        reason,
     }
 }
 

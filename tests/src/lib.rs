@@ -17,6 +17,23 @@ pub fn skip(message: std::fmt::Arguments) {
     let _ = writeln!(std::io::stderr(), "SKIPPED {message}");
 }
 
+/// Whether every file of `needed` exists and `ffmpeg` runs; otherwise reports the first thing
+/// missing as a skip (`make setup` installs them all) and returns false.
+pub fn installed_with_ffmpeg(needed: &[&Path]) -> bool {
+    if let Some(missing) = needed.iter().find(|f| !f.is_file()) {
+        skip(format_args!(
+            "{} not installed (run make setup)",
+            missing.display()
+        ));
+        return false;
+    }
+    if Command::new("ffmpeg").arg("-version").output().is_err() {
+        skip(format_args!("ffmpeg not installed (run make setup)"));
+        return false;
+    }
+    true
+}
+
 /// The repository (models, samples, configs): `$VIGIL_REPO_ROOT` when set (a test binary run on
 /// another machine, e.g. by `scripts/gpu-check.sh check`), else the checkout the tests were built in.
 pub fn repo_root() -> PathBuf {

@@ -93,17 +93,7 @@ fn traffic_config_counts_match_the_hand_labelled_clip() {
     let root = repo_root();
     let media = root.join("samples/media/vtest.avi");
     let model_file = root.join("models/nanodet/1/model.onnx");
-    for needed in [&media, &model_file] {
-        if !needed.is_file() {
-            skip(format_args!(
-                "{} not installed (run make setup)",
-                needed.display()
-            ));
-            return;
-        }
-    }
-    if Command::new("ffmpeg").arg("-version").output().is_err() {
-        skip(format_args!("ffmpeg not installed (run make setup)"));
+    if !vigil_tests::installed_with_ffmpeg(&[&media, &model_file]) {
         return;
     }
     let dir = TempDir::new("analytics");

@@ -27,7 +27,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
-use vigil_tests::{TempDir, Vigil, read_events, repo_root, skip};
+use vigil_tests::{TempDir, Vigil, read_events, repo_root};
 
 const FRAMES: u64 = 24;
 
@@ -189,17 +189,7 @@ fn gpu_requests_fall_back_to_the_cpu_with_one_warning_each() {
     let root = repo_root();
     let media = root.join("samples/media/vtest.avi");
     let model_file = root.join("models/nanodet/1/model.onnx");
-    for needed in [&media, &model_file] {
-        if !needed.is_file() {
-            skip(format_args!(
-                "{} not installed (run make setup)",
-                needed.display()
-            ));
-            return;
-        }
-    }
-    if Command::new("ffmpeg").arg("-version").output().is_err() {
-        skip(format_args!("ffmpeg not installed (run make setup)"));
+    if !vigil_tests::installed_with_ffmpeg(&[&media, &model_file]) {
         return;
     }
     let dir = TempDir::new("gpu-fallback");
