@@ -8,6 +8,7 @@ pub mod blur;
 pub mod draw;
 pub mod engine;
 pub mod events;
+pub mod frame;
 pub mod gpu;
 pub mod inspect;
 pub mod items;

@@ -5,6 +5,7 @@
 #![allow(clippy::non_send_fields_in_send_ty, unused_doc_comments)]
 
 pub mod analytics;
+mod frames;
 pub mod imagesrc;
 pub mod infer;
 pub mod inspect;

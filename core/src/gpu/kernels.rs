@@ -4,10 +4,12 @@
 //! `vigil_pre_<family>_<layout>_<type>` (family `packed4`, `packed3`, `nv12`, `i420`; layout `nchw`,
 //! `nhwc`; type `f32`, `f16`). Colour order, red/blue byte positions, mean/std, placement, pad value
 //! and the YUV matrix are run-time parameters (a `Params` struct passed by value). A launch covers a
-//! whole batch: grid `(ceil(W/16), ceil(H/16), N)`, one thread per output pixel, which sums the
-//! separable weights of [`super::weights::AxisWeights`] over the source pixels (converting YUV per
-//! sample) and writes the three normalised channels. FP16 is written with `cvt.rn.f16.f32` (inline
-//! PTX, so no CUDA header is needed at compile time).
+//! whole batch: grid `(ceil(W/16), ceil(H/16), N)`, one thread per output pixel. Each thread does in
+//! integers what the CPU path does (see [`super::weights`]): per horizontal tap, the vertical pass
+//! over the source column (YUV converted per sample with the fixed-point matrix) rounded and clamped
+//! to 8 bits, then the horizontal pass over those values, rounded and clamped; then the three
+//! normalised channels `v * a + b` in `f32` (no FMA contraction, as the host computes it). FP16 is
+//! written with `cvt.rn.f16.f32` (inline PTX, so no CUDA header is needed at compile time).
 
 use std::sync::OnceLock;
 
@@ -86,6 +88,9 @@ pub struct Params {
     pub ph: i32,
     pub taps_x: i32,
     pub taps_y: i32,
+    /// Fraction bits of the x and y weights.
+    pub prec_x: i32,
+    pub prec_y: i32,
     pub red: i32,
     pub blue: i32,
     /// 1: the model wants BGR.
@@ -93,8 +98,9 @@ pub struct Params {
     pub a: [f32; 3],
     pub b: [f32; 3],
     pub pad: f32,
-    pub m: [f32; 9],
-    pub y_offset: f32,
+    /// The fixed-point YUV matrix (`crate::frame::YuvMatrix`).
+    pub m: [i32; 9],
+    pub y_offset: i32,
 }
 
 // SAFETY: plain old data of 4-byte fields, laid out as the CUDA struct.
@@ -116,8 +122,8 @@ pub fn source() -> String {
             for (ty, cty) in [("f32", "float"), ("f16", "unsigned short")] {
                 s.push_str(&format!(
                     "extern \"C\" __global__ void vigil_pre_{fam}_{layout}_{ty}(\n\
-                     const unsigned char* src, const int* xs, const float* xw, const int* ys,\n\
-                     const float* yw, {cty}* out, Params p) {{\n\
+                     const unsigned char* src, const int* xs, const int* xw, const int* ys,\n\
+                     const int* yw, {cty}* out, Params p) {{\n\
                      int x = blockIdx.x * blockDim.x + threadIdx.x;\n\
                      int y = blockIdx.y * blockDim.y + threadIdx.y;\n\
                      int n = blockIdx.z;\n\
@@ -140,11 +146,11 @@ typedef unsigned long long vsize;
 
 struct Params {
   int src_w, src_h, stride, stride_uv, frame_bytes, u_offset, v_offset;
-  int dst_w, dst_h, px, py, pw, ph, taps_x, taps_y, red, blue, bgr;
+  int dst_w, dst_h, px, py, pw, ph, taps_x, taps_y, prec_x, prec_y, red, blue, bgr;
   float a[3], b[3];
   float pad;
-  float m[9];
-  float y_offset;
+  int m[9];
+  int y_offset;
 };
 
 __device__ __forceinline__ void store(float* o, vsize i, float v) { o[i] = v; }
@@ -154,58 +160,63 @@ __device__ __forceinline__ void store(unsigned short* o, vsize i, float v) {
   o[i] = h;
 }
 
-__device__ __forceinline__ float clamp255(float v) { return fminf(fmaxf(v, 0.f), 255.f); }
+__device__ __forceinline__ int clamp8(int v) { return min(max(v, 0), 255); }
 
-__device__ __forceinline__ void yuv(const Params& p, float yy, float u, float v, float* rgb) {
-  yy -= p.y_offset; u -= 128.f; v -= 128.f;
-  rgb[0] = clamp255(rintf(p.m[0] * yy + p.m[1] * u + p.m[2] * v));
-  rgb[1] = clamp255(rintf(p.m[3] * yy + p.m[4] * u + p.m[5] * v));
-  rgb[2] = clamp255(rintf(p.m[6] * yy + p.m[7] * u + p.m[8] * v));
+// Fixed point (1/65536) YUV -> RGB, rounded and clamped: crate::frame::YuvMatrix::rgb.
+__device__ __forceinline__ void yuv(const Params& p, int yy, int u, int v, int* rgb) {
+  yy -= p.y_offset; u -= 128; v -= 128;
+  rgb[0] = clamp8((p.m[0] * yy + p.m[1] * u + p.m[2] * v + 32768) >> 16);
+  rgb[1] = clamp8((p.m[3] * yy + p.m[4] * u + p.m[5] * v + 32768) >> 16);
+  rgb[2] = clamp8((p.m[6] * yy + p.m[7] * u + p.m[8] * v + 32768) >> 16);
 }
 
 template <int BPP>
-__device__ __forceinline__ void fetch_packed(const unsigned char* f, const Params& p, int x, int y, float* rgb) {
+__device__ __forceinline__ void fetch_packed(const unsigned char* f, const Params& p, int x, int y, int* rgb) {
   const unsigned char* q = f + (vsize)y * p.stride + (vsize)x * BPP;
   rgb[0] = q[p.red]; rgb[1] = q[1]; rgb[2] = q[p.blue];
 }
 
-__device__ __forceinline__ void fetch_nv12(const unsigned char* f, const Params& p, int x, int y, float* rgb) {
+__device__ __forceinline__ void fetch_nv12(const unsigned char* f, const Params& p, int x, int y, int* rgb) {
   const unsigned char* c = f + p.u_offset + (vsize)(y >> 1) * p.stride_uv + (vsize)(x >> 1) * 2;
   yuv(p, f[(vsize)y * p.stride + x], c[0], c[1], rgb);
 }
 
-__device__ __forceinline__ void fetch_i420(const unsigned char* f, const Params& p, int x, int y, float* rgb) {
+__device__ __forceinline__ void fetch_i420(const unsigned char* f, const Params& p, int x, int y, int* rgb) {
   vsize c = (vsize)(y >> 1) * p.stride_uv + (x >> 1);
   yuv(p, f[(vsize)y * p.stride + x], f[p.u_offset + c], f[p.v_offset + c], rgb);
 }
 
 // The normalised model-order channels of output pixel (x, y): padding outside the placed image,
-// else the separable convolution of the source with the per-axis weights.
-template <void (*FETCH)(const unsigned char*, const Params&, int, int, float*)>
-__device__ __forceinline__ void sample(const unsigned char* f, const int* xs, const float* xw,
-    const int* ys, const float* yw, const Params& p, int x, int y, float* out) {
-  float acc[3] = {0.f, 0.f, 0.f};
+// else the two passes of the CPU resizer in its integer arithmetic (vertical first, each rounded
+// and clamped to 8 bits).
+template <void (*FETCH)(const unsigned char*, const Params&, int, int, int*)>
+__device__ __forceinline__ void sample(const unsigned char* f, const int* xs, const int* xw,
+    const int* ys, const int* yw, const Params& p, int x, int y, float* out) {
+  int rgb[3];
   if (x < p.px || x >= p.px + p.pw || y < p.py || y >= p.py + p.ph) {
-    acc[0] = acc[1] = acc[2] = p.pad;
+    rgb[0] = rgb[1] = rgb[2] = (int)p.pad;
   } else {
     int ox = x - p.px, oy = y - p.py;
     int x0 = xs[ox], y0 = ys[oy];
-    for (int j = 0; j < p.taps_y; j++) {
-      float wy = yw[oy * p.taps_y + j];
-      if (wy == 0.f) continue;
-      float row[3] = {0.f, 0.f, 0.f};
-      for (int i = 0; i < p.taps_x; i++) {
-        float wx = xw[ox * p.taps_x + i];
-        if (wx == 0.f) continue;
-        float rgb[3];
-        FETCH(f, p, x0 + i, y0 + j, rgb);
-        row[0] += wx * rgb[0]; row[1] += wx * rgb[1]; row[2] += wx * rgb[2];
+    int hx = 1 << (p.prec_x - 1), hy = 1 << (p.prec_y - 1);
+    int acc[3] = {hx, hx, hx};
+    for (int i = 0; i < p.taps_x; i++) {
+      int wx = xw[ox * p.taps_x + i];
+      if (wx == 0) continue;
+      int col[3] = {hy, hy, hy};
+      for (int j = 0; j < p.taps_y; j++) {
+        int wy = yw[oy * p.taps_y + j];
+        if (wy == 0) continue;
+        int s[3];
+        FETCH(f, p, x0 + i, y0 + j, s);
+        col[0] += wy * s[0]; col[1] += wy * s[1]; col[2] += wy * s[2];
       }
-      acc[0] += wy * row[0]; acc[1] += wy * row[1]; acc[2] += wy * row[2];
+      for (int c = 0; c < 3; c++) acc[c] += wx * clamp8(col[c] >> p.prec_y);
     }
+    for (int c = 0; c < 3; c++) rgb[c] = clamp8(acc[c] >> p.prec_x);
   }
-  if (p.bgr) { float t = acc[0]; acc[0] = acc[2]; acc[2] = t; }
-  for (int c = 0; c < 3; c++) out[c] = acc[c] * p.a[c] + p.b[c];
+  if (p.bgr) { int t = rgb[0]; rgb[0] = rgb[2]; rgb[2] = t; }
+  for (int c = 0; c < 3; c++) out[c] = (float)rgb[c] * p.a[c] + p.b[c];
 }
 "#;
 

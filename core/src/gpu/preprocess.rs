@@ -68,9 +68,9 @@ struct Cached {
     layout: FrameLayout,
     geometry: Geometry,
     xs: CudaSlice<i32>,
-    xw: CudaSlice<f32>,
+    xw: CudaSlice<i32>,
     ys: CudaSlice<i32>,
-    yw: CudaSlice<f32>,
+    yw: CudaSlice<i32>,
 }
 
 pub struct GpuPreprocessor {
@@ -241,6 +241,8 @@ impl GpuPreprocessor {
             ph: p.h as i32,
             taps_x: g.x.taps as i32,
             taps_y: g.y.taps as i32,
+            prec_x: g.x.precision as i32,
+            prec_y: g.y.precision as i32,
             red: red as i32,
             blue: blue as i32,
             bgr: i32::from(pre.color == ColorOrder::Bgr),

@@ -15,7 +15,10 @@ use vigil_core::postprocess::{Detection, nms};
 use vigil_core::preprocess::{ColorOrder, Preprocessor};
 use vigil_core::secondary::{ParentFilter, child_box, crop_region};
 
+use vigil_core::frame::{FrameFormat, YuvMatrix, to_packed4};
+
 use super::ProcessMode;
+use crate::frames::{first_offset, frame_format, layout_of, yuv_matrix};
 use crate::meta::VigilMeta;
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
@@ -78,10 +81,14 @@ impl Default for Settings {
 }
 
 /// Per-caps colour conversion of frames into packed RGBx/BGRx at the frame's size (scaling is done by
-/// the pre-processor). `None` converter: the frames already are packed 4-byte pixels in the model's order.
+/// the pre-processor): Vigil's own conversion (`vigil_core::frame::to_packed4`, the one the GPU
+/// kernels reproduce bit for bit) for NV12, I420 and packed RGB formats, `gst_video::VideoConverter`
+/// for the others. Neither: the frames already are packed 4-byte pixels in the model's order.
 struct Converter {
     in_info: gst_video::VideoInfo,
     converter: Option<gst_video::VideoConverter>,
+    /// Vigil's own conversion: the frame format and YUV matrix, and the output pixels.
+    own: Option<(FrameFormat, YuvMatrix, Vec<u8>)>,
     image: gst::Buffer,
     image_info: gst_video::VideoInfo,
     color: ColorOrder,
@@ -108,7 +115,15 @@ impl Converter {
             .interlace_mode(info.interlace_mode())
             .build()
             .map_err(|e| format!("model input info: {e}"))?;
-        let converter = if direct {
+        let own = match (frame_format(info.format()), yuv_matrix(&info)) {
+            (Some(f), Some(m)) if !direct => Some((
+                f,
+                m,
+                vec![0u8; 4 * info.width() as usize * info.height() as usize],
+            )),
+            _ => None,
+        };
+        let converter = if direct || own.is_some() {
             None
         } else {
             Some(
@@ -116,11 +131,16 @@ impl Converter {
                     .map_err(|e| format!("no converter from {:?}: {e}", info.format()))?,
             )
         };
-        let image = gst::Buffer::with_size(if direct { 0 } else { image_info.size() })
-            .map_err(|e| format!("allocating the conversion buffer: {e}"))?;
+        let image = gst::Buffer::with_size(if converter.is_none() {
+            0
+        } else {
+            image_info.size()
+        })
+        .map_err(|e| format!("allocating the conversion buffer: {e}"))?;
         Ok(Converter {
             in_info: info,
             converter,
+            own,
             image,
             image_info,
             color,
@@ -763,6 +783,17 @@ fn with_packed_pixels<R>(
         gst::element_imp_error!(imp, gst::CoreError::Failed, ["could not map {}", what]);
         gst::FlowError::Error
     };
+    if let Some((format, matrix, pixels)) = conv.own.as_mut() {
+        let map = buf.map_readable().map_err(|_| map_err("the input frame"))?;
+        let layout = layout_of(&conv.in_info, buf, *format);
+        let start = first_offset(&conv.in_info, buf).min(map.len());
+        let color = conv.color;
+        if let Err(e) = to_packed4(&map[start..], &layout, matrix, color, pixels) {
+            gst::element_imp_error!(imp, gst::StreamError::Format, ["{}", e]);
+            return Err(gst::FlowError::Error);
+        }
+        return Ok(f(pixels));
+    }
     let src = gst_video::VideoFrameRef::from_buffer_ref_readable(buf, &conv.in_info)
         .map_err(|_| map_err("the input frame"))?;
     if let Some(converter) = &conv.converter {
