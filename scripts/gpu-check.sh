@@ -6,7 +6,7 @@
 #                                      puts into DIR everything the GPU machine needs (listed below)
 #   scripts/gpu-check.sh check DIR     on the GPU machine (NVIDIA driver; Python with the CUDA 13 and
 #                                      cuDNN 9 packages, e.g. nvidia-cuda-runtime, nvidia-cudnn-cu13):
-#                                      runs the GPU tests and a short benchmark, prints a report
+#                                      runs the GPU tests and the capacity benchmark, prints a report
 #
 # DIR after `prepare`:
 #   bin/vigil, bin/libgstvigil.so       release builds
@@ -24,7 +24,8 @@
 # Environment: VIGIL_ORT_GPU (pip requirement of the ONNX Runtime GPU wheel, default
 # onnxruntime-gpu==1.31.1), VIGIL_PYTHON_TAG (the GPU machine's CPython, default 312),
 # PYTHON (the GPU machine's Python with the nvidia packages, default python3),
-# BENCH_STREAMS (streams of the short bench, default 8).
+# BENCH_FRAMES (frames per stream of the capacity search, default 300), CAPACITY_MAX (most streams
+# tried, default 64).
 set -euo pipefail
 
 die() {
@@ -188,45 +189,20 @@ PY
     grep -E 'SKIPPED|max \||NVRTC|NVDEC:|GPU:' "$DIR/$name.log" | head -40 | sed 's/^/   /' | tee -a "$REPORT"
   done
 
-  # Short bench: N copies of bikes.mp4 through NanoDet, tracking and overlay (events only), as fast
-  # as possible (realtime: false), CPU config against the GPU config; GPU utilisation sampled.
-  local n=${BENCH_STREAMS:-8} tag
-  for tag in cpu gpu; do
-    local repo=$DIR/bench-$tag/models cfg=$DIR/bench-$tag/config.yaml
-    mkdir -p "$repo/nanodet/1"
-    cp "$DIR/repo/models/nanodet/"*.* "$repo/nanodet/"
-    ln -sf "$DIR/repo/models/nanodet/1/model.onnx" "$repo/nanodet/1/model.onnx"
-    if [ $tag = gpu ]; then
-      sed -i 's/instance_group \[ { count: 1, kind: KIND_CPU } \]/instance_group [ { count: 2, kind: KIND_GPU } ]/' "$repo/nanodet/config.pbtxt"
-    fi
-    {
-      printf 'name: bench-%s\nmodel_repository: %s\nsources:\n' $tag "$repo"
-      for i in $(seq 1 "$n"); do
-        printf '  - name: s%s\n    uri: %s\n    decoder: %s\n' "$i" "$DIR/repo/samples/media/bikes.mp4" "$([ $tag = gpu ] && echo gpu || echo cpu)"
-      done
-      printf 'inference:\n  model: nanodet\n  threshold: 0.4\ntracker:\n  kind: sort\noutputs:\n  events:\n    path: %s\nrealtime: false\n' "$DIR/bench-$tag/events.jsonl"
-    } >"$cfg"
-    local smi_pid=
-    if command -v nvidia-smi >/dev/null; then
-      nvidia-smi --query-gpu=utilization.gpu,utilization.decoder,memory.used --format=csv,noheader,nounits -lms 500 >"$DIR/bench-$tag/smi.csv" &
-      smi_pid=$!
-    fi
-    local t0 t1
-    t0=$(date +%s.%N)
-    if ! "$DIR/bin/vigil" run "$cfg" --progress 0 >"$DIR/bench-$tag/vigil.log" 2>&1; then
-      rep "-- bench $tag: vigil failed (log: $DIR/bench-$tag/vigil.log)"
-      failed=1
-    fi
-    t1=$(date +%s.%N)
-    [ -n "$smi_pid" ] && kill "$smi_pid" 2>/dev/null || true
-    local frames
-    frames=$(wc -l <"$DIR/bench-$tag/events.jsonl" 2>/dev/null || echo 0)
-    rep "-- bench $tag: $n streams x bikes.mp4, $(awk -v f="$frames" -v a="$t0" -v b="$t1" 'BEGIN {printf "%d frames in %.1f s = %.1f frames/s", f, b - a, f / (b - a)}')"
-    if [ -s "$DIR/bench-$tag/smi.csv" ]; then
-      rep "   GPU util/decoder util/memory MiB (mean over samples): $(awk -F', ' '{g+=$1; d+=$2; m+=$3; n++} END {if (n) printf "%.0f%% / %.0f%% / %.0f", g/n, d/n, m/n}' "$DIR/bench-$tag/smi.csv")"
-    fi
-    grep -E 'warning' "$DIR/bench-$tag/vigil.log" | head -5 | sed 's/^/   /' | tee -a "$REPORT"
-  done
+  # Acceptance 3: how many 1080p 30 fps H.264 streams (bikes.mp4 transcoded) keep real time with
+  # NanoDet, tracking and overlay: on the CPU, on the GPU with CPU pre-processing and with GPU
+  # pre-processing; NVML utilisation (SM, NVDEC) at each capacity; the GPU/CPU ratios.
+  local frames=${BENCH_FRAMES:-300} max=${CAPACITY_MAX:-64}
+  rep "-- capacity: 1080p30 streams per variant (${frames} frames per stream, at most ${max} streams)"
+  if (cd "$DIR/repo" && "$DIR/bin/vigil" bench --capacity --make-1080p --video samples/media/bikes.mp4 \
+      --models models --frames "$frames" --max-streams "$max" --out "$DIR/capacity") \
+      >"$DIR/capacity.log" 2>&1; then
+    sed 's/^/   /' "$DIR/capacity/capacity.md" | tee -a "$REPORT"
+  else
+    rep "   FAILED (log: $DIR/capacity.log)"
+    tail -5 "$DIR/capacity.log" | sed 's/^/   /' | tee -a "$REPORT"
+    failed=1
+  fi
   rep "== report: $REPORT"
   return $failed
 }

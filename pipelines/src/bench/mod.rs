@@ -18,6 +18,7 @@
 //! the child's user + system time (start-up included, from `wait4`) over its frames, peak RSS =
 //! the largest resident size of the child and its descendants together ([`measure::Measured`]).
 
+pub mod capacity;
 pub mod chart;
 pub mod limits;
 pub mod measure;
@@ -76,6 +77,24 @@ pub struct BenchArgs {
     /// Seconds between soak samples.
     #[arg(long, default_value_t = 5, value_name = "SECONDS")]
     pub sample_secs: u64,
+    /// Real-time capacity instead (issue 8, acceptance 3): the most streams of --video that each
+    /// keep --target-fps, found by doubling then bisecting, per variant of --variants; writes
+    /// capacity.md and capacity.json into --out when given.
+    #[arg(long)]
+    pub capacity: bool,
+    /// Capacity variants: cpu, gpu (NVDEC, KIND_GPU, CPU pre-processing), gpu-pre (the same with
+    /// GPU pre-processing); default: cpu, and the GPU ones when a CUDA device is found.
+    #[arg(long, value_delimiter = ',')]
+    pub variants: Vec<String>,
+    /// Capacity: the frame rate a stream must keep.
+    #[arg(long, default_value_t = 30.0, value_name = "FPS")]
+    pub target_fps: f64,
+    /// Capacity: the most streams to try.
+    #[arg(long, default_value_t = 64, value_name = "N")]
+    pub max_streams: usize,
+    /// Transcode --video to 1920x1080, 30 frames/s, H.264 first (ffmpeg with libx264).
+    #[arg(long)]
+    pub make_1080p: bool,
     /// Internal: decode the video with Vigil's source in this process and print a JSON report.
     #[arg(long, hide = true, value_name = "STREAMS")]
     pub decode_only: Option<usize>,
@@ -476,8 +495,18 @@ pub fn execute(args: &BenchArgs) -> anyhow::Result<()> {
     let tmp = std::env::temp_dir().join(format!("vigil-bench-{}", std::process::id()));
     std::fs::create_dir_all(&tmp)?;
     let _cleanup = RemoveOnDrop(tmp.clone());
-    let frames = args.frames.unwrap_or(if args.quick { 100 } else { 0 });
-    let clip = cut_clip(&args.video, frames, &tmp)?;
+    let frames = args.frames.unwrap_or(if args.quick {
+        100
+    } else if args.capacity {
+        300
+    } else {
+        0
+    });
+    let clip = if args.make_1080p {
+        capacity::clip_1080p(&args.video, frames, &tmp)?
+    } else {
+        cut_clip(&args.video, frames, &tmp)?
+    };
     let setup = Setup {
         exe: std::env::current_exe().context("the vigil executable")?,
         models: std::fs::canonicalize(&args.models)?,
@@ -490,6 +519,9 @@ pub fn execute(args: &BenchArgs) -> anyhow::Result<()> {
     };
     if let Some(secs) = args.soak {
         return report::soak(&setup.exe, &setup, args, secs);
+    }
+    if args.capacity {
+        return capacity_mode(&setup, args);
     }
     let started = Instant::now();
     let streams: Vec<usize> = if !args.streams.is_empty() {
@@ -650,6 +682,49 @@ pub fn execute(args: &BenchArgs) -> anyhow::Result<()> {
             "wrote {0}/report.md, {0}/report.json, {0}/chart.png",
             out.display()
         );
+    }
+    Ok(())
+}
+
+/// `--capacity`: the search per variant, the report printed and written to `--out`.
+fn capacity_mode(setup: &Setup, args: &BenchArgs) -> anyhow::Result<()> {
+    let variants: Vec<capacity::Variant> = if args.variants.is_empty() {
+        let mut v = vec![capacity::Variant::Cpu];
+        match vigil_core::gpu::devices() {
+            Ok(_) => v.extend([capacity::Variant::Gpu, capacity::Variant::GpuPre]),
+            Err(e) => eprintln!("capacity: GPU variants left out: {e}"),
+        }
+        v
+    } else {
+        args.variants
+            .iter()
+            .map(|n| {
+                capacity::Variant::from_name(n).with_context(|| {
+                    format!("--variants: unknown variant '{n}' (cpu, gpu, gpu-pre)")
+                })
+            })
+            .collect::<anyhow::Result<_>>()?
+    };
+    let results = capacity::run(setup, &variants, args.max_streams, args.target_fps)?;
+    let clip = format!(
+        "{}{}, {} frames per stream",
+        args.video.display(),
+        if args.make_1080p {
+            " transcoded to 1920x1080 30 fps H.264"
+        } else {
+            ""
+        },
+        setup.frames
+    );
+    let md = capacity::markdown(&results, &clip, args.target_fps);
+    println!("{md}");
+    if let Some(out) = &args.out {
+        std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+        std::fs::write(out.join("capacity.md"), &md)?;
+        std::fs::write(
+            out.join("capacity.json"),
+            serde_json::to_string_pretty(&results)?,
+        )?;
     }
     Ok(())
 }
