@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
-use super::{EngineError, NamedTensor};
+use super::{EngineError, FrameInput, NamedTensor};
 use crate::modelrepo::ModelConfig;
 use crate::postprocess::TensorView;
 
@@ -113,13 +113,22 @@ pub(crate) struct Pending {
     /// Position in the order of arrival (gapless, from 0).
     pub seq: u64,
     pub enqueued: Instant,
-    /// Inputs in the model's input order.
+    /// Inputs in the model's input order (empty for a frame request).
     pub inputs: Vec<NamedTensor>,
+    /// The frame of a frame request.
+    pub frame: Option<FrameInput>,
     pub respond: Responder,
 }
 
 impl Pending {
+    /// Whether `self` can join `other`'s batch: tensors of the same shapes, or frames one launch
+    /// can pre-process together (never a frame with tensors).
     fn same_shapes(&self, other: &Pending) -> bool {
+        match (&self.frame, &other.frame) {
+            (Some(a), Some(b)) => return a.compatible(b),
+            (None, None) => {}
+            _ => return false,
+        }
         self.inputs.len() == other.inputs.len()
             && self
                 .inputs
@@ -162,6 +171,7 @@ impl Queue {
         level: usize,
         enqueued: Instant,
         inputs: Vec<NamedTensor>,
+        frame: Option<FrameInput>,
         respond: Responder,
     ) -> u64 {
         let seq = self.next_seq;
@@ -171,6 +181,7 @@ impl Queue {
             seq,
             enqueued,
             inputs,
+            frame,
             respond,
         });
         self.len += 1;
@@ -264,6 +275,7 @@ mod tests {
             level,
             at,
             vec![("x".into(), shape, vec![0.0; n])],
+            None,
             Box::new(|_| {}),
         )
     }
