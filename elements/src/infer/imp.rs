@@ -8,14 +8,18 @@ use gst_base::subclass::prelude::*;
 
 use std::sync::Arc;
 
-use vigil_core::engine::{InferRequest, ModelHandle, ModelServer, PollGuard};
+use vigil_core::engine::{
+    EngineError, FrameInput, InferRequest, ModelHandle, ModelRuntime, ModelServer, PollGuard,
+};
+use vigil_core::gpu::{FrameFormat, FrameLayout, YuvMatrix};
 use vigil_core::modelspec::ModelSpec;
 use vigil_core::objects::{FrameObjects, Object};
 use vigil_core::postprocess::{Detection, nms};
-use vigil_core::preprocess::{ColorOrder, Preprocessor};
+use vigil_core::preprocess::{ColorOrder, Placement, PreprocessSpec, Preprocessor};
+use vigil_core::runtime::warn_once;
 use vigil_core::secondary::{ParentFilter, child_box, crop_region};
 
-use super::ProcessMode;
+use super::{Preprocess, ProcessMode};
 use crate::meta::VigilMeta;
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
@@ -54,6 +58,7 @@ struct Settings {
     operate_on_labels: String,
     min_object_size: u32,
     crop_expand: f32,
+    preprocess: Preprocess,
 }
 
 impl Default for Settings {
@@ -73,6 +78,7 @@ impl Default for Settings {
             operate_on_labels: String::new(),
             min_object_size: 0,
             crop_expand: 0.0,
+            preprocess: Preprocess::Auto,
         }
     }
 }
@@ -150,6 +156,10 @@ struct State {
     frames: u64,
     inferred: u64,
     infer_ns: u128,
+    /// Whether the last inferred frame was pre-processed on the GPU (logged when it changes).
+    on_gpu: Option<bool>,
+    /// Frames pre-processed on the GPU.
+    gpu_frames: u64,
 }
 
 #[derive(Default)]
@@ -254,6 +264,11 @@ impl ObjectImpl for VigilInfer {
                     .default_value(d.min_object_size)
                     .mutable_playing()
                     .build(),
+                glib::ParamSpecEnum::builder_with_default("preprocess", d.preprocess)
+                    .nick("Pre-processing")
+                    .blurb("Primary mode: where frames become the model's input tensor. cpu: here (colour conversion, resize, normalisation); gpu: inside the model server, a whole batch per kernel launch, the tensor staying on the GPU until inference, when the model's runtime can (KIND_GPU instances on CUDA/TensorRT, a CUDA device and NVRTC), else the CPU with one warning per process; auto: as gpu without the warning. NV12, I420, RGB(A/x), BGR(A/x) frames; others, and secondary mode, use the CPU")
+                    .mutable_ready()
+                    .build(),
                 glib::ParamSpecFloat::builder("crop-expand")
                     .nick("Crop expansion")
                     .blurb("Secondary mode: each side of a parent's crop grows by this fraction of its width/height (clamped to the frame)")
@@ -288,6 +303,7 @@ impl ObjectImpl for VigilInfer {
             }
             "min-object-size" => s.min_object_size = value.get().unwrap(),
             "crop-expand" => s.crop_expand = value.get().unwrap(),
+            "preprocess" => s.preprocess = value.get().unwrap(),
             other => unreachable!("unknown property {other}"),
         }
         // Properties that may change while playing are applied to the running state too.
@@ -327,6 +343,7 @@ impl ObjectImpl for VigilInfer {
             "operate-on-labels" => s.operate_on_labels.to_value(),
             "min-object-size" => s.min_object_size.to_value(),
             "crop-expand" => s.crop_expand.to_value(),
+            "preprocess" => s.preprocess.to_value(),
             other => unreachable!("unknown property {other}"),
         }
     }
@@ -428,6 +445,8 @@ impl BaseTransformImpl for VigilInfer {
             frames: 0,
             inferred: 0,
             infer_ns: 0,
+            on_gpu: None,
+            gpu_frames: 0,
         });
         Ok(())
     }
@@ -439,10 +458,11 @@ impl BaseTransformImpl for VigilInfer {
             gst::info!(
                 CAT,
                 imp = self,
-                "{} frames, {} inferred ({} crops), {:.1} ms per inferred frame",
+                "{} frames, {} inferred ({} crops, {} pre-processed on the GPU), {:.1} ms per inferred frame",
                 s.frames,
                 s.inferred,
                 s.crops,
+                s.gpu_frames,
                 s.infer_ns as f64 / s.inferred as f64 / 1e6
             );
         }
@@ -526,6 +546,17 @@ impl BaseTransformImpl for VigilInfer {
             return Err(gst::FlowError::NotNegotiated);
         };
         let (width, height) = (conv.in_info.width(), conv.in_info.height());
+        let primary = state.settings.process_mode == ProcessMode::Primary;
+        let gpu_format = if primary && inferring {
+            self.gpu_format(
+                state.settings.preprocess,
+                &mut state.on_gpu,
+                &runtime,
+                conv.in_info.format(),
+            )
+        } else {
+            None
+        };
         if state.settings.process_mode == ProcessMode::Secondary {
             if !inferring {
                 return Ok(gst::FlowSuccess::Ok);
@@ -539,36 +570,68 @@ impl BaseTransformImpl for VigilInfer {
             return Ok(gst::FlowSuccess::Ok);
         }
 
-        // Colour conversion (when needed) into packed RGBx/BGRx, then resize + normalise into the
-        // request's tensor (the request owns it while it waits in the model's batcher).
-        let mut tensor = vec![0f32; state.spec.preprocess.tensor_len()];
-        let preprocessor = &mut state.preprocessor;
-        let placement = with_packed_pixels(self, buf, conv, |pixels| {
-            preprocessor.run(pixels, width, height, &mut tensor)
-        })?
-        .map_err(|e| {
-            gst::element_imp_error!(self, gst::StreamError::Format, ["{}", e]);
-            gst::FlowError::Error
-        })?;
-
         let started = Instant::now();
         let spec = state.spec.clone();
-        let mut shape = spec.input_shape(1);
-        if spec.batched {
-            shape.remove(0);
-        }
-        let (threshold, iou, max) = (
+        let (threshold, iou, max, priority) = (
             state.settings.threshold,
             state.settings.nms_iou,
             state.settings.max_detections as usize,
+            state.settings.priority,
         );
-        let request = InferRequest::new(spec.input_name.clone(), shape, tensor)
-            .with_priority(state.settings.priority);
-        let decode_spec = spec.clone();
         let (pw, ph) = (spec.preprocess.width, spec.preprocess.height);
-        let decoded = runtime.infer(request, move |outputs| {
-            decode_spec.decoder.decode(outputs, 0, pw, ph, threshold)
-        });
+        let decoder = || {
+            let decode_spec = spec.clone();
+            move |outputs: &[vigil_core::postprocess::TensorView]| {
+                decode_spec.decoder.decode(outputs, 0, pw, ph, threshold)
+            }
+        };
+
+        // GPU pre-processing inside the model server: the request carries the frame itself.
+        let mut outcome = None;
+        if let Some(format) = gpu_format {
+            let frame_input =
+                map_frame(buf, &conv.in_info, format, &spec.preprocess).map_err(|e| {
+                    gst::element_imp_error!(self, gst::CoreError::Failed, ["{}", e]);
+                    gst::FlowError::Error
+                })?;
+            let placement = Placement::new(width, height, pw, ph, spec.preprocess.resize);
+            let request = InferRequest::from_frame(frame_input).with_priority(priority);
+            match runtime.infer(request, decoder()) {
+                Err(e @ EngineError::NoGpuPreprocessing { .. }) => {
+                    warn_once(
+                        "vigilinfer:gpu-preprocessing-lost",
+                        &format!("vigilinfer: {e}; frames are pre-processed on the CPU"),
+                    );
+                }
+                decoded => {
+                    state.gpu_frames += 1;
+                    outcome = Some((decoded, placement));
+                }
+            }
+        }
+        let (decoded, placement) = match outcome {
+            Some(o) => o,
+            None => {
+                // Colour conversion (when needed) into packed RGBx/BGRx, then resize + normalise
+                // into the request's tensor (the request owns it while it waits in the batcher).
+                let mut tensor = vec![0f32; spec.preprocess.tensor_len()];
+                let preprocessor = &mut state.preprocessor;
+                let placement = with_packed_pixels(self, buf, conv, |pixels| {
+                    preprocessor.run(pixels, width, height, &mut tensor)
+                })?
+                .map_err(|e| {
+                    gst::element_imp_error!(self, gst::StreamError::Format, ["{}", e]);
+                    gst::FlowError::Error
+                })?;
+                let mut shape = spec.input_shape(1);
+                if spec.batched {
+                    shape.remove(0);
+                }
+                let request = InferRequest::new(spec.input_name.clone(), shape, tensor)
+                    .with_priority(priority);
+                (runtime.infer(request, decoder()), placement)
+            }
+        };
         let dets = self.detections(decoded, &spec.model, &state.class_filter, iou, max)?;
         state.infer_ns += started.elapsed().as_nanos();
         state.inferred += 1;
@@ -595,6 +658,54 @@ impl BaseTransformImpl for VigilInfer {
 }
 
 impl VigilInfer {
+    /// The frame format to send to the model server for GPU pre-processing, or `None` for the CPU
+    /// path: `preprocess` is not `cpu`, the runtime takes frames and the GPU pre-processor reads
+    /// `format`. `gpu` that cannot be honoured warns once per process; `auto` logs at debug level.
+    fn gpu_format(
+        &self,
+        preprocess: Preprocess,
+        on_gpu: &mut Option<bool>,
+        runtime: &ModelRuntime,
+        format: gst_video::VideoFormat,
+    ) -> Option<FrameFormat> {
+        if preprocess == Preprocess::Cpu {
+            return None;
+        }
+        let decision = FrameFormat::from_name(format.to_str())
+            .ok_or_else(|| {
+                format!(
+                    "{} frames are not read by the GPU pre-processor",
+                    format.to_str()
+                )
+            })
+            .and_then(|f| {
+                runtime
+                    .frame_support()
+                    .map(|()| f)
+                    .map_err(|e| format!("model '{}': {e}", runtime.name()))
+            });
+        let now = decision.is_ok();
+        if *on_gpu != Some(now) {
+            *on_gpu = Some(now);
+            match &decision {
+                Ok(_) => gst::info!(CAT, imp = self, "pre-processing on the GPU"),
+                Err(why) => {
+                    gst::debug!(CAT, imp = self, "pre-processing on the CPU: {}", why);
+                    if preprocess == Preprocess::Gpu {
+                        warn_once(
+                            "vigilinfer:preprocess=gpu",
+                            &format!(
+                                "vigilinfer preprocess=gpu: {why}; frames are pre-processed on \
+                                 the CPU"
+                            ),
+                        );
+                    }
+                }
+            }
+        }
+        decision.ok()
+    }
+
     /// Secondary mode: runs the model on the crops of the frame's qualifying objects (all crops
     /// queued at once, so the model's batcher can batch them with each other and with other
     /// streams' requests) and appends the detections as children of their objects.
@@ -785,6 +896,77 @@ fn with_packed_pixels<R>(
         let data = src.plane_data(0).map_err(|_| map_err("the input plane"))?;
         Ok(f(data))
     }
+}
+
+/// The frame's planes copied into one host buffer (rows keep their strides) with its layout, for a
+/// frame request. Frames in CUDA memory are mapped for reading, i.e. copied to the host by
+/// GStreamer first.
+
+fn map_frame(
+    buf: &gst::BufferRef,
+    info: &gst_video::VideoInfo,
+    format: FrameFormat,
+    spec: &PreprocessSpec,
+) -> Result<FrameInput, String> {
+    use gst_video::prelude::VideoFrameExt;
+    let frame = gst_video::VideoFrameRef::from_buffer_ref_readable(buf, info)
+        .map_err(|_| "could not map the input frame".to_owned())?;
+    let (w, h) = (frame.width(), frame.height());
+    let strides = frame.plane_stride();
+    let mut data = Vec::with_capacity(frame.info().size());
+    let mut plane = |p: u32, rows: usize| -> Result<(usize, usize), String> {
+        let stride = usize::try_from(strides[p as usize])
+            .ok()
+            .filter(|&s| s > 0)
+            .ok_or_else(|| format!("plane {p} has stride {}", strides[p as usize]))?;
+        let src = frame
+            .plane_data(p)
+            .map_err(|e| format!("could not map plane {p} of the input frame: {e}"))?;
+        let offset = data.len();
+        let n = stride * rows;
+        // The last row may end short of the stride.
+        data.extend_from_slice(&src[..n.min(src.len())]);
+        data.resize(offset + n, 0);
+        Ok((offset, stride))
+    };
+    let (rows, rows_uv) = (h as usize, h.div_ceil(2) as usize);
+    let (_, stride) = plane(0, rows)?;
+    let (stride_uv, u_offset, v_offset) = match format {
+        FrameFormat::Nv12 => {
+            let (u, s) = plane(1, rows_uv)?;
+            (s, u, 0)
+        }
+        FrameFormat::I420 => {
+            let (u, s) = plane(1, rows_uv)?;
+            let (v, sv) = plane(2, rows_uv)?;
+            if s != sv {
+                return Err(format!("I420 frame with U stride {s} and V stride {sv}"));
+            }
+            (s, u, v)
+        }
+        _ => (0, 0, 0),
+    };
+    let yuv = match info.colorimetry().matrix() {
+        gst_video::VideoColorMatrix::Bt709 => Some(YuvMatrix::BT709),
+        gst_video::VideoColorMatrix::Bt601 => Some(YuvMatrix::BT601),
+        _ => None,
+    };
+    let layout = FrameLayout {
+        format,
+        width: w,
+        height: h,
+        stride,
+        stride_uv,
+        u_offset,
+        v_offset,
+        frame_bytes: data.len(),
+    };
+    Ok(FrameInput {
+        data,
+        layout,
+        spec: spec.clone(),
+        yuv,
+    })
 }
 
 /// Adds `frame`'s objects to the buffer's meta (after any objects an upstream element attached).
