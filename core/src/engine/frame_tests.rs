@@ -411,7 +411,7 @@ fn frame_requests_are_refused_with_reasons() {
     let msg = e.to_string();
     assert!(
         msg.contains("model 'fake' version 1")
-            && msg.contains("instance g_0 is Cpu on the CPU provider")
+            && msg.contains("instance g_0 (KIND_CPU) runs on the CPU provider")
             && msg.contains("KIND_GPU"),
         "{msg}"
     );
@@ -427,7 +427,7 @@ fn frame_requests_are_refused_with_reasons() {
         fell_back
             .frame_support()
             .unwrap_err()
-            .contains("on the CPU provider")
+            .contains("instance g_0 (KIND_GPU) runs on the CPU provider")
     );
     // No frame pre-processors at all.
     let none = runtime(&Setup::default(), None);

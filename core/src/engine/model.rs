@@ -662,9 +662,11 @@ impl ModelRuntime {
                 )
         }) {
             return Err(format!(
-                "instance {} is {:?} on the {} provider; GPU pre-processing needs KIND_GPU \
+                "instance {} ({}) runs on the {} provider; GPU pre-processing needs KIND_GPU \
                  instances on the CUDA or TensorRT provider",
-                i.name, i.kind, i.provider
+                i.name,
+                i.kind.as_str(),
+                i.provider
             ));
         }
         let Some(frames) = &self.frames else {
