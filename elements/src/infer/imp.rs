@@ -901,7 +901,6 @@ fn with_packed_pixels<R>(
 /// The frame's planes copied into one host buffer (rows keep their strides) with its layout, for a
 /// frame request. Frames in CUDA memory are mapped for reading, i.e. copied to the host by
 /// GStreamer first.
-
 fn map_frame(
     buf: &gst::BufferRef,
     info: &gst_video::VideoInfo,
@@ -981,4 +980,90 @@ fn append_meta(buf: &mut gst::BufferRef, mut frame: FrameObjects, inferred: bool
     }
     frame.renumber();
     VigilMeta::add(buf, frame);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vigil_core::gpu::reference;
+    use vigil_core::preprocess::{Layout, ResizeMode};
+
+    fn spec() -> PreprocessSpec {
+        PreprocessSpec {
+            width: 20,
+            height: 14,
+            color: ColorOrder::Bgr,
+            layout: Layout::Nchw,
+            resize: ResizeMode::Letterbox,
+            mean: [103.53, 116.28, 123.675],
+            std: [57.375, 57.12, 58.395],
+            scale: 1.0,
+            pad_value: 114,
+        }
+    }
+
+    /// `map_frame` on GStreamer frames with padded rows (odd sizes: strides rounded up to 4 bytes)
+    /// gives a layout under which the GPU reference sees the same pixels as under a tightly packed
+    /// copy of the visible rows.
+    #[test]
+    fn mapped_frames_keep_strides_and_planes() {
+        gst::init().unwrap();
+        for (gst_format, format) in [
+            (gst_video::VideoFormat::I420, FrameFormat::I420),
+            (gst_video::VideoFormat::Nv12, FrameFormat::Nv12),
+            (gst_video::VideoFormat::Rgb, FrameFormat::Rgb),
+            (gst_video::VideoFormat::Bgrx, FrameFormat::Bgra),
+        ] {
+            let (w, h) = (31u32, 17u32);
+            let info = gst_video::VideoInfo::builder(gst_format, w, h)
+                .build()
+                .unwrap();
+            let mut buffer = gst::Buffer::with_size(info.size()).unwrap();
+            {
+                let b = buffer.get_mut().unwrap();
+                let mut map = b.map_writable().unwrap();
+                for (i, v) in map.iter_mut().enumerate() {
+                    *v = (i.wrapping_mul(2_654_435_761) >> 11) as u8;
+                }
+            }
+            let input = map_frame(&buffer, &info, format, &spec()).unwrap();
+            assert_eq!(input.layout.format, format);
+            assert_eq!((input.layout.width, input.layout.height), (w, h));
+            assert_eq!(input.layout.stride, info.stride()[0] as usize);
+            assert!(input.data.len() >= input.layout.frame_bytes);
+
+            // The visible bytes, tightly packed.
+            let packed = FrameLayout::packed(format, w, h);
+            let frame =
+                gst_video::VideoFrameRef::from_buffer_ref_readable(buffer.as_ref(), &info).unwrap();
+            let mut bytes = Vec::new();
+            let planes: Vec<(u32, usize, usize)> = match format {
+                FrameFormat::I420 => vec![
+                    (0, w as usize, h as usize),
+                    (1, w.div_ceil(2) as usize, h.div_ceil(2) as usize),
+                    (2, w.div_ceil(2) as usize, h.div_ceil(2) as usize),
+                ],
+                FrameFormat::Nv12 => vec![
+                    (0, w as usize, h as usize),
+                    (1, 2 * w.div_ceil(2) as usize, h.div_ceil(2) as usize),
+                ],
+                FrameFormat::Rgb => vec![(0, 3 * w as usize, h as usize)],
+                _ => vec![(0, 4 * w as usize, h as usize)],
+            };
+            for (p, row, rows) in planes {
+                let stride = info.stride()[p as usize] as usize;
+                let data = frame.plane_data(p).unwrap();
+                for r in 0..rows {
+                    bytes.extend_from_slice(&data[r * stride..r * stride + row]);
+                }
+            }
+            assert_eq!(bytes.len(), packed.frame_bytes, "{format:?}");
+            let m = YuvMatrix::BT601;
+            assert_eq!(
+                reference(&spec(), &input.layout, &m, &[&input.data]),
+                reference(&spec(), &packed, &m, &[&bytes]),
+                "{format:?}"
+            );
+        }
+    }
 }
