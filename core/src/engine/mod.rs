@@ -28,7 +28,10 @@
 //! - **Metrics** ([`ModelStats`]): requests, failures, executions, batch-size histogram, queue and
 //!   compute time histograms, and per instance its executions and recent compute intervals.
 //!
-//! Requests carry f32 tensors without the batch dimension ([`InferRequest`]).
+//! Requests carry f32 tensors without the batch dimension ([`InferRequest`]), or a decoded frame
+//! for the model's single image input, which the instance pre-processes on the GPU together with the
+//! other frames of its batch (one kernel launch; the tensor stays on the device until the session
+//! has run; see `frames.rs` and [`ModelRuntime::gpu_preprocessing`]).
 //! [`ModelRuntime::infer`] blocks the caller and runs the caller's closure **on the worker
 //! thread** with views of that request's outputs (leading batch dimension 1, data borrowed from the
 //! batch output: no copy), so callers decode in place; the closure's value is returned. A closure

@@ -362,6 +362,78 @@ mod tests {
     }
 
     #[test]
+    fn frames_batch_only_with_frames_one_launch_can_take() {
+        use crate::gpu::{FrameFormat, FrameLayout};
+        use crate::preprocess::{ColorOrder, Layout, PreprocessSpec, ResizeMode};
+        let spec = PreprocessSpec {
+            width: 8,
+            height: 8,
+            color: ColorOrder::Rgb,
+            layout: Layout::Nchw,
+            resize: ResizeMode::Stretch,
+            mean: [0.0; 3],
+            std: [1.0; 3],
+            scale: 1.0,
+            pad_value: 0,
+        };
+        let frame = |format, w, h| {
+            let layout = FrameLayout::packed(format, w, h);
+            Some(FrameInput {
+                data: vec![0; layout.frame_bytes],
+                layout,
+                spec: spec.clone(),
+                yuv: None,
+            })
+        };
+        let t0 = Instant::now();
+        // How many requests from the head one batch takes, for requests queued in this order
+        // (`None`: a tensor of shape [3]).
+        let batch = |requests: Vec<Option<FrameInput>>| {
+            let mut q = Queue::new(1);
+            for f in requests {
+                match f {
+                    Some(f) => {
+                        q.push(0, t0, Vec::new(), Some(f), Box::new(|_| {}));
+                    }
+                    None => {
+                        push(&mut q, 0, t0, vec![3]);
+                    }
+                }
+            }
+            q.scan(8).0
+        };
+        let nv12 = |h| frame(FrameFormat::Nv12, 16, h);
+        assert_eq!(batch(vec![nv12(10), nv12(10), nv12(10)]), 3);
+        assert_eq!(
+            batch(vec![nv12(10), nv12(10), nv12(12), nv12(10)]),
+            2,
+            "another size ends the batch"
+        );
+        assert_eq!(
+            batch(vec![nv12(12), frame(FrameFormat::I420, 16, 12)]),
+            1,
+            "another format ends the batch"
+        );
+        let mut other_spec = nv12(10);
+        other_spec.as_mut().unwrap().spec.pad_value = 114;
+        assert_eq!(
+            batch(vec![nv12(10), other_spec]),
+            1,
+            "another spec ends the batch"
+        );
+        assert_eq!(
+            batch(vec![nv12(10), None]),
+            1,
+            "a tensor never joins a frame batch"
+        );
+        assert_eq!(
+            batch(vec![None, None, nv12(10)]),
+            2,
+            "nor a frame a tensor batch"
+        );
+    }
+
+    #[test]
     fn priority_order_and_oldest() {
         let t0 = Instant::now();
         let mut q = Queue::new(2);
