@@ -10,7 +10,9 @@
 #
 # DIR after `prepare`:
 #   bin/vigil, bin/libgstvigil.so       release builds
-#   bin/tests/*                         the GPU test binaries (cargo test --release --no-run), tests.txt
+#   bin/tests/*                         the GPU test binaries (cargo test --release --no-run), tests.txt:
+#                                       gpu_preprocess (kernels against the reference) and gpu_fallback
+#                                       (fallbacks; NanoDet with GPU pre-processing against the CPU's)
 #   wheels/onnxruntime_gpu-*.whl        ONNX Runtime with the CUDA and TensorRT execution providers (1.31.1:
 #                                       the newest GPU wheel; the ort crate needs API 31, i.e. >= 1.31)
 #   debs/*.deb, debs.txt                GStreamer 1.22 runtime, plugins (nvcodec is in plugins-bad) and
@@ -186,7 +188,7 @@ PY
       rep "   FAILED (log: $DIR/$name.log)"
       failed=1
     fi
-    grep -E 'SKIPPED|max \||NVRTC|NVDEC:|GPU:' "$DIR/$name.log" | head -40 | sed 's/^/   /' | tee -a "$REPORT"
+    grep -E 'SKIPPED|max \||NVRTC|NVDEC:|GPU:|pre-processing usable' "$DIR/$name.log" | head -40 | sed 's/^/   /' | tee -a "$REPORT"
   done
 
   # Acceptance 3: how many 1080p 30 fps H.264 streams (bikes.mp4 transcoded) keep real time with

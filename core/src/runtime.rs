@@ -19,6 +19,7 @@ use ort::ep::ExecutionProvider as _;
 use ort::session::{Session, SessionInputValue};
 use ort::value::{TensorRef, ValueType};
 
+use crate::gpu::TensorType;
 use crate::postprocess::TensorView;
 
 pub const ORT_LIB_NAME: &str = "libonnxruntime.so.1.32.0";
@@ -36,6 +37,9 @@ pub enum RuntimeError {
     Model { path: PathBuf, reason: String },
     #[error("model {path}: inference failed: {reason}")]
     Run { path: PathBuf, reason: String },
+    /// The session cannot do what was asked (e.g. run on a device tensor).
+    #[error("{0}")]
+    Unsupported(String),
 }
 
 /// Where the ONNX Runtime library would be loaded from.
@@ -476,25 +480,34 @@ impl OnnxModel {
 }
 
 impl OnnxModel {
-    /// Runs the model on an f32 tensor already in CUDA device memory (e.g. a
+    /// Runs the model on a tensor already in CUDA device memory (e.g. a
     /// [`crate::gpu::DeviceTensor`]: `ptr` is its buffer's device address), bound to the first input
     /// through an ONNX Runtime `IoBinding`, so it is not copied through the host; the outputs are
     /// bound to host memory (copied back once) and handed to `f` as [`OnnxModel::run`] does.
-    /// Only for sessions on the CUDA or TensorRT provider (an error otherwise).
+    /// Only for sessions on the CUDA or TensorRT provider (an error otherwise). `dtype`: only
+    /// [`TensorType::F32`] is bound (FP16 needs `ort`'s `half` feature, which is not built in:
+    /// an error naming it).
     ///
     /// # Safety
-    /// `ptr` must point to at least `shape`'s product of f32 values in device memory of CUDA device
-    /// `device_id`, written before this call (the producer's stream synchronised).
+    /// `ptr` must point to at least `shape`'s product of `dtype` values in device memory of CUDA
+    /// device `device_id`, written before this call (the producer's stream synchronised).
     pub unsafe fn run_device<R>(
         &mut self,
         ptr: u64,
         shape: &[i64],
+        dtype: TensorType,
         device_id: i32,
         f: impl FnOnce(&[TensorView]) -> R,
     ) -> Result<R, RuntimeError> {
         use ort::memory::{AllocationDevice, AllocatorType, MemoryInfo, MemoryType};
         use ort::value::TensorRefMut;
         let err = run_error(&self.path);
+        if dtype != TensorType::F32 {
+            return Err(err(format!(
+                "a {dtype:?} device tensor cannot be bound: FP16 inputs need ONNX Runtime's half \
+                 precision type in `ort` (its `half` feature), which this build lacks"
+            )));
+        }
         if !matches!(
             self.provider,
             ExecutionProvider::Cuda | ExecutionProvider::TensorRt

@@ -129,6 +129,7 @@ fn vigilinfer_is_documented() {
             "operate-on-labels",
             "min-object-size",
             "crop-expand",
+            "preprocess",
         ],
     );
 }

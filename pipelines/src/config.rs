@@ -507,6 +507,32 @@ pub struct InferenceConfig {
     /// `inference.max_detections`: at most this many objects per frame, ≥ 1. Default 100.
     #[serde(default = "default_max_detections")]
     pub max_detections: u32,
+    /// `inference.preprocess`: where frames become the model's input tensor: `auto` (on the GPU
+    /// inside the model server when the model's runtime can, else the CPU), `gpu` (the same, with
+    /// one warning per process when it cannot) or `cpu`. Default `auto`.
+    #[serde(default)]
+    pub preprocess: PreprocessPolicy,
+}
+
+/// `inference.preprocess` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PreprocessPolicy {
+    #[default]
+    Auto,
+    Gpu,
+    Cpu,
+}
+
+impl PreprocessPolicy {
+    /// The `vigilinfer` `preprocess` nick.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            PreprocessPolicy::Auto => "auto",
+            PreprocessPolicy::Gpu => "gpu",
+            PreprocessPolicy::Cpu => "cpu",
+        }
+    }
 }
 
 /// One entry of the `secondary` list: a model run on the crops of parent objects (`vigilinfer
@@ -2504,6 +2530,31 @@ mod tests {
         assert!(e.contains("decoder") || e.contains("fpga"), "{e}");
         let bad = text.replace("attempts: -1", "attempts: 3, tries: 2");
         assert!(Config::parse(&bad, "x.yaml").is_err());
+    }
+
+    #[test]
+    fn inference_preprocess_values_and_errors() {
+        let c = Config::parse(MINIMAL, "x.yaml").unwrap();
+        assert_eq!(c.inference.unwrap().preprocess, PreprocessPolicy::Auto);
+        for (text, want) in [
+            ("gpu", PreprocessPolicy::Gpu),
+            ("cpu", PreprocessPolicy::Cpu),
+            ("auto", PreprocessPolicy::Auto),
+        ] {
+            let yaml = MINIMAL.replace(
+                "  model: m\n",
+                &format!("  model: m\n  preprocess: {text}\n"),
+            );
+            let c = Config::parse(&yaml, "x.yaml").unwrap();
+            assert_eq!(c.inference.unwrap().preprocess, want);
+            assert_eq!(want.as_str(), text);
+        }
+        let yaml = MINIMAL.replace("  model: m\n", "  model: m\n  preprocess: fpga\n");
+        let e = Config::parse(&yaml, "x.yaml").unwrap_err().to_string();
+        assert!(
+            e.contains("x.yaml") && e.contains("inference.preprocess") && e.contains("fpga"),
+            "{e}"
+        );
     }
 
     #[test]

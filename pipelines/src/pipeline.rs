@@ -579,6 +579,7 @@ fn build_source_into(
             "max-detections",
             Prop::Num(inf.max_detections.into()),
         )?;
+        set_prop(&infer, "preprocess", Prop::Text(inf.preprocess.as_str()))?;
         let track = make("vigiltrack", &format!("{n}-track"))?;
         set_prop(&track, "tracker", Prop::Text(cfg.tracker.kind.as_str()))?;
         set_prop(

@@ -140,6 +140,19 @@ fn run(
     clip: &Path,
     sources: &[(&str, &str)],
 ) -> (Detections, String) {
+    run_with(dir, tag, repo, clip, sources, "")
+}
+
+/// As [`run`], with `inference_keys` (YAML lines, e.g. `"  preprocess: gpu\n"`) added to the
+/// `inference` section.
+fn run_with(
+    dir: &Path,
+    tag: &str,
+    repo: &Path,
+    clip: &Path,
+    sources: &[(&str, &str)],
+    inference_keys: &str,
+) -> (Detections, String) {
     let events = dir.join(format!("{tag}.jsonl"));
     let mut yaml = format!(
         "name: {tag}\nmodel_repository: {}\nsources:\n",
@@ -152,7 +165,7 @@ fn run(
         );
     }
     yaml += &format!(
-        "inference:\n  model: nanodet\n  threshold: 0.4\noutputs:\n  events:\n    path: {}\nrealtime: false\n",
+        "inference:\n  model: nanodet\n  threshold: 0.4\n{inference_keys}outputs:\n  events:\n    path: {}\nrealtime: false\n",
         events.display()
     );
     let config = dir.join(format!("{tag}.yaml"));
@@ -176,6 +189,58 @@ fn run(
     (d, stderr)
 }
 
+/// `FRAMES` frames of `media` re-encoded to H.264 as `dir/clip.mp4`.
+fn make_clip(dir: &Path, media: &Path) -> std::path::PathBuf {
+    let clip = dir.join("clip.mp4");
+    let out = Command::new("ffmpeg")
+        .args(["-v", "error", "-y", "-i"])
+        .arg(media)
+        .args(["-frames:v", &FRAMES.to_string(), "-an", "-c:v", "libx264"])
+        .args(["-pix_fmt", "yuv420p", "-crf", "12", "-bf", "0"])
+        .arg(&clip)
+        .output()
+        .expect("run ffmpeg");
+    assert!(
+        out.status.success(),
+        "ffmpeg failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    clip
+}
+
+/// The largest difference (px) between the boxes of `source` in `got` and the reference's, after
+/// [`assert_same`] (same frames and labels).
+fn worst_box_difference(reference: &Detections, got: &Detections, source: &str) -> f64 {
+    let have = got.iter().filter(|((s, _), _)| s == source).map(|(_, o)| o);
+    let mut worst = 0f64;
+    for (ow, oh) in reference.values().zip(have) {
+        for ((_, a), (_, b)) in ow.iter().zip(oh) {
+            for (x, y) in a.iter().zip(b) {
+                worst = worst.max((x - y).abs());
+            }
+        }
+    }
+    worst
+}
+
+/// Whether GPU pre-processing can run in this process: a CUDA device, NVRTC, and the CUDA
+/// execution provider in the ONNX Runtime library; the reason when not.
+fn gpu_preprocessing_usable() -> Result<(), String> {
+    let a = vigil_core::gpu::probe();
+    if a.devices().is_none() {
+        return Err(format!("no NVIDIA driver or device ({:?})", a.driver));
+    }
+    if let Err(e) = &a.nvrtc {
+        return Err(format!("no NVRTC ({e})"));
+    }
+    if vigil_core::runtime::environment().is_err()
+        || !vigil_core::runtime::ExecutionProvider::Cuda.is_available()
+    {
+        return Err("the ONNX Runtime library has no CUDA execution provider".into());
+    }
+    Ok(())
+}
+
 /// Lines of `stderr` containing every one of `needles`.
 fn count(stderr: &str, needles: &[&str]) -> usize {
     stderr
@@ -193,20 +258,7 @@ fn gpu_requests_fall_back_to_the_cpu_with_one_warning_each() {
         return;
     }
     let dir = TempDir::new("gpu-fallback");
-    let clip = dir.path().join("clip.mp4");
-    let out = Command::new("ffmpeg")
-        .args(["-v", "error", "-y", "-i"])
-        .arg(&media)
-        .args(["-frames:v", &FRAMES.to_string(), "-an", "-c:v", "libx264"])
-        .args(["-pix_fmt", "yuv420p", "-crf", "12", "-bf", "0"])
-        .arg(&clip)
-        .output()
-        .expect("run ffmpeg");
-    assert!(
-        out.status.success(),
-        "ffmpeg failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let clip = make_clip(dir.path(), &media);
 
     gst::init().unwrap();
     let nvdec = gst::ElementFactory::find("nvh264dec").is_some();
@@ -313,4 +365,129 @@ fn gpu_requests_fall_back_to_the_cpu_with_one_warning_each() {
         "{stderr}"
     );
     assert_eq!(count(&stderr, &["TensorRT"]), 0, "{stderr}");
+}
+
+/// `inference.preprocess: gpu` (vigilinfer `preprocess=gpu`) on a `KIND_GPU` model: on a machine
+/// without a GPU, one warning per process (two sources, two `vigilinfer`s) and the CPU path's
+/// detections. Where the GPU path is usable here, no warning and the CPU path's detections within
+/// 2 px (the GPU-only test below checks that more closely).
+#[test]
+fn preprocess_gpu_falls_back_to_the_cpu_path_with_one_warning() {
+    let root = repo_root();
+    let media = root.join("samples/media/vtest.avi");
+    let model_file = root.join("models/nanodet/1/model.onnx");
+    if !vigil_tests::installed_with_ffmpeg(&[&media, &model_file]) {
+        return;
+    }
+    let dir = TempDir::new("gpu-preprocess-fallback");
+    let clip = make_clip(dir.path(), &media);
+    let usable = gpu_preprocessing_usable();
+    eprintln!("GPU pre-processing usable: {usable:?}");
+
+    let cpu_repo = repository(
+        &dir.path().join("cpu"),
+        "instance_group [ { count: 1, kind: KIND_CPU } ]",
+    );
+    let (reference, _) = run_with(
+        dir.path(),
+        "cpu",
+        &cpu_repo,
+        &clip,
+        &[("ref", "cpu")],
+        "  preprocess: cpu\n",
+    );
+    assert_eq!(reference.len() as u64, FRAMES, "reference frames");
+    assert!(reference.values().map(Vec::len).sum::<usize>() > FRAMES as usize);
+
+    let gpu_repo = repository(
+        &dir.path().join("kind-gpu"),
+        "instance_group [ { count: 1, kind: KIND_GPU } ]",
+    );
+    let (got, stderr) = run_with(
+        dir.path(),
+        "preprocess-gpu",
+        &gpu_repo,
+        &clip,
+        &[("a", "cpu"), ("b", "cpu")],
+        "  preprocess: gpu\n",
+    );
+    let warnings = count(&stderr, &["preprocess=gpu", "pre-processed on the CPU"]);
+    for source in ["a", "b"] {
+        assert_same(&reference, &got, source, "preprocess: gpu");
+        eprintln!(
+            "source {source}: largest box difference to the CPU reference {:.6} px",
+            worst_box_difference(&reference, &got, source)
+        );
+    }
+    match usable {
+        Err(_) => {
+            assert_eq!(warnings, 1, "{stderr}");
+            // The CPU path itself: equal up to the rounding of batches of two frames (the shared
+            // batcher takes both sources' frames together; NanoDet's per-image outputs in a batch
+            // match batch 1 to ~1e-6).
+            for source in ["a", "b"] {
+                let worst = worst_box_difference(&reference, &got, source);
+                assert!(worst < 0.01, "source {source}: {worst} px");
+            }
+        }
+        Ok(()) => assert_eq!(warnings, 0, "{stderr}"),
+    }
+    assert_eq!(
+        count(&stderr, &["gpu-preprocessing", "refused"]),
+        0,
+        "{stderr}"
+    );
+}
+
+/// GPU only (skipped with the reason otherwise): NanoDet on `KIND_GPU` (CUDA provider) with
+/// `preprocess: gpu` against `preprocess: cpu`, on the same frames: the same frames and labels, and
+/// boxes within 2 px. Two sources, so frames of both are pre-processed in one launch.
+#[test]
+fn gpu_preprocessing_matches_the_cpu_path_on_nanodet() {
+    let root = repo_root();
+    let media = root.join("samples/media/vtest.avi");
+    let model_file = root.join("models/nanodet/1/model.onnx");
+    if !vigil_tests::installed_with_ffmpeg(&[&media, &model_file]) {
+        return;
+    }
+    if let Err(why) = gpu_preprocessing_usable() {
+        println!("SKIPPED: GPU pre-processing cannot run here: {why}");
+        return;
+    }
+    let dir = TempDir::new("gpu-preprocess");
+    let clip = make_clip(dir.path(), &media);
+    let repo = repository(
+        &dir.path().join("kind-gpu"),
+        "instance_group [ { count: 1, kind: KIND_GPU } ]",
+    );
+    let sources = [("a", "cpu"), ("b", "cpu")];
+    let (reference, _) = run_with(
+        dir.path(),
+        "gpu-cpu-pre",
+        &repo,
+        &clip,
+        &sources[..1],
+        "  preprocess: cpu\n",
+    );
+    assert_eq!(reference.len() as u64, FRAMES, "reference frames");
+    let (got, stderr) = run_with(
+        dir.path(),
+        "gpu-gpu-pre",
+        &repo,
+        &clip,
+        &sources,
+        "  preprocess: gpu\n",
+    );
+    assert_eq!(
+        count(&stderr, &["pre-processed on the CPU"]),
+        0,
+        "the GPU path was not taken: {stderr}"
+    );
+    for (source, _) in sources {
+        assert_same(&reference, &got, source, "preprocess: gpu on the GPU");
+        eprintln!(
+            "GPU: source {source}: max |box(gpu pre-processing) - box(cpu)| {:.3} px",
+            worst_box_difference(&reference, &got, source)
+        );
+    }
 }

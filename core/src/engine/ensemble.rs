@@ -475,6 +475,7 @@ impl Run {
                 let step_batched = runtime.max_batch_size() > 0;
                 let mut request = InferRequest {
                     inputs: Vec::with_capacity(step.config.input_map.len()),
+                    frame: None,
                     priority: self.priority,
                 };
                 for (input, tensor) in &step.config.input_map {

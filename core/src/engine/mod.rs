@@ -28,7 +28,10 @@
 //! - **Metrics** ([`ModelStats`]): requests, failures, executions, batch-size histogram, queue and
 //!   compute time histograms, and per instance its executions and recent compute intervals.
 //!
-//! Requests carry f32 tensors without the batch dimension ([`InferRequest`]).
+//! Requests carry f32 tensors without the batch dimension ([`InferRequest`]), or a decoded frame
+//! for the model's single image input, which the instance pre-processes on the GPU together with the
+//! other frames of its batch (one kernel launch; the tensor stays on the device until the session
+//! has run; see `frames.rs` and [`ModelRuntime::gpu_preprocessing`]).
 //! [`ModelRuntime::infer`] blocks the caller and runs the caller's closure **on the worker
 //! thread** with views of that request's outputs (leading batch dimension 1, data borrowed from the
 //! batch output: no copy), so callers decode in place; the closure's value is returned. A closure
@@ -42,12 +45,15 @@
 //! [`ModelServer::unload`] are Triton's explicit model control (see `poll.rs`).
 
 mod ensemble;
+mod frames;
 mod model;
 mod poll;
 mod scheduler;
 mod server;
 mod stats;
 
+#[cfg(test)]
+mod frame_tests;
 #[cfg(test)]
 mod testmodel;
 #[cfg(test)]
@@ -57,6 +63,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 pub use ensemble::{EnsembleRuntime, EnsembleStep, ensemble_steps};
+pub use frames::{
+    DeviceBatch, DeviceInput, FrameInput, FramePreprocessor, FramePreprocessorFactory,
+    FramePreprocessors, gpu_frame_preprocessors, tensor_type_of,
+};
 pub use model::{InferResponse, InstanceInfo, ModelRuntime};
 pub use poll::{
     EVENT_LOG_LEN, FileStamp, Fingerprint, MIN_POLL_INTERVAL, PollGuard, ReloadCause, ReloadEvent,
@@ -156,6 +166,19 @@ pub enum EngineError {
     )]
     ResponseLost { model: String, version: u64 },
 
+    /// A frame request ([`InferRequest::frame`]) reached a runtime or an instance that cannot
+    /// pre-process frames on the GPU (see [`ModelRuntime::gpu_preprocessing`]); the caller
+    /// pre-processes on the CPU instead and sends a tensor.
+    #[error(
+        "model '{model}' version {version}: frame requests need GPU pre-processing, which is not \
+         available: {reason}"
+    )]
+    NoGpuPreprocessing {
+        model: String,
+        version: u64,
+        reason: String,
+    },
+
     /// The model's configuration does not describe a detector Vigil can feed and decode.
     #[error("model '{model}' version {version}: {message}")]
     Spec {
@@ -174,21 +197,36 @@ impl From<RepoError> for EngineError {
 /// A named f32 tensor: `(name, shape, data)`.
 pub type NamedTensor = (String, Vec<i64>, Vec<f32>);
 
-/// One inference request: named f32 inputs and a priority.
+/// One inference request: named f32 inputs, or a frame for the model's single image input, and a
+/// priority.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct InferRequest {
     /// `(input name, shape, data)`. With `max_batch_size > 0` the shape is one item's, without the
-    /// batch dimension; with `max_batch_size: 0` it is the full shape the model takes.
+    /// batch dimension; with `max_batch_size: 0` it is the full shape the model takes. Empty for a
+    /// frame request.
     pub inputs: Vec<NamedTensor>,
+    /// A decoded frame instead of `inputs`: the instance pre-processes it on the GPU together with
+    /// the other frames of its batch (only where [`ModelRuntime::gpu_preprocessing`] is true).
+    pub frame: Option<FrameInput>,
     /// Priority level, 1 = highest; 0 = the model's `default_priority_level`.
     pub priority: u32,
 }
 
 impl InferRequest {
+    /// A frame request for the model's single image input, with the default priority.
+    pub fn from_frame(frame: FrameInput) -> Self {
+        InferRequest {
+            inputs: Vec::new(),
+            frame: Some(frame),
+            priority: 0,
+        }
+    }
+
     /// A request with one input and the default priority.
     pub fn new(name: impl Into<String>, shape: Vec<i64>, data: Vec<f32>) -> Self {
         InferRequest {
             inputs: vec![(name.into(), shape, data)],
+            frame: None,
             priority: 0,
         }
     }
@@ -223,6 +261,20 @@ pub trait InferSession: Send {
         inputs: &[(&str, &[i64], &[f32])],
         f: &mut dyn FnMut(&[TensorView<'_>]),
     ) -> Result<(), RuntimeError>;
+    /// Runs the model on a batch tensor that a [`FramePreprocessor`] left in device memory (bound
+    /// to `input.name`, not copied through the host) and hands the outputs, copied to the host
+    /// once, to `f`. Default: an error (the session cannot take device tensors).
+    fn run_device(
+        &mut self,
+        input: &DeviceInput<'_>,
+        f: &mut dyn FnMut(&[TensorView<'_>]),
+    ) -> Result<(), RuntimeError> {
+        let _ = f;
+        Err(RuntimeError::Unsupported(format!(
+            "this session cannot run on a device tensor (input '{}')",
+            input.name
+        )))
+    }
 }
 
 impl InferSession for OnnxModel {
@@ -244,6 +296,25 @@ impl InferSession for OnnxModel {
         f: &mut dyn FnMut(&[TensorView<'_>]),
     ) -> Result<(), RuntimeError> {
         self.run_named(inputs, |views| f(views))
+    }
+
+    fn run_device(
+        &mut self,
+        input: &DeviceInput<'_>,
+        f: &mut dyn FnMut(&[TensorView<'_>]),
+    ) -> Result<(), RuntimeError> {
+        // SAFETY: a `DeviceInput` comes from a `FramePreprocessor` that synchronised its stream
+        // after writing `shape`'s values of `dtype` at `address` on CUDA device `device_id`; the
+        // buffer lives until its next run, after this call.
+        unsafe {
+            self.run_device(
+                input.address,
+                &input.shape,
+                input.dtype,
+                input.device_id,
+                |views| f(views),
+            )
+        }
     }
 }
 

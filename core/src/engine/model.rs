@@ -10,13 +10,15 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use super::ensemble::EnsembleRuntime;
+use super::frames::{DeviceInput, FrameInput, FramePreprocessorFactory, FrameStage};
 use super::scheduler::{
     BatchPolicy, Decision, OwnedTensor, Parked, Pending, Queue, Responder, Sequencer,
 };
 use super::stats::{InstanceLog, InstanceStats, ModelStats, StatsInner};
 use super::{
     EngineError, INTRA_OP_SPINNING_PARAMETER, INTRA_OP_THREADS_PARAMETER, InferRequest,
-    InferSession, MAX_INSTANCES, NamedTensor, SessionFactory, onnx_session_factory,
+    InferSession, MAX_INSTANCES, NamedTensor, SessionFactory, gpu_frame_preprocessors,
+    onnx_session_factory, tensor_type_of,
 };
 use crate::modelrepo::{InstanceGroup, InstanceKind, LoadedModel, ModelConfig};
 use crate::modelspec::ModelSpec;
@@ -54,6 +56,8 @@ struct Shared {
     cv: Condvar,
     sequencer: Mutex<Sequencer>,
     stats: Mutex<StatsInner>,
+    /// Why an instance could not make its frame pre-processor (then no frames are taken).
+    frames_broken: Mutex<Option<String>>,
 }
 
 /// A loaded model version with its instances and batcher. Dropping it (or [`ModelRuntime::shutdown`])
@@ -70,6 +74,8 @@ pub struct ModelRuntime {
     spec: Result<Arc<ModelSpec>, String>,
     /// `Some` for an ensemble (no instances of its own; see [`super::ensemble`]).
     ensemble: Option<EnsembleRuntime>,
+    /// Where the instances' frame pre-processors come from (see [`super::frames`]).
+    frames: Option<FramePreprocessorFactory>,
 }
 
 impl std::fmt::Debug for ModelRuntime {
@@ -238,6 +244,7 @@ fn instance_main(
     path: PathBuf,
     options: SessionOptions,
     factory: SessionFactory,
+    frames: Option<FramePreprocessorFactory>,
     ready: mpsc::Sender<(usize, Result<Loaded, RuntimeError>)>,
     go: mpsc::Receiver<Arc<Shared>>,
 ) {
@@ -272,8 +279,13 @@ fn instance_main(
         return;
     };
     drop(go);
+    let dtype = session
+        .inputs()
+        .first()
+        .map_or(String::new(), |i| i.dtype.clone());
+    let mut stage = FrameStage::new(frames, options.device_id, &dtype);
     while let Some(batch) = shared.next_batch() {
-        shared.execute(index, session.as_mut(), batch);
+        shared.execute(index, session.as_mut(), &mut stage, batch);
     }
 }
 
@@ -290,10 +302,21 @@ impl ModelRuntime {
         Self::load_with_factory(model, onnx_session_factory())
     }
 
-    /// As [`ModelRuntime::load`], with sessions made by `factory`.
+    /// As [`ModelRuntime::load`], with sessions made by `factory` (frames pre-processed on the GPU
+    /// where there is one: [`gpu_frame_preprocessors`]).
     pub fn load_with_factory(
         model: &LoadedModel,
         factory: SessionFactory,
+    ) -> Result<Self, EngineError> {
+        Self::load_with_factories(model, factory, Some(gpu_frame_preprocessors()))
+    }
+
+    /// As [`ModelRuntime::load`], with sessions made by `factory` and the instances' frame
+    /// pre-processors by `frames` (`None`: frame requests are refused).
+    pub fn load_with_factories(
+        model: &LoadedModel,
+        factory: SessionFactory,
+        frames: Option<FramePreprocessorFactory>,
     ) -> Result<Self, EngineError> {
         let name = model.name.as_str();
         let version = model.version;
@@ -339,6 +362,7 @@ impl ModelRuntime {
             let (go_tx, go_rx) = mpsc::channel::<Arc<Shared>>();
             let ready_tx = ready_tx.clone();
             let factory = factory.clone();
+            let frames = frames.clone();
             let path = model.model_path.clone();
             let options = SessionOptions {
                 intra_threads,
@@ -348,7 +372,7 @@ impl ModelRuntime {
             };
             let spawned = thread::Builder::new()
                 .name(format!("vigil-infer-{i}"))
-                .spawn(move || instance_main(i, path, options, factory, ready_tx, go_rx));
+                .spawn(move || instance_main(i, path, options, factory, frames, ready_tx, go_rx));
             match spawned {
                 Ok(h) => {
                     handles.push(h);
@@ -432,6 +456,7 @@ impl ModelRuntime {
             cv: Condvar::new(),
             sequencer: Mutex::new(Sequencer::default()),
             stats: Mutex::new(StatsInner::new(logs)),
+            frames_broken: Mutex::new(None),
         });
         for tx in go_txs {
             let _ = tx.send(shared.clone());
@@ -450,6 +475,7 @@ impl ModelRuntime {
             model_path: model.model_path.clone(),
             spec,
             ensemble: None,
+            frames,
         })
     }
 
@@ -471,6 +497,7 @@ impl ModelRuntime {
             cv: Condvar::new(),
             sequencer: Mutex::new(Sequencer::default()),
             stats: Mutex::new(StatsInner::new(Vec::new())),
+            frames_broken: Mutex::new(None),
         });
         let spec = ModelSpec::from_config(config, &model.labels)
             .map(Arc::new)
@@ -486,6 +513,7 @@ impl ModelRuntime {
             model_path: model.model_path.clone(),
             spec,
             ensemble: Some(ensemble),
+            frames: None,
         }
     }
 
@@ -581,6 +609,76 @@ impl ModelRuntime {
         &self.instances
     }
 
+    /// Whether the runtime takes frame requests ([`InferRequest::from_frame`]): its instances
+    /// pre-process frames on the GPU. See [`ModelRuntime::frame_support`].
+    pub fn gpu_preprocessing(&self) -> bool {
+        self.frame_support().is_ok()
+    }
+
+    /// `Ok` when the runtime takes frame requests: a single model (not an ensemble) with one input
+    /// of four dimensions in FP32, every instance `KIND_GPU` and running on the CUDA or TensorRT
+    /// provider, a CUDA device and NVRTC in this process ([`crate::gpu::probe`], asked only when
+    /// the rest holds), and no instance that failed to make its pre-processor. Otherwise the reason.
+    pub fn frame_support(&self) -> Result<(), String> {
+        if self.ensemble.is_some() {
+            return Err("an ensemble takes tensors only".into());
+        }
+        let [input] = self.inputs.as_slice() else {
+            return Err(format!(
+                "the model has {} inputs; frames feed a single image input",
+                self.inputs.len()
+            ));
+        };
+        if !input.shape.is_empty() && input.shape.len() != 4 {
+            return Err(format!(
+                "input '{}' has shape {:?}; frames feed a 4-dimensional image input",
+                input.name, input.shape
+            ));
+        }
+        match tensor_type_of(&input.dtype) {
+            Some(crate::gpu::TensorType::F32) => {}
+            Some(crate::gpu::TensorType::F16) => {
+                return Err(format!(
+                    "input '{}' is FP16; binding FP16 device tensors needs `ort`'s `half` \
+                     feature, which this build lacks",
+                    input.name
+                ));
+            }
+            None => {
+                return Err(format!(
+                    "input '{}' has element type {}",
+                    input.name, input.dtype
+                ));
+            }
+        }
+        if self.instances.is_empty() {
+            return Err("the model has no instances".into());
+        }
+        if let Some(i) = self.instances.iter().find(|i| {
+            i.kind != InstanceKind::Gpu
+                || !matches!(
+                    i.provider,
+                    ExecutionProvider::Cuda | ExecutionProvider::TensorRt
+                )
+        }) {
+            return Err(format!(
+                "instance {} ({}) runs on the {} provider; GPU pre-processing needs KIND_GPU \
+                 instances on the CUDA or TensorRT provider",
+                i.name,
+                i.kind.as_str(),
+                i.provider
+            ));
+        }
+        let Some(frames) = &self.frames else {
+            return Err("the runtime was made without frame pre-processors".into());
+        };
+        frames.available()?;
+        if let Some(why) = lock(&self.shared.frames_broken).clone() {
+            return Err(why);
+        }
+        Ok(())
+    }
+
     /// How to feed and decode the model as a detector; an error for models that are not one.
     pub fn spec(&self) -> Result<Arc<ModelSpec>, EngineError> {
         self.spec.clone().map_err(|message| EngineError::Spec {
@@ -666,7 +764,10 @@ impl ModelRuntime {
         request: InferRequest,
         respond: Responder,
     ) -> Result<(), EngineError> {
-        let inputs = self.check_request(request.inputs)?;
+        let (inputs, frame) = match request.frame {
+            Some(frame) => (Vec::new(), Some(self.check_frame(frame, &request.inputs)?)),
+            None => (self.check_request(request.inputs)?, None),
+        };
         let level = self.shared.policy.level_index(request.priority);
         {
             let mut q = lock(&self.shared.queue);
@@ -682,10 +783,55 @@ impl ModelRuntime {
                 return Ok(());
             }
             lock(&self.shared.stats).requests += 1;
-            q.push(level, Instant::now(), inputs, respond);
+            q.push(level, Instant::now(), inputs, frame, respond);
         }
         self.shared.cv.notify_one();
         Ok(())
+    }
+
+    /// Checks a frame request: the runtime takes frames, the frame is whole, and the spec's tensor
+    /// fits the model's input.
+    fn check_frame(
+        &self,
+        frame: FrameInput,
+        inputs: &[NamedTensor],
+    ) -> Result<FrameInput, EngineError> {
+        let bad = |message: String| EngineError::BadRequest {
+            model: self.shared.model.clone(),
+            version: self.shared.version,
+            message,
+        };
+        if !inputs.is_empty() {
+            return Err(bad(
+                "a frame request carries the frame only (its tensors would be ignored)".into(),
+            ));
+        }
+        self.frame_support()
+            .map_err(|reason| EngineError::NoGpuPreprocessing {
+                model: self.shared.model.clone(),
+                version: self.shared.version,
+                reason,
+            })?;
+        frame.check().map_err(bad)?;
+        let input = &self.inputs[0];
+        let batched = self.shared.policy.max_batch > 0;
+        let full = frame.spec.batch_shape(1);
+        let (shape, expected) = if batched {
+            (&full[1..], input.shape.get(1..).unwrap_or(&[]))
+        } else {
+            (&full[..], &input.shape[..])
+        };
+        if !expected.is_empty()
+            && (shape.len() != expected.len()
+                || shape.iter().zip(expected).any(|(&d, &e)| e >= 0 && d != e))
+        {
+            return Err(bad(format!(
+                "frame: the pre-processing makes {shape:?} for input '{}', the model takes \
+                 {expected:?} (-1 = any size)",
+                input.name
+            )));
+        }
+        Ok(frame)
     }
 
     /// Checks names, shapes and sizes; returns the inputs in the model's order.
@@ -836,8 +982,72 @@ impl Shared {
         }
     }
 
+    /// Pre-processes a batch of frames (all compatible: the batcher made sure) with one call of the
+    /// instance's pre-processor; the batch tensor stays in device memory.
+    fn preprocess_frames(
+        &self,
+        instance: usize,
+        session: &dyn InferSession,
+        stage: &mut FrameStage,
+        frames: &[FrameInput],
+    ) -> Result<(String, super::DeviceBatch), EngineError> {
+        let instance_name = || {
+            lock(&self.stats)
+                .instances
+                .get(instance)
+                .map_or_else(|| instance.to_string(), |l| l.name.clone())
+        };
+        let name = session
+            .inputs()
+            .first()
+            .map(|i| i.name.clone())
+            .unwrap_or_default();
+        let pre = match stage.for_frame(&frames[0]) {
+            Ok(p) => p,
+            Err(why) => {
+                let reason = format!("instance {}: {why}", instance_name());
+                warn_once(
+                    &format!("frames:{}:{}:{why}", self.model, self.version),
+                    &format!(
+                        "model '{}' version {}: {reason}; frame requests are refused from now on",
+                        self.model, self.version
+                    ),
+                );
+                lock(&self.frames_broken).get_or_insert(reason.clone());
+                return Err(EngineError::NoGpuPreprocessing {
+                    model: self.model.clone(),
+                    version: self.version,
+                    reason,
+                });
+            }
+        };
+        let data: Vec<&[u8]> = frames.iter().map(|f| f.data.as_slice()).collect();
+        let batch = pre.run(&frames[0].layout, &data).map_err(|e| {
+            self.execution_error(format!(
+                "instance {}: GPU pre-processing of {} frame(s) failed: {e}",
+                instance_name(),
+                frames.len()
+            ))
+        })?;
+        let n = frames.len() as i64;
+        if self.policy.max_batch > 0 && batch.shape[0] != n {
+            return Err(self.execution_error(format!(
+                "instance {}: the pre-processor made a batch of shape {:?} for {n} frame(s)",
+                instance_name(),
+                batch.shape
+            )));
+        }
+        Ok((name, batch))
+    }
+
     /// Runs one batch on `session` and answers its requests.
-    fn execute(&self, instance: usize, session: &mut dyn InferSession, batch: Vec<Pending>) {
+    fn execute(
+        &self,
+        instance: usize,
+        session: &mut dyn InferSession,
+        stage: &mut FrameStage,
+        batch: Vec<Pending>,
+    ) {
         let start = Instant::now();
         let n = batch.len();
         if n == 0 {
@@ -852,10 +1062,34 @@ impl Shared {
         }
         let mut responders: Vec<Option<(u64, Responder)>> = Vec::with_capacity(n);
         let mut items = Vec::with_capacity(n);
+        let mut frames = Vec::new();
         for p in batch {
             responders.push(Some((p.seq, p.respond)));
             items.push(p.inputs);
+            frames.extend(p.frame);
         }
+        if !frames.is_empty() && frames.len() != n {
+            // The batcher never mixes frames and tensors; answer rather than guess.
+            let e = self.execution_error("a batch mixed frames and tensors".into());
+            for (seq, respond) in responders.into_iter().flatten() {
+                self.deliver(seq, respond, Err(e.clone()));
+            }
+            return;
+        }
+        let device = if frames.is_empty() {
+            None
+        } else {
+            match self.preprocess_frames(instance, session, stage, &frames) {
+                Ok(d) => Some(d),
+                Err(e) => {
+                    lock(&self.stats).record_execution(instance, n, start, Instant::now());
+                    for (seq, respond) in responders.into_iter().flatten() {
+                        self.deliver(seq, respond, Err(e.clone()));
+                    }
+                    return;
+                }
+            }
+        };
         let batched = self.policy.max_batch > 0;
         let first = &items[0];
         let mut shapes: Vec<Vec<i64>> = Vec::with_capacity(first.len());
@@ -887,50 +1121,61 @@ impl Shared {
 
         let mut recorded = false;
         let mut failure: Option<EngineError> = None;
-        let run = catch_unwind(AssertUnwindSafe(|| {
-            session.run(&run_inputs, &mut |views| {
-                lock(&self.stats).record_execution(instance, n, start, Instant::now());
-                recorded = true;
-                if batched && let Some(v) = views.iter().find(|v| v.shape.first() != Some(&n)) {
-                    failure = Some(self.execution_error(format!(
-                        "output '{}' has shape {:?}; a leading batch dimension of {n} was \
+        let mut answer = |views: &[TensorView<'_>]| {
+            lock(&self.stats).record_execution(instance, n, start, Instant::now());
+            recorded = true;
+            if batched && let Some(v) = views.iter().find(|v| v.shape.first() != Some(&n)) {
+                failure = Some(self.execution_error(format!(
+                    "output '{}' has shape {:?}; a leading batch dimension of {n} was \
                          expected (max_batch_size {})",
-                        v.name, v.shape, self.policy.max_batch
-                    )));
-                    return;
+                    v.name, v.shape, self.policy.max_batch
+                )));
+                return;
+            }
+            if n == 1 {
+                if let Some((seq, respond)) = responders[0].take() {
+                    self.deliver(seq, respond, Ok(views));
                 }
-                if n == 1 {
-                    if let Some((seq, respond)) = responders[0].take() {
-                        self.deliver(seq, respond, Ok(views));
-                    }
-                    return;
-                }
-                let item_shapes: Vec<Vec<usize>> = views
+                return;
+            }
+            let item_shapes: Vec<Vec<usize>> = views
+                .iter()
+                .map(|v| {
+                    let mut s = v.shape.to_vec();
+                    s[0] = 1;
+                    s
+                })
+                .collect();
+            for (i, slot) in responders.iter_mut().enumerate() {
+                let item: Vec<TensorView<'_>> = views
                     .iter()
-                    .map(|v| {
-                        let mut s = v.shape.to_vec();
-                        s[0] = 1;
-                        s
+                    .zip(&item_shapes)
+                    .map(|(v, s)| {
+                        let per = v.data.len() / n;
+                        TensorView {
+                            name: v.name,
+                            shape: s,
+                            data: &v.data[i * per..(i + 1) * per],
+                        }
                     })
                     .collect();
-                for (i, slot) in responders.iter_mut().enumerate() {
-                    let item: Vec<TensorView<'_>> = views
-                        .iter()
-                        .zip(&item_shapes)
-                        .map(|(v, s)| {
-                            let per = v.data.len() / n;
-                            TensorView {
-                                name: v.name,
-                                shape: s,
-                                data: &v.data[i * per..(i + 1) * per],
-                            }
-                        })
-                        .collect();
-                    if let Some((seq, respond)) = slot.take() {
-                        self.deliver(seq, respond, Ok(&item));
-                    }
+                if let Some((seq, respond)) = slot.take() {
+                    self.deliver(seq, respond, Ok(&item));
                 }
-            })
+            }
+        };
+        let run = catch_unwind(AssertUnwindSafe(|| match &device {
+            None => session.run(&run_inputs, &mut answer),
+            Some((name, batch)) => session.run_device(
+                &DeviceInput {
+                    name,
+                    address: batch.address,
+                    shape: batch.shape,
+                    dtype: batch.dtype,
+                    device_id: stage.device_id(),
+                },
+                &mut answer,
+            ),
         }));
         if !recorded {
             lock(&self.stats).record_execution(instance, n, start, Instant::now());

@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
-use super::{EngineError, NamedTensor};
+use super::{EngineError, FrameInput, NamedTensor};
 use crate::modelrepo::ModelConfig;
 use crate::postprocess::TensorView;
 
@@ -113,13 +113,22 @@ pub(crate) struct Pending {
     /// Position in the order of arrival (gapless, from 0).
     pub seq: u64,
     pub enqueued: Instant,
-    /// Inputs in the model's input order.
+    /// Inputs in the model's input order (empty for a frame request).
     pub inputs: Vec<NamedTensor>,
+    /// The frame of a frame request.
+    pub frame: Option<FrameInput>,
     pub respond: Responder,
 }
 
 impl Pending {
+    /// Whether `self` can join `other`'s batch: tensors of the same shapes, or frames one launch
+    /// can pre-process together (never a frame with tensors).
     fn same_shapes(&self, other: &Pending) -> bool {
+        match (&self.frame, &other.frame) {
+            (Some(a), Some(b)) => return a.compatible(b),
+            (None, None) => {}
+            _ => return false,
+        }
         self.inputs.len() == other.inputs.len()
             && self
                 .inputs
@@ -162,6 +171,7 @@ impl Queue {
         level: usize,
         enqueued: Instant,
         inputs: Vec<NamedTensor>,
+        frame: Option<FrameInput>,
         respond: Responder,
     ) -> u64 {
         let seq = self.next_seq;
@@ -171,6 +181,7 @@ impl Queue {
             seq,
             enqueued,
             inputs,
+            frame,
             respond,
         });
         self.len += 1;
@@ -264,6 +275,7 @@ mod tests {
             level,
             at,
             vec![("x".into(), shape, vec![0.0; n])],
+            None,
             Box::new(|_| {}),
         )
     }
@@ -347,6 +359,78 @@ mod tests {
         assert_eq!(q.scan(4).0, 1);
         q.shutdown = true;
         assert_eq!(p.decide(&q, t0), Decision::Run(1), "shutdown does not wait");
+    }
+
+    #[test]
+    fn frames_batch_only_with_frames_one_launch_can_take() {
+        use crate::gpu::{FrameFormat, FrameLayout};
+        use crate::preprocess::{ColorOrder, Layout, PreprocessSpec, ResizeMode};
+        let spec = PreprocessSpec {
+            width: 8,
+            height: 8,
+            color: ColorOrder::Rgb,
+            layout: Layout::Nchw,
+            resize: ResizeMode::Stretch,
+            mean: [0.0; 3],
+            std: [1.0; 3],
+            scale: 1.0,
+            pad_value: 0,
+        };
+        let frame = |format, w, h| {
+            let layout = FrameLayout::packed(format, w, h);
+            Some(FrameInput {
+                data: vec![0; layout.frame_bytes],
+                layout,
+                spec: spec.clone(),
+                yuv: None,
+            })
+        };
+        let t0 = Instant::now();
+        // How many requests from the head one batch takes, for requests queued in this order
+        // (`None`: a tensor of shape [3]).
+        let batch = |requests: Vec<Option<FrameInput>>| {
+            let mut q = Queue::new(1);
+            for f in requests {
+                match f {
+                    Some(f) => {
+                        q.push(0, t0, Vec::new(), Some(f), Box::new(|_| {}));
+                    }
+                    None => {
+                        push(&mut q, 0, t0, vec![3]);
+                    }
+                }
+            }
+            q.scan(8).0
+        };
+        let nv12 = |h| frame(FrameFormat::Nv12, 16, h);
+        assert_eq!(batch(vec![nv12(10), nv12(10), nv12(10)]), 3);
+        assert_eq!(
+            batch(vec![nv12(10), nv12(10), nv12(12), nv12(10)]),
+            2,
+            "another size ends the batch"
+        );
+        assert_eq!(
+            batch(vec![nv12(12), frame(FrameFormat::I420, 16, 12)]),
+            1,
+            "another format ends the batch"
+        );
+        let mut other_spec = nv12(10);
+        other_spec.as_mut().unwrap().spec.pad_value = 114;
+        assert_eq!(
+            batch(vec![nv12(10), other_spec]),
+            1,
+            "another spec ends the batch"
+        );
+        assert_eq!(
+            batch(vec![nv12(10), None]),
+            1,
+            "a tensor never joins a frame batch"
+        );
+        assert_eq!(
+            batch(vec![None, None, nv12(10)]),
+            2,
+            "nor a frame a tensor batch"
+        );
     }
 
     #[test]

@@ -63,6 +63,12 @@ impl ModelHandle {
         self.current().spec()
     }
 
+    /// Whether the current runtime takes frame requests ([`ModelRuntime::gpu_preprocessing`]);
+    /// ask again after a reload (the runtime, hence the answer, can change).
+    pub fn gpu_preprocessing(&self) -> bool {
+        self.current().gpu_preprocessing()
+    }
+
     /// [`ModelRuntime::infer`] on the current runtime.
     pub fn infer<R, F>(&self, request: InferRequest, f: F) -> Result<R, EngineError>
     where

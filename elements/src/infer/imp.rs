@@ -8,16 +8,19 @@ use gst_base::subclass::prelude::*;
 
 use std::sync::Arc;
 
-use vigil_core::engine::{InferRequest, ModelHandle, ModelServer, PollGuard};
+use vigil_core::engine::{
+    EngineError, FrameInput, InferRequest, ModelHandle, ModelRuntime, ModelServer, PollGuard,
+};
 use vigil_core::modelspec::ModelSpec;
 use vigil_core::objects::{FrameObjects, Object};
 use vigil_core::postprocess::{Detection, nms};
-use vigil_core::preprocess::{ColorOrder, Preprocessor};
+use vigil_core::preprocess::{ColorOrder, Placement, PreprocessSpec, Preprocessor};
+use vigil_core::runtime::warn_once;
 use vigil_core::secondary::{ParentFilter, child_box, crop_region};
 
-use vigil_core::frame::{FrameFormat, YuvMatrix, to_packed4};
+use vigil_core::frame::{FrameFormat, FrameLayout, YuvMatrix, to_packed4};
 
-use super::ProcessMode;
+use super::{Preprocess, ProcessMode};
 use crate::frames::{first_offset, frame_format, layout_of, yuv_matrix};
 use crate::meta::VigilMeta;
 
@@ -57,6 +60,7 @@ struct Settings {
     operate_on_labels: String,
     min_object_size: u32,
     crop_expand: f32,
+    preprocess: Preprocess,
 }
 
 impl Default for Settings {
@@ -76,6 +80,7 @@ impl Default for Settings {
             operate_on_labels: String::new(),
             min_object_size: 0,
             crop_expand: 0.0,
+            preprocess: Preprocess::Auto,
         }
     }
 }
@@ -170,6 +175,10 @@ struct State {
     frames: u64,
     inferred: u64,
     infer_ns: u128,
+    /// Whether the last inferred frame was pre-processed on the GPU (logged when it changes).
+    on_gpu: Option<bool>,
+    /// Frames pre-processed on the GPU.
+    gpu_frames: u64,
 }
 
 #[derive(Default)]
@@ -274,6 +283,11 @@ impl ObjectImpl for VigilInfer {
                     .default_value(d.min_object_size)
                     .mutable_playing()
                     .build(),
+                glib::ParamSpecEnum::builder_with_default("preprocess", d.preprocess)
+                    .nick("Pre-processing")
+                    .blurb("Primary mode: where frames become the model's input tensor. cpu: here (colour conversion, resize, normalisation); gpu: inside the model server, a whole batch per kernel launch, the tensor staying on the GPU until inference, when the model's runtime can (KIND_GPU instances on CUDA/TensorRT, a CUDA device and NVRTC), else the CPU with one warning per process; auto: as gpu without the warning. NV12, I420, RGB(A/x), BGR(A/x) frames; others, and secondary mode, use the CPU")
+                    .mutable_ready()
+                    .build(),
                 glib::ParamSpecFloat::builder("crop-expand")
                     .nick("Crop expansion")
                     .blurb("Secondary mode: each side of a parent's crop grows by this fraction of its width/height (clamped to the frame)")
@@ -308,6 +322,7 @@ impl ObjectImpl for VigilInfer {
             }
             "min-object-size" => s.min_object_size = value.get().unwrap(),
             "crop-expand" => s.crop_expand = value.get().unwrap(),
+            "preprocess" => s.preprocess = value.get().unwrap(),
             other => unreachable!("unknown property {other}"),
         }
         // Properties that may change while playing are applied to the running state too.
@@ -347,6 +362,7 @@ impl ObjectImpl for VigilInfer {
             "operate-on-labels" => s.operate_on_labels.to_value(),
             "min-object-size" => s.min_object_size.to_value(),
             "crop-expand" => s.crop_expand.to_value(),
+            "preprocess" => s.preprocess.to_value(),
             other => unreachable!("unknown property {other}"),
         }
     }
@@ -448,6 +464,8 @@ impl BaseTransformImpl for VigilInfer {
             frames: 0,
             inferred: 0,
             infer_ns: 0,
+            on_gpu: None,
+            gpu_frames: 0,
         });
         Ok(())
     }
@@ -459,10 +477,11 @@ impl BaseTransformImpl for VigilInfer {
             gst::info!(
                 CAT,
                 imp = self,
-                "{} frames, {} inferred ({} crops), {:.1} ms per inferred frame",
+                "{} frames, {} inferred ({} crops, {} pre-processed on the GPU), {:.1} ms per inferred frame",
                 s.frames,
                 s.inferred,
                 s.crops,
+                s.gpu_frames,
                 s.infer_ns as f64 / s.inferred as f64 / 1e6
             );
         }
@@ -546,6 +565,19 @@ impl BaseTransformImpl for VigilInfer {
             return Err(gst::FlowError::NotNegotiated);
         };
         let (width, height) = (conv.in_info.width(), conv.in_info.height());
+        let primary = state.settings.process_mode == ProcessMode::Primary;
+        // Frames whose colour matrix Vigil does not convert itself stay on the CPU path
+        // (`VideoConverter`), which the GPU could not reproduce.
+        let gpu_format = if primary && inferring && yuv_matrix(&conv.in_info).is_some() {
+            self.gpu_format(
+                state.settings.preprocess,
+                &mut state.on_gpu,
+                &runtime,
+                conv.in_info.format(),
+            )
+        } else {
+            None
+        };
         if state.settings.process_mode == ProcessMode::Secondary {
             if !inferring {
                 return Ok(gst::FlowSuccess::Ok);
@@ -559,36 +591,68 @@ impl BaseTransformImpl for VigilInfer {
             return Ok(gst::FlowSuccess::Ok);
         }
 
-        // Colour conversion (when needed) into packed RGBx/BGRx, then resize + normalise into the
-        // request's tensor (the request owns it while it waits in the model's batcher).
-        let mut tensor = vec![0f32; state.spec.preprocess.tensor_len()];
-        let preprocessor = &mut state.preprocessor;
-        let placement = with_packed_pixels(self, buf, conv, |pixels| {
-            preprocessor.run(pixels, width, height, &mut tensor)
-        })?
-        .map_err(|e| {
-            gst::element_imp_error!(self, gst::StreamError::Format, ["{}", e]);
-            gst::FlowError::Error
-        })?;
-
         let started = Instant::now();
         let spec = state.spec.clone();
-        let mut shape = spec.input_shape(1);
-        if spec.batched {
-            shape.remove(0);
-        }
-        let (threshold, iou, max) = (
+        let (threshold, iou, max, priority) = (
             state.settings.threshold,
             state.settings.nms_iou,
             state.settings.max_detections as usize,
+            state.settings.priority,
         );
-        let request = InferRequest::new(spec.input_name.clone(), shape, tensor)
-            .with_priority(state.settings.priority);
-        let decode_spec = spec.clone();
         let (pw, ph) = (spec.preprocess.width, spec.preprocess.height);
-        let decoded = runtime.infer(request, move |outputs| {
-            decode_spec.decoder.decode(outputs, 0, pw, ph, threshold)
-        });
+        let decoder = || {
+            let decode_spec = spec.clone();
+            move |outputs: &[vigil_core::postprocess::TensorView]| {
+                decode_spec.decoder.decode(outputs, 0, pw, ph, threshold)
+            }
+        };
+
+        // GPU pre-processing inside the model server: the request carries the frame itself.
+        let mut outcome = None;
+        if let Some(format) = gpu_format {
+            let frame_input =
+                map_frame(buf, &conv.in_info, format, &spec.preprocess).map_err(|e| {
+                    gst::element_imp_error!(self, gst::CoreError::Failed, ["{}", e]);
+                    gst::FlowError::Error
+                })?;
+            let placement = Placement::new(width, height, pw, ph, spec.preprocess.resize);
+            let request = InferRequest::from_frame(frame_input).with_priority(priority);
+            match runtime.infer(request, decoder()) {
+                Err(e @ EngineError::NoGpuPreprocessing { .. }) => {
+                    warn_once(
+                        "vigilinfer:gpu-preprocessing-lost",
+                        &format!("vigilinfer: {e}; frames are pre-processed on the CPU"),
+                    );
+                }
+                decoded => {
+                    state.gpu_frames += 1;
+                    outcome = Some((decoded, placement));
+                }
+            }
+        }
+        let (decoded, placement) = match outcome {
+            Some(o) => o,
+            None => {
+                // Colour conversion (when needed) into packed RGBx/BGRx, then resize + normalise
+                // into the request's tensor (the request owns it while it waits in the batcher).
+                let mut tensor = vec![0f32; spec.preprocess.tensor_len()];
+                let preprocessor = &mut state.preprocessor;
+                let placement = with_packed_pixels(self, buf, conv, |pixels| {
+                    preprocessor.run(pixels, width, height, &mut tensor)
+                })?
+                .map_err(|e| {
+                    gst::element_imp_error!(self, gst::StreamError::Format, ["{}", e]);
+                    gst::FlowError::Error
+                })?;
+                let mut shape = spec.input_shape(1);
+                if spec.batched {
+                    shape.remove(0);
+                }
+                let request = InferRequest::new(spec.input_name.clone(), shape, tensor)
+                    .with_priority(priority);
+                (runtime.infer(request, decoder()), placement)
+            }
+        };
         let dets = self.detections(decoded, &spec.model, &state.class_filter, iou, max)?;
         state.infer_ns += started.elapsed().as_nanos();
         state.inferred += 1;
@@ -615,6 +679,54 @@ impl BaseTransformImpl for VigilInfer {
 }
 
 impl VigilInfer {
+    /// The frame format to send to the model server for GPU pre-processing, or `None` for the CPU
+    /// path: `preprocess` is not `cpu`, the runtime takes frames and the GPU pre-processor reads
+    /// `format`. `gpu` that cannot be honoured warns once per process; `auto` logs at debug level.
+    fn gpu_format(
+        &self,
+        preprocess: Preprocess,
+        on_gpu: &mut Option<bool>,
+        runtime: &ModelRuntime,
+        format: gst_video::VideoFormat,
+    ) -> Option<FrameFormat> {
+        if preprocess == Preprocess::Cpu {
+            return None;
+        }
+        let decision = FrameFormat::from_name(format.to_str())
+            .ok_or_else(|| {
+                format!(
+                    "{} frames are not read by the GPU pre-processor",
+                    format.to_str()
+                )
+            })
+            .and_then(|f| {
+                runtime
+                    .frame_support()
+                    .map(|()| f)
+                    .map_err(|e| format!("model '{}': {e}", runtime.name()))
+            });
+        let now = decision.is_ok();
+        if *on_gpu != Some(now) {
+            *on_gpu = Some(now);
+            match &decision {
+                Ok(_) => gst::info!(CAT, imp = self, "pre-processing on the GPU"),
+                Err(why) => {
+                    gst::debug!(CAT, imp = self, "pre-processing on the CPU: {}", why);
+                    if preprocess == Preprocess::Gpu {
+                        warn_once(
+                            "vigilinfer:preprocess=gpu",
+                            &format!(
+                                "vigilinfer preprocess=gpu: {why}; frames are pre-processed on \
+                                 the CPU"
+                            ),
+                        );
+                    }
+                }
+            }
+        }
+        decision.ok()
+    }
+
     /// Secondary mode: runs the model on the crops of the frame's qualifying objects (all crops
     /// queued at once, so the model's batcher can batch them with each other and with other
     /// streams' requests) and appends the detections as children of their objects.
@@ -818,6 +930,48 @@ fn with_packed_pixels<R>(
     }
 }
 
+/// The frame of `buf` as a frame request: its bytes from the first plane on (one copy of the whole-
+/// buffer mapping, strides and plane offsets kept, as `layout_of` reads them for the CPU path) and the
+/// YUV matrix of its colorimetry — the CPU path's matrix, so both compute the same tensor.
+fn map_frame(
+    buf: &gst::BufferRef,
+    info: &gst_video::VideoInfo,
+    format: FrameFormat,
+    spec: &PreprocessSpec,
+) -> Result<FrameInput, String> {
+    let yuv = yuv_matrix(info).ok_or_else(|| {
+        format!(
+            "colour matrix {:?} is not one Vigil converts",
+            info.colorimetry().matrix()
+        )
+    })?;
+    let map = buf
+        .map_readable()
+        .map_err(|_| "could not map the input frame".to_owned())?;
+    let start = first_offset(info, buf).min(map.len());
+    let data = map[start..].to_vec();
+    let layout = layout_of(info, buf, format);
+    if data.len() < layout.required_bytes() {
+        return Err(format!(
+            "the {}x{} {} frame has {} bytes, its layout needs {}",
+            layout.width,
+            layout.height,
+            format.name(),
+            data.len(),
+            layout.required_bytes()
+        ));
+    }
+    Ok(FrameInput {
+        layout: FrameLayout {
+            frame_bytes: data.len(),
+            ..layout
+        },
+        data,
+        spec: spec.clone(),
+        yuv: Some(yuv),
+    })
+}
+
 /// Adds `frame`'s objects to the buffer's meta (after any objects an upstream element attached).
 fn append_meta(buf: &mut gst::BufferRef, mut frame: FrameObjects, inferred: bool) {
     frame.inferred = inferred;
@@ -830,4 +984,103 @@ fn append_meta(buf: &mut gst::BufferRef, mut frame: FrameObjects, inferred: bool
     }
     frame.renumber();
     VigilMeta::add(buf, frame);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vigil_core::gpu::reference;
+    use vigil_core::preprocess::{Layout, ResizeMode};
+
+    fn spec() -> PreprocessSpec {
+        PreprocessSpec {
+            width: 20,
+            height: 14,
+            color: ColorOrder::Bgr,
+            layout: Layout::Nchw,
+            resize: ResizeMode::Letterbox,
+            mean: [103.53, 116.28, 123.675],
+            std: [57.375, 57.12, 58.395],
+            scale: 1.0,
+            pad_value: 114,
+        }
+    }
+
+    /// `map_frame` on GStreamer frames with padded rows (odd sizes: strides rounded up to 4 bytes)
+    /// gives a layout under which the GPU reference sees the same pixels as under a tightly packed
+    /// copy of the visible rows.
+    #[test]
+    fn mapped_frames_keep_strides_and_planes() {
+        gst::init().unwrap();
+        for (gst_format, format) in [
+            (gst_video::VideoFormat::I420, FrameFormat::I420),
+            (gst_video::VideoFormat::Nv12, FrameFormat::Nv12),
+            (gst_video::VideoFormat::Rgb, FrameFormat::Rgb),
+            (gst_video::VideoFormat::Bgrx, FrameFormat::Bgra),
+        ] {
+            let (w, h) = (31u32, 17u32);
+            let info = gst_video::VideoInfo::builder(gst_format, w, h)
+                .build()
+                .unwrap();
+            let mut buffer = gst::Buffer::with_size(info.size()).unwrap();
+            {
+                let b = buffer.get_mut().unwrap();
+                let mut map = b.map_writable().unwrap();
+                for (i, v) in map.iter_mut().enumerate() {
+                    *v = (i.wrapping_mul(2_654_435_761) >> 11) as u8;
+                }
+            }
+            let input = map_frame(&buffer, &info, format, &spec()).unwrap();
+            assert_eq!(input.layout.format, format);
+            assert_eq!((input.layout.width, input.layout.height), (w, h));
+            assert_eq!(input.layout.stride, info.stride()[0] as usize);
+            assert!(input.data.len() >= input.layout.frame_bytes);
+
+            // The visible bytes, tightly packed.
+            let packed = FrameLayout::packed(format, w, h);
+            let frame =
+                gst_video::VideoFrameRef::from_buffer_ref_readable(buffer.as_ref(), &info).unwrap();
+            let mut bytes = Vec::new();
+            let planes: Vec<(u32, usize, usize)> = match format {
+                FrameFormat::I420 => vec![
+                    (0, w as usize, h as usize),
+                    (1, w.div_ceil(2) as usize, h.div_ceil(2) as usize),
+                    (2, w.div_ceil(2) as usize, h.div_ceil(2) as usize),
+                ],
+                FrameFormat::Nv12 => vec![
+                    (0, w as usize, h as usize),
+                    (1, 2 * w.div_ceil(2) as usize, h.div_ceil(2) as usize),
+                ],
+                FrameFormat::Rgb => vec![(0, 3 * w as usize, h as usize)],
+                _ => vec![(0, 4 * w as usize, h as usize)],
+            };
+            for (p, row, rows) in planes {
+                let stride = info.stride()[p as usize] as usize;
+                let data = frame.plane_data(p).unwrap();
+                for r in 0..rows {
+                    bytes.extend_from_slice(&data[r * stride..r * stride + row]);
+                }
+            }
+            assert_eq!(bytes.len(), packed.frame_bytes, "{format:?}");
+            let m = input.yuv.unwrap();
+            let gpu = reference(&spec(), &input.layout, &m, &[&input.data]);
+            assert_eq!(
+                gpu,
+                reference(&spec(), &packed, &m, &[&bytes]),
+                "{format:?}"
+            );
+
+            // The CPU path on the same buffer (the element's converter, then the pre-processor)
+            // computes exactly the GPU path's tensor.
+            let mut conv = Converter::new(info.clone(), spec().color).unwrap();
+            let mut cpu = vec![0f32; spec().tensor_len()];
+            let mut pre = Preprocessor::new(spec());
+            let imp = VigilInfer::default();
+            with_packed_pixels(&imp, buffer.as_ref(), &mut conv, |px| {
+                pre.run(px, w, h, &mut cpu).unwrap()
+            })
+            .unwrap();
+            assert_eq!(cpu, gpu, "{format:?}: CPU path vs GPU reference");
+        }
+    }
 }
