@@ -195,6 +195,9 @@ fn good_and_bad_files_in_order_with_errors_and_caps_changes() {
 
 #[test]
 fn glob_loop_framerate_and_sort_by_mtime() {
+    // GStreamer must be initialised before the property values below are built: `gst::Fraction`'s type
+    // registered concurrently with `gst::init` on another test thread corrupts the type system.
+    common::init();
     let d = temp_dir("loop");
     std::fs::write(d.join("x.png"), encoded(32, 32, image::ImageFormat::Png)).unwrap();
     std::fs::write(d.join("y.png"), encoded(32, 32, image::ImageFormat::Png)).unwrap();
