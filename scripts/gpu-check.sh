@@ -12,12 +12,14 @@
 #   bin/vigil, bin/libgstvigil.so       release builds
 #   bin/tests/*                         the GPU test binaries (cargo test --release --no-run), tests.txt:
 #                                       gpu_preprocess (kernels against the reference) and gpu_fallback
-#                                       (fallbacks; NanoDet with GPU pre-processing against the CPU's)
+#                                       (fallbacks; NanoDet, FP32 and FP16, with GPU pre-processing
+#                                       against the CPU's)
 #   wheels/onnxruntime_gpu-*.whl        ONNX Runtime with the CUDA and TensorRT execution providers (1.31.1:
 #                                       the newest GPU wheel; the ort crate needs API 31, i.e. >= 1.31)
 #   debs/*.deb, debs.txt                GStreamer 1.22 runtime, plugins (nvcodec is in plugins-bad) and
 #                                       their dependencies, ffmpeg (the fallback test cuts its clip)
 #   repo/models/nanodet, repo/samples/media, repo/configs   what the tests and the bench read
+#   repo/testmodels/nanodet_fp16.onnx   NanoDet with FP16 inputs and outputs (FP16 device tensors)
 #   gpu-check.sh                        this script
 # `check` unpacks the .deb files into DIR/root (never into /) and the wheel into DIR/ort, points
 # LD_LIBRARY_PATH, GST_PLUGIN_SYSTEM_PATH and GST_PLUGIN_SCANNER there, and adds the `nvidia/*/lib`
@@ -107,6 +109,10 @@ for line in sys.stdin:
   mkdir -p "$DIR/repo/models/nanodet/1"
   cp "$REPO/models/nanodet/"*.* "$DIR/repo/models/nanodet/" 2>/dev/null || true
   cp -L "$REPO/models/nanodet/1/model.onnx" "$DIR/repo/models/nanodet/1/"
+  # NanoDet with an FP16 interface, for the FP16 test of gpu_fallback (made with the `onnx` package).
+  mkdir -p "$DIR/repo/testmodels"
+  "$py" "$REPO/scripts/testmodels/make_fp16_io_model.py" "$REPO/models/nanodet/1/model.onnx" \
+    "$DIR/repo/testmodels/nanodet_fp16.onnx" || die "making the FP16 NanoDet needs the venv of 'make setup' (onnx)"
   cp "$REPO/samples/media/bikes.mp4" "$REPO/samples/media/vtest.avi" "$DIR/repo/samples/media/"
   cp -r "$REPO/configs" "$DIR/repo/"
   cp "$0" "$DIR/gpu-check.sh"

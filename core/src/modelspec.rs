@@ -68,9 +68,9 @@ impl ModelSpec {
             .input
             .first()
             .ok_or_else(|| err("config has no input".into()))?;
-        if input.data_type != DataType::Fp32 {
+        if !matches!(input.data_type, DataType::Fp32 | DataType::Fp16) {
             return Err(err(format!(
-                "input '{}': data_type {} is not supported (only TYPE_FP32)",
+                "input '{}': data_type {} is not supported (TYPE_FP32 or TYPE_FP16)",
                 input.name, input.data_type
             )));
         }

@@ -452,27 +452,48 @@ impl OnnxModel {
     }
 
     /// Runs the model on named f32 tensors `(name, shape, data)` and hands the outputs (in the
-    /// model's output order, borrowed from ONNX Runtime's buffers) to `f`. Every output must be an
-    /// f32 tensor.
+    /// model's output order) to `f`. An FP16 input is fed the data rounded to half precision
+    /// (to nearest, ties to even); FP32 and FP16 outputs are handed over as f32 (FP32 ones borrowed
+    /// from ONNX Runtime's buffers, FP16 ones widened exactly); any other element type is an error.
     pub fn run_named<R>(
         &mut self,
         inputs: &[(&str, &[i64], &[f32])],
         f: impl FnOnce(&[TensorView]) -> R,
     ) -> Result<R, RuntimeError> {
         let err = run_error(&self.path);
-        let mut values: Vec<(Cow<'_, str>, SessionInputValue<'_>)> =
-            Vec::with_capacity(inputs.len());
-        for &(name, shape, data) in inputs {
-            if !self.inputs.iter().any(|i| i.name == name) {
+        // FP16 copies of the inputs the model takes in half precision, made before any view.
+        let mut halves: Vec<Option<Vec<half::f16>>> = Vec::with_capacity(inputs.len());
+        for &(name, _, data) in inputs {
+            let Some(info) = self.inputs.iter().find(|i| i.name == name) else {
                 let known: Vec<&str> = self.inputs.iter().map(|i| i.name.as_str()).collect();
                 return Err(err(format!(
                     "'{name}' is not an input of the model (inputs: {})",
                     known.join(", ")
                 )));
-            }
-            let tensor = TensorRef::from_array_view((shape, data))
-                .map_err(|e| err(format!("input '{name}' with shape {shape:?}: {e}")))?;
-            values.push((Cow::Borrowed(name), tensor.into()));
+            };
+            halves.push(match info.dtype.as_str() {
+                "Float32" => None,
+                "Float16" => Some(data.iter().map(|&v| half::f16::from_f32(v)).collect()),
+                other => {
+                    return Err(err(format!(
+                        "input '{name}' has element type {other}; inputs are fed as FP32 or FP16"
+                    )));
+                }
+            });
+        }
+        let mut values: Vec<(Cow<'_, str>, SessionInputValue<'_>)> =
+            Vec::with_capacity(inputs.len());
+        for (&(name, shape, data), half) in inputs.iter().zip(&halves) {
+            let bad = |e: ort::Error| err(format!("input '{name}' with shape {shape:?}: {e}"));
+            let value: SessionInputValue<'_> = match half {
+                None => TensorRef::from_array_view((shape, data))
+                    .map_err(bad)?
+                    .into(),
+                Some(h) => TensorRef::from_array_view((shape, h.as_slice()))
+                    .map_err(bad)?
+                    .into(),
+            };
+            values.push((Cow::Borrowed(name), value));
         }
         let outputs = self.session.run(values).map_err(|e| err(e.to_string()))?;
         with_output_views(&outputs, &self.outputs, err, f)
@@ -502,12 +523,6 @@ impl OnnxModel {
         use ort::memory::{AllocationDevice, AllocatorType, MemoryInfo, MemoryType};
         use ort::value::TensorRefMut;
         let err = run_error(&self.path);
-        if dtype != TensorType::F32 {
-            return Err(err(format!(
-                "a {dtype:?} device tensor cannot be bound: FP16 inputs need ONNX Runtime's half \
-                 precision type in `ort` (its `half` feature), which this build lacks"
-            )));
-        }
         if !matches!(
             self.provider,
             ExecutionProvider::Cuda | ExecutionProvider::TensorRt
@@ -517,9 +532,23 @@ impl OnnxModel {
                 self.provider
             )));
         }
-        let Some(input) = self.inputs.first().map(|i| i.name.clone()) else {
+        let Some((input, input_type)) = self
+            .inputs
+            .first()
+            .map(|i| (i.name.clone(), i.dtype.clone()))
+        else {
             return Err(err("the model has no input".into()));
         };
+        let expected = match dtype {
+            TensorType::F32 => "Float32",
+            TensorType::F16 => "Float16",
+        };
+        if input_type != expected {
+            return Err(err(format!(
+                "a {dtype:?} device tensor cannot be bound to input '{input}' of element type \
+                 {input_type}"
+            )));
+        }
         let cuda = MemoryInfo::new(
             AllocationDevice::CUDA,
             device_id,
@@ -527,18 +556,31 @@ impl OnnxModel {
             MemoryType::Default,
         )
         .map_err(|e| err(format!("CUDA memory info: {e}")))?;
-        // SAFETY: the caller guarantees the buffer (see above); the view lives only during the run.
-        let tensor = unsafe {
-            TensorRefMut::<f32>::from_raw(cuda, ptr as usize as *mut _, shape.to_vec().into())
-        }
-        .map_err(|e| err(format!("binding the device tensor {shape:?}: {e}")))?;
         let mut binding = self
             .session
             .create_binding()
             .map_err(|e| err(format!("IoBinding: {e}")))?;
-        binding
-            .bind_input(input.as_str(), &tensor)
-            .map_err(|e| err(format!("binding input '{input}': {e}")))?;
+        let bind_error = |e: ort::Error| err(format!("binding the device tensor {shape:?}: {e}"));
+        let shape_of = || ort::value::Shape::from(shape.to_vec());
+        // SAFETY (both arms): the caller guarantees the buffer (see above); the views live only
+        // during the run.
+        match dtype {
+            TensorType::F32 => {
+                let tensor = unsafe {
+                    TensorRefMut::<f32>::from_raw(cuda, ptr as usize as *mut _, shape_of())
+                }
+                .map_err(bind_error)?;
+                binding.bind_input(input.as_str(), &tensor)
+            }
+            TensorType::F16 => {
+                let tensor = unsafe {
+                    TensorRefMut::<half::f16>::from_raw(cuda, ptr as usize as *mut _, shape_of())
+                }
+                .map_err(bind_error)?;
+                binding.bind_input(input.as_str(), &tensor)
+            }
+        }
+        .map_err(|e| err(format!("binding input '{input}': {e}")))?;
         for o in &self.outputs {
             binding
                 .bind_output_to_device(o.name.as_str(), &MemoryInfo::default())
@@ -560,20 +602,32 @@ fn run_error(path: &Path) -> impl Fn(String) -> RuntimeError + '_ {
     }
 }
 
-/// Hands the session's `outputs` (every one an f32 tensor, in the order of `infos`, borrowed from
-/// ONNX Runtime's buffers) to `f` as [`TensorView`]s.
+/// Hands the session's `outputs` (in the order of `infos`) to `f` as [`TensorView`]s: FP32 ones
+/// borrowed from ONNX Runtime's buffers, FP16 ones widened to f32 (exactly); other element types are
+/// an error naming the output.
 fn with_output_views<R>(
     outputs: &ort::session::SessionOutputs<'_>,
     infos: &[IoInfo],
     err: impl Fn(String) -> RuntimeError,
     f: impl FnOnce(&[TensorView]) -> R,
 ) -> Result<R, RuntimeError> {
-    let mut parts: Vec<(&str, Vec<usize>, &[f32])> = Vec::with_capacity(infos.len());
+    /// An output's name, shape and values (borrowed, or widened from FP16).
+    type Part<'a> = (&'a str, Vec<usize>, Cow<'a, [f32]>);
+    let mut parts: Vec<Part<'_>> = Vec::with_capacity(infos.len());
     for info in infos {
         let name = info.name.as_str();
-        let (shape, data) = outputs[name]
-            .try_extract_tensor::<f32>()
-            .map_err(|e| err(format!("output '{name}' is not an f32 tensor: {e}")))?;
+        let value = &outputs[name];
+        let (shape, data) = match value.try_extract_tensor::<f32>() {
+            Ok((shape, data)) => (shape, Cow::Borrowed(data)),
+            Err(e32) => match value.try_extract_tensor::<half::f16>() {
+                Ok((shape, data)) => (shape, Cow::Owned(data.iter().map(|h| h.to_f32()).collect())),
+                Err(_) => {
+                    return Err(err(format!(
+                        "output '{name}' is neither an FP32 nor an FP16 tensor: {e32}"
+                    )));
+                }
+            },
+        };
         parts.push((
             name,
             shape.iter().map(|&d| d.max(0) as usize).collect(),

@@ -5,73 +5,21 @@
 //! (X → Y = relu(X − 3), S = sum(Y)) and the ensemble `pipeline` chaining them. The tests print
 //! `SKIPPED` and pass when that venv or its `onnx` module is missing.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+mod common;
+
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
+use common::TempDir;
 use vigil_core::engine::{EngineError, InferRequest, ModelHandle, ModelServer};
-
-/// A temporary folder, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> Self {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "vigil-ensemble-{tag}-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("create a temporary folder");
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn python() -> Option<PathBuf> {
-    let home = std::env::var_os("HOME")?;
-    let python = Path::new(&home).join(".cache/vigil/venv/bin/python");
-    if !python.is_file() {
-        println!("SKIPPED: {} is missing", python.display());
-        return None;
-    }
-    let has_onnx = Command::new(&python)
-        .args(["-c", "import onnx"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !has_onnx {
-        println!(
-            "SKIPPED: the python of {} has no `onnx` module",
-            python.display()
-        );
-        return None;
-    }
-    Some(python)
-}
 
 /// The test repository in a fresh temporary folder; `None` (test skipped) without the venv.
 fn make_repo(tag: &str) -> Option<TempDir> {
-    let python = python()?;
-    let script =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/testmodels/make_ensemble_models.py");
-    let tmp = TempDir::new(tag);
-    let out = Command::new(&python)
-        .arg(&script)
-        .arg(&tmp.0)
-        .output()
-        .expect("run make_ensemble_models.py");
-    assert!(
-        out.status.success(),
-        "{} failed: {}",
-        script.display(),
-        String::from_utf8_lossy(&out.stderr)
+    let python = common::python_with_onnx()?;
+    let tmp = TempDir::new("ensemble", tag);
+    common::run_script(
+        &python,
+        "scripts/testmodels/make_ensemble_models.py",
+        &[&tmp.0],
     );
     Some(tmp)
 }

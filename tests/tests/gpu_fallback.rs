@@ -22,6 +22,10 @@
 //! warnings are not expected; where the ONNX Runtime library offers CUDA/TensorRT and a GPU is
 //! present, the provider warnings are not expected (the detections must then still match within
 //! 2 px: acceptance 2). Skips with a message when the media, the model or `ffmpeg` are missing.
+//!
+//! An FP16-interface copy of NanoDet (`TYPE_FP16`) detects what the FP32 model detects. GPU only
+//! (SKIPPED elsewhere): NanoDet with `preprocess: gpu` against `preprocess: cpu`, with the FP32 model
+//! and with the FP16 copy (FP16 device tensors).
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -106,16 +110,31 @@ fn assert_same(reference: &Detections, got: &Detections, source: &str, run: &str
 /// A model repository in `dir` holding `nanodet` with `config.pbtxt`'s instance group replaced by
 /// `extra` (the weights are linked, not copied).
 fn repository(dir: &Path, extra: &str) -> std::path::PathBuf {
+    repository_of(
+        dir,
+        extra,
+        &repo_root().join("models/nanodet/1/model.onnx"),
+        false,
+    )
+}
+
+/// As [`repository`], with the weights `model` (an FP16-interface copy of NanoDet when `fp16`: the
+/// config then declares `TYPE_FP16`).
+fn repository_of(dir: &Path, extra: &str, weights: &Path, fp16: bool) -> std::path::PathBuf {
     let root = repo_root();
     let repo = dir.join("models");
     let model = repo.join("nanodet");
     std::fs::create_dir_all(model.join("1")).unwrap();
-    let config = std::fs::read_to_string(root.join("models/nanodet/config.pbtxt")).unwrap();
+    let mut config = std::fs::read_to_string(root.join("models/nanodet/config.pbtxt")).unwrap();
     let group = "instance_group [ { count: 1, kind: KIND_CPU } ]";
     assert!(
         config.contains(group),
         "models/nanodet/config.pbtxt changed: no '{group}'"
     );
+    if fp16 {
+        assert!(config.contains("TYPE_FP32"), "{config}");
+        config = config.replace("TYPE_FP32", "TYPE_FP16");
+    }
     std::fs::write(model.join("config.pbtxt"), config.replace(group, extra)).unwrap();
     for f in std::fs::read_dir(root.join("models/nanodet")).unwrap() {
         let f = f.unwrap().path();
@@ -123,11 +142,7 @@ fn repository(dir: &Path, extra: &str) -> std::path::PathBuf {
             std::fs::copy(&f, model.join(f.file_name().unwrap())).unwrap();
         }
     }
-    std::os::unix::fs::symlink(
-        root.join("models/nanodet/1/model.onnx"),
-        model.join("1/model.onnx"),
-    )
-    .unwrap();
+    std::os::unix::fs::symlink(weights, model.join("1/model.onnx")).unwrap();
     repo
 }
 
@@ -460,34 +475,121 @@ fn gpu_preprocessing_matches_the_cpu_path_on_nanodet() {
         &dir.path().join("kind-gpu"),
         "instance_group [ { count: 1, kind: KIND_GPU } ]",
     );
-    let sources = [("a", "cpu"), ("b", "cpu")];
     let (reference, _) = run_with(
         dir.path(),
         "gpu-cpu-pre",
         &repo,
         &clip,
-        &sources[..1],
+        &[("a", "cpu")],
         "  preprocess: cpu\n",
     );
     assert_eq!(reference.len() as u64, FRAMES, "reference frames");
-    let (got, stderr) = run_with(
-        dir.path(),
-        "gpu-gpu-pre",
-        &repo,
-        &clip,
-        &sources,
-        "  preprocess: gpu\n",
-    );
+    gpu_preprocessing_gives(&reference, dir.path(), &repo, &clip, "NanoDet");
+}
+
+/// Runs `vigil run` with `preprocess: gpu` on two sources of `clip` with the repository `repo` and
+/// checks that the GPU path was taken and that both give `reference`'s detections (boxes within
+/// 2 px); prints the largest box difference per source.
+fn gpu_preprocessing_gives(
+    reference: &Detections,
+    dir: &Path,
+    repo: &Path,
+    clip: &Path,
+    model: &str,
+) {
+    let sources = [("a", "cpu"), ("b", "cpu")];
+    let tag = format!("gpu-pre-{}", model.to_lowercase().replace(' ', "-"));
+    let (got, stderr) = run_with(dir, &tag, repo, clip, &sources, "  preprocess: gpu\n");
     assert_eq!(
         count(&stderr, &["pre-processed on the CPU"]),
         0,
-        "the GPU path was not taken: {stderr}"
+        "{model}: the GPU path was not taken: {stderr}"
     );
     for (source, _) in sources {
-        assert_same(&reference, &got, source, "preprocess: gpu on the GPU");
+        let run = format!("{model}, preprocess: gpu on the GPU");
+        assert_same(reference, &got, source, &run);
         eprintln!(
-            "GPU: source {source}: max |box(gpu pre-processing) - box(cpu)| {:.3} px",
-            worst_box_difference(&reference, &got, source)
+            "GPU: {model}: source {source}: max |box(gpu pre-processing) - box(cpu)| {:.3} px",
+            worst_box_difference(reference, &got, source)
         );
     }
+}
+
+/// NanoDet with an FP16 interface: `testmodels/nanodet_fp16.onnx` of the repository root where
+/// `scripts/gpu-check.sh prepare` put it, else made in `dir` by
+/// `scripts/testmodels/make_fp16_io_model.py` with the venv `~/.cache/vigil/venv`; `None` (with a
+/// SKIPPED line) when neither can be had.
+fn fp16_nanodet(dir: &Path) -> Option<std::path::PathBuf> {
+    let root = repo_root();
+    let prepared = root.join("testmodels/nanodet_fp16.onnx");
+    if prepared.is_file() {
+        return Some(prepared);
+    }
+    let python = Path::new(&std::env::var_os("HOME")?).join(".cache/vigil/venv/bin/python");
+    let out = dir.join("nanodet_fp16.onnx");
+    let made = Command::new(&python)
+        .arg(root.join("scripts/testmodels/make_fp16_io_model.py"))
+        .arg(root.join("models/nanodet/1/model.onnx"))
+        .arg(&out)
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !made {
+        println!(
+            "SKIPPED: no {} and it cannot be made with {}",
+            prepared.display(),
+            python.display()
+        );
+        return None;
+    }
+    Some(out)
+}
+
+/// An FP16-interface NanoDet (`TYPE_FP16`, `KIND_GPU`) run by `vigil run` detects what the FP32 model
+/// detects (same frames and labels, boxes within 2 px; here on the CPU after the fallback). GPU only
+/// (skipped with the reason otherwise): with `preprocess: gpu` the batch tensor is made in half
+/// precision by the kernel and bound to the session as it is, and the detections match those of the
+/// same model fed by the CPU path (rounded to FP16 by the session) within 2 px.
+#[test]
+fn fp16_model_detects_as_fp32_and_gpu_preprocessing_feeds_it() {
+    let root = repo_root();
+    let media = root.join("samples/media/vtest.avi");
+    let model_file = root.join("models/nanodet/1/model.onnx");
+    if !vigil_tests::installed_with_ffmpeg(&[&media, &model_file]) {
+        return;
+    }
+    let dir = TempDir::new("fp16");
+    let Some(weights) = fp16_nanodet(dir.path()) else {
+        return;
+    };
+    let clip = make_clip(dir.path(), &media);
+    let fp32 = repository(
+        &dir.path().join("fp32"),
+        "instance_group [ { count: 1, kind: KIND_CPU } ]",
+    );
+    let (fp32_reference, _) = run(dir.path(), "fp16-fp32", &fp32, &clip, &[("a", "cpu")]);
+    assert_eq!(fp32_reference.len() as u64, FRAMES, "reference frames");
+    let repo = repository_of(
+        &dir.path().join("kind-gpu-fp16"),
+        "instance_group [ { count: 1, kind: KIND_GPU } ]",
+        &weights,
+        true,
+    );
+    let (reference, _) = run_with(
+        dir.path(),
+        "fp16-cpu-pre",
+        &repo,
+        &clip,
+        &[("a", "cpu")],
+        "  preprocess: cpu\n",
+    );
+    assert_same(&fp32_reference, &reference, "a", "FP16 model against FP32");
+    eprintln!(
+        "FP16 model: max |box(FP16) - box(FP32)| {:.3} px",
+        worst_box_difference(&fp32_reference, &reference, "a")
+    );
+    if let Err(why) = gpu_preprocessing_usable() {
+        println!("SKIPPED: GPU pre-processing cannot run here: {why}");
+        return;
+    }
+    gpu_preprocessing_gives(&reference, dir.path(), &repo, &clip, "FP16 NanoDet");
 }

@@ -171,7 +171,12 @@ fn io_of(config: &ModelConfig, tensors: &[crate::modelrepo::TensorConfig]) -> Ve
         .iter()
         .map(|t| IoInfo {
             name: t.name.clone(),
-            dtype: "Float32".to_owned(),
+            dtype: if t.data_type == DataType::Fp16 {
+                "Float16"
+            } else {
+                "Float32"
+            }
+            .to_owned(),
             shape: if config.max_batch_size > 0 {
                 std::iter::once(-1).chain(t.dims.iter().copied()).collect()
             } else {
@@ -203,9 +208,9 @@ pub(super) fn load(
         .map(|t| ("input", t))
         .chain(config.output.iter().map(|t| ("output", t)))
     {
-        if t.data_type != DataType::Fp32 {
+        if !matches!(t.data_type, DataType::Fp32 | DataType::Fp16) {
             return Err(error(format!(
-                "ensemble {what} '{}' has data type {}; the engine runs f32 tensors only",
+                "ensemble {what} '{}' has data type {}; the engine runs FP32 and FP16 tensors only",
                 t.name, t.data_type
             )));
         }

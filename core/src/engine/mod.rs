@@ -28,7 +28,9 @@
 //! - **Metrics** ([`ModelStats`]): requests, failures, executions, batch-size histogram, queue and
 //!   compute time histograms, and per instance its executions and recent compute intervals.
 //!
-//! Requests carry f32 tensors without the batch dimension ([`InferRequest`]), or a decoded frame
+//! Requests carry f32 tensors without the batch dimension ([`InferRequest`]; a model whose input is
+//! FP16 is fed them rounded to half precision, and FP16 outputs are handed over widened to f32), or
+//! a decoded frame
 //! for the model's single image input, which the instance pre-processes on the GPU together with the
 //! other frames of its batch (one kernel launch; the tensor stays on the device until the session
 //! has run; see `frames.rs` and [`ModelRuntime::gpu_preprocessing`]).
@@ -246,7 +248,7 @@ impl InferRequest {
 
 /// A session one instance runs batches with: [`OnnxModel`], or a stand-in in tests.
 pub trait InferSession: Send {
-    /// The model's inputs (all are fed f32 tensors).
+    /// The model's inputs (fed f32 tensors; the session converts where the model takes FP16).
     fn inputs(&self) -> &[IoInfo];
     /// The model's outputs, in the order the views are given.
     fn outputs(&self) -> &[IoInfo];

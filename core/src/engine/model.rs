@@ -535,9 +535,21 @@ impl ModelRuntime {
             version,
             message,
         };
-        if let Some(bad) = inputs.iter().find(|i| i.dtype != "Float32") {
+        if let Some(bad) = inputs
+            .iter()
+            .find(|i| !matches!(i.dtype.as_str(), "Float32" | "Float16"))
+        {
             return Err(config_error(format!(
-                "input '{}' has element type {}; the engine feeds f32 tensors only",
+                "input '{}' has element type {}; the engine feeds FP32 and FP16 tensors only",
+                bad.name, bad.dtype
+            )));
+        }
+        if let Some(bad) = outputs
+            .iter()
+            .find(|o| !matches!(o.dtype.as_str(), "Float32" | "Float16"))
+        {
+            return Err(config_error(format!(
+                "output '{}' has element type {}; the engine reads FP32 and FP16 tensors only",
                 bad.name, bad.dtype
             )));
         }
@@ -616,7 +628,7 @@ impl ModelRuntime {
     }
 
     /// `Ok` when the runtime takes frame requests: a single model (not an ensemble) with one input
-    /// of four dimensions in FP32, every instance `KIND_GPU` and running on the CUDA or TensorRT
+    /// of four dimensions in FP32 or FP16, every instance `KIND_GPU` and running on the CUDA or TensorRT
     /// provider, a CUDA device and NVRTC in this process ([`crate::gpu::probe`], asked only when
     /// the rest holds), and no instance that failed to make its pre-processor. Otherwise the reason.
     pub fn frame_support(&self) -> Result<(), String> {
@@ -635,21 +647,11 @@ impl ModelRuntime {
                 input.name, input.shape
             ));
         }
-        match tensor_type_of(&input.dtype) {
-            Some(crate::gpu::TensorType::F32) => {}
-            Some(crate::gpu::TensorType::F16) => {
-                return Err(format!(
-                    "input '{}' is FP16; binding FP16 device tensors needs `ort`'s `half` \
-                     feature, which this build lacks",
-                    input.name
-                ));
-            }
-            None => {
-                return Err(format!(
-                    "input '{}' has element type {}",
-                    input.name, input.dtype
-                ));
-            }
+        if tensor_type_of(&input.dtype).is_none() {
+            return Err(format!(
+                "input '{}' has element type {}",
+                input.name, input.dtype
+            ));
         }
         if self.instances.is_empty() {
             return Err("the model has no instances".into());

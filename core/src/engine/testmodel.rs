@@ -60,9 +60,16 @@ impl Msg {
 }
 
 const FLOAT: i64 = 1;
+const INT64: i64 = 7;
+const FLOAT16: i64 = 10;
 
 /// `ValueInfoProto` of a float tensor; dims are names (dynamic) or sizes.
 fn value_info(name: &str, dims: &[&str]) -> Msg {
+    typed_value_info(name, FLOAT, dims)
+}
+
+/// `ValueInfoProto` of a tensor of ONNX element type `elem_type`.
+fn typed_value_info(name: &str, elem_type: i64, dims: &[&str]) -> Msg {
     let mut shape = Msg::new();
     for d in dims {
         let dim = match d.parse::<i64>() {
@@ -71,7 +78,7 @@ fn value_info(name: &str, dims: &[&str]) -> Msg {
         };
         shape = shape.msg(1, dim);
     }
-    let tensor = Msg::new().int(1, FLOAT).msg(2, shape);
+    let tensor = Msg::new().int(1, elem_type).msg(2, shape);
     Msg::new().str(1, name).msg(2, Msg::new().msg(1, tensor))
 }
 
@@ -87,6 +94,49 @@ fn node(op: &str, inputs: &[&str], output: &str) -> Msg {
     m.str(2, output).str(3, output).str(4, op)
 }
 
+/// A `Cast` node to ONNX element type `to`.
+fn cast(input: &str, output: &str, to: i64) -> Msg {
+    // AttributeProto: name (1), i (3), type (20) = INT (2).
+    let to = Msg::new().str(1, "to").int(3, to).int(20, 2);
+    node("Cast", &[input], output).msg(5, to)
+}
+
+fn model_of(graph: Msg) -> Vec<u8> {
+    Msg::new()
+        .int(1, 8)
+        .str(2, "vigil-test")
+        .msg(7, graph)
+        .msg(8, Msg::new().str(1, "").int(2, 13))
+        .0
+}
+
+/// The `half` model: FP16 input `x [N,D]`; FP32 output `y = 2·x + 1` (computed in FP32 from the FP16
+/// value) and FP16 output `h` = `y` rounded to FP16.
+pub fn half_model() -> Vec<u8> {
+    let graph = Msg::new()
+        .msg(1, cast("x", "xf", FLOAT))
+        .msg(1, node("Mul", &["xf", "two"], "x2"))
+        .msg(1, node("Add", &["x2", "one"], "y"))
+        .msg(1, cast("y", "h", FLOAT16))
+        .str(2, "half")
+        .msg(5, scalar("two", 2.0))
+        .msg(5, scalar("one", 1.0))
+        .msg(11, typed_value_info("x", FLOAT16, &["N", "D"]))
+        .msg(12, value_info("y", &["N", "D"]))
+        .msg(12, typed_value_info("h", FLOAT16, &["N", "D"]));
+    model_of(graph)
+}
+
+/// A model with an INT64 output: `x [N,D]` → `i` = `x` cast to INT64.
+pub fn int_output_model() -> Vec<u8> {
+    let graph = Msg::new()
+        .msg(1, cast("x", "i", INT64))
+        .str(2, "ints")
+        .msg(11, value_info("x", &["N", "D"]))
+        .msg(12, typed_value_info("i", INT64, &["N", "D"]));
+    model_of(graph)
+}
+
 /// The bytes of the `affine` model with `y = scale·x + 1`.
 pub fn affine_model(scale: f32) -> Vec<u8> {
     let graph = Msg::new()
@@ -99,12 +149,7 @@ pub fn affine_model(scale: f32) -> Vec<u8> {
         .msg(11, value_info("x", &["N", "D"]))
         .msg(12, value_info("y", &["N", "D"]))
         .msg(12, value_info("z", &["N", "D"]));
-    Msg::new()
-        .int(1, 8)
-        .str(2, "vigil-test")
-        .msg(7, graph)
-        .msg(8, Msg::new().str(1, "").int(2, 13))
-        .0
+    model_of(graph)
 }
 
 /// Writes the `affine` model (`y = 2x + 1`) as `<dir>/<name>/1/model.onnx` and returns its path.

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use super::testmodel::{affine_model, write_affine, write_version};
+use super::testmodel::{affine_model, half_model, int_output_model, write_affine, write_version};
 use super::*;
 use crate::modelrepo::{DynamicBatching, InstanceGroup, InstanceKind, LoadedModel, ModelConfig};
 use crate::runtime::{self, OnnxModel};
@@ -915,5 +915,91 @@ fn server_acquires_from_a_repository_and_reloads_new_versions() {
     assert!(e.contains("affine") && e.contains("3"), "{e}");
     assert_eq!(handle.current().version(), 2);
     assert_eq!(y0(&handle), 4.0);
+    let _ = std::fs::remove_dir_all(&repo);
+}
+
+fn f16_round(v: f32) -> f32 {
+    half::f16::from_f32(v).to_f32()
+}
+
+#[test]
+fn fp16_inputs_and_outputs_are_converted_at_the_session_boundary() {
+    if !ort_available() {
+        return;
+    }
+    let repo = temp_dir("half");
+    write_version(&repo, "half", 1, &half_model());
+    std::fs::write(
+        repo.join("half/config.pbtxt"),
+        "name: \"half\"\nbackend: \"onnxruntime\"\nmax_batch_size: 4\n\
+         input [ { name: \"x\", data_type: TYPE_FP16, dims: [ -1 ] } ]\n\
+         output [ { name: \"y\", data_type: TYPE_FP32, dims: [ -1 ] },\n\
+                  { name: \"h\", data_type: TYPE_FP16, dims: [ -1 ] } ]\n\
+         dynamic_batching { max_queue_delay_microseconds: 50000 }\n",
+    )
+    .unwrap();
+    let server = ModelServer::new();
+    let handle = server.acquire(&repo, "half", None).unwrap();
+    let runtime = handle.current();
+    assert_eq!(runtime.inputs()[0].dtype, "Float16");
+    // Values not representable in FP16 (0.1, 1000.3, 3.3333) and ones beyond its range (1e5).
+    let requests: Vec<Vec<f32>> = vec![
+        vec![0.1, 1000.3, -2.5],
+        vec![3.3333, 1e5, 65504.0],
+        vec![-0.0001, 7.0, 2049.0],
+    ];
+    // Submitted together so that they can share a batch (the converter sees the batch tensor).
+    let pending: Vec<_> = requests
+        .iter()
+        .map(|x| {
+            runtime
+                .infer_async(
+                    InferRequest::new("x", vec![x.len() as i64], x.clone()),
+                    |v| (v[0].data.to_vec(), v[1].data.to_vec()),
+                )
+                .unwrap()
+        })
+        .collect();
+    for (x, p) in requests.iter().zip(pending) {
+        let (y, h) = p.wait().unwrap();
+        let want_y: Vec<f32> = x.iter().map(|&v| 2.0 * f16_round(v) + 1.0).collect();
+        let want_h: Vec<f32> = want_y.iter().map(|&v| f16_round(v)).collect();
+        assert_eq!(y, want_y, "y for {x:?}");
+        assert_eq!(h, want_h, "h for {x:?}");
+    }
+    assert_eq!(
+        f16_round(1e5),
+        f32::INFINITY,
+        "beyond FP16's range: infinity"
+    );
+    let stats = runtime.stats();
+    assert_eq!(stats.failures, 0);
+    println!("batch sizes: {:?}", stats.batch_sizes);
+    let _ = std::fs::remove_dir_all(&repo);
+}
+
+#[test]
+fn outputs_of_other_element_types_are_refused_at_load_naming_them() {
+    if !ort_available() {
+        return;
+    }
+    let repo = temp_dir("ints");
+    write_version(&repo, "ints", 1, &int_output_model());
+    std::fs::write(
+        repo.join("ints/config.pbtxt"),
+        "name: \"ints\"\nbackend: \"onnxruntime\"\nmax_batch_size: 4\n\
+         input [ { name: \"x\", data_type: TYPE_FP32, dims: [ -1 ] } ]\n\
+         output [ { name: \"i\", data_type: TYPE_INT64, dims: [ -1 ] } ]\n",
+    )
+    .unwrap();
+    let e = ModelServer::new()
+        .acquire(&repo, "ints", None)
+        .unwrap_err()
+        .to_string();
+    println!("{e}");
+    assert!(
+        e.contains("ints") && e.contains("output 'i'") && e.contains("Int64"),
+        "{e}"
+    );
     let _ = std::fs::remove_dir_all(&repo);
 }

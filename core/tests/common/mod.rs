@@ -1,0 +1,75 @@
+//! Helpers shared by the integration tests of `vigil-core`: temporary folders and the venv's Python.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// A temporary folder, removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    /// A fresh, empty folder named after `prefix`, `tag`, the process and a counter.
+    pub fn new(prefix: &str, tag: &str) -> Self {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "vigil-{prefix}-{tag}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("create a temporary folder");
+        TempDir(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The checkout's root.
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// The Python of the venv `~/.cache/vigil/venv` (made by `make setup`) when it has the `onnx` module;
+/// otherwise `None`, with a SKIPPED line saying what is missing.
+pub fn python_with_onnx() -> Option<PathBuf> {
+    let home = std::env::var_os("HOME")?;
+    let python = Path::new(&home).join(".cache/vigil/venv/bin/python");
+    if !python.is_file() {
+        println!("SKIPPED: {} is missing", python.display());
+        return None;
+    }
+    let has_onnx = Command::new(&python)
+        .args(["-c", "import onnx"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !has_onnx {
+        println!(
+            "SKIPPED: the python of {} has no `onnx` module",
+            python.display()
+        );
+        return None;
+    }
+    Some(python)
+}
+
+/// Runs `script` (relative to the checkout) with `python` and `args`; panics with its stderr when it
+/// fails.
+pub fn run_script(python: &Path, script: &str, args: &[&Path]) {
+    let script = root().join(script);
+    let out = Command::new(python)
+        .arg(&script)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("run {}: {e}", script.display()));
+    assert!(
+        out.status.success(),
+        "{} failed: {}",
+        script.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
