@@ -207,8 +207,17 @@ impl std::fmt::Display for ExecutionProvider {
     }
 }
 
+/// ONNX Runtime options of the execution providers (key, value), as ONNX Runtime names them (e.g.
+/// `trt_fp16_enable`); made from a model's execution-accelerator parameters by the engine.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ProviderOptions {
+    pub tensorrt: Vec<(String, String)>,
+    pub cuda: Vec<(String, String)>,
+    pub openvino: Vec<(String, String)>,
+}
+
 /// How to create a session.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct SessionOptions {
     /// Intra-op threads; 0 = ONNX Runtime's default (one per core).
     pub intra_threads: usize,
@@ -222,6 +231,9 @@ pub struct SessionOptions {
     pub execution_provider: ExecutionProvider,
     /// GPU ordinal for CUDA and TensorRT.
     pub device_id: i32,
+    /// Options of the providers (the CUDA ones also apply under TensorRT, for the nodes TensorRT
+    /// does not take). Folders named by `trt_engine_cache_path`/`trt_timing_cache_path` are made.
+    pub provider_options: std::sync::Arc<ProviderOptions>,
 }
 
 /// Name, element type and shape (`-1` = dynamic) of a model input or output.
@@ -267,34 +279,45 @@ fn io_info(name: &str, t: &ValueType) -> IoInfo {
 }
 
 /// The ONNX Runtime providers to register for `provider` (CUDA is added under TensorRT, for the
-/// nodes TensorRT does not take, when the library has it).
+/// nodes TensorRT does not take, when the library has it), with `options`' provider options.
 fn provider_dispatch(
     provider: ExecutionProvider,
-    device_id: i32,
+    options: &SessionOptions,
 ) -> Vec<ort::ep::ExecutionProviderDispatch> {
+    use ort::ep::ArbitrarilyConfigurableExecutionProvider as _;
+    let device_id = options.device_id;
+    let extra = &options.provider_options;
     let cuda = || {
-        ort::ep::CUDA::default()
-            .with_device_id(device_id)
-            .build()
-            .error_on_failure()
+        let mut ep = ort::ep::CUDA::default().with_device_id(device_id);
+        for (k, v) in &extra.cuda {
+            ep = ep.with_arbitrary_config(k, v);
+        }
+        ep.build().error_on_failure()
     };
     match provider {
         ExecutionProvider::Cpu => Vec::new(),
         ExecutionProvider::Cuda => vec![cuda()],
         ExecutionProvider::TensorRt => {
-            let mut eps = vec![
-                ort::ep::TensorRT::default()
-                    .with_device_id(device_id)
-                    .build()
-                    .error_on_failure(),
-            ];
+            let mut ep = ort::ep::TensorRT::default().with_device_id(device_id);
+            for (k, v) in &extra.tensorrt {
+                if k.ends_with("_cache_path") {
+                    // Best effort: ONNX Runtime reports a folder it cannot write.
+                    let _ = std::fs::create_dir_all(v);
+                }
+                ep = ep.with_arbitrary_config(k, v);
+            }
+            let mut eps = vec![ep.build().error_on_failure()];
             if ExecutionProvider::Cuda.is_available() {
                 eps.push(cuda());
             }
             eps
         }
         ExecutionProvider::OpenVino => {
-            vec![ort::ep::OpenVINO::default().build().error_on_failure()]
+            let mut ep = ort::ep::OpenVINO::default();
+            for (k, v) in &extra.openvino {
+                ep = ep.with_arbitrary_config(k, v);
+            }
+            vec![ep.build().error_on_failure()]
         }
     }
 }
@@ -372,7 +395,7 @@ impl OnnxModel {
                 );
                 continue;
             }
-            match build(provider_dispatch(candidate, options.device_id)) {
+            match build(provider_dispatch(candidate, &options)) {
                 Ok(s) => {
                     session = Some(s);
                     provider = candidate;

@@ -9,7 +9,8 @@
 //! 1. the CPU config: `decoder: cpu`, the model as committed (`KIND_CPU`) — the reference;
 //! 2. two sources with `decoder: auto` and two with `decoder: gpu`, and the model with
 //!    `instance_group [ { count: 2, kind: KIND_GPU } ]` (which asks for the CUDA execution provider);
-//! 3. the model with `optimization.execution_accelerators.gpu_execution_accelerator [ { name: "tensorrt" } ]`;
+//! 3. the model with `optimization.execution_accelerators.gpu_execution_accelerator [ { name: "tensorrt" } ]`
+//!    and its engine cache enabled in a folder of the test (on a GPU: the folder must fill);
 //! 4. the model with `gpu_execution_accelerator [ { name: "cuda" } ]`.
 //!
 //! Expected here: run 2 prints one `decoder=auto` warning, one `decoder=gpu` warning (four sources,
@@ -347,14 +348,31 @@ fn gpu_requests_fall_back_to_the_cpu_with_one_warning_each() {
     );
     assert_eq!(count(&stderr, &["TensorRT"]), 0, "{stderr}");
 
-    // 3. The TensorRT accelerator.
+    // 3. The TensorRT accelerator, with its engine cache in a folder of the test (Triton's parameters).
+    let trt_cache = dir.path().join("trt-cache");
     let trt_repo = repository(
         &dir.path().join("tensorrt"),
-        "instance_group [ { count: 1, kind: KIND_GPU } ]\n\
-         optimization { execution_accelerators { gpu_execution_accelerator [ { name: \"tensorrt\" } ] } }",
+        &format!(
+            "instance_group [ {{ count: 1, kind: KIND_GPU }} ]\n\
+             optimization {{ execution_accelerators {{ gpu_execution_accelerator [ {{ name: \"tensorrt\"\n\
+               parameters {{ key: \"trt_engine_cache_enable\" value: \"1\" }}\n\
+               parameters {{ key: \"trt_engine_cache_path\" value: \"{}\" }} }} ] }} }}",
+            trt_cache.display()
+        ),
     );
     let (got, stderr) = run(dir.path(), "tensorrt", &trt_repo, &clip, &[("trt", "cpu")]);
     assert_same(&reference, &got, "trt", "TensorRT accelerator");
+    let cached = std::fs::read_dir(&trt_cache).map_or(0, |d| d.count());
+    if tensorrt {
+        assert!(
+            cached > 0,
+            "TensorRT wrote no engine into {}",
+            trt_cache.display()
+        );
+        eprintln!("GPU: TensorRT engine cache: {cached} files");
+    } else {
+        assert_eq!(cached, 0, "no TensorRT session, no cache");
+    }
     assert_eq!(
         count(&stderr, &["TensorRT execution provider"]),
         usize::from(!tensorrt),

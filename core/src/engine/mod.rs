@@ -46,6 +46,7 @@
 //! repository entry changes (Triton's POLL mode); [`ModelServer::load`] and
 //! [`ModelServer::unload`] are Triton's explicit model control (see `poll.rs`).
 
+pub mod accel;
 mod ensemble;
 mod frames;
 mod model;

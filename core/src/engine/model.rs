@@ -248,6 +248,7 @@ fn instance_main(
     ready: mpsc::Sender<(usize, Result<Loaded, RuntimeError>)>,
     go: mpsc::Receiver<Arc<Shared>>,
 ) {
+    let device_id = options.device_id;
     let made = catch_unwind(AssertUnwindSafe(|| factory(&path, options)));
     let mut session = match made {
         Ok(Ok(s)) => {
@@ -283,7 +284,7 @@ fn instance_main(
         .inputs()
         .first()
         .map_or(String::new(), |i| i.dtype.clone());
-    let mut stage = FrameStage::new(frames, options.device_id, &dtype);
+    let mut stage = FrameStage::new(frames, device_id, &dtype);
     while let Some(batch) = shared.next_batch() {
         shared.execute(index, session.as_mut(), &mut stage, batch);
     }
@@ -355,6 +356,11 @@ impl ModelRuntime {
             None => false,
         };
 
+        let provider_options = Arc::new(
+            super::accel::provider_options(config, &super::accel::default_cache_dir(name, version))
+                .map_err(config_error)?,
+        );
+
         let (ready_tx, ready_rx) = mpsc::channel();
         let mut handles = Vec::with_capacity(plans.len());
         let mut go_txs = Vec::with_capacity(plans.len());
@@ -369,6 +375,7 @@ impl ModelRuntime {
                 intra_op_spinning,
                 execution_provider: plan.provider,
                 device_id: plan.device_id,
+                provider_options: provider_options.clone(),
             };
             let spawned = thread::Builder::new()
                 .name(format!("vigil-infer-{i}"))

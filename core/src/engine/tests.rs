@@ -1003,3 +1003,25 @@ fn outputs_of_other_element_types_are_refused_at_load_naming_them() {
     );
     let _ = std::fs::remove_dir_all(&repo);
 }
+
+#[test]
+fn bad_accelerator_parameters_fail_the_load_naming_them() {
+    let Some(m) = affine(
+        "bad-accel",
+        "backend: \"onnxruntime\"\nmax_batch_size: 4\n\
+         input [ { name: \"x\", data_type: TYPE_FP32, dims: [ -1 ] } ]\n\
+         output [ { name: \"y\", data_type: TYPE_FP32, dims: [ -1 ] },\n\
+                  { name: \"z\", data_type: TYPE_FP32, dims: [ -1 ] } ]\n\
+         instance_group [ { kind: KIND_GPU } ]\n\
+         optimization { execution_accelerators { gpu_execution_accelerator [ \
+         { name: \"tensorrt\" parameters { key: \"precision_mode\" value: \"FP12\" } } ] } }\n",
+    ) else {
+        return;
+    };
+    let e = ModelRuntime::load(&m).unwrap_err().to_string();
+    println!("{e}");
+    assert!(
+        e.contains("affine") && e.contains("'tensorrt'") && e.contains("precision_mode"),
+        "{e}"
+    );
+}
