@@ -964,7 +964,7 @@ impl<'de> Deserialize<'de> for Columns {
     }
 }
 
-/// `outputs.rtsp.encoder` values.
+/// `outputs.rtsp.encoder` and `outputs.file.encoder` values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum EncoderChoice {
@@ -1024,6 +1024,10 @@ pub struct FileConfig {
     /// `outputs.file.bitrate_kbps`: H.264 bitrate in kbit/s. Default 4000.
     #[serde(default = "default_file_bitrate")]
     pub bitrate_kbps: u32,
+    /// `outputs.file.encoder`: `auto` (`nvh264enc` when available, else `x264enc`), `x264` or
+    /// `nvh264enc` (falls back to `x264enc` with one warning when missing). Default `auto`.
+    #[serde(default)]
+    pub encoder: EncoderChoice,
 }
 
 /// The `outputs.events` section.
@@ -2499,6 +2503,25 @@ mod tests {
         let text = MINIMAL.replace("  model: m\n", "  model: m\n  interval: often\n");
         let e = Config::parse(&text, "x.yaml").unwrap_err().to_string();
         assert!(e.contains("line 8") && e.contains("interval"), "{e}");
+    }
+
+    #[test]
+    fn file_output_encoder_parses_and_defaults_to_auto() {
+        let text = format!("{MINIMAL}outputs:\n  file: {{ path: out.mp4, encoder: x264 }}\n");
+        let c = Config::parse(&text, "x.yaml").unwrap();
+        assert_eq!(
+            c.outputs.file.as_ref().unwrap().encoder,
+            EncoderChoice::X264
+        );
+        let text = format!("{MINIMAL}outputs:\n  file: {{ path: out.mp4 }}\n");
+        let c = Config::parse(&text, "x.yaml").unwrap();
+        assert_eq!(
+            c.outputs.file.as_ref().unwrap().encoder,
+            EncoderChoice::Auto
+        );
+        let text = format!("{MINIMAL}outputs:\n  file: {{ path: out.mp4, encoder: vaapi }}\n");
+        let e = Config::parse(&text, "x.yaml").unwrap_err().to_string();
+        assert!(e.contains("vaapi") || e.contains("encoder"), "{e}");
     }
 
     #[test]

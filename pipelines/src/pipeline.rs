@@ -7,7 +7,7 @@
 //!   ! [vigilinfer process-mode=secondary …] ! [vigilosd] ! tee
 //!   tee. ! queue ! videoconvert ! x264enc|nvh264enc (low latency) ! video/x-h264,profile=baseline
 //!          ! h264parse config-interval=-1 ! appsink            (→ RTSP server, when outputs.rtsp)
-//!   tee. ! queue ! videoconvert ! x264enc ! h264parse ! mp4mux ! filesink   (when outputs.file)
+//!   tee. ! queue ! videoconvert ! x264enc|nvh264enc ! h264parse ! mp4mux ! filesink   (when outputs.file)
 //!   tee. ! queue leaky ! videoscale ! videoconvert ! tile caps ! compositor  (when outputs.mosaic)
 //!   tee. ! queue ! fakesink                                    (when there is no video output)
 //! ```
@@ -404,15 +404,34 @@ fn make_msgbroker(mq: &crate::config::MqttPlan, n: &str) -> Result<gst::Element,
     Ok(b)
 }
 
-/// Makes the H.264 encoder `outputs.rtsp.encoder` asks for (tuned for low latency, a key frame at
-/// least every 30 frames); `nvh264enc` asked for but missing is one warning, then `x264enc`.
-fn make_rtsp_encoder(
+/// What an H.264 encoder is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum EncoderUse {
+    /// `outputs.rtsp`: tuned for low latency, a key frame at least every 30 frames.
+    Rtsp,
+    /// `outputs.file`: tuned for quality per bit.
+    File,
+}
+
+impl EncoderUse {
+    fn key(self) -> &'static str {
+        match self {
+            EncoderUse::Rtsp => "outputs.rtsp.encoder",
+            EncoderUse::File => "outputs.file.encoder",
+        }
+    }
+}
+
+/// Makes the H.264 encoder `choice` asks for, for `usage`; `nvh264enc` asked for but missing is one
+/// warning per key and process, then `x264enc`.
+fn make_h264_encoder(
     name: &str,
     choice: crate::config::EncoderChoice,
     bitrate_kbps: u32,
+    usage: EncoderUse,
 ) -> Result<gst::Element, RunError> {
     use crate::config::EncoderChoice;
-    static WARNED: std::sync::Once = std::sync::Once::new();
+    static WARNED: [std::sync::Once; 2] = [std::sync::Once::new(), std::sync::Once::new()];
     let nv_available = || gst::ElementFactory::find("nvh264enc").is_some();
     let use_nv = match choice {
         EncoderChoice::X264 => false,
@@ -420,9 +439,10 @@ fn make_rtsp_encoder(
         EncoderChoice::Nvh264enc => {
             let ok = nv_available();
             if !ok {
-                WARNED.call_once(|| {
+                WARNED[usage as usize].call_once(|| {
                     eprintln!(
-                        "warning: outputs.rtsp.encoder: nvh264enc is not available (GStreamer nvcodec plugin or NVIDIA driver missing); using x264enc"
+                        "warning: {}: nvh264enc is not available (GStreamer nvcodec plugin or NVIDIA driver missing); using x264enc",
+                        usage.key()
                     )
                 });
             }
@@ -432,17 +452,24 @@ fn make_rtsp_encoder(
     if use_nv {
         let enc = make("nvh264enc", name)?;
         set_prop(&enc, "bitrate", Prop::Num(bitrate_kbps.into()))?;
-        set_prop(&enc, "gop-size", Prop::Num(30.0))?;
-        if enc.find_property("zerolatency").is_some() {
-            set_prop(&enc, "zerolatency", Prop::Bool(true))?;
+        if usage == EncoderUse::Rtsp {
+            set_prop(&enc, "gop-size", Prop::Num(30.0))?;
+            if enc.find_property("zerolatency").is_some() {
+                set_prop(&enc, "zerolatency", Prop::Bool(true))?;
+            }
         }
         Ok(enc)
     } else {
         let enc = make("x264enc", name)?;
-        set_prop(&enc, "tune", Prop::Text("zerolatency"))?;
-        set_prop(&enc, "speed-preset", Prop::Text("superfast"))?;
         set_prop(&enc, "bitrate", Prop::Num(bitrate_kbps.into()))?;
-        set_prop(&enc, "key-int-max", Prop::Num(30.0))?;
+        match usage {
+            EncoderUse::Rtsp => {
+                set_prop(&enc, "tune", Prop::Text("zerolatency"))?;
+                set_prop(&enc, "speed-preset", Prop::Text("superfast"))?;
+                set_prop(&enc, "key-int-max", Prop::Num(30.0))?;
+            }
+            EncoderUse::File => set_prop(&enc, "speed-preset", Prop::Text("veryfast"))?,
+        }
         Ok(enc)
     }
 }
@@ -454,7 +481,12 @@ fn rtsp_tail(
     sync: bool,
     feed: MountFeed,
 ) -> Result<Vec<gst::Element>, RunError> {
-    let enc = make_rtsp_encoder(&format!("{prefix}-encode"), rtsp.encoder, rtsp.bitrate_kbps)?;
+    let enc = make_h264_encoder(
+        &format!("{prefix}-encode"),
+        rtsp.encoder,
+        rtsp.bitrate_kbps,
+        EncoderUse::Rtsp,
+    )?;
     let caps = make("capsfilter", &format!("{prefix}-caps"))?;
     caps.set_property(
         "caps",
@@ -741,17 +773,20 @@ fn build_source_into(
         mosaic_branch = Some(vec![q, scale, conv, caps]);
     }
     if let Some(path) = &spec.file {
-        let bitrate = cfg
+        let (bitrate, encoder) = cfg
             .outputs
             .file
             .as_ref()
-            .map(|f| f.bitrate_kbps)
-            .unwrap_or(4000);
+            .map(|f| (f.bitrate_kbps, f.encoder))
+            .unwrap_or((4000, crate::config::EncoderChoice::Auto));
         let q = queue("file")?;
         let conv = make("videoconvert", &format!("{n}-file-convert"))?;
-        let enc = make("x264enc", &format!("{n}-file-encode"))?;
-        set_prop(&enc, "speed-preset", Prop::Text("veryfast"))?;
-        set_prop(&enc, "bitrate", Prop::Num(bitrate.into()))?;
+        let enc = make_h264_encoder(
+            &format!("{n}-file-encode"),
+            encoder,
+            bitrate,
+            EncoderUse::File,
+        )?;
         let parse = make("h264parse", &format!("{n}-file-parse"))?;
         let mux = make("mp4mux", &format!("{n}-file-mux"))?;
         let sink = make("filesink", &format!("{n}-file-sink"))?;

@@ -8,14 +8,16 @@
 //!
 //! 1. the CPU config: `decoder: cpu`, the model as committed (`KIND_CPU`) — the reference;
 //! 2. two sources with `decoder: auto` and two with `decoder: gpu`, and the model with
-//!    `instance_group [ { count: 2, kind: KIND_GPU } ]` (which asks for the CUDA execution provider);
+//!    `instance_group [ { count: 2, kind: KIND_GPU } ]` (which asks for the CUDA execution provider),
+//!    with `encoder: nvh264enc` on the RTSP and file outputs (every MP4 file has every frame);
 //! 3. the model with `optimization.execution_accelerators.gpu_execution_accelerator [ { name: "tensorrt" } ]`
 //!    and its engine cache enabled in a folder of the test (on a GPU: the folder must fill);
 //! 4. the model with `gpu_execution_accelerator [ { name: "cuda" } ]`.
 //!
 //! Expected here: run 2 prints one `decoder=auto` warning, one `decoder=gpu` warning (four sources,
-//! two instances: still one each) and one CUDA warning; run 3 one TensorRT warning and one CUDA
-//! warning (TensorRT's fallback is CUDA, then the CPU); run 4 one CUDA warning. Every source of every
+//! two instances: still one each), one CUDA warning and one NVENC warning per output; run 3 one
+//! TensorRT warning and one CUDA warning (TensorRT's fallback is CUDA, then the CPU); run 4 one CUDA
+//! warning. Every source of every
 //! run gives the reference's detections: same frames, same labels, boxes within 2 px (the issue's
 //! tolerance; on the CPU they are equal up to batch-size rounding).
 //!
@@ -169,6 +171,19 @@ fn run_with(
     sources: &[(&str, &str)],
     inference_keys: &str,
 ) -> (Detections, String) {
+    run_with_outputs(dir, tag, repo, clip, sources, inference_keys, "")
+}
+
+/// As [`run_with`], with `outputs_keys` (YAML lines) added to the `outputs` section.
+fn run_with_outputs(
+    dir: &Path,
+    tag: &str,
+    repo: &Path,
+    clip: &Path,
+    sources: &[(&str, &str)],
+    inference_keys: &str,
+    outputs_keys: &str,
+) -> (Detections, String) {
     let events = dir.join(format!("{tag}.jsonl"));
     let mut yaml = format!(
         "name: {tag}\nmodel_repository: {}\nsources:\n",
@@ -181,7 +196,7 @@ fn run_with(
         );
     }
     yaml += &format!(
-        "inference:\n  model: nanodet\n  threshold: 0.4\n{inference_keys}outputs:\n  events:\n    path: {}\nrealtime: false\n",
+        "inference:\n  model: nanodet\n  threshold: 0.4\n{inference_keys}outputs:\n  events:\n    path: {}\n{outputs_keys}realtime: false\n",
         events.display()
     );
     let config = dir.join(format!("{tag}.yaml"));
@@ -222,6 +237,20 @@ fn make_clip(dir: &Path, media: &Path) -> std::path::PathBuf {
         String::from_utf8_lossy(&out.stderr)
     );
     clip
+}
+
+/// The number of video frames of the MP4 file `path` (`ffprobe`, frames counted by decoding).
+fn mp4_frames(path: &Path) -> u64 {
+    let out = Command::new("ffprobe")
+        .args(["-v", "error", "-select_streams", "v:0", "-count_frames"])
+        .args(["-show_entries", "stream=nb_read_frames", "-of", "csv=p=0"])
+        .arg(path)
+        .output()
+        .expect("run ffprobe");
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("{}: ffprobe says '{text}'", path.display()))
 }
 
 /// The largest difference (px) between the boxes of `source` in `got` and the reference's, after
@@ -326,9 +355,31 @@ fn gpu_requests_fall_back_to_the_cpu_with_one_warning_each() {
         ("gpu1", "gpu"),
         ("gpu2", "gpu"),
     ];
-    let (got, stderr) = run(dir.path(), "kind-gpu", &gpu_repo, &clip, &sources);
+    // With NVENC asked for on both encoded outputs (an RTSP server and MP4 files).
+    let (got, stderr) = run_with_outputs(
+        dir.path(),
+        "kind-gpu",
+        &gpu_repo,
+        &clip,
+        &sources,
+        "",
+        &format!(
+            "  rtsp:\n    port: 0\n    encoder: nvh264enc\n  file:\n    path: {}\n    encoder: nvh264enc\n",
+            dir.path().join("kind-gpu.mp4").display()
+        ),
+    );
     for (name, _) in sources {
         assert_same(&reference, &got, name, "decoder auto/gpu, KIND_GPU");
+        let file = dir.path().join(format!("kind-gpu-{name}.mp4"));
+        assert_eq!(mp4_frames(&file), FRAMES, "{}", file.display());
+    }
+    let nvenc = gst::ElementFactory::find("nvh264enc").is_some();
+    for key in ["outputs.rtsp.encoder", "outputs.file.encoder"] {
+        assert_eq!(
+            count(&stderr, &[key, "nvh264enc is not available"]),
+            usize::from(!nvenc),
+            "{key}: {stderr}"
+        );
     }
     let expect_decoder = usize::from(!nvdec);
     assert_eq!(
