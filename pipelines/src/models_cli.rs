@@ -3,7 +3,8 @@
 //! - `list` prints each model with its platform/backend, served versions and state (`READY` or the error).
 //! - `validate` loads every model (or one) as `vigil run` would — parse, auto-complete (unless `--strict`),
 //!   normalise, validate, resolve versions and files — and exits non-zero if any is broken, printing
-//!   Triton's message; `--config-only` checks the configurations without version folders and files.
+//!   Triton's message (and the engine's checks of execution-accelerator parameters); `--config-only`
+//!   checks the configurations without version folders and files.
 //! - `show` prints the completed, normalised configuration of a model as protobuf text.
 
 use std::path::PathBuf;
@@ -56,6 +57,12 @@ pub struct ShowArgs {
     pub model: String,
 }
 
+/// What the engine checks at load beyond Triton's validation: the execution-accelerator parameters
+/// (`vigil_core::engine::accel`).
+fn engine_checks(config: &vigil_core::modelrepo::ModelConfig) -> Result<(), String> {
+    vigil_core::engine::accel::provider_options(config, std::path::Path::new("")).map(|_| ())
+}
+
 fn open(args: &RepoArgs) -> anyhow::Result<ModelRepository> {
     let mut repo = ModelRepository::open(&args.repo)
         .with_context(|| format!("model repository {}", args.repo.display()))?;
@@ -72,7 +79,11 @@ pub fn execute(args: &ModelsArgs) -> anyhow::Result<()> {
                 println!("{}: no models", repo.root().display());
             }
             for name in names {
-                match repo.load(&name, None) {
+                match repo
+                    .load(&name, None)
+                    .map_err(|e| e.to_string())
+                    .and_then(|m| engine_checks(&m.config).map(|()| m))
+                {
                     Ok(m) => {
                         let kind = if m.config.platform.is_empty() {
                             m.config.backend.clone()
@@ -101,7 +112,11 @@ pub fn execute(args: &ModelsArgs) -> anyhow::Result<()> {
             let mut failed = Vec::new();
             for name in &names {
                 if a.config_only {
-                    match repo.model_config(name) {
+                    match repo
+                        .model_config(name)
+                        .map_err(|e| e.to_string())
+                        .and_then(|c| engine_checks(&c).map(|()| c))
+                    {
                         Ok(c) => println!("{name}: configuration ok ({})", c.platform),
                         Err(e) => {
                             eprintln!("{name}: {e}");
@@ -110,7 +125,11 @@ pub fn execute(args: &ModelsArgs) -> anyhow::Result<()> {
                     }
                     continue;
                 }
-                match repo.load(name, None) {
+                match repo
+                    .load(name, None)
+                    .map_err(|e| e.to_string())
+                    .and_then(|m| engine_checks(&m.config).map(|()| m))
+                {
                     Ok(m) => println!(
                         "{name}: ok (version {}, {})",
                         m.version,

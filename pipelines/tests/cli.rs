@@ -151,6 +151,40 @@ fn models_validate_show_and_refuse() {
     std::fs::remove_dir_all(&tmp).unwrap();
 }
 
+/// An execution-accelerator parameter the engine would refuse is reported by `models validate`
+/// (also with `--config-only`), naming the model, the accelerator and the parameter.
+#[test]
+fn models_validate_reports_bad_accelerator_parameters() {
+    let tmp = std::env::temp_dir().join(format!("vigil-models-accel-{}", std::process::id()));
+    let model = tmp.join("trt");
+    std::fs::create_dir_all(model.join("1")).unwrap();
+    std::fs::write(
+        model.join("config.pbtxt"),
+        "name: \"trt\"\nplatform: \"onnxruntime_onnx\"\nmax_batch_size: 4\n\
+         input [ { name: \"x\" data_type: TYPE_FP32 dims: [ 3 ] } ]\n\
+         output [ { name: \"y\" data_type: TYPE_FP32 dims: [ 3 ] } ]\n\
+         instance_group [ { kind: KIND_GPU } ]\n\
+         optimization { execution_accelerators { gpu_execution_accelerator [ { name: \"tensorrt\"\n\
+           parameters { key: \"precision_mode\" value: \"FP16\" }\n\
+           parameters { key: \"trt_engine_cache_enabled\" value: \"1\" } } ] } }\n",
+    )
+    .unwrap();
+    let out = vigil()
+        .args(["models", "validate", "--config-only"])
+        .arg(&tmp)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("trt:")
+            && err.contains("'tensorrt'")
+            && err.contains("unknown parameter 'trt_engine_cache_enabled'"),
+        "{err}"
+    );
+    std::fs::remove_dir_all(&tmp).unwrap();
+}
+
 /// Every Triton example configuration (shared conformance set) validates as a configuration.
 #[test]
 fn models_validate_accepts_triton_examples_as_configs() {
