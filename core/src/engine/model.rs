@@ -159,10 +159,27 @@ fn accelerator_provider(
     default
 }
 
+/// The number of CUDA devices, asked only when `config` has `KIND_GPU` groups and the ONNX Runtime
+/// library has the CUDA provider (elsewhere such groups fall back to the CPU with the provider's
+/// warning); `None` when not asked or no device is usable.
+fn gpu_count_for(config: &ModelConfig) -> Option<usize> {
+    let wants_gpu = config
+        .instance_group
+        .iter()
+        .any(|g| g.kind == InstanceKind::Gpu);
+    if !wants_gpu || !ExecutionProvider::Cuda.is_available() {
+        return None;
+    }
+    crate::gpu::probe_quietly().devices().map(<[_]>::len)
+}
+
+/// The instances of `config`'s groups. `gpu_count`: the CUDA devices present, when known; a `KIND_GPU`
+/// group naming a GPU outside `0..gpu_count` is then an error, as in Triton.
 fn plan_instances(
     model: &str,
     version: u64,
     config: &ModelConfig,
+    gpu_count: Option<usize>,
 ) -> Result<Vec<Plan>, EngineError> {
     let default_group = [InstanceGroup {
         kind: InstanceKind::Cpu,
@@ -206,6 +223,20 @@ fn plan_instances(
             } else {
                 group.gpus.clone()
             };
+            if let Some(n) = gpu_count
+                && let Some(bad) = devices.iter().find(|&&g| g < 0 || g as usize >= n)
+            {
+                return Err(EngineError::Config {
+                    model: model.to_owned(),
+                    version,
+                    message: format!(
+                        "instance group {group_name} specifies GPU {bad}, which is not present \
+                         (this machine has {n} GPU{}: 0..{})",
+                        if n == 1 { "" } else { "s" },
+                        n - 1
+                    ),
+                });
+            }
             (gpu_provider(), devices)
         } else {
             (cpu_provider(), vec![0])
@@ -334,7 +365,7 @@ impl ModelRuntime {
                     .into(),
             ));
         }
-        let plans = plan_instances(name, version, config)?;
+        let plans = plan_instances(name, version, config, gpu_count_for(config))?;
         let intra_threads = match config.parameters.get(INTRA_OP_THREADS_PARAMETER) {
             Some(v) => v.trim().parse::<usize>().map_err(|_| {
                 config_error(format!(
@@ -1270,5 +1301,66 @@ impl Shared {
             }
             next += 1;
         }
+    }
+}
+
+#[cfg(test)]
+mod plan_tests {
+    use super::*;
+    use crate::modelrepo::InstanceGroup;
+
+    fn config(groups: Vec<InstanceGroup>) -> ModelConfig {
+        let mut c = ModelConfig::parse("name: \"m\"\nbackend: \"onnxruntime\"\n", Path::new("m"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        c.instance_group = groups;
+        c
+    }
+
+    fn gpu_group(count: i32, gpus: Vec<i32>) -> InstanceGroup {
+        InstanceGroup {
+            name: "g".into(),
+            kind: InstanceKind::Gpu,
+            count,
+            gpus,
+            ..InstanceGroup::default()
+        }
+    }
+
+    #[test]
+    fn gpu_groups_place_count_instances_on_each_listed_gpu() {
+        let c = config(vec![gpu_group(2, vec![0, 1])]);
+        let plans = plan_instances("m", 1, &c, Some(2)).unwrap();
+        let placed: Vec<(String, i32)> = plans
+            .iter()
+            .map(|p| (p.name.clone(), p.device_id))
+            .collect();
+        assert_eq!(
+            placed,
+            [("g_0", 0), ("g_1", 0), ("g_2", 1), ("g_3", 1)]
+                .map(|(n, d)| (n.to_owned(), d))
+                .to_vec()
+        );
+        // Unknown GPU count (no driver, or no CUDA provider): no check, the provider falls back.
+        assert_eq!(plan_instances("m", 1, &c, None).unwrap().len(), 4);
+    }
+
+    #[test]
+    fn a_gpu_that_is_not_present_is_a_configuration_error() {
+        let c = config(vec![gpu_group(1, vec![0, 3])]);
+        let e = plan_instances("m", 1, &c, Some(1))
+            .err()
+            .expect("GPU 3 refused")
+            .to_string();
+        assert!(
+            e.contains("model 'm'")
+                && e.contains("instance group g specifies GPU 3")
+                && e.contains("1 GPU: 0..0"),
+            "{e}"
+        );
+        let c = config(vec![gpu_group(1, vec![-1])]);
+        assert!(
+            plan_instances("m", 1, &c, Some(2)).is_err(),
+            "GPU -1 refused"
+        );
     }
 }

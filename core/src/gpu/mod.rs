@@ -63,22 +63,26 @@ impl Availability {
     }
 }
 
-/// Probes the CUDA driver and NVRTC once per process; the first probe that finds something missing
-/// issues one warning naming it.
+/// Probes the CUDA driver and NVRTC once per process; the first call after a probe that found the
+/// driver missing issues one warning naming it.
 pub fn probe() -> &'static Availability {
+    let a = probe_quietly();
+    if let Err(e) = &a.driver {
+        crate::runtime::warn_once(
+            "gpu:no-driver",
+            &format!("no NVIDIA GPU is usable ({e}); the GPU path uses the CPU instead"),
+        );
+    }
+    a
+}
+
+/// As [`probe`], without the warning: for checks that report through something else (e.g. a
+/// configuration error, or the execution provider's own fallback warning).
+pub fn probe_quietly() -> &'static Availability {
     static PROBE: OnceLock<Availability> = OnceLock::new();
-    PROBE.get_or_init(|| {
-        let a = Availability {
-            driver: probe_driver(),
-            nvrtc: probe_nvrtc(),
-        };
-        if let Err(e) = &a.driver {
-            crate::runtime::warn_once(
-                "gpu:no-driver",
-                &format!("no NVIDIA GPU is usable ({e}); the GPU path uses the CPU instead"),
-            );
-        }
-        a
+    PROBE.get_or_init(|| Availability {
+        driver: probe_driver(),
+        nvrtc: probe_nvrtc(),
     })
 }
 
