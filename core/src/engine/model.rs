@@ -1322,7 +1322,6 @@ mod plan_tests {
             kind: InstanceKind::Gpu,
             count,
             gpus,
-            ..InstanceGroup::default()
         }
     }
 
