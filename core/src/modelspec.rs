@@ -68,9 +68,12 @@ impl ModelSpec {
             .input
             .first()
             .ok_or_else(|| err("config has no input".into()))?;
-        if !matches!(input.data_type, DataType::Fp32 | DataType::Fp16) {
+        if !matches!(
+            input.data_type,
+            DataType::Fp32 | DataType::Fp16 | DataType::Uint8
+        ) {
             return Err(err(format!(
-                "input '{}': data_type {} is not supported (TYPE_FP32 or TYPE_FP16)",
+                "input '{}': data_type {} is not supported (TYPE_FP32, TYPE_FP16 or TYPE_UINT8)",
                 input.name, input.data_type
             )));
         }
@@ -374,6 +377,19 @@ parameters { key: "vigil.postprocess" value { string_value: "boxes" } }
         let c = ModelConfig::parse(&bad, Path::new("c/config.pbtxt")).unwrap();
         let e = ModelSpec::from_config(&c, &labels()).unwrap_err();
         assert!(e.to_string().contains("'ssd' is not one of"), "{e}");
+        // 8-bit image inputs (many TensorFlow exports) and FP16 inputs are detectors too; INT32 is not.
+        for t in ["TYPE_UINT8", "TYPE_FP16"] {
+            let c = ModelConfig::parse(&text.replace("TYPE_FP32", t), Path::new("c/config.pbtxt"))
+                .unwrap();
+            assert!(ModelSpec::from_config(&c, &labels()).is_ok(), "{t}");
+        }
+        let c = ModelConfig::parse(
+            &text.replace("TYPE_FP32", "TYPE_INT32"),
+            Path::new("c/config.pbtxt"),
+        )
+        .unwrap();
+        let e = ModelSpec::from_config(&c, &labels()).unwrap_err();
+        assert!(e.to_string().contains("TYPE_INT32 is not supported"), "{e}");
     }
 
     #[test]

@@ -475,17 +475,19 @@ impl OnnxModel {
     }
 
     /// Runs the model on named f32 tensors `(name, shape, data)` and hands the outputs (in the
-    /// model's output order) to `f`. An FP16 input is fed the data rounded to half precision
-    /// (to nearest, ties to even); FP32 and FP16 outputs are handed over as f32 (FP32 ones borrowed
-    /// from ONNX Runtime's buffers, FP16 ones widened exactly); any other element type is an error.
+    /// model's output order) to `f` as f32. Inputs of other element types ([`INPUT_TYPES`]) are fed
+    /// the data converted at this boundary: FP16 rounded to nearest (ties to even), integers rounded
+    /// and saturated to the type's range (e.g. an 8-bit image input: 0..=255). Outputs
+    /// ([`OUTPUT_TYPES`]): FP32 borrowed from ONNX Runtime's buffers, the others widened (FP16 and
+    /// integers up to 2^24 exactly).
     pub fn run_named<R>(
         &mut self,
         inputs: &[(&str, &[i64], &[f32])],
         f: impl FnOnce(&[TensorView]) -> R,
     ) -> Result<R, RuntimeError> {
         let err = run_error(&self.path);
-        // FP16 copies of the inputs the model takes in half precision, made before any view.
-        let mut halves: Vec<Option<Vec<half::f16>>> = Vec::with_capacity(inputs.len());
+        // Converted copies of the inputs the model does not take as f32, made before any view.
+        let mut converted: Vec<Option<Converted>> = Vec::with_capacity(inputs.len());
         for &(name, _, data) in inputs {
             let Some(info) = self.inputs.iter().find(|i| i.name == name) else {
                 let known: Vec<&str> = self.inputs.iter().map(|i| i.name.as_str()).collect();
@@ -494,32 +496,72 @@ impl OnnxModel {
                     known.join(", ")
                 )));
             };
-            halves.push(match info.dtype.as_str() {
-                "Float32" => None,
-                "Float16" => Some(data.iter().map(|&v| half::f16::from_f32(v)).collect()),
-                other => {
-                    return Err(err(format!(
-                        "input '{name}' has element type {other}; inputs are fed as FP32 or FP16"
-                    )));
-                }
+            converted.push(if info.dtype == "Float32" {
+                None
+            } else {
+                Some(Converted::new(&info.dtype, data).ok_or_else(|| {
+                    err(format!(
+                        "input '{name}' has element type {}; inputs are fed as {}",
+                        info.dtype,
+                        INPUT_TYPES.join(", ")
+                    ))
+                })?)
             });
         }
         let mut values: Vec<(Cow<'_, str>, SessionInputValue<'_>)> =
             Vec::with_capacity(inputs.len());
-        for (&(name, shape, data), half) in inputs.iter().zip(&halves) {
-            let bad = |e: ort::Error| err(format!("input '{name}' with shape {shape:?}: {e}"));
-            let value: SessionInputValue<'_> = match half {
-                None => TensorRef::from_array_view((shape, data))
-                    .map_err(bad)?
-                    .into(),
-                Some(h) => TensorRef::from_array_view((shape, h.as_slice()))
-                    .map_err(bad)?
-                    .into(),
-            };
+        for (&(name, shape, data), conv) in inputs.iter().zip(&converted) {
+            let value = match conv {
+                None => TensorRef::from_array_view((shape, data)).map(SessionInputValue::from),
+                Some(c) => c.view(shape),
+            }
+            .map_err(|e| err(format!("input '{name}' with shape {shape:?}: {e}")))?;
             values.push((Cow::Borrowed(name), value));
         }
         let outputs = self.session.run(values).map_err(|e| err(e.to_string()))?;
         with_output_views(&outputs, &self.outputs, err, f)
+    }
+}
+
+/// Element types (as [`IoInfo::dtype`] names them) inputs can have: fed from f32 data.
+pub const INPUT_TYPES: &[&str] = &["Float32", "Float16", "Uint8", "Int8", "Int32", "Int64"];
+
+/// Element types outputs can have: handed over as f32.
+pub const OUTPUT_TYPES: &[&str] = &[
+    "Float32", "Float16", "Float64", "Uint8", "Int8", "Uint16", "Int16", "Int32", "Int64", "Bool",
+];
+
+/// An input converted from f32 to the model's element type.
+enum Converted {
+    F16(Vec<half::f16>),
+    U8(Vec<u8>),
+    I8(Vec<i8>),
+    I32(Vec<i32>),
+    I64(Vec<i64>),
+}
+
+impl Converted {
+    /// `data` converted to `dtype` (an [`IoInfo::dtype`] name); `None` for types not in
+    /// [`INPUT_TYPES`]. Integers: rounded, then saturated (Rust's `as`; NaN becomes 0).
+    fn new(dtype: &str, data: &[f32]) -> Option<Self> {
+        Some(match dtype {
+            "Float16" => Converted::F16(data.iter().map(|&v| half::f16::from_f32(v)).collect()),
+            "Uint8" => Converted::U8(data.iter().map(|v| v.round() as u8).collect()),
+            "Int8" => Converted::I8(data.iter().map(|v| v.round() as i8).collect()),
+            "Int32" => Converted::I32(data.iter().map(|v| v.round() as i32).collect()),
+            "Int64" => Converted::I64(data.iter().map(|v| v.round() as i64).collect()),
+            _ => return None,
+        })
+    }
+
+    fn view<'a>(&'a self, shape: &'a [i64]) -> ort::Result<SessionInputValue<'a>> {
+        Ok(match self {
+            Converted::F16(d) => TensorRef::from_array_view((shape, d.as_slice()))?.into(),
+            Converted::U8(d) => TensorRef::from_array_view((shape, d.as_slice()))?.into(),
+            Converted::I8(d) => TensorRef::from_array_view((shape, d.as_slice()))?.into(),
+            Converted::I32(d) => TensorRef::from_array_view((shape, d.as_slice()))?.into(),
+            Converted::I64(d) => TensorRef::from_array_view((shape, d.as_slice()))?.into(),
+        })
     }
 }
 
@@ -625,9 +667,46 @@ fn run_error(path: &Path) -> impl Fn(String) -> RuntimeError + '_ {
     }
 }
 
-/// Hands the session's `outputs` (in the order of `infos`) to `f` as [`TensorView`]s: FP32 ones
-/// borrowed from ONNX Runtime's buffers, FP16 ones widened to f32 (exactly); other element types are
-/// an error naming the output.
+/// An output's shape and values as f32: borrowed when it is FP32, else widened; an error for element
+/// types not in [`OUTPUT_TYPES`].
+fn widen<'a>(value: &'a ort::value::DynValue) -> Result<(&'a [i64], Cow<'a, [f32]>), String> {
+    use ort::value::TensorElementType as T;
+    fn all<'a, X: ort::value::PrimitiveTensorElementType + Copy + std::fmt::Debug + 'a>(
+        value: &'a ort::value::DynValue,
+        f: impl Fn(X) -> f32,
+    ) -> Result<(&'a [i64], Cow<'a, [f32]>), String> {
+        let (shape, data) = value.try_extract_tensor::<X>().map_err(|e| e.to_string())?;
+        Ok((shape, Cow::Owned(data.iter().map(|&x| f(x)).collect())))
+    }
+    let ty = match value.dtype() {
+        ValueType::Tensor { ty, .. } => *ty,
+        other => return Err(format!("is not a tensor ({other:?})")),
+    };
+    match ty {
+        T::Float32 => {
+            let (shape, data) = value
+                .try_extract_tensor::<f32>()
+                .map_err(|e| e.to_string())?;
+            Ok((shape, Cow::Borrowed(data)))
+        }
+        T::Float16 => all(value, |x: half::f16| x.to_f32()),
+        T::Float64 => all(value, |x: f64| x as f32),
+        T::Uint8 => all(value, |x: u8| f32::from(x)),
+        T::Int8 => all(value, |x: i8| f32::from(x)),
+        T::Uint16 => all(value, |x: u16| f32::from(x)),
+        T::Int16 => all(value, |x: i16| f32::from(x)),
+        T::Int32 => all(value, |x: i32| x as f32),
+        T::Int64 => all(value, |x: i64| x as f32),
+        T::Bool => all(value, |x: bool| f32::from(u8::from(x))),
+        other => Err(format!(
+            "has element type {other:?}; outputs are read as {}",
+            OUTPUT_TYPES.join(", ")
+        )),
+    }
+}
+
+/// Hands the session's `outputs` (in the order of `infos`) to `f` as [`TensorView`]s (see
+/// [`widen`]); an output of another element type is an error naming it.
 fn with_output_views<R>(
     outputs: &ort::session::SessionOutputs<'_>,
     infos: &[IoInfo],
@@ -640,17 +719,7 @@ fn with_output_views<R>(
     for info in infos {
         let name = info.name.as_str();
         let value = &outputs[name];
-        let (shape, data) = match value.try_extract_tensor::<f32>() {
-            Ok((shape, data)) => (shape, Cow::Borrowed(data)),
-            Err(e32) => match value.try_extract_tensor::<half::f16>() {
-                Ok((shape, data)) => (shape, Cow::Owned(data.iter().map(|h| h.to_f32()).collect())),
-                Err(_) => {
-                    return Err(err(format!(
-                        "output '{name}' is neither an FP32 nor an FP16 tensor: {e32}"
-                    )));
-                }
-            },
-        };
+        let (shape, data) = widen(value).map_err(|e| err(format!("output '{name}' {e}")))?;
         parts.push((
             name,
             shape.iter().map(|&d| d.max(0) as usize).collect(),

@@ -32,9 +32,9 @@ use prost_reflect::{DynamicMessage, MapKey, Value};
 use super::scheduler::Responder;
 use super::stats::{ModelStats, StatsInner};
 use super::{EngineError, InferRequest, ModelHandle, ModelRuntime, ModelServer, NamedTensor};
-use crate::modelrepo::{DataType, LoadedModel, ModelConfig};
+use crate::modelrepo::{LoadedModel, ModelConfig};
 use crate::postprocess::TensorView;
-use crate::runtime::IoInfo;
+use crate::runtime::{INPUT_TYPES, IoInfo, OUTPUT_TYPES};
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
@@ -171,12 +171,7 @@ fn io_of(config: &ModelConfig, tensors: &[crate::modelrepo::TensorConfig]) -> Ve
         .iter()
         .map(|t| IoInfo {
             name: t.name.clone(),
-            dtype: if t.data_type == DataType::Fp16 {
-                "Float16"
-            } else {
-                "Float32"
-            }
-            .to_owned(),
+            dtype: t.data_type.element_name().unwrap_or("Float32").to_owned(),
             shape: if config.max_batch_size > 0 {
                 std::iter::once(-1).chain(t.dims.iter().copied()).collect()
             } else {
@@ -202,16 +197,19 @@ pub(super) fn load(
         version,
         message,
     };
-    for (what, t) in config
+    for (what, t, allowed) in config
         .input
         .iter()
-        .map(|t| ("input", t))
-        .chain(config.output.iter().map(|t| ("output", t)))
+        .map(|t| ("input", t, INPUT_TYPES))
+        .chain(config.output.iter().map(|t| ("output", t, OUTPUT_TYPES)))
     {
-        if !matches!(t.data_type, DataType::Fp32 | DataType::Fp16) {
+        let name = t.data_type.element_name().unwrap_or("Invalid");
+        if !allowed.contains(&name) {
             return Err(error(format!(
-                "ensemble {what} '{}' has data type {}; the engine runs FP32 and FP16 tensors only",
-                t.name, t.data_type
+                "ensemble {what} '{}' has data type {}; the engine runs {what}s of {}",
+                t.name,
+                t.data_type,
+                allowed.join(", ")
             )));
         }
     }

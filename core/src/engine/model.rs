@@ -23,7 +23,9 @@ use super::{
 use crate::modelrepo::{InstanceGroup, InstanceKind, LoadedModel, ModelConfig};
 use crate::modelspec::ModelSpec;
 use crate::postprocess::TensorView;
-use crate::runtime::{ExecutionProvider, IoInfo, RuntimeError, SessionOptions, warn_once};
+use crate::runtime::{
+    ExecutionProvider, INPUT_TYPES, IoInfo, OUTPUT_TYPES, RuntimeError, SessionOptions, warn_once,
+};
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
@@ -575,20 +577,24 @@ impl ModelRuntime {
         };
         if let Some(bad) = inputs
             .iter()
-            .find(|i| !matches!(i.dtype.as_str(), "Float32" | "Float16"))
+            .find(|i| !INPUT_TYPES.contains(&i.dtype.as_str()))
         {
             return Err(config_error(format!(
-                "input '{}' has element type {}; the engine feeds FP32 and FP16 tensors only",
-                bad.name, bad.dtype
+                "input '{}' has element type {}; the engine feeds {}",
+                bad.name,
+                bad.dtype,
+                INPUT_TYPES.join(", ")
             )));
         }
         if let Some(bad) = outputs
             .iter()
-            .find(|o| !matches!(o.dtype.as_str(), "Float32" | "Float16"))
+            .find(|o| !OUTPUT_TYPES.contains(&o.dtype.as_str()))
         {
             return Err(config_error(format!(
-                "output '{}' has element type {}; the engine reads FP32 and FP16 tensors only",
-                bad.name, bad.dtype
+                "output '{}' has element type {}; the engine reads {}",
+                bad.name,
+                bad.dtype,
+                OUTPUT_TYPES.join(", ")
             )));
         }
         let mut max_batch = config.max_batch_size.max(0) as usize;

@@ -60,8 +60,11 @@ impl Msg {
 }
 
 const FLOAT: i64 = 1;
+const UINT8: i64 = 2;
 const INT64: i64 = 7;
+const STRING: i64 = 8;
 const FLOAT16: i64 = 10;
+const DOUBLE: i64 = 11;
 
 /// `ValueInfoProto` of a float tensor; dims are names (dynamic) or sizes.
 fn value_info(name: &str, dims: &[&str]) -> Msg {
@@ -127,13 +130,32 @@ pub fn half_model() -> Vec<u8> {
     model_of(graph)
 }
 
-/// A model with an INT64 output: `x [N,D]` → `i` = `x` cast to INT64.
-pub fn int_output_model() -> Vec<u8> {
+/// The `typed` model: UINT8 input `x [N,D]`; outputs `y = 2·x + 1` as FP32, `i` as INT64 and `d` as
+/// DOUBLE.
+pub fn typed_model() -> Vec<u8> {
     let graph = Msg::new()
-        .msg(1, cast("x", "i", INT64))
-        .str(2, "ints")
+        .msg(1, cast("x", "xf", FLOAT))
+        .msg(1, node("Mul", &["xf", "two"], "x2"))
+        .msg(1, node("Add", &["x2", "one"], "y"))
+        .msg(1, cast("y", "i", INT64))
+        .msg(1, cast("y", "d", DOUBLE))
+        .str(2, "typed")
+        .msg(5, scalar("two", 2.0))
+        .msg(5, scalar("one", 1.0))
+        .msg(11, typed_value_info("x", UINT8, &["N", "D"]))
+        .msg(12, value_info("y", &["N", "D"]))
+        .msg(12, typed_value_info("i", INT64, &["N", "D"]))
+        .msg(12, typed_value_info("d", DOUBLE, &["N", "D"]));
+    model_of(graph)
+}
+
+/// A model with a STRING output: `x [N,D]` → `s` = `x` cast to STRING.
+pub fn string_output_model() -> Vec<u8> {
+    let graph = Msg::new()
+        .msg(1, cast("x", "s", STRING))
+        .str(2, "strings")
         .msg(11, value_info("x", &["N", "D"]))
-        .msg(12, typed_value_info("i", INT64, &["N", "D"]));
+        .msg(12, typed_value_info("s", STRING, &["N", "D"]));
     model_of(graph)
 }
 

@@ -7,7 +7,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use super::testmodel::{affine_model, half_model, int_output_model, write_affine, write_version};
+use super::testmodel::{
+    affine_model, half_model, string_output_model, typed_model, write_affine, write_version,
+};
 use super::*;
 use crate::modelrepo::{DynamicBatching, InstanceGroup, InstanceKind, LoadedModel, ModelConfig};
 use crate::runtime::{self, OnnxModel};
@@ -979,26 +981,59 @@ fn fp16_inputs_and_outputs_are_converted_at_the_session_boundary() {
 }
 
 #[test]
+fn integer_inputs_are_rounded_and_saturated_and_outputs_widened() {
+    if !ort_available() {
+        return;
+    }
+    let repo = temp_dir("typed");
+    write_version(&repo, "typed", 1, &typed_model());
+    std::fs::write(
+        repo.join("typed/config.pbtxt"),
+        "name: \"typed\"\nbackend: \"onnxruntime\"\nmax_batch_size: 4\n\
+         input [ { name: \"x\", data_type: TYPE_UINT8, dims: [ -1 ] } ]\n\
+         output [ { name: \"y\", data_type: TYPE_FP32, dims: [ -1 ] },\n\
+                  { name: \"i\", data_type: TYPE_INT64, dims: [ -1 ] },\n\
+                  { name: \"d\", data_type: TYPE_FP64, dims: [ -1 ] } ]\n",
+    )
+    .unwrap();
+    let server = ModelServer::new();
+    let handle = server.acquire(&repo, "typed", None).unwrap();
+    assert_eq!(handle.current().inputs()[0].dtype, "Uint8");
+    // Rounded to the nearest integer, then saturated to 0..=255 (NaN: 0).
+    let x = vec![0.4, 1.6, 254.7, 300.0, -5.0, f32::NAN];
+    let (y, i, d) = handle
+        .infer(InferRequest::new("x", vec![x.len() as i64], x), |v| {
+            (v[0].data.to_vec(), v[1].data.to_vec(), v[2].data.to_vec())
+        })
+        .unwrap();
+    let want = vec![1.0, 5.0, 511.0, 511.0, 1.0, 1.0];
+    assert_eq!(y, want);
+    assert_eq!(i, want);
+    assert_eq!(d, want);
+    let _ = std::fs::remove_dir_all(&repo);
+}
+
+#[test]
 fn outputs_of_other_element_types_are_refused_at_load_naming_them() {
     if !ort_available() {
         return;
     }
-    let repo = temp_dir("ints");
-    write_version(&repo, "ints", 1, &int_output_model());
+    let repo = temp_dir("strings");
+    write_version(&repo, "strings", 1, &string_output_model());
     std::fs::write(
-        repo.join("ints/config.pbtxt"),
-        "name: \"ints\"\nbackend: \"onnxruntime\"\nmax_batch_size: 4\n\
+        repo.join("strings/config.pbtxt"),
+        "name: \"strings\"\nbackend: \"onnxruntime\"\nmax_batch_size: 4\n\
          input [ { name: \"x\", data_type: TYPE_FP32, dims: [ -1 ] } ]\n\
-         output [ { name: \"i\", data_type: TYPE_INT64, dims: [ -1 ] } ]\n",
+         output [ { name: \"s\", data_type: TYPE_STRING, dims: [ -1 ] } ]\n",
     )
     .unwrap();
     let e = ModelServer::new()
-        .acquire(&repo, "ints", None)
+        .acquire(&repo, "strings", None)
         .unwrap_err()
         .to_string();
     println!("{e}");
     assert!(
-        e.contains("ints") && e.contains("output 'i'") && e.contains("Int64"),
+        e.contains("strings") && e.contains("output 's'") && e.contains("String"),
         "{e}"
     );
     let _ = std::fs::remove_dir_all(&repo);

@@ -52,6 +52,28 @@ impl DataType {
         (DataType::Bf16, 14, "TYPE_BF16"),
     ];
 
+    /// The name ONNX Runtime's element type has in [`crate::runtime::IoInfo::dtype`] (e.g.
+    /// `Float32` for `TYPE_FP32`); `None` for `TYPE_INVALID`.
+    pub fn element_name(self) -> Option<&'static str> {
+        Some(match self {
+            DataType::Invalid => return None,
+            DataType::Bool => "Bool",
+            DataType::Uint8 => "Uint8",
+            DataType::Uint16 => "Uint16",
+            DataType::Uint32 => "Uint32",
+            DataType::Uint64 => "Uint64",
+            DataType::Int8 => "Int8",
+            DataType::Int16 => "Int16",
+            DataType::Int32 => "Int32",
+            DataType::Int64 => "Int64",
+            DataType::Fp16 => "Float16",
+            DataType::Fp32 => "Float32",
+            DataType::Fp64 => "Float64",
+            DataType::String => "String",
+            DataType::Bf16 => "Bfloat16",
+        })
+    }
+
     /// The enum value with protobuf number `number`.
     pub fn from_number(number: i32) -> Option<Self> {
         Self::ALL

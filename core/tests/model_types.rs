@@ -1,4 +1,5 @@
-//! Models with FP16 inputs and outputs (`TYPE_FP16`), as exported for half-precision inference.
+//! Models whose inputs and outputs are not FP32: FP16 (`TYPE_FP16`), as exported for half-precision
+//! inference, and 8-bit image inputs (`TYPE_UINT8`), as many TensorFlow exports take.
 //!
 //! `scripts/testmodels/make_fp16_io_model.py` (with the `onnx` package of the venv
 //! `~/.cache/vigil/venv`) turns NanoDet's FP32 interface into FP16: its outputs are then exactly
@@ -7,6 +8,10 @@
 //! - the FP16 model's outputs equal that closed form bit for bit;
 //! - through the model server (config `TYPE_FP16`, the repository checks it against the file), it
 //!   detects what the FP32 model detects on real images: same classes, boxes within 1 px.
+//!
+//! `scripts/testmodels/make_uint8_input_model.py` moves NanoDet's normalisation (mean/std) into the
+//! graph behind a UINT8 input; its config drops `vigil.preprocess.mean`/`std`, so Vigil feeds it the
+//! resized pixels (integers, converted exactly) and it detects what the FP32 model detects.
 //!
 //! The tests print `SKIPPED` and pass when the venv, its `onnx` module, ONNX Runtime or the NanoDet
 //! weights are missing.
@@ -39,33 +44,60 @@ fn prerequisites() -> Option<std::path::PathBuf> {
     common::python_with_onnx()
 }
 
-/// A repository with `nanodet` (the installed FP32 model) and `nanodet_fp16` (its FP16-interface
-/// copy, config `TYPE_FP16`).
+/// A repository with `nanodet` (the installed FP32 model), `nanodet_fp16` (its FP16-interface copy,
+/// config `TYPE_FP16`) and `nanodet_u8` (8-bit input, normalisation in the graph, config
+/// `TYPE_UINT8` without mean/std).
 fn make_repo(tag: &str) -> Option<TempDir> {
     let python = prerequisites()?;
-    let tmp = TempDir::new("fp16", tag);
+    let tmp = TempDir::new("model-types", tag);
     let models = root().join("models/nanodet");
-    for (name, fp16) in [("nanodet", false), ("nanodet_fp16", true)] {
+    let source = models.join("1/model.onnx");
+    let config = std::fs::read_to_string(models.join("config.pbtxt")).unwrap();
+    const MEAN: &str = "103.53,116.28,123.675";
+    const STD: &str = "57.375,57.12,58.395";
+    let normalisation = [
+        format!(
+            "parameters {{ key: \"vigil.preprocess.mean\" value {{ string_value: \"{MEAN}\" }} }}\n"
+        ),
+        format!(
+            "parameters {{ key: \"vigil.preprocess.std\" value {{ string_value: \"{STD}\" }} }}\n"
+        ),
+    ];
+    for (name, data_type) in [
+        ("nanodet", "TYPE_FP32"),
+        ("nanodet_fp16", "TYPE_FP16"),
+        ("nanodet_u8", "TYPE_UINT8"),
+    ] {
         let dir = tmp.0.join(name);
         std::fs::create_dir_all(dir.join("1")).unwrap();
         std::fs::copy(models.join("labels.txt"), dir.join("labels.txt")).unwrap();
-        let config = std::fs::read_to_string(models.join("config.pbtxt")).unwrap();
+        let mut config = config
+            .replace("name: \"nanodet\"", &format!("name: \"{name}\""))
+            .replace("TYPE_FP32", data_type);
         let model = dir.join("1/model.onnx");
-        if fp16 {
-            let config = config
-                .replace("name: \"nanodet\"", "name: \"nanodet_fp16\"")
-                .replace("TYPE_FP32", "TYPE_FP16");
-            assert!(config.contains("TYPE_FP16"), "{config}");
-            std::fs::write(dir.join("config.pbtxt"), config).unwrap();
-            common::run_script(
+        match data_type {
+            "TYPE_FP16" => common::run_script(
                 &python,
                 "scripts/testmodels/make_fp16_io_model.py",
-                &[&models.join("1/model.onnx"), &model],
-            );
-        } else {
-            std::fs::write(dir.join("config.pbtxt"), config).unwrap();
-            std::fs::copy(models.join("1/model.onnx"), &model).unwrap();
+                &[&source, &model],
+            ),
+            "TYPE_UINT8" => {
+                for line in &normalisation {
+                    assert!(config.contains(line.as_str()), "{config} lacks {line}");
+                    config = config.replace(line.as_str(), "");
+                }
+                common::run_script(
+                    &python,
+                    "scripts/testmodels/make_uint8_input_model.py",
+                    &[&source, &model, Path::new(MEAN), Path::new(STD)],
+                );
+            }
+            _ => {
+                std::fs::copy(&source, &model).unwrap();
+            }
         }
+        assert!(config.contains(data_type), "{config}");
+        std::fs::write(dir.join("config.pbtxt"), config).unwrap();
     }
     Some(tmp)
 }
@@ -162,22 +194,21 @@ fn detections(
     (nms(dets, 0.6, true, 100), spec.labels.len())
 }
 
-#[test]
-fn fp16_model_detects_what_the_fp32_model_detects() {
-    let Some(repo) = make_repo("detections") else {
-        return;
-    };
-    let server = ModelServer::new();
-    let fp16 = server.acquire(&repo.0, "nanodet_fp16", None).unwrap();
-    let runtime = fp16.current();
-    assert_eq!(runtime.inputs()[0].dtype, "Float16");
+/// `model` detects on `bus.jpg` and `zidane.jpg` what `nanodet` (FP32) detects: the same number,
+/// and for each FP32 detection one of the same class with a box within 1 px and a score within 0.01.
+/// Returns the number of detections matched.
+fn detects_as_fp32(server: &ModelServer, repo: &Path, model: &str) -> usize {
     let mut total = 0;
     for image in ["bus.jpg", "zidane.jpg"] {
-        let (want, classes) = detections(&server, &repo.0, "nanodet", image);
-        let (got, _) = detections(&server, &repo.0, "nanodet_fp16", image);
+        let (want, classes) = detections(server, repo, "nanodet", image);
+        let (got, _) = detections(server, repo, model, image);
         assert_eq!(classes, 80);
         assert!(!want.is_empty(), "{image}: the FP32 model detects nothing");
-        assert_eq!(got.len(), want.len(), "{image}: {got:?} vs {want:?}");
+        assert_eq!(
+            got.len(),
+            want.len(),
+            "{model}: {image}: {got:?} vs {want:?}"
+        );
         for w in &want {
             let m = got
                 .iter()
@@ -188,12 +219,49 @@ fn fp16_model_detects_what_the_fp32_model_detects() {
                         && (g.bbox.w - w.bbox.w).abs() <= 1.0
                         && (g.bbox.h - w.bbox.h).abs() <= 1.0
                 })
-                .unwrap_or_else(|| panic!("{image}: no FP16 match for {w:?} in {got:?}"));
-            assert!((m.score - w.score).abs() <= 0.01, "{image}: {m:?} vs {w:?}");
+                .unwrap_or_else(|| panic!("{model}: {image}: no match for {w:?} in {got:?}"));
+            assert!(
+                (m.score - w.score).abs() <= 0.01,
+                "{model}: {image}: {m:?} vs {w:?}"
+            );
         }
         total += want.len();
     }
-    println!("{total} detections matched");
-    let stats = runtime.stats();
-    assert_eq!(stats.failures, 0);
+    total
+}
+
+#[test]
+fn fp16_model_detects_what_the_fp32_model_detects() {
+    let Some(repo) = make_repo("fp16-detections") else {
+        return;
+    };
+    let server = ModelServer::new();
+    let fp16 = server.acquire(&repo.0, "nanodet_fp16", None).unwrap();
+    let runtime = fp16.current();
+    assert_eq!(runtime.inputs()[0].dtype, "Float16");
+    let total = detects_as_fp32(&server, &repo.0, "nanodet_fp16");
+    println!("FP16: {total} detections matched");
+    assert_eq!(runtime.stats().failures, 0);
+}
+
+#[test]
+fn uint8_input_model_detects_what_the_fp32_model_detects() {
+    let Some(repo) = make_repo("u8-detections") else {
+        return;
+    };
+    let server = ModelServer::new();
+    let u8_model = server.acquire(&repo.0, "nanodet_u8", None).unwrap();
+    let runtime = u8_model.current();
+    assert_eq!(runtime.inputs()[0].dtype, "Uint8");
+    let spec = u8_model.spec().unwrap();
+    assert_eq!(spec.preprocess.mean, [0.0; 3]);
+    // The tensor Vigil feeds it holds whole pixel values, so the conversion to 8 bits is exact.
+    let (x, _, _) = tensor(&spec, "bus.jpg");
+    assert!(
+        x.iter()
+            .all(|v| v.fract() == 0.0 && (0.0..=255.0).contains(v))
+    );
+    let total = detects_as_fp32(&server, &repo.0, "nanodet_u8");
+    println!("UINT8 input: {total} detections matched");
+    assert_eq!(runtime.stats().failures, 0);
 }
