@@ -218,7 +218,7 @@ fn streams_added_and_removed_under_load() {
     );
 
     // Add a ninth stream and remove it again, CYCLES times.
-    const CYCLES: usize = 4;
+    const CYCLES: usize = 5;
     let mut ops: Vec<(u64, String)> = Vec::new();
     let ninth = format!(
         r#"{{"name": "s8", "uri": "{}", "loop": true}}"#,
@@ -291,13 +291,12 @@ fn streams_added_and_removed_under_load() {
         );
         after_cycles.push(now);
     }
-    // Memory: back to its level (allocator and ONNX Runtime arenas allow some slack), and no growth
-    // from the first cycle to the second.
-    // Memory: the first stream that comes and goes leaves some heap in the allocator's arenas (reused
-    // by the next ones, not a leak: every element of a removed stream is freed); after that the
-    // resident size stays within a band (measured over 12 cycles: +27 MiB after the first, then
-    // 633–656 MiB from a 609 MiB start, no trend).
-    let (rss1, rss_last) = (after_cycles[0].1, after_cycles[CYCLES - 1].1);
+    // Memory: the first streams that come and go leave some heap in the allocator's arenas and ONNX
+    // Runtime's (reused by the next ones, not a leak: every element of a removed stream is freed);
+    // it settles by the end of the second cycle, after which the resident size must not grow.
+    // Measured (MiB after each cycle, 2 cores): 610 start → 615, 646, 648, 648; 600 → 609, 632, 640,
+    // 641 — the warm-up is spread over two cycles, so cycle 1 is no baseline.
+    let (rss2, rss_last) = (after_cycles[1].1, after_cycles[CYCLES - 1].1);
     assert!(
         rss_last <= before.1 + 64 * 1024,
         "resident memory {} MiB after the cycles, {} MiB before",
@@ -305,9 +304,9 @@ fn streams_added_and_removed_under_load() {
         before.1 / 1024
     );
     assert!(
-        rss_last <= rss1 + 32 * 1024,
-        "resident memory grew from {} MiB (cycle 1) to {} MiB (cycle {CYCLES})",
-        rss1 / 1024,
+        rss_last <= rss2 + 20 * 1024,
+        "resident memory grew from {} MiB (cycle 2) to {} MiB (cycle {CYCLES})",
+        rss2 / 1024,
         rss_last / 1024
     );
 
