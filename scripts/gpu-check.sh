@@ -29,7 +29,8 @@
 # onnxruntime-gpu==1.31.1), VIGIL_PYTHON_TAG (the GPU machine's CPython, default 312),
 # PYTHON (the GPU machine's Python with the nvidia packages, default python3),
 # BENCH_FRAMES (frames per stream of the capacity search, default 300), CAPACITY_MAX (most streams
-# tried, default 64).
+# tried, default 64), VIGIL_GPU_CHECK_DRY_RUN=1 (run `check` without a driver: everything falls back
+# to the CPU; to try the procedure before a GPU session).
 set -euo pipefail
 
 die() {
@@ -125,7 +126,11 @@ check() {
   local libcuda
   libcuda=$( (ldconfig -p 2>/dev/null || true) | awk '/libcuda\.so\.1 /{print $NF; exit}')
   if [ -z "$libcuda" ] && [ ! -e /proc/driver/nvidia/version ]; then
-    die "no NVIDIA driver (no libcuda.so.1 known to the loader, no /proc/driver/nvidia/version): run this on the GPU machine"
+    # VIGIL_GPU_CHECK_DRY_RUN=1: go on without a driver, to try the procedure (unpacking, library
+    # paths, the tests' skips and fallbacks, the bench) on any machine before a GPU session.
+    [ "${VIGIL_GPU_CHECK_DRY_RUN:-0}" = 1 ] ||
+      die "no NVIDIA driver (no libcuda.so.1 known to the loader, no /proc/driver/nvidia/version): run this on the GPU machine"
+    say "dry run: no NVIDIA driver; every GPU path falls back to the CPU"
   fi
   local REPORT=$DIR/report.txt
   : >"$REPORT"
@@ -166,7 +171,7 @@ PY
   mkdir -p "$DIR/lib"
   # cudarc opens libnvrtc.so.12, or libnvrtc.so: link the newest NVRTC found as the latter.
   local nvrtc
-  nvrtc=$(IFS=:; for d in $nvlibs; do ls "$d"/libnvrtc.so.* 2>/dev/null; done | grep -v builtins | sort -V | tail -1)
+  nvrtc=$(IFS=:; for d in $nvlibs; do ls "$d"/libnvrtc.so.* 2>/dev/null; done | { grep -v builtins || true; } | sort -V | tail -1)
   [ -n "$nvrtc" ] && ln -sf "$nvrtc" "$DIR/lib/libnvrtc.so"
 
   local arch=x86_64-linux-gnu R=$DIR/root
