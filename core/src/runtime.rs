@@ -570,9 +570,8 @@ impl OnnxModel {
     /// [`crate::gpu::DeviceTensor`]: `ptr` is its buffer's device address), bound to the first input
     /// through an ONNX Runtime `IoBinding`, so it is not copied through the host; the outputs are
     /// bound to host memory (copied back once) and handed to `f` as [`OnnxModel::run`] does.
-    /// Only for sessions on the CUDA or TensorRT provider (an error otherwise). `dtype`: only
-    /// [`TensorType::F32`] is bound (FP16 needs `ort`'s `half` feature, which is not built in:
-    /// an error naming it).
+    /// Only for sessions on the CUDA or TensorRT provider (an error otherwise). `dtype` must be the
+    /// input's element type (FP32 or FP16; the tensor is bound as it is, never converted).
     ///
     /// # Safety
     /// `ptr` must point to at least `shape`'s product of `dtype` values in device memory of CUDA
