@@ -220,6 +220,20 @@ fn run_with_outputs(
     (d, stderr)
 }
 
+/// A temporary folder tagged `tag` holding the clip of [`make_clip`]; `None` (with a SKIPPED line)
+/// when the media, the model or `ffmpeg` are missing.
+fn prepared(tag: &str) -> Option<(TempDir, std::path::PathBuf)> {
+    let root = repo_root();
+    let media = root.join("samples/media/vtest.avi");
+    let model_file = root.join("models/nanodet/1/model.onnx");
+    if !vigil_tests::installed_with_ffmpeg(&[&media, &model_file]) {
+        return None;
+    }
+    let dir = TempDir::new(tag);
+    let clip = make_clip(dir.path(), &media);
+    Some((dir, clip))
+}
+
 /// `FRAMES` frames of `media` re-encoded to H.264 as `dir/clip.mp4`.
 fn make_clip(dir: &Path, media: &Path) -> std::path::PathBuf {
     let clip = dir.join("clip.mp4");
@@ -296,14 +310,9 @@ fn count(stderr: &str, needles: &[&str]) -> usize {
 
 #[test]
 fn gpu_requests_fall_back_to_the_cpu_with_one_warning_each() {
-    let root = repo_root();
-    let media = root.join("samples/media/vtest.avi");
-    let model_file = root.join("models/nanodet/1/model.onnx");
-    if !vigil_tests::installed_with_ffmpeg(&[&media, &model_file]) {
+    let Some((dir, clip)) = prepared("gpu-fallback") else {
         return;
-    }
-    let dir = TempDir::new("gpu-fallback");
-    let clip = make_clip(dir.path(), &media);
+    };
 
     gst::init().unwrap();
     let nvdec = gst::ElementFactory::find("nvh264dec").is_some();
@@ -457,14 +466,9 @@ fn gpu_requests_fall_back_to_the_cpu_with_one_warning_each() {
 /// 2 px (the GPU-only test below checks that more closely).
 #[test]
 fn preprocess_gpu_falls_back_to_the_cpu_path_with_one_warning() {
-    let root = repo_root();
-    let media = root.join("samples/media/vtest.avi");
-    let model_file = root.join("models/nanodet/1/model.onnx");
-    if !vigil_tests::installed_with_ffmpeg(&[&media, &model_file]) {
+    let Some((dir, clip)) = prepared("gpu-preprocess-fallback") else {
         return;
-    }
-    let dir = TempDir::new("gpu-preprocess-fallback");
-    let clip = make_clip(dir.path(), &media);
+    };
     let usable = gpu_preprocessing_usable();
     eprintln!("GPU pre-processing usable: {usable:?}");
 
@@ -528,18 +532,13 @@ fn preprocess_gpu_falls_back_to_the_cpu_path_with_one_warning() {
 /// boxes within 2 px. Two sources, so frames of both are pre-processed in one launch.
 #[test]
 fn gpu_preprocessing_matches_the_cpu_path_on_nanodet() {
-    let root = repo_root();
-    let media = root.join("samples/media/vtest.avi");
-    let model_file = root.join("models/nanodet/1/model.onnx");
-    if !vigil_tests::installed_with_ffmpeg(&[&media, &model_file]) {
-        return;
-    }
     if let Err(why) = gpu_preprocessing_usable() {
         println!("SKIPPED: GPU pre-processing cannot run here: {why}");
         return;
     }
-    let dir = TempDir::new("gpu-preprocess");
-    let clip = make_clip(dir.path(), &media);
+    let Some((dir, clip)) = prepared("gpu-preprocess") else {
+        return;
+    };
     let repo = repository(
         &dir.path().join("kind-gpu"),
         "instance_group [ { count: 1, kind: KIND_GPU } ]",
@@ -620,17 +619,12 @@ fn fp16_nanodet(dir: &Path) -> Option<std::path::PathBuf> {
 /// same model fed by the CPU path (rounded to FP16 by the session) within 2 px.
 #[test]
 fn fp16_model_detects_as_fp32_and_gpu_preprocessing_feeds_it() {
-    let root = repo_root();
-    let media = root.join("samples/media/vtest.avi");
-    let model_file = root.join("models/nanodet/1/model.onnx");
-    if !vigil_tests::installed_with_ffmpeg(&[&media, &model_file]) {
+    let Some((dir, clip)) = prepared("fp16") else {
         return;
-    }
-    let dir = TempDir::new("fp16");
+    };
     let Some(weights) = fp16_nanodet(dir.path()) else {
         return;
     };
-    let clip = make_clip(dir.path(), &media);
     let fp32 = repository(
         &dir.path().join("fp32"),
         "instance_group [ { count: 1, kind: KIND_CPU } ]",
