@@ -9,12 +9,11 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Duration;
 
 use anyhow::{Context, bail};
 use serde::Serialize;
 
-use super::{Setup, event_completions, measure};
+use super::{Setup, measure};
 
 /// The share of the target frame rate a stream must reach to count as real time.
 pub const KEEP_UP: f64 = 0.97;
@@ -317,22 +316,18 @@ fn run_trial(
     let dir = s.tmp.join(format!("capacity-{}-{streams}", variant.name()));
     std::fs::create_dir_all(&dir)?;
     let events = dir.join("events.jsonl");
-    let config = dir.join("capacity.yaml");
-    std::fs::write(
-        &config,
-        trial_config(models, &s.model, &s.clip, streams, variant, &events),
+    let super::VigilRun {
+        measured: m,
+        completions,
+        frames,
+        ..
+    } = super::run_vigil(
+        s,
+        &dir.join("capacity.yaml"),
+        &trial_config(models, &s.model, &s.clip, streams, variant, &events),
+        &events,
+        streams,
     )?;
-    let m = measure::run(
-        Command::new(&s.exe).args(["run", "-q"]).arg(&config),
-        Duration::from_secs(1800),
-    )
-    .map_err(anyhow::Error::msg)?;
-    if !m.ok() {
-        bail!("{}", m.failure("vigil run"));
-    }
-    let text = std::fs::read_to_string(&events)
-        .with_context(|| format!("reading {}", events.display()))?;
-    let (completions, frames) = event_completions(&text, streams)?;
     let per_stream: Vec<f64> = completions
         .iter()
         .map(|c| {

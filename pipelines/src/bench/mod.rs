@@ -274,6 +274,45 @@ pub(crate) struct Setup {
     tmp: PathBuf,
 }
 
+/// A measured `vigil run` and the events it wrote.
+pub(crate) struct VigilRun {
+    pub measured: measure::Measured,
+    /// Per stream, the seconds at which its frames' events were written.
+    pub completions: Vec<Vec<f64>>,
+    /// Events (frames) in all.
+    pub frames: u64,
+    pub events_text: String,
+}
+
+/// Writes `yaml` to `config`, runs `vigil run -q` on it measured (at most 30 minutes) and reads the
+/// events of its `streams` streams from `events`.
+pub(crate) fn run_vigil(
+    s: &Setup,
+    config: &Path,
+    yaml: &str,
+    events: &Path,
+    streams: usize,
+) -> anyhow::Result<VigilRun> {
+    std::fs::write(config, yaml).with_context(|| format!("writing {}", config.display()))?;
+    let measured = measure::run(
+        Command::new(&s.exe).args(["run", "-q"]).arg(config),
+        Duration::from_secs(1800),
+    )
+    .map_err(anyhow::Error::msg)?;
+    if !measured.ok() {
+        bail!("{}", measured.failure("vigil run"));
+    }
+    let events_text =
+        std::fs::read_to_string(events).with_context(|| format!("reading {}", events.display()))?;
+    let (completions, frames) = event_completions(&events_text, streams)?;
+    Ok(VigilRun {
+        measured,
+        completions,
+        frames,
+        events_text,
+    })
+}
+
 /// One `vigil run` with `streams` sources, writing an MP4 per stream (x264) and the events, or
 /// with `encode` false the events only; returns its row and the events text.
 fn vigil_row(s: &Setup, streams: usize, encode: bool) -> anyhow::Result<(Row, String)> {
@@ -285,24 +324,24 @@ fn vigil_row(s: &Setup, streams: usize, encode: bool) -> anyhow::Result<(Row, St
     let events = dir.join("events.jsonl");
     let mut outputs = format!("  events:\n    path: {}\n", events.display());
     if encode {
-        outputs += &format!("  file:\n    path: {}\n", dir.join("out.mp4").display());
+        // x264 as the Python peer's encoder, also where NVENC exists (`encoder: auto` would take it).
+        outputs += &format!(
+            "  file:\n    path: {}\n    encoder: x264\n",
+            dir.join("out.mp4").display()
+        );
     }
-    let config = dir.join("bench.yaml");
-    std::fs::write(
-        &config,
-        vigil_config(&s.models, &s.model, &s.clip, streams, false, &outputs),
+    let VigilRun {
+        measured: m,
+        completions,
+        frames,
+        events_text: text,
+    } = run_vigil(
+        s,
+        &dir.join("bench.yaml"),
+        &vigil_config(&s.models, &s.model, &s.clip, streams, false, &outputs),
+        &events,
+        streams,
     )?;
-    let m = measure::run(
-        Command::new(&s.exe).args(["run", "-q"]).arg(&config),
-        Duration::from_secs(1800),
-    )
-    .map_err(anyhow::Error::msg)?;
-    if !m.ok() {
-        bail!("{}", m.failure("vigil run"));
-    }
-    let text = std::fs::read_to_string(&events)
-        .with_context(|| format!("reading {}", events.display()))?;
-    let (completions, frames) = event_completions(&text, streams)?;
     if frames != s.frames * streams as u64 && s.frames > 0 {
         bail!(
             "vigil run wrote {frames} events for {streams} x {} frames",
