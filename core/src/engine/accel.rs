@@ -315,6 +315,11 @@ mod tests {
         provider_options(&c, Path::new("/cache/m/1")).map(|o| o.tensorrt)
     }
 
+    fn sorted(mut v: Vec<(String, String)>) -> Vec<(String, String)> {
+        v.sort();
+        v
+    }
+
     fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
         list.iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -327,10 +332,8 @@ mod tests {
              parameters { key: \"max_workspace_size_bytes\" value: \"1073741824\" } \
              parameters { key: \"trt_engine_cache_enable\" value: \"true\" }")
         .unwrap();
-        let mut got = got;
-        got.sort();
         assert_eq!(
-            got,
+            sorted(got),
             pairs(&[
                 ("trt_engine_cache_enable", "1"),
                 ("trt_engine_cache_path", "/cache/m/1"),
@@ -346,10 +349,8 @@ mod tests {
              parameters { key: \"trt_engine_cache_path\" value: \"/var/trt\" } \
              parameters { key: \"trt_auxiliary_streams\" value: \"-1\" }")
         .unwrap();
-        let mut got = got;
-        got.sort();
         assert_eq!(
-            got,
+            sorted(got),
             pairs(&[
                 ("trt_auxiliary_streams", "-1"),
                 ("trt_engine_cache_enable", "1"),
