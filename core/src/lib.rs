@@ -21,4 +21,5 @@ pub mod postprocess;
 pub mod preprocess;
 pub mod runtime;
 pub mod secondary;
+pub mod timestamps;
 pub mod tracker;

@@ -468,7 +468,13 @@ fn make_h264_encoder(
                 set_prop(&enc, "speed-preset", Prop::Text("superfast"))?;
                 set_prop(&enc, "key-int-max", Prop::Num(30.0))?;
             }
-            EncoderUse::File => set_prop(&enc, "speed-preset", Prop::Text("veryfast"))?,
+            EncoderUse::File => {
+                set_prop(&enc, "speed-preset", Prop::Text("veryfast"))?;
+                // No B-frames: with them, mp4mux's edit list follows decode times and drops the
+                // last frames of a recording whose timestamps have a gap near its end (frames a
+                // damaged stream lost).
+                set_prop(&enc, "bframes", Prop::Num(0.0))?;
+            }
         }
         Ok(enc)
     }
@@ -725,23 +731,26 @@ fn build_source_into(
         set_prop(&q, "max-size-time", Prop::Num(0.0))?;
         Ok(q)
     };
-    // Image sources change frame size from item to item; encoders need one size: scale each frame
-    // into `images.output`, keeping its aspect ratio.
+    // Encoders and muxers need one frame size per stream, and x264 an even one: image sources change
+    // size from item to item, and cameras switch resolution mid-stream. Each encoded output scales
+    // every frame into one size, keeping its aspect ratio: `images.output` for images, else the first
+    // frame's size rounded up to even (set when the first caps reach the tee, see `fix_output_size`).
+    let sized = Arc::new(Mutex::new(Vec::<gst::Element>::new()));
     let fit = |what: &str| -> Result<Vec<gst::Element>, RunError> {
-        let Some(im) = &src.images else {
-            return Ok(Vec::new());
-        };
         let scale = make("videoscale", &format!("{n}-{what}-scale"))?;
         set_prop(&scale, "add-borders", Prop::Bool(true))?;
         let caps = make("capsfilter", &format!("{n}-{what}-size"))?;
-        caps.set_property(
-            "caps",
-            gst::Caps::builder("video/x-raw")
-                .field("width", im.output.0 as i32)
-                .field("height", im.output.1 as i32)
-                .field("pixel-aspect-ratio", gst::Fraction::new(1, 1))
-                .build(),
-        );
+        match &src.images {
+            Some(im) => caps.set_property(
+                "caps",
+                gst::Caps::builder("video/x-raw")
+                    .field("width", im.output.0 as i32)
+                    .field("height", im.output.1 as i32)
+                    .field("pixel-aspect-ratio", gst::Fraction::new(1, 1))
+                    .build(),
+            ),
+            None => lock(&sized).push(caps.clone()),
+        }
         Ok(vec![scale, caps])
     };
     let mut branches: Vec<Vec<gst::Element>> = Vec::new();
@@ -872,6 +881,21 @@ fn build_source_into(
     let tee_sink = tee
         .static_pad("sink")
         .ok_or_else(|| RunError::Setup("tee has no sink pad".into()))?;
+    if !lock(&sized).is_empty() {
+        // Every caps before the first frame (a rotated phone clip is renegotiated upright before it):
+        // the last of them is the first frame's.
+        let probe = gst::PadProbeType::EVENT_DOWNSTREAM | gst::PadProbeType::BUFFER;
+        tee_sink.add_probe(probe, move |_, info| match &info.data {
+            Some(gst::PadProbeData::Event(e)) => {
+                if let gst::EventView::Caps(c) = e.view() {
+                    fix_output_size(&lock(&sized), c.caps());
+                }
+                gst::PadProbeReturn::Ok
+            }
+            Some(gst::PadProbeData::Buffer(_)) => gst::PadProbeReturn::Remove,
+            _ => gst::PadProbeReturn::Ok,
+        });
+    }
     tee_sink.add_probe(gst::PadProbeType::BUFFER, move |pad, _| {
         post_stream_message(pad, FIRST_FRAME, index);
         gst::PadProbeReturn::Remove
@@ -906,6 +930,29 @@ fn build_source_into(
         terminals,
         mosaic_pad: mosaic_pad.clone(),
     })
+}
+
+/// Fixes the encoded outputs' frame size of a video source at its first frame's caps: that size rounded up
+/// to even (what x264 and NVENC take for 4:2:0), with the frame's pixel aspect ratio; later frames of
+/// another size are scaled into it with borders (the capsfilters after `videoscale add-borders`).
+fn fix_output_size(filters: &[gst::Element], caps: &gst::CapsRef) {
+    let Some(s) = caps.structure(0) else {
+        return;
+    };
+    let (Ok(w), Ok(h)) = (s.get::<i32>("width"), s.get::<i32>("height")) else {
+        return;
+    };
+    let par = s
+        .get::<gst::Fraction>("pixel-aspect-ratio")
+        .unwrap_or_else(|_| gst::Fraction::new(1, 1));
+    let size = gst::Caps::builder("video/x-raw")
+        .field("width", (w + 1) & !1)
+        .field("height", (h + 1) & !1)
+        .field("pixel-aspect-ratio", par)
+        .build();
+    for f in filters {
+        f.set_property("caps", &size);
+    }
 }
 
 /// Posts the application message `name` (field `index`: the stream's slot) from `pad`'s element.

@@ -8,6 +8,7 @@ use gst::prelude::*;
 use gst::subclass::prelude::*;
 
 use vigil_core::backoff::{Backoff, BackoffPolicy};
+use vigil_core::timestamps::TimestampRepair;
 
 use super::sequence::{
     SeqPattern, first_index_by_probing, frame_time, indices_in, is_still_image_path, printf_escape,
@@ -232,6 +233,23 @@ struct Flow {
     last_frame: Option<Instant>,
     /// Set for image sequences and still images: buffers are stamped at `image-framerate`.
     image: Option<ImageFlow>,
+    /// Every decoded frame leaves with a PTS after the previous one and a duration.
+    stamps: TimestampRepair,
+}
+
+/// What [`VigilSrc::stamp_buffer`] made of a decoded frame.
+enum Stamped {
+    /// Before the first time segment: the buffer passes as it is.
+    Unsegmented,
+    /// Outside the segment (clipped by a seek): dropped.
+    Clipped,
+    Frame {
+        stamp: vigil_core::timestamps::Stamp,
+        /// The frame's own DTS in output running time.
+        dts: Option<gst::ClockTime>,
+        /// `drop-frame-interval` keeps it.
+        keep: bool,
+    },
 }
 
 enum Cmd {
@@ -270,8 +288,9 @@ struct Runtime {
     built_at: Instant,
     /// Set when the URI is an image sequence or a still image.
     image: Option<ImageSource>,
-    /// `videoconvert ! videoscale ! capsfilter` between the decoder and the queue, for images.
-    image_chain: Vec<gst::Element>,
+    /// Between the decoder and the queue: `videoconvert ! videoscale ! capsfilter` for images,
+    /// `deinterlace ! videoflip` for video.
+    chain: Vec<gst::Element>,
 }
 
 impl Default for Runtime {
@@ -290,7 +309,7 @@ impl Default for Runtime {
             last_reason: String::new(),
             built_at: Instant::now(),
             image: None,
-            image_chain: Vec::new(),
+            chain: Vec::new(),
         }
     }
 }
@@ -444,6 +463,11 @@ impl ObjectImpl for VigilSrc {
                     .blurb("Frames of a live source dropped because downstream was slower than the source")
                     .read_only()
                     .build(),
+                glib::ParamSpecUInt64::builder("timestamps-repaired")
+                    .nick("Timestamps repaired")
+                    .blurb("Frames the decoder handed out without a timestamp, or not after the previous frame, that the source stamped itself (previous time + one frame interval)")
+                    .read_only()
+                    .build(),
             ]
         });
         PROPERTIES.as_ref()
@@ -502,6 +526,7 @@ impl ObjectImpl for VigilSrc {
             "reconnects" => self.reconnects.load(Ordering::Relaxed).to_value(),
             "frames-out" => self.frames_out.load(Ordering::Relaxed).to_value(),
             "frames-dropped" => self.frames_dropped.load(Ordering::Relaxed).to_value(),
+            "timestamps-repaired" => lock(&self.flow).stamps.repaired().to_value(),
             other => {
                 gst::warning!(CAT, imp = self, "unknown property {other}");
                 pspec.default_value().clone()
@@ -790,7 +815,9 @@ impl VigilSrc {
                 ..Runtime::default()
             };
         }
-        if image.is_some() {
+        if image.is_none() {
+            self.add_video_chain()?;
+        } else {
             let filter = self.add_image_chain()?;
             let fps = settings.image_framerate;
             lock(&self.flow).image = Some(ImageFlow {
@@ -932,33 +959,41 @@ impl VigilSrc {
     /// `videoconvert ! videoscale ! capsfilter` linked to the queue; returns the capsfilter, which gets
     /// the first image's size and format.
     fn add_image_chain(&self) -> Result<gst::Element, gst::ErrorMessage> {
-        let mut chain = Vec::new();
-        for factory in ["videoconvert", "videoscale", "capsfilter"] {
-            let e = gst::ElementFactory::make(factory)
-                .name(format!("image{factory}"))
-                .build()
-                .map_err(|e| {
-                    gst::error_msg!(
-                        gst::CoreError::MissingPlugin,
-                        ["vigilsrc: {} is missing (gst-plugins-base): {}", factory, e]
-                    )
-                })?;
-            chain.push(e);
-        }
+        let chain = ["videoconvert", "videoscale", "capsfilter"]
+            .into_iter()
+            .map(|f| make_element(f, "gst-plugins-base"))
+            .collect::<Result<Vec<_>, _>>()?;
+        let filter = chain[2].clone();
+        self.link_chain(chain)?;
+        Ok(filter)
+    }
+
+    /// `deinterlace fields=top ! videoflip video-direction=auto` linked to the queue: interlaced
+    /// frames are deinterlaced (one frame out per frame in, so frame counts stay the container's) and
+    /// frames with an orientation tag (phones) are turned upright; both pass progressive, untagged
+    /// frames through untouched.
+    fn add_video_chain(&self) -> Result<(), gst::ErrorMessage> {
+        let deinterlace = make_element("deinterlace", "gst-plugins-good")?;
+        deinterlace.set_property_from_str("fields", "top");
+        let flip = make_element("videoflip", "gst-plugins-good")?;
+        flip.set_property_from_str("video-direction", "auto");
+        self.link_chain(vec![deinterlace, flip])
+    }
+
+    /// Adds `chain` to the bin, links it and its last element to the queue.
+    fn link_chain(&self, chain: Vec<gst::Element>) -> Result<(), gst::ErrorMessage> {
         let obj = self.obj();
         let linked = obj
             .add_many(&chain)
             .and_then(|_| gst::Element::link_many(&chain))
-            .and_then(|_| chain[2].link(&self.queue));
-        let filter = chain[2].clone();
-        lock(&self.runtime).image_chain = chain;
-        linked.map_err(|e| gst::error_msg!(gst::CoreError::Failed, ["vigilsrc: {}", e]))?;
-        Ok(filter)
+            .and_then(|_| chain[chain.len() - 1].link(&self.queue));
+        lock(&self.runtime).chain = chain;
+        linked.map_err(|e| gst::error_msg!(gst::CoreError::Failed, ["vigilsrc: {}", e]))
     }
 
-    /// Where the decoder's video pad links: the image chain, or the queue.
+    /// Where the decoder's video pad links: the first element of the chain, or the queue.
     fn link_target(&self) -> Option<gst::Pad> {
-        let first = lock(&self.runtime).image_chain.first().cloned();
+        let first = lock(&self.runtime).chain.first().cloned();
         match first {
             Some(e) => e.static_pad("sink"),
             None => self.queue.static_pad("sink"),
@@ -998,7 +1033,7 @@ impl VigilSrc {
         if let Some(cur) = cur {
             self.teardown(cur);
         }
-        let chain = std::mem::take(&mut lock(&self.runtime).image_chain);
+        let chain = std::mem::take(&mut lock(&self.runtime).chain);
         let obj = self.obj();
         for e in chain {
             let _ = e.set_state(gst::State::Null);
@@ -1359,11 +1394,11 @@ impl VigilSrc {
         gst::element_imp_error!(
             self,
             gst::StreamError::WrongType,
-            [
+            (
                 "vigilsrc: {} has no video stream (streams: {})",
                 uri,
                 streams
-            ]
+            )
         );
     }
 
@@ -1598,55 +1633,79 @@ impl VigilSrc {
                 if let Some(ret) = self.image_buffer(buffer, interval) {
                     return ret;
                 }
-                let keep;
-                let (pts, dts);
-                {
-                    let mut f = lock(&self.flow);
-                    f.last_frame = Some(Instant::now());
-                    let Some(seg) = f.segment.clone() else {
-                        drop(f);
-                        return self.count_first(gst::PadProbeReturn::Ok);
-                    };
-                    let rt = buffer.pts().and_then(|p| seg.to_running_time(p));
-                    if buffer.pts().is_some() && rt.is_none() {
-                        return gst::PadProbeReturn::Drop;
-                    }
-                    if let Some(rt) = rt {
-                        let rt = rt.nseconds();
-                        if f.rebase {
-                            if let Some(last) = f.last_end
-                                && rt.saturating_add(f.offset) < last
-                            {
-                                f.offset = last - rt;
-                            }
-                            f.rebase = false;
-                        }
-                        let out = rt.saturating_add(f.offset);
-                        let dur = buffer.duration().map_or(1, |d| d.nseconds().max(1));
-                        let end = out.saturating_add(dur);
-                        f.last_end = Some(f.last_end.map_or(end, |l| l.max(end)));
-                    }
-                    let offset = f.offset;
-                    let shift = |t: Option<gst::ClockTime>| {
-                        t.and_then(|t| seg.to_running_time(t)).map(|t| {
-                            gst::ClockTime::from_nseconds(t.nseconds().saturating_add(offset))
-                        })
-                    };
-                    pts = shift(buffer.pts());
-                    dts = shift(buffer.dts());
-                    keep = f.index.is_multiple_of(interval);
-                    f.index += 1;
-                }
+                let (stamp, dts, keep) = match self.stamp_buffer(buffer, interval) {
+                    Stamped::Frame { stamp, dts, keep } => (stamp, dts, keep),
+                    Stamped::Unsegmented => return self.count_first(gst::PadProbeReturn::Ok),
+                    Stamped::Clipped => return gst::PadProbeReturn::Drop,
+                };
                 if !keep {
                     return self.count_first(gst::PadProbeReturn::Drop);
                 }
                 let b = buffer.make_mut();
-                b.set_pts(pts);
-                b.set_dts(dts);
+                b.set_pts(gst::ClockTime::from_nseconds(stamp.pts));
+                b.set_duration(gst::ClockTime::from_nseconds(stamp.duration));
+                b.set_dts(if stamp.fix.repaired() { None } else { dts });
                 self.count_first(gst::PadProbeReturn::Ok)
             }
             Some(gst::PadProbeData::Event(ref mut event)) => self.downstream_event(event),
             _ => gst::PadProbeReturn::Ok,
+        }
+    }
+
+    /// A decoded frame's output running time: its own shifted by the offset that keeps time going across
+    /// reconnections and loops, then through the stream's [`TimestampRepair`] (a frame without a PTS,
+    /// or not after the previous one, gets the previous PTS + one frame interval). Also the shifted DTS
+    /// and whether `drop-frame-interval` keeps the frame.
+    fn stamp_buffer(&self, buffer: &gst::Buffer, interval: u64) -> Stamped {
+        let mut f = lock(&self.flow);
+        f.last_frame = Some(Instant::now());
+        let Some(seg) = f.segment.clone() else {
+            return Stamped::Unsegmented;
+        };
+        let rt = buffer.pts().and_then(|p| seg.to_running_time(p));
+        if buffer.pts().is_some() && rt.is_none() {
+            return Stamped::Clipped;
+        }
+        if let Some(rt) = rt {
+            let rt = rt.nseconds();
+            if f.rebase {
+                if let Some(last) = f.last_end
+                    && rt.saturating_add(f.offset) < last
+                {
+                    f.offset = last - rt;
+                }
+                f.rebase = false;
+            }
+        }
+        let offset = f.offset;
+        let shift = |t: Option<gst::ClockTime>| {
+            t.and_then(|t| seg.to_running_time(t))
+                .map(|t| gst::ClockTime::from_nseconds(t.nseconds().saturating_add(offset)))
+        };
+        let own = shift(buffer.pts()).map(gst::ClockTime::nseconds);
+        let before = f.stamps.repaired();
+        let stamp = f
+            .stamps
+            .stamp(own, buffer.duration().map(gst::ClockTime::nseconds));
+        if f.stamps.repaired() > before {
+            gst::debug!(
+                CAT,
+                imp = self,
+                "frame {} stamped {} ({:?}; its own PTS {:?})",
+                f.index,
+                gst::ClockTime::from_nseconds(stamp.pts),
+                stamp.fix,
+                buffer.pts()
+            );
+        }
+        let end = stamp.pts.saturating_add(stamp.duration);
+        f.last_end = Some(f.last_end.map_or(end, |l| l.max(end)));
+        let keep = f.index.is_multiple_of(interval);
+        f.index += 1;
+        Stamped::Frame {
+            stamp,
+            dts: shift(buffer.dts()),
+            keep,
         }
     }
 
@@ -1765,7 +1824,18 @@ impl VigilSrc {
                 }
                 gst::PadProbeReturn::Ok
             }
-            EventView::Caps(_) => self.image_caps_event(event),
+            EventView::Caps(c) => {
+                if let Some(rate) = c
+                    .caps()
+                    .structure(0)
+                    .and_then(|s| s.get::<gst::Fraction>("framerate").ok())
+                {
+                    lock(&self.flow)
+                        .stamps
+                        .set_framerate(rate.numer(), rate.denom());
+                }
+                self.image_caps_event(event)
+            }
             EventView::FlushStop(_) => {
                 let mut f = lock(&self.flow);
                 if f.drop_flush_stop {
@@ -1780,6 +1850,7 @@ impl VigilSrc {
                 f.offset = 0;
                 f.last_end = None;
                 f.rebase = false;
+                f.stamps.reset();
                 gst::PadProbeReturn::Ok
             }
             EventView::Gap(g) => {
@@ -1850,6 +1921,19 @@ impl VigilSrc {
             .build();
         gst::PadProbeReturn::Ok
     }
+}
+
+/// A GStreamer element of `plugin` (for the error when it is missing).
+fn make_element(factory: &str, plugin: &str) -> Result<gst::Element, gst::ErrorMessage> {
+    gst::ElementFactory::make(factory)
+        .name(format!("vigil{factory}"))
+        .build()
+        .map_err(|e| {
+            gst::error_msg!(
+                gst::CoreError::MissingPlugin,
+                ["vigilsrc: {} is missing ({}): {}", factory, plugin, e]
+            )
+        })
 }
 
 /// Drops what a probe decided to drop by consuming it (`Handled`): returning `Drop` with the data left
