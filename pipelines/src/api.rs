@@ -12,6 +12,10 @@
 //! `POST /streams` and `DELETE /streams/{id}` go to a [`StreamControl`] (the running pipeline); they
 //! run on a short-lived thread of their own, since building or draining a stream blocks. Without a
 //! control they answer `501`. The API is described in `docs/openapi.yaml`.
+//!
+//! Every error is a JSON `{"error": …}`: unknown paths `404`; a method a path does not have `405`
+//! with `Allow` (`OPTIONS` answers `204` with it; `HEAD` is `GET` without the body); bodies over
+//! [`MAX_BODY`] `413`, not JSON `415`; ids that are not stream names `400`.
 
 use std::convert::Infallible;
 use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
@@ -20,7 +24,7 @@ use std::thread::JoinHandle;
 
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
-use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue, WWW_AUTHENTICATE};
+use hyper::header::{ALLOW, AUTHORIZATION, CONTENT_TYPE, HeaderValue, WWW_AUTHENTICATE};
 use hyper::{Method, Request, Response, StatusCode};
 use serde::Serialize;
 
@@ -337,27 +341,67 @@ fn control_answer(
     }
 }
 
+/// A path of the API.
+#[derive(Debug, PartialEq)]
+enum Route {
+    Health,
+    Metrics,
+    Streams,
+    /// `/streams/{id}`, the id percent-decoded.
+    Stream(String),
+}
+
+impl Route {
+    fn of(path: &str) -> Option<Route> {
+        match path {
+            "/health" => Some(Route::Health),
+            "/metrics" => Some(Route::Metrics),
+            "/streams" => Some(Route::Streams),
+            p => p
+                .strip_prefix("/streams/")
+                .filter(|id| !id.contains('/'))
+                .map(|id| Route::Stream(percent_decode(id))),
+        }
+    }
+
+    /// The methods this path answers (the `Allow` header): those of `docs/openapi.yaml`, `HEAD` with
+    /// `GET`, and `OPTIONS`.
+    fn allow(&self) -> &'static str {
+        match self {
+            Route::Health | Route::Metrics => "GET, HEAD, OPTIONS",
+            Route::Streams => "GET, HEAD, POST, OPTIONS",
+            Route::Stream(_) => "DELETE, OPTIONS",
+        }
+    }
+}
+
 async fn handle<B>(shared: &Shared, req: Request<B>) -> Response<Full<Bytes>>
 where
     B: hyper::body::Body,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    use http_body_util::BodyExt;
     if let Some(token) = &shared.token
-        && !authorized(&req, token)
+        && let Err(why) = authorized(&req, token)
     {
-        let mut r = json(
-            StatusCode::UNAUTHORIZED,
-            r#"{"error":"missing or wrong bearer token"}"#.into(),
-        );
+        let mut r = error(StatusCode::UNAUTHORIZED, why);
         r.headers_mut()
             .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         return r;
     }
     let path = req.uri().path().to_string();
-    match (req.method(), path.as_str()) {
-        (&Method::GET, "/health") => json(StatusCode::OK, r#"{"status":"ok"}"#.into()),
-        (&Method::GET, "/metrics") => {
+    let Some(route) = Route::of(&path) else {
+        return error(
+            StatusCode::NOT_FOUND,
+            &format!("no such path {path} (see docs/openapi.yaml)"),
+        );
+    };
+    let method = req.method().clone();
+    match (&route, &method) {
+        (_, &Method::OPTIONS) => with_allow(empty(StatusCode::NO_CONTENT), &route),
+        (Route::Health, &Method::GET | &Method::HEAD) => {
+            json(StatusCode::OK, r#"{"status":"ok"}"#.into())
+        }
+        (Route::Metrics, &Method::GET | &Method::HEAD) => {
             let body = crate::metrics::gather(&shared.view.streams());
             let mut r = Response::new(Full::new(Bytes::from(body)));
             r.headers_mut().insert(
@@ -366,72 +410,138 @@ where
             );
             r
         }
-        (&Method::GET, "/streams") => {
-            let snaps = shared.view.streams();
-            let list: Vec<StreamJson> = snaps
-                .iter()
-                .map(|s| StreamJson {
-                    id: &s.name,
-                    name: &s.name,
-                    uri: &s.uri,
-                    state: s.state.as_str(),
-                    frames: s.frames_out,
-                    frames_in: s.frames_in,
-                    fps: if s.fps.is_finite() { s.fps } else { 0.0 },
-                    dropped: s.dropped,
-                    reconnects: s.reconnects,
-                })
-                .collect();
-            match serde_json::to_string(&list) {
-                Ok(body) => json(StatusCode::OK, body),
-                Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
-            }
-        }
-        (&Method::POST, "/streams") => {
-            let Some(control) = shared.control.clone() else {
-                return error(
-                    StatusCode::NOT_IMPLEMENTED,
-                    "this server cannot add streams",
-                );
-            };
-            let body = match http_body_util::Limited::new(req.into_body(), MAX_BODY)
-                .collect()
-                .await
-            {
-                Ok(b) => b.to_bytes(),
-                Err(e) => {
-                    return error(
-                        StatusCode::BAD_REQUEST,
-                        &format!("cannot read the request body (at most {MAX_BODY} bytes): {e}"),
-                    );
-                }
-            };
-            control_answer(
-                StatusCode::CREATED,
-                run_control(move || control.add(&body)).await,
-            )
-        }
-        (&Method::DELETE, p) if p.starts_with("/streams/") => {
-            let Some(control) = shared.control.clone() else {
-                return error(
-                    StatusCode::NOT_IMPLEMENTED,
-                    "this server cannot remove streams",
-                );
-            };
-            let id = percent_decode(&p["/streams/".len()..]);
-            if id.is_empty() || id.contains('/') {
-                return error(StatusCode::NOT_FOUND, "not found");
-            }
-            control_answer(
-                StatusCode::OK,
-                run_control(move || control.remove(&id)).await,
-            )
-        }
-        (_, "/health" | "/metrics" | "/streams") => {
-            error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
-        }
-        _ => error(StatusCode::NOT_FOUND, "not found"),
+        (Route::Streams, &Method::GET | &Method::HEAD) => list_streams(shared),
+        (Route::Streams, &Method::POST) => add_stream(shared, req).await,
+        (Route::Stream(id), &Method::DELETE) => remove_stream(shared, id.clone()).await,
+        _ => with_allow(
+            error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                &format!(
+                    "{method} is not allowed on {path} (allowed: {})",
+                    route.allow()
+                ),
+            ),
+            &route,
+        ),
     }
+}
+
+fn list_streams(shared: &Shared) -> Response<Full<Bytes>> {
+    let snaps = shared.view.streams();
+    let list: Vec<StreamJson> = snaps
+        .iter()
+        .map(|s| StreamJson {
+            id: &s.name,
+            name: &s.name,
+            uri: &s.uri,
+            state: s.state.as_str(),
+            frames: s.frames_out,
+            frames_in: s.frames_in,
+            fps: if s.fps.is_finite() { s.fps } else { 0.0 },
+            dropped: s.dropped,
+            reconnects: s.reconnects,
+        })
+        .collect();
+    match serde_json::to_string(&list) {
+        Ok(body) => json(StatusCode::OK, body),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+    }
+}
+
+/// `POST /streams`: a JSON body of at most [`MAX_BODY`] bytes, handed to the control.
+async fn add_stream<B>(shared: &Shared, req: Request<B>) -> Response<Full<Bytes>>
+where
+    B: hyper::body::Body,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    use http_body_util::BodyExt;
+    let Some(control) = shared.control.clone() else {
+        return error(
+            StatusCode::NOT_IMPLEMENTED,
+            "this server cannot add streams",
+        );
+    };
+    if let Some(t) = req.headers().get(CONTENT_TYPE)
+        && !is_json(t)
+    {
+        return error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            &format!(
+                "Content-Type {:?}: the body must be application/json",
+                String::from_utf8_lossy(t.as_bytes())
+            ),
+        );
+    }
+    let too_large = || {
+        error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            &format!("body: larger than {MAX_BODY} bytes"),
+        )
+    };
+    // Refused before reading when the client says how much it sends.
+    if hyper::body::Body::size_hint(req.body())
+        .exact()
+        .is_some_and(|n| n > MAX_BODY as u64)
+    {
+        return too_large();
+    }
+    let body = match http_body_util::Limited::new(req.into_body(), MAX_BODY)
+        .collect()
+        .await
+    {
+        Ok(b) => b.to_bytes(),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => return too_large(),
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                &format!("body: cannot be read: {e}"),
+            );
+        }
+    };
+    control_answer(
+        StatusCode::CREATED,
+        run_control(move || control.add(&body)).await,
+    )
+}
+
+/// `DELETE /streams/{id}`: `id` must be a stream name (no path steps).
+async fn remove_stream(shared: &Shared, id: String) -> Response<Full<Bytes>> {
+    let Some(control) = shared.control.clone() else {
+        return error(
+            StatusCode::NOT_IMPLEMENTED,
+            "this server cannot remove streams",
+        );
+    };
+    if let Err(m) = crate::config::check_name(&id) {
+        return error(StatusCode::BAD_REQUEST, &format!("id: {m}"));
+    }
+    control_answer(
+        StatusCode::OK,
+        run_control(move || control.remove(&id)).await,
+    )
+}
+
+/// `application/json` or `application/<something>+json`, with parameters.
+fn is_json(content_type: &HeaderValue) -> bool {
+    let Ok(t) = content_type.to_str() else {
+        return false;
+    };
+    let essence = t
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json"
+        || essence
+            .strip_prefix("application/")
+            .is_some_and(|sub| sub.ends_with("+json"))
+}
+
+fn with_allow(mut r: Response<Full<Bytes>>, route: &Route) -> Response<Full<Bytes>> {
+    r.headers_mut()
+        .insert(ALLOW, HeaderValue::from_static(route.allow()));
+    r
 }
 
 /// `%41` → `A` (invalid escapes are kept as they are).
@@ -456,21 +566,25 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// `Authorization: Bearer <token>`, compared in constant time.
-fn authorized<B>(req: &Request<B>, token: &str) -> bool {
-    let Some(given) = req
-        .headers()
-        .get(AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
+/// `Authorization: Bearer <token>`, compared in constant time; the error says what is wrong.
+fn authorized<B>(req: &Request<B>, token: &str) -> Result<(), &'static str> {
+    let Some(header) = req.headers().get(AUTHORIZATION) else {
+        return Err("missing Authorization header: send 'Authorization: Bearer <api.token>'");
+    };
+    let given = header
+        .to_str()
+        .ok()
         .and_then(|v| {
             let (scheme, rest) = v.trim().split_once(' ')?;
             scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
         })
-    else {
-        return false;
-    };
+        .ok_or("the Authorization header is not 'Bearer <token>'")?;
     let (a, b) = (given.as_bytes(), token.as_bytes());
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    if a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0 {
+        Ok(())
+    } else {
+        Err("wrong bearer token")
+    }
 }
 
 fn json(status: StatusCode, body: String) -> Response<Full<Bytes>> {
@@ -478,6 +592,12 @@ fn json(status: StatusCode, body: String) -> Response<Full<Bytes>> {
     *r.status_mut() = status;
     r.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r
+}
+
+fn empty(status: StatusCode) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::new()));
+    *r.status_mut() = status;
     r
 }
 
@@ -500,11 +620,37 @@ mod tests {
 
     #[test]
     fn bearer_check() {
-        assert!(authorized(&req(Some("Bearer s3cret")), "s3cret"));
-        assert!(authorized(&req(Some("bearer  s3cret ")), "s3cret"));
-        assert!(!authorized(&req(Some("Bearer s3cre")), "s3cret"));
-        assert!(!authorized(&req(Some("Basic s3cret")), "s3cret"));
-        assert!(!authorized(&req(None), "s3cret"));
+        assert!(authorized(&req(Some("Bearer s3cret")), "s3cret").is_ok());
+        assert!(authorized(&req(Some("bearer  s3cret ")), "s3cret").is_ok());
+        assert_eq!(
+            authorized(&req(Some("Bearer s3cre")), "s3cret"),
+            Err("wrong bearer token")
+        );
+        assert!(authorized(&req(Some("Basic s3cret")), "s3cret").is_err());
+        assert!(
+            authorized(&req(None), "s3cret")
+                .unwrap_err()
+                .starts_with("missing Authorization")
+        );
+    }
+
+    #[test]
+    fn routes_and_allowed_methods() {
+        assert_eq!(Route::of("/health"), Some(Route::Health));
+        assert_eq!(
+            Route::of("/streams/a%2Fb"),
+            Some(Route::Stream("a/b".into()))
+        );
+        assert_eq!(Route::of("/streams/a/b"), None);
+        assert_eq!(Route::of("/streams/"), Some(Route::Stream(String::new())));
+        assert_eq!(Route::of("/nope"), None);
+        assert_eq!(Route::Streams.allow(), "GET, HEAD, POST, OPTIONS");
+        let ct = |v: &'static str| is_json(&HeaderValue::from_static(v));
+        assert!(ct("application/json"));
+        assert!(ct("Application/JSON; charset=utf-8"));
+        assert!(ct("application/merge-patch+json"));
+        assert!(!ct("text/plain"));
+        assert!(!ct("application/x-www-form-urlencoded"));
     }
 
     #[test]

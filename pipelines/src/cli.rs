@@ -53,6 +53,7 @@ pub struct CheckArgs {
 /// Runs the CLI with the process arguments and returns the exit status.
 pub fn main() -> ExitCode {
     limit_malloc_arenas();
+    disable_onnxruntime_telemetry();
     std::panic::set_hook(Box::new(|info| {
         let msg = info
             .payload()
@@ -147,6 +148,21 @@ pub fn execute(cli: &Cli) -> anyhow::Result<()> {
 /// cameras) then keeps growing until every arena is warm. Four arenas keep the resident size flat at a
 /// small cost in allocation contention (buffers are pooled). `MALLOC_ARENA_MAX` in the environment
 /// overrides this.
+/// Microsoft's ONNX Runtime builds (1.32 here) start a telemetry uploader when the environment is
+/// created: DNS look-ups and HTTPS to a Microsoft collector, every few seconds, even with telemetry
+/// events disabled through the API (`runtime::environment` does that too). Only the
+/// `ORT_DISABLE_TELEMETRY` environment variable, read when the library creates its environment, stops
+/// it; `tests/tests/api_schema.rs` fails if `vigil run` sends any packet off loopback.
+fn disable_onnxruntime_telemetry() {
+    if std::env::var_os("ORT_DISABLE_TELEMETRY").is_none() {
+        // SAFETY: called first thing in `main`, before any other thread exists, so nothing reads the
+        // environment concurrently.
+        unsafe {
+            std::env::set_var("ORT_DISABLE_TELEMETRY", "1");
+        }
+    }
+}
+
 fn limit_malloc_arenas() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     if std::env::var_os("MALLOC_ARENA_MAX").is_none() {

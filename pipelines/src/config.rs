@@ -356,6 +356,73 @@ pub struct SourceConfig {
     pub analytics: Option<vigil_core::analytics::AnalyticsConfig>,
 }
 
+impl SourceConfig {
+    /// A source added through the API (`POST /streams`): one JSON object, the fields of a YAML source
+    /// entry but `images`. Errors name the field (`reconnect.interval_ms: invalid type: …`).
+    pub fn from_api_json(body: &[u8]) -> Result<SourceConfig, String> {
+        let value: serde_json::Value =
+            serde_json::from_slice(body).map_err(|e| format!("body: malformed JSON: {e}"))?;
+        check_json_objects(&value, "")?;
+        if value.get("images").is_some() {
+            return Err(
+                "images: not accepted by the API (image sources are set in the config)".into(),
+            );
+        }
+        serde_path_to_error::deserialize(value).map_err(|e| {
+            let at = e.path().to_string();
+            // serde names the Rust type where a JSON object was expected.
+            let what = e
+                .inner()
+                .to_string()
+                .replace("struct SourceConfig", "a JSON object")
+                .replace("`images`, ", "");
+            if at == "." {
+                format!("body: {what}")
+            } else {
+                format!("{at}: {what}")
+            }
+        })
+    }
+}
+
+/// serde also reads a struct from a JSON array (its fields in order); in the API's body every object
+/// must be written as one: the body, `reconnect`, `analytics` and each line and zone.
+fn check_json_objects(v: &serde_json::Value, at: &str) -> Result<(), String> {
+    use serde_json::Value;
+    let want_object = |v: &Value, key: &str| match v {
+        Value::Array(_) => Err(format!("{key}: expected a JSON object, found an array")),
+        _ => Ok(()),
+    };
+    match v {
+        Value::Object(map) => {
+            for (k, child) in map {
+                let key = if at.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{at}.{k}")
+                };
+                match (k.as_str(), child) {
+                    ("reconnect" | "analytics", _) => want_object(child, &key)?,
+                    ("lines" | "zones", Value::Array(items)) => {
+                        for (i, item) in items.iter().enumerate() {
+                            want_object(item, &format!("{key}[{i}]"))?;
+                        }
+                    }
+                    _ => {}
+                }
+                check_json_objects(child, &key)?;
+            }
+            Ok(())
+        }
+        Value::Array(items) if !at.is_empty() => items
+            .iter()
+            .enumerate()
+            .try_for_each(|(i, item)| check_json_objects(item, &format!("{at}[{i}]"))),
+        Value::Array(_) => want_object(v, "body"),
+        _ => Ok(()),
+    }
+}
+
 /// The `sources[i].images` section: a folder, glob or file of images read by `vigilimagesrc`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -2110,7 +2177,12 @@ fn locate_key_or_parent(text: &str, key: &str) -> Option<usize> {
     }
 }
 
-fn check_name(name: &str) -> Result<(), String> {
+/// Longest name of a pipeline or source (it becomes part of file names and RTSP mounts).
+pub const MAX_NAME_LEN: usize = 64;
+
+/// Checks a pipeline or source name: 1 to [`MAX_NAME_LEN`] letters, digits, `-`, `_`, `.`, not only
+/// dots (`.` and `..` would climb out of an RTSP mount or a folder).
+pub fn check_name(name: &str) -> Result<(), String> {
     if name.is_empty() {
         return Err("must not be empty".into());
     }
@@ -2119,8 +2191,19 @@ fn check_name(name: &str) -> Result<(), String> {
         .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
     {
         return Err(format!(
-            "'{name}' contains '{c}'; use letters, digits, '-', '_' and '.'"
+            "'{}' contains '{}'; use letters, digits, '-', '_' and '.'",
+            name.escape_debug(),
+            c.escape_debug()
         ));
+    }
+    if name.len() > MAX_NAME_LEN {
+        return Err(format!(
+            "'{name}' is {} characters long, more than {MAX_NAME_LEN}",
+            name.len()
+        ));
+    }
+    if name.chars().all(|c| c == '.') {
+        return Err(format!("'{name}' is only dots, a path step, not a name"));
     }
     Ok(())
 }
@@ -2341,6 +2424,11 @@ fn check_media_file(path: &Path) -> Result<(), String> {
         }
         Err(e) => Err(format!("cannot read {}: {e}", path.display())),
         Ok(m) if m.is_dir() => Err(format!("{} is a folder, not a media file", path.display())),
+        // Opening a FIFO blocks until a writer comes; a device never ends.
+        Ok(m) if !m.is_file() => Err(format!(
+            "{} is not a regular file (a FIFO, socket or device)",
+            path.display()
+        )),
         Ok(_) => std::fs::File::open(path)
             .map(|_| ())
             .map_err(|e| format!("cannot read {}: {e}", path.display())),

@@ -1190,8 +1190,8 @@ impl Live {
         if self.stopping.load(Ordering::SeqCst) {
             return Err(ControlError::new(409, "the pipeline is stopping"));
         }
-        let cfg: crate::config::SourceConfig = serde_json::from_slice(body)
-            .map_err(|e| ControlError::new(400, format!("body: {e}")))?;
+        let cfg = crate::config::SourceConfig::from_api_json(body)
+            .map_err(|m| ControlError::new(400, m))?;
         let sp = self
             .plan
             .check_added_source(&cfg)
@@ -1336,7 +1336,10 @@ impl Live {
                 drained = drain(p, DRAIN_TIMEOUT);
             }
             poll_source(&p.src, &stats);
-            for e in &p.elements {
+            // Sinks first: a sink that never got its first frame (a camera that never answered) waits
+            // in PAUSED for one, holding its upstream queue's streaming lock; stopping that queue
+            // before the sink would wait for the lock forever (and with it every later API call).
+            for e in p.elements.iter().rev() {
                 let _ = e.set_locked_state(true);
                 let _ = e.set_state(gst::State::Null);
             }

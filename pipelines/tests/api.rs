@@ -1,5 +1,9 @@
 //! The HTTP API on 127.0.0.1:0 with fake streams: `/health`, `/streams`, `/metrics` (checked with
-//! the Python `prometheus_client` text parser of the set-up venv when present), and the bearer token.
+//! the Python `prometheus_client` text parser of the set-up venv when present), the bearer token, and
+//! bad requests (each a 4xx with a JSON message): undeclared methods (405 with `Allow`), malformed,
+//! unknown-field, array-for-object, oversized (413) and non-JSON (415) bodies, path traversal in names
+//! and ids, wrong or missing tokens (401 with `WWW-Authenticate`). `tests/tests/api_schema.rs` runs
+//! schemathesis against a real `vigil run`.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -35,16 +39,22 @@ impl Reply {
 
 /// A minimal HTTP/1.1 client: one request, `Connection: close`, reads to the end.
 fn request(addr: SocketAddr, method: &str, path: &str, auth: Option<&str>) -> Reply {
-    let mut s = TcpStream::connect(addr).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
     if let Some(a) = auth {
         req.push_str(&format!("Authorization: {a}\r\n"));
     }
     req.push_str("Content-Length: 0\r\n\r\n");
-    s.write_all(req.as_bytes()).unwrap();
+    exchange(addr, req.as_bytes())
+}
+
+/// Sends `raw` (a whole request) and reads the reply to the end.
+fn exchange(addr: SocketAddr, raw: &[u8]) -> Reply {
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    // The server may answer (413) and close before reading everything.
+    let _ = s.write_all(raw);
     let mut raw = Vec::new();
-    s.read_to_end(&mut raw).unwrap();
+    let _ = s.read_to_end(&mut raw);
     let text = String::from_utf8(raw).expect("UTF-8 reply");
     let (head, body) = text.split_once("\r\n\r\n").expect("header end");
     let mut lines = head.lines();
@@ -63,6 +73,28 @@ fn request(addr: SocketAddr, method: &str, path: &str, auth: Option<&str>) -> Re
         headers,
         body: body.to_string(),
     }
+}
+
+/// `POST /streams` with `body` and `content_type`.
+fn post(addr: SocketAddr, content_type: &str, body: &str) -> Reply {
+    let req = format!(
+        "POST /streams HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: {content_type}\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    exchange(addr, req.as_bytes())
+}
+
+/// The `error` message of a JSON error reply (asserting that it is one).
+fn message(r: &Reply) -> String {
+    assert_eq!(
+        r.header("content-type"),
+        Some("application/json"),
+        "{}",
+        r.body
+    );
+    let v: serde_json::Value = serde_json::from_str(&r.body).expect("a JSON body");
+    v["error"].as_str().expect("an error message").to_string()
 }
 
 fn fake_streams() -> Arc<StreamRegistry> {
@@ -312,4 +344,200 @@ fn token_is_required_off_loopback_and_checked() {
             "{path} with the token"
         );
     }
+}
+
+/// A control that parses and checks bodies as `vigil run` does (without a pipeline): the added stream
+/// is echoed, removals find nothing.
+struct Checking;
+
+impl api::StreamControl for Checking {
+    fn add(&self, body: &[u8]) -> Result<serde_json::Value, api::ControlError> {
+        let s = vigil::config::SourceConfig::from_api_json(body)
+            .map_err(|m| api::ControlError::new(400, m))?;
+        vigil::config::check_name(&s.name)
+            .map_err(|m| api::ControlError::new(400, format!("name: {m}")))?;
+        Ok(serde_json::json!({"id": s.name, "name": s.name, "uri": s.uri, "state": "starting"}))
+    }
+    fn remove(&self, id: &str) -> Result<serde_json::Value, api::ControlError> {
+        Err(api::ControlError::new(404, format!("no stream '{id}'")))
+    }
+}
+
+fn checking_server(token: Option<&str>) -> api::ApiServer {
+    let view: Arc<dyn StreamsView> = fake_streams();
+    api::serve_with_control(
+        ([127, 0, 0, 1], 0).into(),
+        token.map(str::to_string),
+        view,
+        Some(Arc::new(Checking)),
+    )
+    .expect("serve")
+}
+
+#[test]
+fn undeclared_methods_get_405_with_allow_and_options_lists_them() {
+    let server = checking_server(None);
+    let addr = server.local_addr();
+    for (path, allow) in [
+        ("/health", "GET, HEAD, OPTIONS"),
+        ("/metrics", "GET, HEAD, OPTIONS"),
+        ("/streams", "GET, HEAD, POST, OPTIONS"),
+        ("/streams/cam-1", "DELETE, OPTIONS"),
+    ] {
+        for method in ["PUT", "PATCH", "TRACE"] {
+            let r = request(addr, method, path, None);
+            assert_eq!(r.status, 405, "{method} {path}");
+            assert_eq!(r.header("allow"), Some(allow), "{method} {path}");
+            assert!(message(&r).contains(method), "{}", r.body);
+        }
+        let r = request(addr, "OPTIONS", path, None);
+        assert_eq!(
+            (r.status, r.header("allow")),
+            (204, Some(allow)),
+            "OPTIONS {path}"
+        );
+    }
+    let r = request(addr, "HEAD", "/health", None);
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body, "", "HEAD has no body");
+    assert_eq!(request(addr, "GET", "/streams/cam-1", None).status, 405);
+    let r = request(addr, "GET", "/streams/a/b", None);
+    assert_eq!(r.status, 404);
+    assert!(message(&r).contains("/streams/a/b"));
+}
+
+#[test]
+fn bad_bodies_get_4xx_naming_what_is_wrong() {
+    let server = checking_server(None);
+    let addr = server.local_addr();
+    let ok = post(
+        addr,
+        "application/json",
+        r#"{"name": "cam-2", "uri": "a.mp4"}"#,
+    );
+    assert_eq!(ok.status, 201, "{}", ok.body);
+    for (body, status, want) in [
+        (
+            r#"{"name": "x", "uri"#,
+            400,
+            "body: malformed JSON: EOF while parsing",
+        ),
+        (
+            "[1, 2]",
+            400,
+            "body: expected a JSON object, found an array",
+        ),
+        (
+            r#""text""#,
+            400,
+            "body: invalid type: string \"text\", expected a JSON object",
+        ),
+        (
+            r#"{"name": "x", "uri": "a", "colour": 1}"#,
+            400,
+            "colour: unknown field `colour`",
+        ),
+        (
+            r#"{"name": "x", "uri": "a", "latency_ms": -1}"#,
+            400,
+            "latency_ms: invalid value",
+        ),
+        (
+            r#"{"name": "x", "uri": "a", "reconnect": [1, 2]}"#,
+            400,
+            "reconnect: expected a JSON object, found an array",
+        ),
+        (
+            r#"{"name": "x", "uri": "a", "analytics": {"lines": [["l", [[0, 0], [1, 1]]]]}}"#,
+            400,
+            "analytics.lines[0]: expected a JSON object, found an array",
+        ),
+        (
+            r#"{"name": "x", "uri": "a", "images": {"path": "."}}"#,
+            400,
+            "images: not accepted by the API",
+        ),
+        (
+            r#"{"name": "../etc", "uri": "a"}"#,
+            400,
+            "name: '../etc' contains '/'",
+        ),
+        (
+            r#"{"name": "..", "uri": "a"}"#,
+            400,
+            "name: '..' is only dots",
+        ),
+    ] {
+        let r = post(addr, "application/json", body);
+        assert_eq!(r.status, status, "{body}: {}", r.body);
+        assert!(message(&r).starts_with(want), "{body}: {}", r.body);
+    }
+    let long = format!(r#"{{"name": "{}", "uri": "a"}}"#, "n".repeat(65));
+    assert!(message(&post(addr, "application/json", &long)).contains("more than 64"));
+    let r = post(addr, "text/plain", "{}");
+    assert_eq!(r.status, 415);
+    assert!(message(&r).contains("application/json"));
+    // Too large: refused by its Content-Length, before the body is read.
+    let big = format!(r#"{{"name": "x", "uri": "{}"}}"#, "a".repeat(70_000));
+    let r = post(addr, "application/json", &big);
+    assert_eq!(r.status, 413);
+    assert_eq!(message(&r), "body: larger than 65536 bytes");
+    // Too large in chunks (no Content-Length): refused once the limit is passed.
+    let chunk = "a".repeat(40_000);
+    let chunked = format!(
+        "POST /streams HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\n\
+         Transfer-Encoding: chunked\r\n\r\n{n:x}\r\n{chunk}\r\n{n:x}\r\n{chunk}\r\n0\r\n\r\n",
+        n = chunk.len()
+    );
+    assert_eq!(exchange(addr, chunked.as_bytes()).status, 413);
+}
+
+#[test]
+fn path_traversal_in_ids_is_refused() {
+    let server = checking_server(None);
+    let addr = server.local_addr();
+    for path in [
+        "/streams/..",
+        "/streams/..%2F..%2Fetc",
+        "/streams/%2E%2E",
+        "/streams/",
+    ] {
+        let r = request(addr, "DELETE", path, None);
+        assert_eq!(r.status, 400, "{path}: {}", r.body);
+        assert!(message(&r).starts_with("id: "), "{path}: {}", r.body);
+    }
+    let r = request(addr, "DELETE", "/streams/cam-9", None);
+    assert_eq!(
+        (r.status, message(&r)),
+        (404, "no stream 'cam-9'".to_string())
+    );
+}
+
+#[test]
+fn wrong_or_missing_tokens_get_401_with_a_message() {
+    let server = checking_server(Some("s3cret"));
+    let addr = server.local_addr();
+    for (auth, want) in [
+        (None, "missing Authorization header"),
+        (Some("Bearer nope"), "wrong bearer token"),
+        (
+            Some("Basic s3cret"),
+            "the Authorization header is not 'Bearer <token>'",
+        ),
+    ] {
+        for (method, path) in [
+            ("GET", "/streams"),
+            ("DELETE", "/streams/cam-1"),
+            ("OPTIONS", "/health"),
+        ] {
+            let r = request(addr, method, path, auth);
+            assert_eq!(r.status, 401, "{method} {path} {auth:?}");
+            assert_eq!(r.header("www-authenticate"), Some("Bearer"));
+            assert!(message(&r).starts_with(want), "{}", r.body);
+        }
+    }
+    assert_eq!(
+        request(addr, "GET", "/streams", Some("Bearer s3cret")).status,
+        200
+    );
 }

@@ -140,11 +140,16 @@ impl Vigil {
     /// Starts `vigil run CONFIG ARGS…` (stdin and stdout closed, `RUST_BACKTRACE=1`); its stderr is
     /// read line by line into [`Vigil::stderr`], and each line is also sent on the returned channel.
     pub fn run(config: &Path, args: &[&str]) -> (Vigil, std::sync::mpsc::Receiver<String>) {
+        let mut cmd = Command::new(vigil_bin());
+        cmd.arg("run").arg(config).args(args);
+        Vigil::spawn(cmd)
+    }
+
+    /// Starts `cmd` (a `vigil run`, possibly behind a wrapper that execs it, such as
+    /// `ip netns exec NAME vigil run …`) as [`Vigil::run`] does.
+    pub fn spawn(mut cmd: Command) -> (Vigil, std::sync::mpsc::Receiver<String>) {
         use std::io::BufRead;
-        let mut child = Command::new(vigil_bin())
-            .arg("run")
-            .arg(config)
-            .args(args)
+        let mut child = cmd
             .env("RUST_BACKTRACE", "1")
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
@@ -243,7 +248,14 @@ pub struct StartInfo {
 /// Starts `vigil run config` and waits (at most `limit`) for its last start-up line (`…: realtime …`).
 /// Returns the process and what it printed; on failure, stderr and the exit status.
 pub fn start_vigil(config: &Path, limit: Duration) -> Result<(Vigil, StartInfo), String> {
-    let (mut vigil, rx) = Vigil::run(config, &[]);
+    let mut cmd = Command::new(vigil_bin());
+    cmd.arg("run").arg(config);
+    start_vigil_cmd(cmd, limit)
+}
+
+/// [`start_vigil`] with the command given (see [`Vigil::spawn`]).
+pub fn start_vigil_cmd(cmd: Command, limit: Duration) -> Result<(Vigil, StartInfo), String> {
+    let (mut vigil, rx) = Vigil::spawn(cmd);
     let mut info = StartInfo::default();
     let deadline = Instant::now() + limit;
     loop {

@@ -10,6 +10,9 @@ use std::collections::HashSet;
 pub const DEFAULT_HYSTERESIS: f32 = 5.0;
 /// Default number of frames after which an unseen track is forgotten.
 pub const DEFAULT_FORGET_AFTER: u32 = 30;
+/// Largest magnitude of a coordinate and of the hysteresis, in pixels (far beyond any frame; larger
+/// values are typing errors, and overflow the geometry's arithmetic).
+pub const MAX_PIXELS: f32 = 100_000.0;
 
 /// Lines and zones of one stream, plus how objects are matched against them.
 ///
@@ -177,16 +180,16 @@ impl AnalyticsConfig {
         self.forget_after.unwrap_or(DEFAULT_FORGET_AFTER)
     }
 
-    /// Checks the rules: finite coordinates, lines of non-zero length, polygons with at least three
+    /// Checks the rules: finite coordinates within ±[`MAX_PIXELS`], lines of non-zero length, polygons with at least three
     /// vertices and a non-zero area, unique names among lines and among zones, non-empty labels, an
-    /// `in_direction` that crosses its line, a non-negative hysteresis.
+    /// `in_direction` that crosses its line, a hysteresis in 0..=[`MAX_PIXELS`].
     pub fn validate(&self) -> Result<(), ConfigIssue> {
         if let Some(h) = self.hysteresis
-            && !(h.is_finite() && h >= 0.0)
+            && !(0.0..=MAX_PIXELS).contains(&h)
         {
             return Err(issue(
                 "hysteresis".into(),
-                format!("{h} is not a number of pixels >= 0"),
+                format!("{h} is not a number of pixels in 0..={MAX_PIXELS}"),
             ));
         }
         let check_name = |key: String, name: &str, seen: &mut HashSet<String>| {
@@ -206,13 +209,14 @@ impl AnalyticsConfig {
             }
             Ok(())
         };
-        let finite = |p: &[f32; 2]| p.iter().all(|c| c.is_finite());
+        let finite = |p: &[f32; 2]| p.iter().all(|c| (-MAX_PIXELS..=MAX_PIXELS).contains(c));
+        let not_finite = format!("coordinates must be numbers within ±{MAX_PIXELS} pixels");
         let mut names = HashSet::new();
         for (i, l) in self.lines.iter().enumerate() {
             check_name(format!("lines[{i}].name"), &l.name, &mut names)?;
             let key = format!("lines[{i}].points");
             if !l.points.iter().all(finite) {
-                return Err(issue(key, "coordinates must be finite numbers"));
+                return Err(issue(key, not_finite.clone()));
             }
             if l.points[0] == l.points[1] {
                 return Err(issue(
@@ -246,7 +250,7 @@ impl AnalyticsConfig {
                 ));
             }
             if !z.polygon.iter().all(finite) {
-                return Err(issue(key, "coordinates must be finite numbers"));
+                return Err(issue(key, not_finite.clone()));
             }
             if geometry::polygon_area2(&z.points()).abs() < 1e-3 {
                 return Err(issue(
@@ -326,6 +330,16 @@ mod tests {
                 .starts_with("lines[0].in_direction: 'left' runs along the line")
         );
         assert!(bad(r#"{"hysteresis":-1}"#).starts_with("hysteresis:"));
+        // Beyond f32 (read as infinity) and beyond the pixel bound.
+        assert!(bad(r#"{"hysteresis":1e300}"#).starts_with("hysteresis: inf is not"));
+        assert_eq!(
+            bad(r#"{"lines":[{"name":"a","points":[[0,0],[100001,0]]}]}"#),
+            "lines[0].points: coordinates must be numbers within ±100000 pixels"
+        );
+        assert!(
+            bad(r#"{"zones":[{"name":"z","polygon":[[0,0],[1,0],[1,-1e39]]}]}"#)
+                .starts_with("zones[0].polygon: coordinates must be numbers within")
+        );
         assert!(
             bad(r#"{"zones":[{"name":"z","labels":[" "],"polygon":[[0,0],[1,0],[1,1]]}]}"#)
                 .starts_with("zones[0].labels[0]: empty label")
