@@ -1143,11 +1143,9 @@ impl Live {
         if self.stopping.load(Ordering::SeqCst) {
             return Err(ControlError::new(409, "the pipeline is stopping"));
         }
-        let cfg: crate::config::SourceConfig = serde_json::from_slice(body)
-            .map_err(|e| ControlError::new(400, format!("body: {e}")))?;
-        let sp = self
+        let (cfg, sp) = self
             .plan
-            .check_added_source(&cfg)
+            .parse_added_source(body)
             .map_err(|m| ControlError::new(400, m))?;
         let name = sp.name.clone();
         if lock(&self.slots)
