@@ -1365,6 +1365,15 @@ impl Plan {
         resolve_source(&self.base, s).map_err(|(k, m)| format!("{k}: {m}"))
     }
 
+    /// Parses and checks the JSON body of `POST /streams` ([`SourceConfig`]) as
+    /// [`Plan::check_added_source`] does, without building anything. Errors are the API's 400
+    /// messages (`body: …` for JSON that is not a source, else the key, e.g. `uri: no such file …`).
+    pub fn parse_added_source(&self, body: &[u8]) -> Result<(SourceConfig, SourcePlan), String> {
+        let cfg = SourceConfig::from_api_json(body)?;
+        let plan = self.check_added_source(&cfg)?;
+        Ok((cfg, plan))
+    }
+
     /// The RTSP mount of a stream `name` added at run time: `<outputs.rtsp.mount>/<name>`.
     pub fn added_mount(&self, name: &str) -> Option<String> {
         self.rtsp.as_ref().map(|r| {
@@ -2356,13 +2365,7 @@ fn resolve_uri(base: &Path, s: &SourceConfig) -> Result<SourcePlan, String> {
     if uri.is_empty() {
         return Err("required (a file, URI or image sequence), or give images instead".into());
     }
-    let scheme = uri.find("://").map(|i| &uri[..i]).filter(|sc| {
-        !sc.is_empty()
-            && sc
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
-    });
-    match scheme {
+    match uri_scheme(uri) {
         Some(sc) if sc.eq_ignore_ascii_case("file") => {
             let path = file_uri_to_path(uri).ok_or_else(|| format!("invalid file URI '{uri}'"))?;
             check_media_file(&path)?;
@@ -2435,8 +2438,19 @@ fn check_media_file(path: &Path) -> Result<(), String> {
     }
 }
 
+/// The scheme of a source's `uri` (`rtsp` of `rtsp://…`): letters, digits, `+`, `-` and `.` before
+/// `://`; `None` for a path.
+pub fn uri_scheme(uri: &str) -> Option<&str> {
+    uri.find("://").map(|i| &uri[..i]).filter(|sc| {
+        !sc.is_empty()
+            && sc
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
+    })
+}
+
 /// `file:///a%20b` → `/a b`.
-fn file_uri_to_path(uri: &str) -> Option<PathBuf> {
+pub fn file_uri_to_path(uri: &str) -> Option<PathBuf> {
     let rest = &uri[uri.find("://")? + 3..];
     let rest = rest.strip_prefix("localhost").unwrap_or(rest);
     if !rest.starts_with('/') {

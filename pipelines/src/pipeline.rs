@@ -1190,11 +1190,9 @@ impl Live {
         if self.stopping.load(Ordering::SeqCst) {
             return Err(ControlError::new(409, "the pipeline is stopping"));
         }
-        let cfg = crate::config::SourceConfig::from_api_json(body)
-            .map_err(|m| ControlError::new(400, m))?;
-        let sp = self
+        let (cfg, sp) = self
             .plan
-            .check_added_source(&cfg)
+            .parse_added_source(body)
             .map_err(|m| ControlError::new(400, m))?;
         let name = sp.name.clone();
         if lock(&self.slots)

@@ -22,6 +22,7 @@ use regex::Regex;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
+use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 /// The date format of `reference_date` and of literal dates in rules.
@@ -352,7 +353,14 @@ fn check_date_format(format: &str) -> Result<(), String> {
         return Err(format!("invalid date format '{format}'"));
     }
     let probe = NaiveDate::from_ymd_opt(2031, 12, 28).expect("valid date");
-    let printed = probe.format(format).to_string();
+    // Directives that need a time or a time zone (`%s`, `%H`, `%z`, ...) cannot print a date:
+    // chrono reports that as a formatting error, which `to_string` would turn into a panic.
+    let mut printed = String::new();
+    if write!(printed, "{}", probe.format(format)).is_err() {
+        return Err(format!(
+            "date format '{format}' cannot print a date (it has a directive that needs a time or a time zone)"
+        ));
+    }
     match NaiveDate::parse_from_str(&printed, format) {
         Ok(d) if d == probe => Ok(()),
         _ => Err(format!(
