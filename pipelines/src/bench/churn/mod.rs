@@ -186,6 +186,10 @@ pub(crate) fn run(setup: &Setup, args: &BenchArgs, secs: u64) -> anyhow::Result<
     let m = running.wait();
     // A failed stop is a finding of the churn, reported with the figures.
     let exit = (!(m.ok() || m.code == Some(130))).then(|| m.failure("vigil run (churn)"));
+    if let Some(dir) = &args.out {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        std::fs::write(dir.join("vigil-stderr.txt"), &m.stderr)?;
+    }
     let (tallies, errors) = watch.finish();
     drop(cameras);
     drop(broker);
