@@ -29,7 +29,7 @@ pub enum Command {
     Models(crate::models_cli::ModelsArgs),
     /// Benchmark Vigil against the hardware's limits and the peers a user would run instead
     /// (run from the repository root; see README "Performance").
-    Bench(crate::bench::BenchArgs),
+    Bench(Box<crate::bench::BenchArgs>),
 }
 
 #[derive(Debug, clap::Args)]

@@ -65,11 +65,23 @@ impl Broker {
     /// Like [`Broker::start`], requiring `user`/`password` when `credentials` is given (a password
     /// file made with `mosquitto_passwd`; anonymous clients are refused).
     pub fn start_with(tls: Option<BrokerTls>, credentials: Option<(&str, &str)>) -> Broker {
-        let port = free_port();
+        Broker::try_start_with(tls, credentials).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Like [`Broker::start_with`], with an error naming what failed instead of a panic (for
+    /// `vigil bench --churn`).
+    pub fn try_start_with(
+        tls: Option<BrokerTls>,
+        credentials: Option<(&str, &str)>,
+    ) -> Result<Broker, String> {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .map_err(|e| format!("no free loopback port for mosquitto: {e}"))?;
         let dir =
             std::env::temp_dir().join(format!("vigil-mosquitto-{}-{port}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("broker folder");
+        std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         let user = std::env::var("USER")
             .ok()
             .filter(|u| !u.is_empty())
@@ -96,7 +108,9 @@ impl Broker {
                 .args([user, password])
                 .status()
                 .is_ok_and(|s| s.success());
-            assert!(ok, "mosquitto_passwd failed");
+            if !ok {
+                return Err("mosquitto_passwd failed".into());
+            }
             let _ = Command::new("chmod").arg("644").arg(&file).status();
             conf.push_str(&format!("password_file {}\n", file.display()));
         }
@@ -112,14 +126,15 @@ impl Broker {
                 t.require_client_cert
             ));
         }
-        std::fs::write(dir.join("mosquitto.conf"), conf).expect("broker config");
+        std::fs::write(dir.join("mosquitto.conf"), conf)
+            .map_err(|e| format!("{}/mosquitto.conf: {e}", dir.display()))?;
         let mut b = Broker {
             port,
             dir,
             child: None,
         };
-        b.restart();
-        b
+        b.try_restart()?;
+        Ok(b)
     }
 
     pub fn dir(&self) -> &Path {
@@ -133,25 +148,35 @@ impl Broker {
 
     /// Starts the broker (again) on the same port and waits until it accepts connections.
     pub fn restart(&mut self) {
-        assert!(self.child.is_none(), "the broker is already running");
+        self.try_restart().unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn try_restart(&mut self) -> Result<(), String> {
+        if self.child.is_some() {
+            return Err("the broker is already running".into());
+        }
         let child = Command::new(mosquitto_path())
             .arg("-c")
             .arg(self.dir.join("mosquitto.conf"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .expect("mosquitto starts (install the Debian package mosquitto)");
+            .map_err(|e| {
+                format!("cannot start mosquitto (install the Debian package mosquitto): {e}")
+            })?;
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(10);
         while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "mosquitto did not listen on 127.0.0.1:{} within 10 s; log:\n{}",
-                self.port,
-                self.log()
-            );
+            if Instant::now() >= deadline {
+                return Err(format!(
+                    "mosquitto did not listen on 127.0.0.1:{} within 10 s; log:\n{}",
+                    self.port,
+                    self.log()
+                ));
+            }
             std::thread::sleep(Duration::from_millis(20));
         }
+        Ok(())
     }
 
     /// Stops the broker gracefully (SIGTERM: it saves its persistence file) and waits for it.
@@ -188,6 +213,16 @@ pub struct Subscriber {
 impl Subscriber {
     /// Subscribes to `topic` and waits for the SUBACK. `extra` adds options (e.g. TLS ones).
     pub fn start(port: u16, client_id: &str, topic: &str, extra: &[&str]) -> Subscriber {
+        Subscriber::try_start(port, client_id, topic, extra).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Like [`Subscriber::start`], with an error instead of a panic.
+    pub fn try_start(
+        port: u16,
+        client_id: &str,
+        topic: &str,
+        extra: &[&str],
+    ) -> Result<Subscriber, String> {
         // stdbuf: line-buffered output through the pipe (debug lines and messages alike).
         let mut child = Command::new("stdbuf")
             .args(["-oL", "mosquitto_sub"])
@@ -197,7 +232,11 @@ impl Subscriber {
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
-            .expect("mosquitto_sub starts (install the Debian package mosquitto-clients)");
+            .map_err(|e| {
+                format!(
+                    "cannot start mosquitto_sub (install the Debian package mosquitto-clients): {e}"
+                )
+            })?;
         let out = child.stdout.take().expect("piped stdout");
         let (tx, rx) = channel();
         let (ready_tx, ready_rx) = channel();
@@ -213,10 +252,19 @@ impl Subscriber {
                 }
             }
         });
-        ready_rx
-            .recv_timeout(Duration::from_secs(10))
-            .expect("mosquitto_sub subscribed within 10 s");
-        Subscriber { child, rx }
+        let sub = Subscriber { child, rx };
+        if ready_rx.recv_timeout(Duration::from_secs(10)).is_err() {
+            // Dropping `sub` ends the process.
+            return Err(format!(
+                "mosquitto_sub did not subscribe to {topic} on 127.0.0.1:{port} within 10 s"
+            ));
+        }
+        Ok(sub)
+    }
+
+    /// The next payload, waiting at most `timeout`; `None` when none came (or the subscriber ended).
+    pub fn recv(&self, timeout: Duration) -> Option<String> {
+        self.rx.recv_timeout(timeout).ok()
     }
 
     /// Collects payloads until `n` arrived or nothing new came for `quiet`, or `timeout` passed.

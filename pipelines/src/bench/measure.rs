@@ -1,6 +1,7 @@
 //! Child processes measured from outside: wall time, CPU time (user + system of the process and of
 //! the children it waited for) and peak resident size, from `wait4`'s resource usage, so each figure
-//! belongs to the process alone; and `/proc/<pid>/status` samples (resident size, threads) while it runs;
+//! belongs to the process alone; and `/proc/<pid>` samples (resident size, threads, open file
+//! descriptors) while it runs;
 //! where NVML works, GPU samples every 250 ms while it runs ([`GpuUsage`]: the whole GPU's, not only
 //! the child's).
 
@@ -89,13 +90,17 @@ impl Measured {
 pub struct Sample {
     pub rss_kib: u64,
     pub threads: u64,
+    /// Open file descriptors (entries of `/proc/<pid>/fd`).
+    pub fds: u64,
 }
 
-/// Reads `VmRSS` and `Threads` of `pid` from `/proc`; `None` when the process is gone.
+/// Reads `VmRSS` and `Threads` of `pid` from `/proc/<pid>/status` and counts `/proc/<pid>/fd`;
+/// `None` when the process is gone.
 pub fn sample(pid: u32) -> Option<Sample> {
     Some(Sample {
         rss_kib: status_field(pid, "VmRSS:")?,
         threads: status_field(pid, "Threads:")?,
+        fds: std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?.count() as u64,
     })
 }
 
@@ -362,6 +367,11 @@ mod tests {
     fn samples_this_process() {
         let s = sample(std::process::id()).unwrap();
         assert!(s.rss_kib > 0 && s.threads >= 1);
+        // stdin, stdout, stderr at least; a file opened now is one more.
+        let f = std::fs::File::open("/proc/self/status").unwrap();
+        let with_file = sample(std::process::id()).unwrap();
+        assert!(s.fds >= 3 && with_file.fds >= 4, "{s:?} {with_file:?}");
+        drop(f);
         assert!(sample(u32::MAX).is_none());
         assert!(tree_rss_kib(std::process::id()) >= s.rss_kib / 2);
     }

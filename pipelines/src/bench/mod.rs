@@ -20,6 +20,7 @@
 
 pub mod capacity;
 pub mod chart;
+pub mod churn;
 pub mod limits;
 pub mod measure;
 pub mod parity;
@@ -74,9 +75,30 @@ pub struct BenchArgs {
     /// Streams of the soak.
     #[arg(long, default_value_t = 4, value_name = "N")]
     pub soak_streams: usize,
-    /// Seconds between soak samples.
+    /// Seconds between soak and churn samples.
     #[arg(long, default_value_t = 5, value_name = "SECONDS")]
     pub sample_secs: u64,
+    /// Churn instead (issue 16): looped files and RTSP test cameras for SECONDS while cameras are
+    /// killed and restarted and streams added and removed through the API, MQTT on; RSS, threads
+    /// and open fds over time, reconnections, output gaps, seq gaps (churn.json and churn.md into
+    /// --out when given).
+    #[arg(long, value_name = "SECONDS")]
+    pub churn: Option<u64>,
+    /// Streams of the churn: half looped files, half cameras (at least 4).
+    #[arg(long, default_value_t = 8, value_name = "N")]
+    pub churn_streams: usize,
+    /// Seed of the churn's random schedule (which camera, when, what is added).
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    pub seed: u64,
+    /// Churn: mean seconds between camera kills (each camera is down 2 to 5 s).
+    #[arg(long, default_value_t = 20.0, value_name = "SECONDS")]
+    pub kill_every: f64,
+    /// Churn: mean seconds between additions of a stream (each with a removal).
+    #[arg(long, default_value_t = 15.0, value_name = "SECONDS")]
+    pub swap_every: f64,
+    /// Churn: the RTSP test camera program (default: vigil-test-camera beside this vigil).
+    #[arg(long, value_name = "PATH")]
+    pub camera: Option<PathBuf>,
     /// Real-time capacity instead (issue 8, acceptance 3): the most streams of --video that each
     /// keep --target-fps, found by doubling then bisecting, per variant of --variants; writes
     /// capacity.md and capacity.json into --out when given.
@@ -558,6 +580,9 @@ pub fn execute(args: &BenchArgs) -> anyhow::Result<()> {
     };
     if let Some(secs) = args.soak {
         return report::soak(&setup.exe, &setup, args, secs);
+    }
+    if let Some(secs) = args.churn {
+        return churn::run(&setup, args, secs);
     }
     if args.capacity {
         return capacity_mode(&setup, args);

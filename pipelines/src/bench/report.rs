@@ -353,6 +353,71 @@ pub fn markdown(report: &Report) -> String {
     s
 }
 
+/// A series sampled over a run (`(minutes, value)` points): its least-squares slope per minute with
+/// the standard error, the slopes of its two halves and whether both grow ([`stats::growth`]: a leak
+/// grows all along, a one-time step shows in one half only).
+#[derive(Debug, Clone, Serialize)]
+pub struct Trend {
+    pub name: String,
+    pub unit: String,
+    pub slope_per_min: f64,
+    pub stderr: f64,
+    pub first_half_per_min: Option<f64>,
+    pub second_half_per_min: Option<f64>,
+    /// Both halves above zero by more than two standard errors; `None`: too few samples to tell.
+    pub growing: Option<bool>,
+    pub min: f64,
+    pub max: f64,
+    /// Decimals of the range in the text.
+    #[serde(skip)]
+    digits: usize,
+}
+
+/// The [`Trend`] of `points`; `None` with fewer than two distinct times.
+pub fn trend(name: &str, unit: &str, digits: usize, points: &[(f64, f64)]) -> Option<Trend> {
+    let slope = stats::slope(points)?;
+    let growth = stats::growth(points);
+    Some(Trend {
+        name: name.into(),
+        unit: unit.into(),
+        slope_per_min: slope,
+        stderr: stats::slope_stderr(points).unwrap_or(f64::NAN),
+        first_half_per_min: growth.map(|g| g.first),
+        second_half_per_min: growth.map(|g| g.second),
+        growing: growth.map(|g| g.trend),
+        min: points.iter().map(|p| p.1).fold(f64::INFINITY, f64::min),
+        max: points.iter().map(|p| p.1).fold(f64::NEG_INFINITY, f64::max),
+        digits,
+    })
+}
+
+impl Trend {
+    /// Two lines: the slope and range, the halves and the verdict.
+    pub fn lines(&self) -> String {
+        let (n, u, d) = (&self.name, &self.unit, self.digits);
+        let mut s = format!(
+            "{n} slope: {:+.3} {u}/min (standard error {:.3}); {n} {:.d$} .. {:.d$} {u}\n",
+            self.slope_per_min, self.stderr, self.min, self.max
+        );
+        s += &match (
+            self.first_half_per_min,
+            self.second_half_per_min,
+            self.growing,
+        ) {
+            (Some(a), Some(b), Some(g)) => format!(
+                "{n} trend: first half {a:+.3}, second half {b:+.3} {u}/min: {}\n",
+                if g {
+                    "GROWING in both halves (a leak?)"
+                } else {
+                    "no growth trend (a leak grows in both halves)"
+                }
+            ),
+            _ => format!("{n} trend: too few samples to tell\n"),
+        };
+        s
+    }
+}
+
 /// `vigil bench --soak SECONDS`: `--soak-streams` looped streams, sampled every `--sample-secs`.
 pub(crate) fn soak(exe: &Path, setup: &Setup, args: &BenchArgs, secs: u64) -> anyhow::Result<()> {
     let n = args.soak_streams.max(1);
@@ -417,37 +482,20 @@ pub(crate) fn soak(exe: &Path, setup: &Setup, args: &BenchArgs, secs: u64) -> an
         .collect();
     let pts: Vec<(f64, f64)> = steady.iter().map(|s| (s.0 / 60.0, s.1)).collect();
     let fps: Vec<f64> = steady.iter().map(|s| s.3).collect();
-    let (Some(slope), Some((fm, fsd))) = (stats::slope(&pts), stats::mean_std(&fps)) else {
+    let (Some(_), Some((fm, fsd))) = (stats::slope(&pts), stats::mean_std(&fps)) else {
         bail!(
             "soak: too few samples after the warm-up ({}); run longer",
             steady.len()
         );
     };
-    let se = stats::slope_stderr(&pts).unwrap_or(f64::NAN);
     let threads: Vec<u64> = steady.iter().map(|s| s.2).collect();
     println!(
         "\nsoak: {n} streams, {secs} s, {} samples after {} s of warm-up",
         steady.len(),
         secs / 5
     );
-    let growth = stats::growth(&pts);
-    println!(
-        "RSS slope: {slope:+.3} MiB/min (standard error {se:.3}); RSS {:.1} .. {:.1} MiB",
-        pts.iter().map(|p| p.1).fold(f64::INFINITY, f64::min),
-        pts.iter().map(|p| p.1).fold(f64::NEG_INFINITY, f64::max)
-    );
-    match growth {
-        Some(g) => println!(
-            "RSS trend: first half {:+.3}, second half {:+.3} MiB/min: {}",
-            g.first,
-            g.second,
-            if g.trend {
-                "GROWING in both halves (a leak?)"
-            } else {
-                "no growth trend (a leak grows in both halves)"
-            }
-        ),
-        None => println!("RSS trend: too few samples to tell"),
+    if let Some(t) = trend("RSS", "MiB", 1, &pts) {
+        print!("{}", t.lines());
     }
     println!(
         "frames/s: mean {fm:.1}, standard deviation {fsd:.1} ({:.1} % of the mean), min {:.1}, max {:.1}",
@@ -468,6 +516,31 @@ pub(crate) fn soak(exe: &Path, setup: &Setup, args: &BenchArgs, secs: u64) -> an
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn trends_tell_a_leak_from_a_flat_series() {
+        let jitter = [0.2, -0.1, 0.0, 0.1];
+        let leak: Vec<(f64, f64)> = (0..20)
+            .map(|i| (i as f64, 100.0 + i as f64 + jitter[i % 4]))
+            .collect();
+        let t = trend("RSS", "MiB", 1, &leak).unwrap();
+        assert_eq!(t.growing, Some(true));
+        assert!(
+            t.lines().contains("RSS trend: first half +0.99"),
+            "{}",
+            t.lines()
+        );
+        assert!(t.lines().contains("GROWING"));
+        let flat: Vec<(f64, f64)> = (0..20).map(|i| (i as f64, 71.0)).collect();
+        let t = trend("threads", "threads", 0, &flat).unwrap();
+        assert_eq!((t.growing, t.min, t.max), (Some(false), 71.0, 71.0));
+        assert!(t.lines().starts_with("threads slope: +0.000 threads/min"));
+        assert!(t.lines().contains("no growth trend"));
+        let short = trend("fds", "fds", 0, &flat[..4]).unwrap();
+        assert_eq!(short.growing, None);
+        assert!(short.lines().contains("too few samples"));
+        assert!(trend("fds", "fds", 0, &flat[..1]).is_none());
+    }
 
     #[test]
     fn utc_dates() {
