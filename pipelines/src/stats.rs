@@ -76,6 +76,8 @@ pub struct StreamSnapshot {
     pub frames_out: u64,
     pub dropped: u64,
     pub reconnects: u64,
+    /// Frames the source stamped itself (no timestamp from the decoder, or not after the previous one).
+    pub timestamps_repaired: u64,
     /// Over the last [`FPS_WINDOW`].
     pub fps: f64,
     /// End-to-end latency per frame (buckets [`vigil_core::engine::TIME_BUCKETS_US`]).
@@ -99,6 +101,7 @@ struct Counters {
     frames_in: u64,
     dropped: u64,
     reconnects: u64,
+    timestamps_repaired: u64,
     state: StreamState,
     latency: Histogram,
     /// Times of the frames within the last [`FPS_WINDOW`].
@@ -186,10 +189,11 @@ impl SourceStats {
 
     /// Sets the source's own counters (read from `vigilsrc`): frames it decoded and frames it dropped
     /// (leaky live queue, `drop-frame-interval`). Counts never go down.
-    pub fn set_source_counters(&self, frames_in: u64, dropped: u64) {
+    pub fn set_source_counters(&self, frames_in: u64, dropped: u64, timestamps_repaired: u64) {
         let mut c = self.lock();
         c.frames_in = c.frames_in.max(frames_in);
         c.dropped = c.dropped.max(dropped);
+        c.timestamps_repaired = c.timestamps_repaired.max(timestamps_repaired);
     }
 
     /// Counts `n` dropped frames.
@@ -242,6 +246,7 @@ impl SourceStats {
             frames_out: c.frames,
             dropped: c.dropped,
             reconnects: c.reconnects,
+            timestamps_repaired: c.timestamps_repaired,
             fps,
             latency: c.latency.clone(),
             inspection: c.inspection.clone(),
@@ -294,6 +299,7 @@ impl SourceStats {
             objects: c.objects,
             per_class: c.per_class.clone(),
             tracks: c.tracks.len() as u64,
+            timestamps_repaired: c.timestamps_repaired,
             analytics: c.analytics.clone(),
             inspection: c.inspection.clone(),
             seconds: c
@@ -316,6 +322,8 @@ pub struct SourceSummary {
     pub per_class: BTreeMap<String, u64>,
     /// Distinct track ids seen.
     pub tracks: u64,
+    /// Frames the source stamped itself (see [`StreamSnapshot::timestamps_repaired`]).
+    pub timestamps_repaired: u64,
     /// The last analytics results (sources with `analytics`): line counts, zone entries and exits.
     pub analytics: Option<FrameAnalytics>,
     /// Inspection counts (sources with `inspection`): items, pass, fail, failures by rule.
@@ -361,6 +369,13 @@ impl fmt::Display for Summary {
                 classes.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
                 let list: Vec<String> = classes.iter().map(|(k, v)| format!("{k} {v}")).collect();
                 writeln!(f, "  [{}] objects per class: {}", s.name, list.join(", "))?;
+            }
+            if s.timestamps_repaired > 0 {
+                writeln!(
+                    f,
+                    "  [{}] timestamps repaired: {} (frames the decoder left without a timestamp or not after the previous one)",
+                    s.name, s.timestamps_repaired
+                )?;
             }
             if let Some(i) = &s.inspection {
                 writeln!(

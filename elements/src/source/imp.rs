@@ -217,8 +217,11 @@ struct ImageFlow {
 struct Flow {
     /// The upstream segment buffers are in.
     segment: Option<gst::FormattedSegment<gst::ClockTime>>,
-    /// Added to running times (ns) so that they continue across reconnections and loops.
-    offset: u64,
+    /// Added to running times (ns) so that they continue across reconnections and loops: a file's
+    /// loop goes on after its last frame; a live source's new connection goes on at the pipeline's
+    /// running time of its first frame (never in the future, so that no synchronised sink waits on it,
+    /// and never before the previous frame).
+    offset: i64,
     /// Set when a new source (or a loop restart) begins: the next buffer may raise `offset`.
     rebase: bool,
     /// End (ns) of the last buffer in output running time.
@@ -1043,7 +1046,15 @@ impl VigilSrc {
 
     fn teardown(&self, cur: Current) {
         let obj = self.obj();
-        let _ = cur.decodebin.set_state(gst::State::Null);
+        if let Err(e) = cur.decodebin.set_state(gst::State::Null) {
+            gst::warning!(
+                CAT,
+                imp = self,
+                "{}: cannot stop: {e}",
+                cur.decodebin.name()
+            );
+        }
+        stop_stragglers(&cur.decodebin);
         if let Some(sink) = self.link_target()
             && let Some(peer) = sink.peer()
         {
@@ -1657,6 +1668,15 @@ impl VigilSrc {
     /// or not after the previous one, gets the previous PTS + one frame interval). Also the shifted DTS
     /// and whether `drop-frame-interval` keeps the frame.
     fn stamp_buffer(&self, buffer: &gst::Buffer, interval: u64) -> Stamped {
+        // Lock order: `runtime` and the element's clock before `flow`, never while holding it.
+        let live = lock(&self.runtime).live;
+        let now = if live {
+            self.obj()
+                .current_running_time()
+                .map(gst::ClockTime::nseconds)
+        } else {
+            None
+        };
         let mut f = lock(&self.flow);
         f.last_frame = Some(Instant::now());
         let Some(seg) = f.segment.clone() else {
@@ -1669,10 +1689,18 @@ impl VigilSrc {
         if let Some(rt) = rt {
             let rt = rt.nseconds();
             if f.rebase {
-                if let Some(last) = f.last_end
-                    && rt.saturating_add(f.offset) < last
-                {
-                    f.offset = last - rt;
+                let last = f.last_end.unwrap_or(0);
+                if let Some(now) = now {
+                    // A live source's own running times are the pipeline's clock: kept when they go
+                    // on from the previous frame and are not ahead of the clock.
+                    let natural = rt >= last && rt <= now.saturating_add(LIVE_AHEAD_NS);
+                    f.offset = if natural {
+                        0
+                    } else {
+                        signed(now.max(last)) - signed(rt)
+                    };
+                } else if shifted(rt, f.offset) < last {
+                    f.offset = signed(last) - signed(rt);
                 }
                 f.rebase = false;
             }
@@ -1680,7 +1708,7 @@ impl VigilSrc {
         let offset = f.offset;
         let shift = |t: Option<gst::ClockTime>| {
             t.and_then(|t| seg.to_running_time(t))
-                .map(|t| gst::ClockTime::from_nseconds(t.nseconds().saturating_add(offset)))
+                .map(|t| gst::ClockTime::from_nseconds(shifted(t.nseconds(), offset)))
         };
         let own = shift(buffer.pts()).map(gst::ClockTime::nseconds);
         let before = f.stamps.repaired();
@@ -1862,7 +1890,7 @@ impl VigilSrc {
                 let Some(rt) = seg.to_running_time(ts) else {
                     return gst::PadProbeReturn::Drop;
                 };
-                let out = gst::ClockTime::from_nseconds(rt.nseconds().saturating_add(f.offset));
+                let out = gst::ClockTime::from_nseconds(shifted(rt.nseconds(), f.offset));
                 *event = gst::event::Gap::builder(out).duration(dur).build();
                 gst::PadProbeReturn::Ok
             }
@@ -1913,7 +1941,7 @@ impl VigilSrc {
             return gst::PadProbeReturn::Ok;
         }
         let (type_, proportion, diff, ts) = q.get();
-        let Some(ts) = ts.and_then(|t| t.nseconds().checked_sub(offset)) else {
+        let Some(ts) = ts.and_then(|t| u64::try_from(signed(t.nseconds()) - offset).ok()) else {
             return gst::PadProbeReturn::Drop;
         };
         *event = gst::event::Qos::builder(type_, proportion, diff)
@@ -1921,6 +1949,43 @@ impl VigilSrc {
             .build();
         gst::PadProbeReturn::Ok
     }
+}
+
+/// Elements inside `bin` that are not in the NULL state after the bin was set to NULL: `rtspsrc` keeps
+/// its session manager's state locked and changes it from its own thread, so a connection torn down
+/// while it was still being set up can leave it (and `rtspsrc`) in PAUSED, to be disposed in that
+/// state later (a GStreamer-CRITICAL and an abort at exit). Each is unlocked and stopped.
+fn stop_stragglers(bin: &gst::Element) {
+    let Some(bin) = bin.downcast_ref::<gst::Bin>() else {
+        return;
+    };
+    for e in bin.iterate_recurse().into_iter().flatten() {
+        if e.current_state() != gst::State::Null || e.pending_state() != gst::State::VoidPending {
+            gst::debug!(
+                CAT,
+                "{}: still {:?} after its bin was stopped; stopping it",
+                e.path_string(),
+                e.current_state()
+            );
+            e.set_locked_state(false);
+            let _ = e.set_state(gst::State::Null);
+        }
+    }
+}
+
+/// How far ahead of the pipeline's clock a live source's new connection may stamp its first frame
+/// before it is moved to the clock.
+const LIVE_AHEAD_NS: u64 = 1_000_000_000;
+
+/// Nanoseconds as a signed offset's operand (saturating at `i64::MAX`, 292 years).
+fn signed(ns: u64) -> i64 {
+    i64::try_from(ns).unwrap_or(i64::MAX)
+}
+
+/// `t + offset`, saturated to `0..=u64::MAX`.
+fn shifted(t: u64, offset: i64) -> u64 {
+    let v = i128::from(t) + i128::from(offset);
+    u64::try_from(v.max(0)).unwrap_or(u64::MAX)
 }
 
 /// A GStreamer element of `plugin` (for the error when it is missing).

@@ -4,12 +4,13 @@
 //!
 //! ```text
 //! vigil-test-camera --port P --mount /cam --file PATH [--width W] [--height H] [--fps F]
-//!                   [--bitrate-kbps K] [--address 127.0.0.1]
+//!                   [--bitrate-kbps K] [--codec h264|h265|mjpeg] [--address 127.0.0.1]
 //! ```
 //!
 //! The mount is a shared `gst-rtsp-server` media factory playing
 //! `vigilsrc uri=file://PATH loop=true ! videoconvert ! videoscale ! videorate ! video/x-raw,… !
-//! x264enc tune=zerolatency … ! rtph264pay`; `vigilsrc` restarts the file at its end with increasing
+//! x264enc tune=zerolatency … ! rtph264pay` (`--codec h265`: `x265enc … ! rtph265pay`; `mjpeg`:
+//! `jpegenc ! rtpjpegpay`, frame sizes in multiples of 8 as RFC 2435 needs); `vigilsrc` restarts the file at its end with increasing
 //! timestamps and the media's sinks are synchronised to the clock, so it plays at the file's speed.
 //! Without `--width`/`--height`/`--fps` the file's own size and frame rate are kept. `--port 0` picks a
 //! free port. Once listening, it prints `ready rtsp://ADDR:PORT/MOUNT` on standard output; it runs until
@@ -26,7 +27,52 @@ use gst::glib;
 use gst_rtsp_server::prelude::*;
 
 const USAGE: &str = "usage: vigil-test-camera --port P --file PATH [--mount /cam] [--width W] \
-                     [--height H] [--fps F] [--bitrate-kbps K] [--address 127.0.0.1]";
+                     [--height H] [--fps F] [--bitrate-kbps K] [--codec h264|h265|mjpeg] \
+                     [--address 127.0.0.1]";
+
+/// What the camera sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Codec {
+    H264,
+    H265,
+    Mjpeg,
+}
+
+impl Codec {
+    fn parse(v: &str) -> Result<Codec, String> {
+        match v {
+            "h264" => Ok(Codec::H264),
+            "h265" => Ok(Codec::H265),
+            "mjpeg" => Ok(Codec::Mjpeg),
+            _ => Err(format!("--codec: '{v}' is not one of h264, h265, mjpeg")),
+        }
+    }
+
+    /// The encoder and RTP payloader of the launch line.
+    fn encode(self, key_int: u32, bitrate: u32) -> String {
+        match self {
+            Codec::H264 => format!(
+                "x264enc tune=zerolatency speed-preset=ultrafast key-int-max={key_int} \
+                 bitrate={bitrate} threads=1 ! rtph264pay name=pay0 pt=96 config-interval=1"
+            ),
+            Codec::H265 => format!(
+                "x265enc tune=zerolatency speed-preset=ultrafast key-int-max={key_int} \
+                 bitrate={bitrate} option-string=pools=1:frame-threads=1 \
+                 ! rtph265pay name=pay0 pt=96 config-interval=1"
+            ),
+            Codec::Mjpeg => "jpegenc quality=85 ! rtpjpegpay name=pay0 pt=26".to_string(),
+        }
+    }
+
+    /// The GStreamer elements it needs.
+    fn elements(self) -> [&'static str; 2] {
+        match self {
+            Codec::H264 => ["x264enc", "rtph264pay"],
+            Codec::H265 => ["x265enc", "rtph265pay"],
+            Codec::Mjpeg => ["jpegenc", "rtpjpegpay"],
+        }
+    }
+}
 
 /// The command line.
 #[derive(Debug, Clone, PartialEq)]
@@ -39,6 +85,7 @@ struct Args {
     height: Option<u32>,
     fps: Option<u32>,
     bitrate_kbps: Option<u32>,
+    codec: Codec,
 }
 
 enum Parsed {
@@ -52,6 +99,7 @@ fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Parsed, String> {
     let mut mount = "/cam".to_string();
     let mut file = None;
     let (mut width, mut height, mut fps, mut bitrate_kbps) = (None, None, None, None);
+    let mut codec = Codec::H264;
     fn number<T: std::str::FromStr>(flag: &str, v: &str) -> Result<T, String> {
         v.parse()
             .map_err(|_| format!("{flag}: not a valid number: '{v}'"))
@@ -86,6 +134,7 @@ fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Parsed, String> {
             "--height" => height = Some(positive(&flag, &value()?)?),
             "--fps" => fps = Some(positive(&flag, &value()?)?),
             "--bitrate-kbps" => bitrate_kbps = Some(positive(&flag, &value()?)?),
+            "--codec" => codec = Codec::parse(&value()?)?,
             _ => return Err(format!("unknown argument '{arg}'")),
         }
     }
@@ -110,6 +159,7 @@ fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Parsed, String> {
         height,
         fps,
         bitrate_kbps,
+        codec,
     }))
 }
 
@@ -143,8 +193,8 @@ fn launch_line(args: &Args, uri: &str) -> String {
         });
     format!(
         "( vigilsrc uri=\"{uri}\" loop=true decoder=cpu ! videoconvert ! videoscale ! videorate \
-         ! {caps} ! x264enc tune=zerolatency speed-preset=ultrafast key-int-max={key_int} \
-         bitrate={bitrate} threads=1 ! rtph264pay name=pay0 pt=96 config-interval=1 )"
+         ! {caps} ! {} )",
+        args.codec.encode(key_int, bitrate)
     )
 }
 
@@ -177,13 +227,10 @@ fn run(args: &Args) -> Result<(), String> {
     gst::init().map_err(|e| format!("cannot initialise GStreamer: {e}"))?;
     gstvigil::plugin_register_static()
         .map_err(|e| format!("cannot register the vigil plugin: {e}"))?;
-    for f in [
-        "x264enc",
-        "rtph264pay",
-        "videoconvert",
-        "videoscale",
-        "videorate",
-    ] {
+    for f in ["videoconvert", "videoscale", "videorate"]
+        .into_iter()
+        .chain(args.codec.elements())
+    {
         if gst::ElementFactory::find(f).is_none() {
             return Err(format!("the GStreamer element {f} is not installed"));
         }
@@ -328,6 +375,23 @@ mod tests {
         );
         assert!(line.contains("key-int-max=15"), "{line}");
         assert!(line.contains("name=pay0"), "{line}");
+        assert!(
+            line.contains("x264enc") && line.contains("rtph264pay"),
+            "{line}"
+        );
+        let a = parse(&["--port", "1", "--file", "a", "--codec", "h265"]).unwrap();
+        let line = launch_line(&a, "file:///a.mp4");
+        assert!(
+            line.contains("x265enc") && line.contains("rtph265pay"),
+            "{line}"
+        );
+        let a = parse(&["--port", "1", "--file", "a", "--codec=mjpeg"]).unwrap();
+        let line = launch_line(&a, "file:///a.mp4");
+        assert!(
+            line.contains("jpegenc") && line.contains("rtpjpegpay"),
+            "{line}"
+        );
+        assert!(parse(&["--port", "1", "--file", "a", "--codec", "vp8"]).is_err());
     }
 
     #[test]
