@@ -1398,6 +1398,25 @@ impl crate::api::StreamControl for Live {
     }
 }
 
+/// A latency message: the pipeline's latency becomes the live sources' largest (the latency query's
+/// minimum) when that is more than the latency configured so far, and is never lowered while the
+/// pipeline runs. A camera that reconnects reports no latency for a moment and its full latency again
+/// once connected; recalculating each time lowered and raised the latency of every synchronised sink
+/// of the pipeline, which stalled all the other streams for the difference.
+fn raise_latency(pipeline: &gst::Pipeline) {
+    let mut q = gst::query::Latency::new();
+    let queried = pipeline.query(&mut q).then(|| q.result());
+    match (queried, pipeline.latency()) {
+        (Some((true, min, _)), current) if current.is_none_or(|c| min > c) => {
+            pipeline.set_latency(min);
+        }
+        (_, None) => {
+            let _ = pipeline.recalculate_latency();
+        }
+        _ => {}
+    }
+}
+
 /// Copies `vigilsrc`'s counters (frames out and dropped, timestamps repaired) into `stats`.
 fn poll_source(src: &gst::Element, stats: &SourceStats) {
     if src.find_property("frames-dropped").is_none() {
@@ -1842,7 +1861,7 @@ pub fn run(plan: &Plan, opts: &RunOptions) -> Result<Summary, RunError> {
                 }
                 MessageView::Latency(_) => {
                     if let Some(p) = weak.upgrade() {
-                        let _ = p.recalculate_latency();
+                        raise_latency(&p);
                     }
                 }
                 _ => {}
