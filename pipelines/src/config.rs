@@ -1353,7 +1353,7 @@ impl Plan {
     /// key, e.g. `uri: no such file /x/y.mp4`.
     pub fn check_added_source(&self, s: &SourceConfig) -> Result<SourcePlan, String> {
         check_name(&s.name).map_err(|m| format!("name: {m}"))?;
-        check_reconnect(s).map_err(|(k, m)| format!("{k}: {m}"))?;
+        check_source_timing(s).map_err(|(k, m)| format!("{k}: {m}"))?;
         if let Some(a) = &s.analytics {
             let labels = self.model.as_ref().map(|m| m.labels.as_slice());
             if labels.is_none() {
@@ -1450,7 +1450,7 @@ impl Config {
                     format!("duplicate source name '{}'", s.name),
                 ));
             }
-            check_reconnect(s).map_err(|(k, m)| invalid(&format!("sources[{i}].{k}"), m))?;
+            check_source_timing(s).map_err(|(k, m)| invalid(&format!("sources[{i}].{k}"), m))?;
             match resolve_source(&base, s) {
                 Ok(p) => sources.push(p),
                 // With several sources, a missing or unreadable file fails that source alone.
@@ -2246,8 +2246,24 @@ fn check_writable(path: &Path) -> Result<(), String> {
     Ok(())
 }
 
-/// Checks `reconnect` of a source; errors are `(key below the source, message)`.
-fn check_reconnect(s: &SourceConfig) -> Result<(), (&'static str, String)> {
+/// The most `sources[i].latency_ms` may be (10 s). The pipeline's latency is its live sources'
+/// largest and every synchronised output of every stream waits for it, so a bigger jitter buffer on
+/// one camera would hold all the others back by as much.
+pub const MAX_LATENCY_MS: u32 = 10_000;
+
+/// Checks `latency_ms` and `reconnect` of a source; errors are `(key below the source, message)`.
+fn check_source_timing(s: &SourceConfig) -> Result<(), (&'static str, String)> {
+    if let Some(l) = s.latency_ms
+        && l > MAX_LATENCY_MS
+    {
+        return Err((
+            "latency_ms",
+            format!(
+                "{l} is more than {MAX_LATENCY_MS} (10 s): the pipeline's latency is its sources' \
+                 largest, and every stream's outputs would wait that long"
+            ),
+        ));
+    }
     if let Some(r) = &s.reconnect {
         if r.interval_ms == Some(0) {
             return Err(("reconnect.interval_ms", "must be at least 1".into()));
@@ -2547,6 +2563,20 @@ mod tests {
         assert!(c.overlay.enabled && c.overlay.track_ids);
         assert_eq!(c.tracker.kind, TrackerKind::Iou);
         assert!(c.outputs.rtsp.is_none() && c.realtime.is_none());
+    }
+
+    #[test]
+    fn latency_above_ten_seconds_is_refused_naming_the_key() {
+        let source = |latency| {
+            let mut c = Config::parse(MINIMAL, "x.yaml").unwrap();
+            c.sources[0].latency_ms = latency;
+            c.sources.remove(0)
+        };
+        assert!(check_source_timing(&source(None)).is_ok());
+        assert!(check_source_timing(&source(Some(MAX_LATENCY_MS))).is_ok());
+        let (key, m) = check_source_timing(&source(Some(u32::MAX))).unwrap_err();
+        assert_eq!(key, "latency_ms");
+        assert!(m.starts_with("4294967295 is more than 10000 (10 s)"), "{m}");
     }
 
     #[test]

@@ -37,7 +37,7 @@ use gst::glib;
 use gst::prelude::*;
 use gstvigil::meta::VigilMeta;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use vigil_core::objects::FrameEvent;
@@ -1090,6 +1090,9 @@ struct Live {
     stopping: AtomicBool,
     /// Serialises add and remove requests.
     control: Mutex<()>,
+    /// The largest latency (ns) the live sources have asked for since the last removal: see
+    /// [`raise_latency`].
+    latency_floor: AtomicU64,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -1335,15 +1338,18 @@ impl Live {
                 drained = drain(p, DRAIN_TIMEOUT);
             }
             poll_source(&p.src, &stats);
-            // Sinks first: a sink that never got its first frame (a camera that never answered) waits
+            // The mosaic tile first: a compositor that holds the tile's frame (it is ahead of the
+            // mosaic's time, or the mosaic waits) blocks the tile's scaler in its push, holding its
+            // streaming lock; releasing the pad flushes it, so stopping the scaler does not wait.
+            if let (Some(c), Some(pad)) = (&self.compositor, &p.mosaic_pad) {
+                c.release_request_pad(pad);
+            }
+            // Sinks next: a sink that never got its first frame (a camera that never answered) waits
             // in PAUSED for one, holding its upstream queue's streaming lock; stopping that queue
             // before the sink would wait for the lock forever (and with it every later API call).
             for e in p.elements.iter().rev() {
                 let _ = e.set_locked_state(true);
                 let _ = e.set_state(gst::State::Null);
-            }
-            if let (Some(c), Some(pad)) = (&self.compositor, &p.mosaic_pad) {
-                c.release_request_pad(pad);
             }
             for e in &p.elements {
                 let _ = self.pipeline.remove(e);
@@ -1361,6 +1367,7 @@ impl Live {
             slots[i].status = SlotStatus::Removed;
             slots[i].parts = None;
         }
+        reset_latency(&self.pipeline, &self.latency_floor);
         drop(parts);
         release_freed_memory();
         if self.verbose {
@@ -1398,23 +1405,31 @@ impl crate::api::StreamControl for Live {
     }
 }
 
-/// A latency message: the pipeline's latency becomes the live sources' largest (the latency query's
-/// minimum) when that is more than the latency configured so far, and is never lowered while the
-/// pipeline runs. A camera that reconnects reports no latency for a moment and its full latency again
-/// once connected; recalculating each time lowered and raised the latency of every synchronised sink
-/// of the pipeline, which stalled all the other streams for the difference.
-fn raise_latency(pipeline: &gst::Pipeline) {
+/// A latency message: the pipeline's latency is recalculated (to the live sources' largest, the
+/// latency query's minimum) when that is at least `floor`, the largest seen so far, and kept as it is
+/// otherwise; it is lowered only when a stream is removed ([`reset_latency`]). A camera that
+/// reconnects reports no latency for a moment and its full latency again once connected;
+/// recalculating each time lowered and raised the latency of every synchronised sink of the pipeline,
+/// which stalled all the other streams for the difference.
+fn raise_latency(pipeline: &gst::Pipeline, floor: &AtomicU64) {
     let mut q = gst::query::Latency::new();
-    let queried = pipeline.query(&mut q).then(|| q.result());
-    match (queried, pipeline.latency()) {
-        (Some((true, min, _)), current) if current.is_none_or(|c| min > c) => {
-            pipeline.set_latency(min);
+    if pipeline.query(&mut q)
+        && let (true, min, _) = q.result()
+    {
+        let min = min.nseconds();
+        if min < floor.load(Ordering::SeqCst) {
+            return;
         }
-        (_, None) => {
-            let _ = pipeline.recalculate_latency();
-        }
-        _ => {}
+        floor.store(min, Ordering::SeqCst);
     }
+    let _ = pipeline.recalculate_latency();
+}
+
+/// After a stream was removed: the pipeline's latency becomes the remaining live sources' largest
+/// again (while they run it is only raised, see [`raise_latency`]).
+fn reset_latency(pipeline: &gst::Pipeline, floor: &AtomicU64) {
+    floor.store(0, Ordering::SeqCst);
+    raise_latency(pipeline, floor);
 }
 
 /// Copies `vigilsrc`'s counters (frames out and dropped, timestamps repaired) into `stats`.
@@ -1637,6 +1652,7 @@ pub fn run(plan: &Plan, opts: &RunOptions) -> Result<Summary, RunError> {
         verbose: opts.verbose,
         stopping: AtomicBool::new(false),
         control: Mutex::new(()),
+        latency_floor: AtomicU64::new(0),
     });
     // Sources that could not start fail alone.
     for s in &plan.sources {
@@ -1861,7 +1877,7 @@ pub fn run(plan: &Plan, opts: &RunOptions) -> Result<Summary, RunError> {
                 }
                 MessageView::Latency(_) => {
                     if let Some(p) = weak.upgrade() {
-                        raise_latency(&p);
+                        raise_latency(&p, &live.latency_floor);
                     }
                 }
                 _ => {}
