@@ -139,6 +139,41 @@ impl TimestampRepair {
     }
 }
 
+/// How far ahead of the pipeline's clock a live source's frame may be stamped (1 s). A live frame's
+/// running time is when it was captured, so it is not ahead of the clock; one that is would hold
+/// every synchronised sink of its stream (and any removal of the stream) until the clock gets there.
+pub const LIVE_AHEAD_NS: u64 = 1_000_000_000;
+
+/// `t + offset`, saturated to `0..=u64::MAX`.
+pub fn shifted(t: u64, offset: i64) -> u64 {
+    let v = i128::from(t) + i128::from(offset);
+    u64::try_from(v.max(0)).unwrap_or(u64::MAX)
+}
+
+/// Nanoseconds as an offset's operand (saturating at `i64::MAX`, 292 years).
+pub fn signed(ns: u64) -> i64 {
+    i64::try_from(ns).unwrap_or(i64::MAX)
+}
+
+/// The offset added to a live source's running time `rt` (ns) for the frame to leave at the
+/// pipeline's clock: `offset` is kept while the shifted frame is at most [`LIVE_AHEAD_NS`] ahead of
+/// `now` and no `new_connection` began. Otherwise it is chosen again from this frame: 0 when `rt`
+/// goes on from `last` (the end of the previous frame sent) and is not ahead of the clock, else what
+/// moves the frame to the later of `now` and `last`. A new connection's first frame can carry a time
+/// of its own (a segment starting again at 0); an offset taken from it alone and kept would stamp
+/// the next frames, whose running times are the clock's again, ahead by the whole running time.
+pub fn live_offset(rt: u64, now: u64, last: u64, offset: i64, new_connection: bool) -> i64 {
+    let ahead = |t: u64| t > now.saturating_add(LIVE_AHEAD_NS);
+    if !new_connection && !ahead(shifted(rt, offset)) {
+        return offset;
+    }
+    if rt >= last && !ahead(rt) {
+        0
+    } else {
+        signed(now.max(last)) - signed(rt)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -282,5 +317,55 @@ mod tests {
         assert_eq!(r.stamp(Some(u64::MAX), None).pts, u64::MAX);
         let s = r.stamp(Some(u64::MAX), None);
         assert_eq!(s.pts, u64::MAX);
+    }
+
+    const S: u64 = 1_000_000_000;
+
+    #[test]
+    fn a_live_source_on_the_clock_keeps_its_own_times() {
+        assert_eq!(live_offset(100 * S, 100 * S, 99 * S, 0, true), 0);
+        assert_eq!(live_offset(101 * S, 101 * S, 100 * S, 0, false), 0);
+        // Half a second ahead (a jitter buffer's rounding) is not moved.
+        assert_eq!(live_offset(100 * S + S / 2, 100 * S, 99 * S, 0, false), 0);
+    }
+
+    #[test]
+    fn a_new_connection_ahead_or_back_in_time_starts_at_the_clock() {
+        // 66 s ahead: moved to now.
+        let o = live_offset(166 * S, 100 * S, 99 * S, 0, true);
+        assert_eq!(shifted(166 * S, o), 100 * S);
+        // Its segment starting again at 0: moved to now.
+        let o = live_offset(0, 100 * S, 99 * S, 0, true);
+        assert_eq!(shifted(0, o), 100 * S);
+        // Never before the previous frame's end.
+        let o = live_offset(0, 100 * S, 100 * S + S / 2, 0, true);
+        assert_eq!(shifted(0, o), 100 * S + S / 2);
+    }
+
+    #[test]
+    fn an_offset_that_puts_the_next_frames_ahead_of_the_clock_is_dropped() {
+        // The first frame of a connection at 0 got the offset `now`; the next ones come with the
+        // clock's own times again and would leave at twice the running time.
+        let first = live_offset(0, 700 * S, 699 * S, 0, true);
+        assert_eq!(first, signed(700 * S));
+        let next = live_offset(
+            700 * S + S / 10,
+            700 * S + S / 10,
+            700 * S + S / 10,
+            first,
+            false,
+        );
+        assert_eq!(next, 0);
+        assert_eq!(shifted(700 * S + S / 10, next), 700 * S + S / 10);
+        // While the shifted frames stay on the clock the offset is kept.
+        let o = signed(50 * S);
+        assert_eq!(live_offset(100 * S, 150 * S, 149 * S, o, false), o);
+    }
+
+    #[test]
+    fn offsets_saturate() {
+        assert_eq!(shifted(5, -10), 0);
+        assert_eq!(shifted(u64::MAX, 10), u64::MAX);
+        assert_eq!(signed(u64::MAX), i64::MAX);
     }
 }

@@ -1090,9 +1090,44 @@ struct Live {
     stopping: AtomicBool,
     /// Serialises add and remove requests.
     control: Mutex<()>,
-    /// The largest latency (ns) the live sources have asked for since the last removal: see
-    /// [`raise_latency`].
-    latency_floor: AtomicU64,
+    /// The pipeline's latency: see [`raise_latency`].
+    latency: LatencyGuard,
+}
+
+/// The pipeline latency Vigil applies (nanoseconds).
+#[derive(Debug, Default)]
+struct LatencyGuard {
+    /// The largest latency the live sources have asked for since the last removal.
+    floor: AtomicU64,
+    /// The most it may be: the largest `latency_ms` of the streams (the jitter buffers) plus
+    /// [`LATENCY_HEADROOM`] for decoders and queues.
+    ceiling: AtomicU64,
+    /// The last figure above the ceiling that was reported (each new one is reported once).
+    refused: AtomicU64,
+}
+
+/// What the ceiling of the pipeline's latency allows beyond the largest `latency_ms` of the streams:
+/// decoders' reordering and queues (2 s).
+const LATENCY_HEADROOM: Duration = Duration::from_secs(2);
+
+/// The jitter-buffer latency of a source (`latency_ms`, else `vigilsrc`'s default of 200 ms).
+fn source_latency(cfg: &crate::config::SourceConfig) -> Duration {
+    Duration::from_millis(u64::from(cfg.latency_ms.unwrap_or(200)))
+}
+
+impl LatencyGuard {
+    fn new(largest_source_latency: Duration) -> Self {
+        let g = LatencyGuard::default();
+        g.admit(largest_source_latency);
+        g
+    }
+
+    /// A stream with this jitter-buffer latency joins.
+    fn admit(&self, source_latency: Duration) {
+        let ceiling = (source_latency + LATENCY_HEADROOM).as_nanos();
+        self.ceiling
+            .fetch_max(u64::try_from(ceiling).unwrap_or(u64::MAX), Ordering::SeqCst);
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -1170,17 +1205,30 @@ impl Live {
     }
 
     /// Sends end-of-stream into every running stream (a stop request).
+    ///
+    /// Each end-of-stream is sent from a thread of its own: sending it waits for the stream's lock of
+    /// the branch's entry, which a stream whose sink waits on the clock holds for as long; the main
+    /// loop goes on (a second interrupt, or the stop timeout, still ends the run).
     fn stop_all(&self) {
         self.stopping.store(true, Ordering::SeqCst);
-        let slots = lock(&self.slots);
-        for s in slots.iter() {
-            if s.status == SlotStatus::Running
-                && let Some(p) = &s.parts
-            {
-                p.convert_sink.send_event(gst::event::Eos::new());
+        let entries: Vec<gst::Pad> = lock(&self.slots)
+            .iter()
+            .filter(|s| s.status == SlotStatus::Running)
+            .filter_map(|s| s.parts.as_ref().map(|p| p.convert_sink.clone()))
+            .collect();
+        for pad in entries {
+            let sent = std::thread::Builder::new()
+                .name("vigil-stop".into())
+                .spawn({
+                    let pad = pad.clone();
+                    move || {
+                        pad.send_event(gst::event::Eos::new());
+                    }
+                });
+            if sent.is_err() {
+                pad.send_event(gst::event::Eos::new());
             }
         }
-        drop(slots);
         if let Some(bg) = &self.background
             && !self.background_ended.swap(true, Ordering::SeqCst)
         {
@@ -1248,6 +1296,7 @@ impl Live {
             events: lock(&self.events).clone(),
         };
         let file = spec.file.clone();
+        self.latency.admit(source_latency(&cfg));
         let parts = match build_source(&self.pipeline, &self.plan, spec) {
             Ok(p) => p,
             Err(e) => {
@@ -1367,7 +1416,7 @@ impl Live {
             slots[i].status = SlotStatus::Removed;
             slots[i].parts = None;
         }
-        reset_latency(&self.pipeline, &self.latency_floor);
+        reset_latency(&self.pipeline, &self.latency);
         drop(parts);
         release_freed_memory();
         if self.verbose {
@@ -1406,30 +1455,68 @@ impl crate::api::StreamControl for Live {
 }
 
 /// A latency message: the pipeline's latency is recalculated (to the live sources' largest, the
-/// latency query's minimum) when that is at least `floor`, the largest seen so far, and kept as it is
-/// otherwise; it is lowered only when a stream is removed ([`reset_latency`]). A camera that
+/// latency query's minimum) when that is at least the floor, the largest seen so far, and kept as it
+/// is otherwise; it is lowered only when a stream is removed ([`reset_latency`]). A camera that
 /// reconnects reports no latency for a moment and its full latency again once connected;
 /// recalculating each time lowered and raised the latency of every synchronised sink of the pipeline,
-/// which stalled all the other streams for the difference.
-fn raise_latency(pipeline: &gst::Pipeline, floor: &AtomicU64) {
+/// which stalled all the other streams for the difference. A figure above the ceiling is not applied
+/// (every stream would stall for it; the churn saw 8.9 s reported while streams came and went) and
+/// is reported once, with the sinks whose branches report it.
+fn raise_latency(pipeline: &gst::Pipeline, guard: &LatencyGuard) {
     let mut q = gst::query::Latency::new();
     if pipeline.query(&mut q)
         && let (true, min, _) = q.result()
     {
         let min = min.nseconds();
-        if min < floor.load(Ordering::SeqCst) {
+        if min < guard.floor.load(Ordering::SeqCst) {
             return;
         }
-        floor.store(min, Ordering::SeqCst);
+        let ceiling = guard.ceiling.load(Ordering::SeqCst);
+        if min > ceiling {
+            if guard.refused.swap(min, Ordering::SeqCst) != min {
+                report_latency_above(pipeline, min, ceiling);
+            }
+            return;
+        }
+        guard.floor.store(min, Ordering::SeqCst);
     }
     let _ = pipeline.recalculate_latency();
 }
 
+/// Says which sinks' branches report a latency above `ceiling` (ns); the pipeline's is kept.
+fn report_latency_above(pipeline: &gst::Pipeline, min: u64, ceiling: u64) {
+    let culprits: Vec<String> = pipeline
+        .iterate_sinks()
+        .into_iter()
+        .flatten()
+        .filter_map(|sink| {
+            let mut q = gst::query::Latency::new();
+            let (ok, m, _) = if sink.query(&mut q) {
+                q.result()
+            } else {
+                (false, gst::ClockTime::ZERO, None)
+            };
+            (ok && m.nseconds() > ceiling).then(|| format!("{} ({m})", sink.name()))
+        })
+        .collect();
+    eprintln!(
+        "warning: the streams report a latency of {} (more than the {} their latency_ms allow), \
+         upstream of {}: the pipeline's latency stays as it is",
+        gst::ClockTime::from_nseconds(min),
+        gst::ClockTime::from_nseconds(ceiling),
+        if culprits.is_empty() {
+            "no sink on its own".to_string()
+        } else {
+            culprits.join(", ")
+        }
+    );
+}
+
 /// After a stream was removed: the pipeline's latency becomes the remaining live sources' largest
 /// again (while they run it is only raised, see [`raise_latency`]).
-fn reset_latency(pipeline: &gst::Pipeline, floor: &AtomicU64) {
-    floor.store(0, Ordering::SeqCst);
-    raise_latency(pipeline, floor);
+fn reset_latency(pipeline: &gst::Pipeline, guard: &LatencyGuard) {
+    guard.floor.store(0, Ordering::SeqCst);
+    raise_latency(pipeline, guard);
 }
 
 /// Copies `vigilsrc`'s counters (frames out and dropped, timestamps repaired) into `stats`.
@@ -1467,8 +1554,7 @@ fn drain(parts: &SourceParts, timeout: Duration) -> bool {
         probes.push((pad.clone(), id));
     }
     // Nothing more enters the branch; then its end.
-    let _ = parts.src.set_locked_state(true);
-    let _ = parts.src.set_state(gst::State::Null);
+    stop_source(parts, SOURCE_STOP_PATIENCE);
     if let Some(peer) = parts.convert_sink.peer() {
         let _ = peer.unlink(&parts.convert_sink);
     }
@@ -1494,6 +1580,54 @@ fn drain(parts: &SourceParts, timeout: Duration) -> bool {
         }
     }
     drained
+}
+
+/// How long a removed stream's source may take to stop before its branch is flushed.
+const SOURCE_STOP_PATIENCE: Duration = Duration::from_secs(2);
+
+/// Stops the source of a branch. Its pads deactivate only once its streaming thread is out of its
+/// push, and that push may wait for as long as the branch's sink waits on the clock (a full queue
+/// before a sink holding a frame stamped far ahead, or a pipeline latency raised meanwhile). When
+/// the stop takes longer than `patience`, the branch is flushed from its entry, which returns that
+/// push at once; the frames queued in the branch are then dropped instead of drained.
+fn stop_source(parts: &SourceParts, patience: Duration) {
+    let _ = parts.src.set_locked_state(true);
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    let src = parts.src.clone();
+    let stopper = std::thread::Builder::new()
+        .name("vigil-stop-src".into())
+        .spawn(move || {
+            let _ = src.set_state(gst::State::Null);
+            let _ = done_tx.send(());
+        });
+    let Ok(stopper) = stopper else {
+        // No thread to spare: stop it here (what the patience guards against may then happen).
+        let _ = parts.src.set_state(gst::State::Null);
+        return;
+    };
+    if done_rx.recv_timeout(patience).is_err() {
+        eprintln!(
+            "warning: {}: the source did not stop within {} s (its branch holds its last frames): \
+             the branch is flushed",
+            parts.src.name(),
+            patience.as_secs()
+        );
+        parts.convert_sink.send_event(gst::event::FlushStart::new());
+        let stopped = done_rx.recv_timeout(patience * 5).is_ok();
+        parts
+            .convert_sink
+            .send_event(gst::event::FlushStop::new(false));
+        if !stopped {
+            // Held by something a flush does not reach: the removal goes on (its sinks stop next),
+            // the thread ends when the source does.
+            eprintln!(
+                "warning: {}: the source did not stop after its branch was flushed",
+                parts.src.name()
+            );
+            return;
+        }
+    }
+    let _ = stopper.join();
 }
 
 /// Gives memory freed by a removed stream back to the system (glibc keeps freed heap otherwise, so
@@ -1652,7 +1786,14 @@ pub fn run(plan: &Plan, opts: &RunOptions) -> Result<Summary, RunError> {
         verbose: opts.verbose,
         stopping: AtomicBool::new(false),
         control: Mutex::new(()),
-        latency_floor: AtomicU64::new(0),
+        latency: LatencyGuard::new(
+            plan.config
+                .sources
+                .iter()
+                .map(source_latency)
+                .max()
+                .unwrap_or_default(),
+        ),
     });
     // Sources that could not start fail alone.
     for s in &plan.sources {
@@ -1877,7 +2018,7 @@ pub fn run(plan: &Plan, opts: &RunOptions) -> Result<Summary, RunError> {
                 }
                 MessageView::Latency(_) => {
                     if let Some(p) = weak.upgrade() {
-                        raise_latency(&p, &live.latency_floor);
+                        raise_latency(&p, &live.latency);
                     }
                 }
                 _ => {}
@@ -2108,5 +2249,63 @@ fn describe_events(t: &crate::config::EventsTarget) -> String {
     match t {
         crate::config::EventsTarget::Stdout => "standard output".into(),
         crate::config::EventsTarget::File(p) => p.display().to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A source whose streaming thread is held in a push: a one-frame queue before a synchronised
+    /// sink that waits for a frame stamped an hour ahead.
+    fn held_branch() -> (gst::Pipeline, SourceParts) {
+        gst::init().unwrap();
+        let pipeline = gst::Pipeline::new();
+        let src = gst::ElementFactory::make("videotestsrc")
+            .property("timestamp-offset", 3_600_000_000_000i64)
+            .build()
+            .unwrap();
+        let queue = gst::ElementFactory::make("queue")
+            .property("max-size-buffers", 1u32)
+            .property("max-size-time", 0u64)
+            .property("max-size-bytes", 0u32)
+            .build()
+            .unwrap();
+        let sink = gst::ElementFactory::make("fakesink")
+            .property("sync", true)
+            .build()
+            .unwrap();
+        pipeline.add_many([&src, &queue, &sink]).unwrap();
+        gst::Element::link_many([&src, &queue, &sink]).unwrap();
+        let parts = SourceParts {
+            src: src.clone(),
+            convert_sink: queue.static_pad("sink").unwrap(),
+            elements: vec![src, queue, sink.clone()],
+            terminals: vec![sink.static_pad("sink").unwrap()],
+            mosaic_pad: None,
+        };
+        (pipeline, parts)
+    }
+
+    #[test]
+    fn a_source_held_by_its_branch_stops_within_its_patience() {
+        let (pipeline, parts) = held_branch();
+        pipeline.set_state(gst::State::Playing).unwrap();
+        // The queue full and the source's thread waiting in its push.
+        let q = &parts.elements[1];
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while q.property::<u32>("current-level-buffers") < 1 {
+            assert!(Instant::now() < deadline, "the queue never filled");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        let started = Instant::now();
+        stop_source(&parts, Duration::from_millis(300));
+        let took = started.elapsed();
+        assert_eq!(parts.src.current_state(), gst::State::Null);
+        assert!(took < Duration::from_secs(3), "took {took:?}");
+        // The rest of the branch still takes end-of-stream and stops.
+        parts.convert_sink.send_event(gst::event::Eos::new());
+        pipeline.set_state(gst::State::Null).unwrap();
     }
 }

@@ -8,7 +8,7 @@ use gst::prelude::*;
 use gst::subclass::prelude::*;
 
 use vigil_core::backoff::{Backoff, BackoffPolicy};
-use vigil_core::timestamps::TimestampRepair;
+use vigil_core::timestamps::{TimestampRepair, live_offset, shifted, signed};
 
 use super::sequence::{
     SeqPattern, first_index_by_probing, frame_time, indices_in, is_still_image_path, printf_escape,
@@ -218,11 +218,12 @@ struct Flow {
     /// The upstream segment buffers are in.
     segment: Option<gst::FormattedSegment<gst::ClockTime>>,
     /// Added to running times (ns) so that they continue across reconnections and loops: a file's
-    /// loop goes on after its last frame; a live source's new connection goes on at the pipeline's
-    /// running time of its first frame (never in the future, so that no synchronised sink waits on it,
-    /// and never before the previous frame).
+    /// loop goes on after its last frame; a live source's frames leave at the pipeline's running
+    /// time (never more than `LIVE_AHEAD_NS` ahead of the clock, checked on every frame, so that no
+    /// synchronised sink holds the stream, and never before the previous frame):
+    /// [`live_offset`].
     offset: i64,
-    /// Set when a new source (or a loop restart) begins: the next buffer may raise `offset`.
+    /// Set when a new source (or a loop restart) begins: the next buffer chooses `offset` again.
     rebase: bool,
     /// End (ns) of the last buffer in output running time.
     last_end: Option<u64>,
@@ -1046,6 +1047,15 @@ impl VigilSrc {
 
     fn teardown(&self, cur: Current) {
         let obj = self.obj();
+        // Every element of the old source, held until it is stopped: `uridecodebin` removes its
+        // `rtspsrc` itself while stopping, and one that is still PAUSED then (its connection task
+        // busy) was disposed so, aborting the process (GStreamer-CRITICAL, then g_mutex_clear on a
+        // locked mutex).
+        let held: Vec<gst::Element> = cur
+            .decodebin
+            .downcast_ref::<gst::Bin>()
+            .map(|b| b.iterate_recurse().into_iter().flatten().collect())
+            .unwrap_or_default();
         if let Err(e) = cur.decodebin.set_state(gst::State::Null) {
             gst::warning!(
                 CAT,
@@ -1055,6 +1065,20 @@ impl VigilSrc {
             );
         }
         stop_stragglers(&cur.decodebin);
+        for e in held {
+            stop_straggler(&e);
+            if e.current_state() != gst::State::Null {
+                // Disposing it now would abort the process: its last reference is kept instead.
+                gst::warning!(
+                    CAT,
+                    imp = self,
+                    "{}: still {:?} after it was stopped twice; it is kept",
+                    e.path_string(),
+                    e.current_state()
+                );
+                std::mem::forget(e);
+            }
+        }
         if let Some(sink) = self.link_target()
             && let Some(peer) = sink.peer()
         {
@@ -1688,18 +1712,24 @@ impl VigilSrc {
         }
         if let Some(rt) = rt {
             let rt = rt.nseconds();
-            if f.rebase {
-                let last = f.last_end.unwrap_or(0);
-                if let Some(now) = now {
-                    // A live source's own running times are the pipeline's clock: kept when they go
-                    // on from the previous frame and are not ahead of the clock.
-                    let natural = rt >= last && rt <= now.saturating_add(LIVE_AHEAD_NS);
-                    f.offset = if natural {
-                        0
-                    } else {
-                        signed(now.max(last)) - signed(rt)
-                    };
-                } else if shifted(rt, f.offset) < last {
+            let last = f.last_end.unwrap_or(0);
+            if let Some(now) = now {
+                // A live source's own running times are the pipeline's clock: kept while they go on
+                // from the previous frame and are not ahead of the clock (checked on every frame).
+                let offset = live_offset(rt, now, last, f.offset, f.rebase);
+                if offset != f.offset && !f.rebase {
+                    gst::info!(
+                        CAT,
+                        imp = self,
+                        "frame {} would leave {} ahead of the clock: moved to it",
+                        f.index,
+                        gst::ClockTime::from_nseconds(shifted(rt, f.offset).saturating_sub(now))
+                    );
+                }
+                f.offset = offset;
+                f.rebase = false;
+            } else if f.rebase {
+                if shifted(rt, f.offset) < last {
                     f.offset = signed(last) - signed(rt);
                 }
                 f.rebase = false;
@@ -1960,32 +1990,22 @@ fn stop_stragglers(bin: &gst::Element) {
         return;
     };
     for e in bin.iterate_recurse().into_iter().flatten() {
-        if e.current_state() != gst::State::Null || e.pending_state() != gst::State::VoidPending {
-            gst::debug!(
-                CAT,
-                "{}: still {:?} after its bin was stopped; stopping it",
-                e.path_string(),
-                e.current_state()
-            );
-            e.set_locked_state(false);
-            let _ = e.set_state(gst::State::Null);
-        }
+        stop_straggler(&e);
     }
 }
 
-/// How far ahead of the pipeline's clock a live source's new connection may stamp its first frame
-/// before it is moved to the clock.
-const LIVE_AHEAD_NS: u64 = 1_000_000_000;
-
-/// Nanoseconds as a signed offset's operand (saturating at `i64::MAX`, 292 years).
-fn signed(ns: u64) -> i64 {
-    i64::try_from(ns).unwrap_or(i64::MAX)
-}
-
-/// `t + offset`, saturated to `0..=u64::MAX`.
-fn shifted(t: u64, offset: i64) -> u64 {
-    let v = i128::from(t) + i128::from(offset);
-    u64::try_from(v.max(0)).unwrap_or(u64::MAX)
+/// Stops `e` (unlocking its state first) if it is not stopped.
+fn stop_straggler(e: &gst::Element) {
+    if e.current_state() != gst::State::Null || e.pending_state() != gst::State::VoidPending {
+        gst::debug!(
+            CAT,
+            "{}: still {:?} after its bin was stopped; stopping it",
+            e.path_string(),
+            e.current_state()
+        );
+        e.set_locked_state(false);
+        let _ = e.set_state(gst::State::Null);
+    }
 }
 
 /// A GStreamer element of `plugin` (for the error when it is missing).
