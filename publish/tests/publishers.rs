@@ -187,8 +187,9 @@ fn closing_without_a_broker_counts_the_rest_as_dropped() {
     let s = p.close(Duration::from_millis(300));
     assert_eq!((s.published, s.dropped, s.buffered), (0, 7, 0));
     let log = log.lock().unwrap();
+    // Refused, or reset when another test's listener took the free port for a moment in between.
     assert!(
-        matches!(log.first(), Some(Status::Disconnected(r)) if r.contains("refused")),
+        matches!(log.first(), Some(Status::Disconnected(r)) if r.contains("refused") || r.contains("reset")),
         "{log:?}"
     );
 }
