@@ -1110,9 +1110,12 @@ struct LatencyGuard {
 /// decoders' reordering and queues (2 s).
 const LATENCY_HEADROOM: Duration = Duration::from_secs(2);
 
-/// The jitter-buffer latency of a source (`latency_ms`, else `vigilsrc`'s default of 200 ms).
+/// The jitter-buffer latency of a source (`latency_ms`, else `vigilsrc`'s default).
 fn source_latency(cfg: &crate::config::SourceConfig) -> Duration {
-    Duration::from_millis(u64::from(cfg.latency_ms.unwrap_or(200)))
+    Duration::from_millis(u64::from(
+        cfg.latency_ms
+            .unwrap_or(gstvigil::source::DEFAULT_LATENCY_MS),
+    ))
 }
 
 impl LatencyGuard {

@@ -18,8 +18,9 @@
 //!   `uridecodebin`'s asynchronous state messages are kept inside the bin, so other branches keep flowing.
 //! - **Continuous timestamps**: the bin outputs one `TIME` segment starting at 0 and buffers stamped with
 //!   their running time plus an offset. After a reconnection or a loop restart the offset is raised just
-//!   enough that running time never goes backwards (a live source, whose running time kept advancing,
-//!   keeps offset 0; a looped file continues right after its last frame). Repeated `stream-start`s and
+//!   enough that running time never goes backwards (a live source's frames leave at the pipeline's
+//!   clock, never more than 1 s ahead of it, checked on every frame; a looped file continues right
+//!   after its last frame). Repeated `stream-start`s and
 //!   `segment`s from rebuilt sources are not forwarded; QoS events going upstream are shifted back.
 //! - **Data timeout** (`data-timeout`, 10 s): a network source that delivers no frame for that long (at
 //!   start, or while a live source is playing) is reconnected; a file that delivers no first frame fails.
@@ -51,11 +52,15 @@
 //! GST_PLUGIN_PATH=target/release gst-launch-1.0 vigilsrc uri=/data/frames/img_%05d.jpg \
 //!     image-framerate=30/1 ! videoconvert ! autovideosink
 //! ```
+
 use gst::glib;
 use gst::prelude::*;
 
 mod imp;
 pub mod sequence;
+
+/// The jitter-buffer latency of RTSP sources when `latency` is not set (ms).
+pub const DEFAULT_LATENCY_MS: u32 = 200;
 
 glib::wrapper! {
     pub struct VigilSrc(ObjectSubclass<imp::VigilSrc>) @extends gst::Bin, gst::Element, gst::Object, @implements gst::ChildProxy;
