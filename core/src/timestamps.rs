@@ -11,6 +11,13 @@
 //! - a frame less than a quarter of an interval after the previous one (the same time again, or a
 //!   little earlier: reordering left over by the decoder) gets the previous PTS plus one interval
 //!   ([`Fix::NotIncreasing`]); the frames after it keep their own times;
+//! - a frame whose own time went on from the previous frame's own time by at least a quarter of an
+//!   interval, but is not a quarter of an interval after the previous frame's *written* time, gets
+//!   the previous written time plus a quarter of an interval ([`Fix::CatchingUp`]): the written times
+//!   ran ahead of the frame's own (a live stream whose first two frames share one time; missing times
+//!   derived faster than they came) and close in on them, instead of each following frame being
+//!   moved by a whole interval again, forever, and drifting ahead of the clock when the source runs a
+//!   little faster than its nominal rate;
 //! - a jump back by more than [`REBASE_AFTER`] (a timestamp reset, a wrapped clock) moves the rest of
 //!   the stream after the previous frame ([`Fix::Rebased`]), keeping the new times' spacing;
 //! - every frame gets a duration: its own, else one interval.
@@ -32,6 +39,9 @@ pub enum Fix {
     Missing,
     /// The frame's PTS was not after the previous one: the previous one plus an interval.
     NotIncreasing,
+    /// The PTS went on from the previous frame's own but the previous written PTS was ahead of it:
+    /// the previous written PTS plus a quarter of an interval.
+    CatchingUp,
     /// The PTS jumped back by more than [`REBASE_AFTER`]: it and the following frames were moved
     /// after the previous frame.
     Rebased,
@@ -64,7 +74,10 @@ pub struct TimestampRepair {
     cadence: Option<u64>,
     /// Added to incoming times after a rebase.
     shift: u64,
+    /// The previous frame's written PTS.
     last: Option<u64>,
+    /// The last own PTS seen (after `shift`).
+    last_own: Option<u64>,
     repaired: u64,
 }
 
@@ -96,6 +109,7 @@ impl TimestampRepair {
     /// Starts again (a seek, a flush): the next frame's time is taken as it is.
     pub fn reset(&mut self) {
         self.last = None;
+        self.last_own = None;
         self.shift = 0;
     }
 
@@ -103,6 +117,11 @@ impl TimestampRepair {
     pub fn stamp(&mut self, pts: Option<u64>, duration: Option<u64>) -> Stamp {
         let interval = self.interval();
         let own = pts.map(|p| p.saturating_add(self.shift));
+        let quarter = (interval / 4).max(1);
+        let went_on = |p: u64| {
+            self.last_own
+                .is_some_and(|o| p >= o.saturating_add(quarter))
+        };
         let (pts, fix) = match (own, self.last) {
             (None, None) => (0, Fix::Missing),
             (None, Some(last)) => (last.saturating_add(interval), Fix::Missing),
@@ -112,7 +131,10 @@ impl TimestampRepair {
                 self.shift = self.shift.saturating_add(to - p);
                 (to, Fix::Rebased)
             }
-            (Some(p), Some(last)) if p < last.saturating_add((interval / 4).max(1)) => {
+            (Some(p), Some(last)) if p < last.saturating_add(quarter) && went_on(p) => {
+                (last.saturating_add(quarter), Fix::CatchingUp)
+            }
+            (Some(p), Some(last)) if p < last.saturating_add(quarter) => {
                 (last.saturating_add(interval), Fix::NotIncreasing)
             }
             (Some(p), Some(last)) => {
@@ -122,6 +144,10 @@ impl TimestampRepair {
         };
         if fix.repaired() {
             self.repaired += 1;
+        }
+        if let Some(p) = own {
+            // After a rebase the frame's own time is the one it was moved to.
+            self.last_own = Some(if fix == Fix::Rebased { pts } else { p });
         }
         self.last = Some(pts);
         let duration = duration.filter(|&d| d > 0).unwrap_or(interval);
@@ -229,6 +255,42 @@ mod tests {
         assert_eq!(out[6], (6 * d, Fix::NotIncreasing));
         assert_eq!(out[7], (7 * d, Fix::Kept));
         assert_eq!(r.repaired(), 2);
+    }
+
+    #[test]
+    fn a_live_stream_whose_first_frames_share_a_time_is_not_moved_for_ever() {
+        // An RTSP camera over TCP: the jitter buffer gives the first two frames one time, then every
+        // frame its own slot, 0.8 ms sooner than the nominal 40 ms (the camera's clock is a little
+        // fast). Moving each frame by a whole interval after the previous written one would move all
+        // of them, 0.8 ms more each, and leave the stream a second ahead of the clock in 50 s.
+        let mut r = TimestampRepair::new();
+        r.set_framerate(25, 1);
+        let own = |n: u64| 236 * MS + n.saturating_sub(1) * 39_200_000;
+        let input: Vec<_> = (0..3000).map(|n| Some(own(n))).collect();
+        let out = run(&mut r, &input);
+        assert!(strictly_increasing(&out));
+        assert_eq!(out[1], (own(1) + 40 * MS, Fix::NotIncreasing));
+        assert_eq!(out[2], (own(1) + 50 * MS, Fix::CatchingUp));
+        assert_eq!(out[3], (own(3), Fix::Kept));
+        assert_eq!(out[2999], (own(2999), Fix::Kept));
+        assert_eq!(r.repaired(), 2);
+    }
+
+    #[test]
+    fn derived_times_that_ran_ahead_close_in_on_the_frames_own() {
+        // Three frames without a time, then the frames' own times again, 80 ms behind the derived
+        // ones: a quarter of an interval at a time until the own times are after the written ones.
+        let mut r = TimestampRepair::new();
+        r.set_framerate(25, 1);
+        let mut input = vec![Some(0), None, None, None];
+        input.extend((2..10).map(|n| Some(n * 40 * MS)));
+        let out = run(&mut r, &input);
+        assert!(strictly_increasing(&out), "{out:?}");
+        assert_eq!(out[3], (120 * MS, Fix::Missing));
+        assert_eq!(out[4], (130 * MS, Fix::CatchingUp));
+        assert_eq!(out[5], (140 * MS, Fix::CatchingUp));
+        assert_eq!(out[6], (160 * MS, Fix::Kept));
+        assert!(out[6..].iter().all(|&(_, f)| f == Fix::Kept), "{out:?}");
     }
 
     #[test]

@@ -286,9 +286,10 @@ fn judge(entry: &Entry, row: &mut Row) {
             row.events, even.0, even.1
         )),
     }
-    // The clients connect while the streams already play (all at once, on a busy machine): they see
-    // the frames from their first key frame on, which the encoder makes as they join.
-    let want = if row.events >= 50 { row.events / 2 } else { 1 };
+    // The clients connect while the streams already play (all at once, on a busy machine; one whose
+    // DESCRIBE failed connects again): they see the frames from their first key frame on, which the
+    // encoder makes as they join. Measured on 2 cores: 22 of 50 at least.
+    let want = if row.events >= 50 { row.events / 3 } else { 1 };
     match row.rtsp {
         Some(r) if r.frames >= want && r.frames <= row.events && (r.width, r.height) == even => {}
         other => row.problems.push(format!(
@@ -529,6 +530,7 @@ fn zoo_codecs_as_rtsp_cameras_over_tcp_and_udp() {
         ),
     )
     .unwrap();
+    let started = Instant::now();
     let (vigil, _) = Vigil::run(&cfg, &["--progress", "0"]);
     let names: Vec<String> = ["h264", "h265", "mjpeg"]
         .iter()
@@ -560,6 +562,37 @@ fn zoo_codecs_as_rtsp_cameras_over_tcp_and_udp() {
             bad.push(format!("{n}: {count} events, MP4 {mp4:?}"));
         }
     }
+    // A camera's frames keep their own times. Some are repaired: a live stream's first two frames can
+    // share one, and on a loaded machine the jitter buffer hands out a burst of frames a few ms apart.
+    // Before the written times closed in on the frames' own, every frame after such a repair was moved
+    // too (41-6004 repairs in 35-240 s, 20-100 % of the frames) and the stream drifted ahead of the
+    // clock until its sinks stopped (0-1 events in 240 s).
+    // The cameras send 25 frames/s; at most a tenth of them repaired.
+    let decoded = started.elapsed().as_secs() * 25;
+    for n in &names {
+        let repaired = summary_count(&stderr, n, "timestamps repaired:");
+        eprintln!("{n}: {repaired} timestamps repaired of about {decoded} frames sent");
+        if repaired * 10 > decoded {
+            bad.push(format!(
+                "{n}: {repaired} timestamps repaired of about {decoded} frames sent"
+            ));
+        }
+    }
     assert!(bad.is_empty(), "{}\nstderr:\n{stderr}", bad.join("\n"));
     assert!(!stderr.contains("failed"), "{stderr}");
+}
+
+/// The number in `source`'s summary line that has `key` after it (`" frames in"`) or before it
+/// (`"timestamps repaired:"`); 0 when the summary has no such line.
+fn summary_count(stderr: &str, source: &str, key: &str) -> u64 {
+    let tag = format!("[{source}] ");
+    stderr
+        .lines()
+        .filter_map(|l| l.split_once(&tag).map(|(_, rest)| rest))
+        .filter_map(|rest| match rest.split_once(key)? {
+            ("", after) => after.split_whitespace().next()?.parse().ok(),
+            (before, _) => before.split_whitespace().last()?.parse().ok(),
+        })
+        .max()
+        .unwrap_or(0)
 }
