@@ -1522,6 +1522,38 @@ fn reset_latency(pipeline: &gst::Pipeline, guard: &LatencyGuard) {
     raise_latency(pipeline, guard);
 }
 
+/// Drops the stopped pipeline. An element that did not reach NULL with it (seen: a camera's
+/// `rtspsrc` and its RTP manager, PAUSED and state-locked, when the stop met a reconnection) is stopped
+/// again; were one still running, disposing it would abort the process (GStreamer-CRITICAL, then
+/// `g_mutex_clear` on a locked mutex), so the pipeline is left to the process's exit instead.
+fn release_pipeline(pipeline: gst::Pipeline) {
+    let running = |e: &gst::Element| e.current_state() != gst::State::Null;
+    let stuck: Vec<gst::Element> = pipeline
+        .iterate_recurse()
+        .into_iter()
+        .flatten()
+        .filter(running)
+        .collect();
+    for e in &stuck {
+        e.set_locked_state(false);
+        let _ = e.set_state(gst::State::Null);
+    }
+    let still: Vec<String> = stuck
+        .iter()
+        .filter(|e| running(e))
+        .map(|e| format!("{} ({:?})", e.path_string(), e.current_state()))
+        .collect();
+    if still.is_empty() {
+        drop(pipeline);
+    } else {
+        eprintln!(
+            "warning: {} did not stop; the pipeline is left to the process's exit",
+            still.join(", ")
+        );
+        std::mem::forget(pipeline);
+    }
+}
+
 /// Copies `vigilsrc`'s counters (frames out and dropped, timestamps repaired) into `stats`.
 fn poll_source(src: &gst::Element, stats: &SourceStats) {
     if src.find_property("frames-dropped").is_none() {
@@ -2219,7 +2251,7 @@ pub fn run(plan: &Plan, opts: &RunOptions) -> Result<Summary, RunError> {
         s.parts = None;
     }
     drop(live);
-    drop(pipeline);
+    release_pipeline(pipeline);
     let events_result = writer.map(|w| w.finish()).unwrap_or(Ok(()));
 
     let interrupted =

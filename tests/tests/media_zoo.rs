@@ -155,12 +155,16 @@ struct RtspProbe {
     url: String,
     child: Child,
     attempts: u32,
+    /// When the last connection that read nothing ended.
+    failed_at: Option<Instant>,
     /// What a connection that ended with frames decoded.
     done: Option<Probe>,
 }
 
 /// Connections a client makes at most.
-const RTSP_ATTEMPTS: u32 = 5;
+const RTSP_ATTEMPTS: u32 = 10;
+/// How long a client waits before it connects again.
+const RTSP_RETRY_AFTER: Duration = Duration::from_secs(2);
 
 impl RtspProbe {
     fn start(url: &str) -> RtspProbe {
@@ -168,6 +172,7 @@ impl RtspProbe {
             url: url.to_string(),
             child: Self::spawn(url),
             attempts: 1,
+            failed_at: None,
             done: None,
         }
     }
@@ -178,12 +183,22 @@ impl RtspProbe {
             .expect("start ffprobe")
     }
 
-    /// While the stream plays: a client that failed connects again.
+    /// While the stream plays: a client that failed connects again, [`RTSP_RETRY_AFTER`] later (a
+    /// refused `DESCRIBE` is answered at once: retrying at once would spend every attempt in the same
+    /// busy second).
     fn retry_if_failed(&mut self) {
-        if self.done.is_some()
-            || self.attempts >= RTSP_ATTEMPTS
-            || !matches!(self.child.try_wait(), Ok(Some(_)))
-        {
+        if self.done.is_some() || self.attempts >= RTSP_ATTEMPTS {
+            return;
+        }
+        if let Some(at) = self.failed_at {
+            if at.elapsed() >= RTSP_RETRY_AFTER {
+                self.attempts += 1;
+                self.failed_at = None;
+                self.child = Self::spawn(&self.url);
+            }
+            return;
+        }
+        if !matches!(self.child.try_wait(), Ok(Some(_))) {
             return;
         }
         let mut out = Vec::new();
@@ -192,17 +207,15 @@ impl RtspProbe {
         }
         match parse_probe(&out) {
             Some(p) => self.done = Some(p),
-            None => {
-                self.attempts += 1;
-                self.child = Self::spawn(&self.url);
-            }
+            None => self.failed_at = Some(Instant::now()),
         }
     }
 
-    /// Waits until `deadline` for its end (killed then), and what it decoded.
-    fn finish(mut self, deadline: Instant) -> Option<Probe> {
+    /// Waits until `deadline` for its end (killed then): what it decoded, and in how many connections.
+    fn finish(mut self, deadline: Instant) -> (Option<Probe>, u32) {
+        let attempts = self.attempts;
         if self.done.is_some() {
-            return self.done;
+            return (self.done, attempts);
         }
         while Instant::now() < deadline {
             if let Ok(Some(_)) = self.child.try_wait() {
@@ -211,8 +224,12 @@ impl RtspProbe {
             std::thread::sleep(Duration::from_millis(100));
         }
         let _ = self.child.kill();
-        let out = self.child.wait_with_output().ok()?;
-        parse_probe(&out.stdout)
+        let probe = self
+            .child
+            .wait_with_output()
+            .ok()
+            .and_then(|out| parse_probe(&out.stdout));
+        (probe, attempts)
     }
 }
 
@@ -225,6 +242,8 @@ struct Row {
     sizes: Vec<(i64, i64)>,
     mp4: Option<Probe>,
     rtsp: Option<Probe>,
+    /// Connections the RTSP client made.
+    rtsp_attempts: u32,
     /// First to last event (wall clock, s).
     seconds: f64,
     problems: Vec<String>,
@@ -293,8 +312,8 @@ fn judge(entry: &Entry, row: &mut Row) {
     match row.rtsp {
         Some(r) if r.frames >= want && r.frames <= row.events && (r.width, r.height) == even => {}
         other => row.problems.push(format!(
-            "RTSP client: {other:?}, expected {want} to {} frames at {}x{}",
-            row.events, even.0, even.1
+            "RTSP client: {other:?} in {} connections, expected {want} to {} frames at {}x{}",
+            row.rtsp_attempts, row.events, even.0, even.1
         )),
     }
 }
@@ -418,7 +437,8 @@ fn every_file_of_the_zoo_plays_to_its_last_frame() {
     );
     let deadline = Instant::now() + Duration::from_secs(30);
     for (file, c) in clients {
-        rows.get_mut(&file).expect("row").rtsp = c.finish(deadline);
+        let row = rows.get_mut(&file).expect("row");
+        (row.rtsp, row.rtsp_attempts) = c.finish(deadline);
     }
 
     let events = vigil_tests::read_events(&dir.path().join("events.jsonl")).expect("events");
