@@ -15,7 +15,6 @@ use common::{TempDir, root};
 use vigil_core::engine::{FrameInput, InferRequest, ModelHandle, ModelServer};
 use vigil_core::frame::{FrameFormat, FrameLayout};
 use vigil_core::postprocess::{Detection, nms};
-use vigil_core::preprocess::{ColorOrder, Preprocessor};
 use vigil_core::runtime::{self, ExecutionProvider};
 
 /// Largest difference of a box edge between the CUDA path and the CPU path (acceptance: 2 px).
@@ -81,21 +80,11 @@ fn repository() -> Option<TempDir> {
     Some(tmp)
 }
 
-/// `name` from `samples/media` as RGBA pixels.
-fn rgba(name: &str) -> (Vec<u8>, u32, u32) {
-    let path = root().join("samples/media").join(name);
-    let img = image::open(&path)
-        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-        .to_rgba8();
-    let (w, h) = img.dimensions();
-    (img.into_raw(), w, h)
-}
-
 /// The detections of `handle`'s model on `image`: through the CPU pre-processing and a tensor
 /// request, or (`frame`) through a frame request pre-processed on the GPU.
 fn detect(handle: &ModelHandle, image: &str, frame: bool) -> Vec<Detection> {
     let spec = handle.spec().expect("a detector");
-    let (pixels, w, h) = rgba(image);
+    let (pixels, w, h) = common::rgba(image);
     let request = if frame {
         let layout = FrameLayout::packed(FrameFormat::Rgba, w, h);
         let mut data = pixels;
@@ -107,16 +96,7 @@ fn detect(handle: &ModelHandle, image: &str, frame: bool) -> Vec<Detection> {
             yuv: None,
         })
     } else {
-        let mut pixels = pixels;
-        if spec.preprocess.color == ColorOrder::Bgr {
-            for p in pixels.chunks_exact_mut(4) {
-                p.swap(0, 2);
-            }
-        }
-        let mut x = vec![0f32; spec.preprocess.tensor_len()];
-        Preprocessor::new(spec.preprocess.clone())
-            .run(&pixels, w, h, &mut x)
-            .expect("pre-process");
+        let x = common::preprocessed(&spec.preprocess, pixels, w, h);
         InferRequest::new(&spec.input_name, spec.input_shape(1)[1..].to_vec(), x)
     };
     let (mw, mh) = (spec.preprocess.width, spec.preprocess.height);

@@ -24,7 +24,6 @@ use common::{TempDir, root};
 use vigil_core::engine::{InferRequest, ModelServer};
 use vigil_core::modelspec::ModelSpec;
 use vigil_core::postprocess::{Detection, nms};
-use vigil_core::preprocess::{ColorOrder, Preprocessor};
 use vigil_core::runtime::{self, OnnxModel};
 
 /// The venv's python with `onnx`, given ONNX Runtime and the NanoDet weights; else `None` (SKIPPED).
@@ -104,22 +103,8 @@ fn make_repo(tag: &str) -> Option<TempDir> {
 
 /// `name` from `samples/media` pre-processed for `spec`'s model, with the image's size.
 fn tensor(spec: &ModelSpec, name: &str) -> (Vec<f32>, u32, u32) {
-    let path = root().join("samples/media").join(name);
-    let rgba = image::open(&path)
-        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-        .to_rgba8();
-    let (w, h) = rgba.dimensions();
-    let mut pixels = rgba.into_raw();
-    if spec.preprocess.color == ColorOrder::Bgr {
-        for p in pixels.chunks_exact_mut(4) {
-            p.swap(0, 2);
-        }
-    }
-    let mut out = vec![0f32; spec.preprocess.tensor_len()];
-    Preprocessor::new(spec.preprocess.clone())
-        .run(&pixels, w, h, &mut out)
-        .expect("pre-process");
-    (out, w, h)
+    let (pixels, w, h) = common::rgba(name);
+    (common::preprocessed(&spec.preprocess, pixels, w, h), w, h)
 }
 
 fn half(v: f32) -> f32 {

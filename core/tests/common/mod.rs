@@ -77,3 +77,34 @@ pub fn run_script(python: &Path, script: &str, args: &[&Path]) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// `name` from `samples/media` as RGBA pixels, with its size.
+pub fn rgba(name: &str) -> (Vec<u8>, u32, u32) {
+    let path = root().join("samples/media").join(name);
+    let img = image::open(&path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .to_rgba8();
+    let (w, h) = img.dimensions();
+    (img.into_raw(), w, h)
+}
+
+/// RGBA `pixels` (`w`x`h`) through the CPU pre-processing of `spec` (colour order swapped first
+/// where the model takes BGR).
+pub fn preprocessed(
+    spec: &vigil_core::preprocess::PreprocessSpec,
+    mut pixels: Vec<u8>,
+    w: u32,
+    h: u32,
+) -> Vec<f32> {
+    use vigil_core::preprocess::{ColorOrder, Preprocessor};
+    if spec.color == ColorOrder::Bgr {
+        for p in pixels.chunks_exact_mut(4) {
+            p.swap(0, 2);
+        }
+    }
+    let mut out = vec![0f32; spec.tensor_len()];
+    Preprocessor::new(spec.clone())
+        .run(&pixels, w, h, &mut out)
+        .expect("pre-process");
+    out
+}
