@@ -34,7 +34,7 @@
 # Environment: VIGIL_ORT_GPU (the ONNX Runtime GPU wheel, default onnxruntime-gpu==1.31.1),
 # VIGIL_PYTHON_TAG (CPython of that wheel, default 312), PYTHON (the GPU machine's Python with the
 # nvidia packages, default python3), BENCH_FRAMES (frames per stream of the capacity search, default
-# 150), CAPACITY_MAX (most streams tried, default 32), BENCH_TIMEOUT (seconds, default 240),
+# 90), CAPACITY_MAX (most streams tried, default 32), BENCH_TIMEOUT (seconds, default 150),
 # VIGIL_GPU_CHECK_DRY_RUN=1 (check without a driver: every GPU step SKIPPED with its reason; to try
 # the procedure from the parts alone before a GPU session).
 set -euo pipefail
@@ -51,7 +51,9 @@ DIR=${2:-}
 WHAT=${3:-all}
 [ -n "$MODE" ] && [ -n "$DIR" ] || die "usage: $0 prepare DIR | sizes DIR | check DIR [core|pipeline|all]"
 
-PART_BYTES=$((60 * 1024 * 1024))
+# 60 MiB less 64 KiB: part-1 also holds bundle.index, and a folder is what a command carries.
+PART_LIMIT=$((60 * 1024 * 1024))
+PART_BYTES=$((PART_LIMIT - 64 * 1024))
 ARCH=x86_64-linux-gnu
 # The plugins `vigil` loads for files, cameras and its outputs; nvcodec holds NVDEC and NVENC.
 PLUGINS=(coreelements playback typefindfunctions app videoconvertscale videorate compositor isomp4
@@ -214,7 +216,7 @@ prepare() {
 }
 
 write_parts_md() {
-  local build=$1 n k
+  local build=$1 n k bench=${BENCH_TIMEOUT:-150}
   n=$(awk '/^parts /{print $2}' "$DIR/part-1/bundle.index")
   {
     echo "# Vigil GPU check: $n parts of at most 60 MiB"
@@ -233,12 +235,14 @@ write_parts_md() {
     for k in $(seq 1 "$n"); do
       local step="send only (\`ls\`)" time="30 s"
       [ "$k" = 1 ] && time="start 2 min + 30 s"
-      [ "$k" = "$n" ] && step="\`scripts/gpu-check.sh check DIR all\`" && time="30 s + core 1 min + pipeline 4 min"
+      [ "$k" = "$n" ] && step="\`scripts/gpu-check.sh check DIR all\`" &&
+        time="30 s + core 1 min + pipeline at most $((bench / 60)) min $((bench % 60)) s"
       echo "| part-$k | $(mib "$DIR/part-$k/bundle.$(printf %02d "$k")") | $step | $time |"
     done
     echo
-    echo "Expected GPU-machine time in all: $((2 * 60 + n * 30 + 5 * 60)) s (estimates: machine start 2 min, 30 s"
-    echo "per part sent, the core tests 1 min, the capacity bench at most BENCH_TIMEOUT = 4 min)."
+    echo "Expected GPU-machine time in all: $((2 * 60 + n * 30 + 60 + bench)) s (estimates: machine start 2 min, 30 s"
+    echo "per part sent, the core tests 1 min, the capacity bench at most BENCH_TIMEOUT = $bench s: 3 variants,"
+    echo "about 10 trials of ${BENCH_FRAMES:-90} frames per stream each; a bench cut short reports the trials it finished)."
     echo "Each part goes in one command, kept in an ignored folder there (e.g. target/gpu-check/part-K);"
     echo "the last command runs the check. \`check DIR core\` runs as soon as the parts holding"
     echo "core.tar.xz and ort.tar.xz are there."
@@ -255,8 +259,8 @@ sizes() {
     [[ $f == *.index ]] && continue
     size=$(du -sb "$(dirname "$f")" | cut -f1)
     printf 'gpu-check: %s: %s bytes (%.1f MiB)%s\n' "$(basename "$(dirname "$f")")" "$size" \
-      "$(echo "$size / 1048576" | bc -l)" "$([ "$size" -le $((PART_BYTES + 65536)) ] || echo ' TOO BIG')"
-    [ "$size" -le $((PART_BYTES + 65536)) ] || bad=1
+      "$(echo "$size / 1048576" | bc -l)" "$([ "$size" -le $PART_LIMIT ] || echo ' TOO BIG')"
+    [ "$size" -le $PART_LIMIT ] || bad=1
   done
   [ $bad = 0 ] || die "a part is over 60 MiB"
 }
@@ -382,16 +386,18 @@ check_pipeline() {
     rep "SKIPPED NVDEC/NVENC: nvcodec registers no element here (no NVIDIA driver, or no libnvcuvid/libnvidia-encode); the capacity bench decodes on the CPU"
   fi
   "$g/bin/gst-inspect-1.0" vigil >/dev/null 2>&1 || { rep "FAIL    GStreamer cannot load libgstvigil (log: gst-inspect-1.0 vigil)"; failed=1; }
-  local frames=${BENCH_FRAMES:-150} max=${CAPACITY_MAX:-32} out=$DIR/capacity
-  rep "-- capacity: 1080p30 streams that keep real time (${frames} frames per stream, at most ${max} streams, at most ${BENCH_TIMEOUT:-240} s)"
-  if (cd "$DIR/core/repo" && timeout "${BENCH_TIMEOUT:-240}" "$DIR/pipeline/bin/vigil" bench --capacity \
+  local frames=${BENCH_FRAMES:-90} max=${CAPACITY_MAX:-32} out=$DIR/capacity
+  rep "-- capacity: 1080p30 streams that keep real time (${frames} frames per stream, at most ${max} streams, at most ${BENCH_TIMEOUT:-150} s)"
+  if (cd "$DIR/core/repo" && timeout "${BENCH_TIMEOUT:-150}" "$DIR/pipeline/bin/vigil" bench --capacity \
       --video "$DIR/pipeline/repo/samples/media/bikes_1080p30.mp4" --models models \
       --frames "$frames" --max-streams "$max" --out "$out") >"$DIR/capacity.log" 2>&1; then
     rep "PASS    capacity bench"
     sed 's/^/          /' "$out/capacity.md" | tee -a "$REPORT"
   else
-    rep "FAIL    capacity bench (log: $DIR/capacity.log)"
-    tail -5 "$DIR/capacity.log" | sed 's/^/          /' | tee -a "$REPORT"
+    rep "FAIL    capacity bench (log: $DIR/capacity.log); the trials it finished:"
+    # The search prints each variant and each trial as it goes: a bench cut short still has figures.
+    { grep -E '^capacity: |stream\(s\): ' "$DIR/capacity.log" || tail -5 "$DIR/capacity.log"; } |
+      sed 's/^/          /' | tee -a "$REPORT"
     failed=1
   fi
   return $failed

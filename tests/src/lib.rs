@@ -377,6 +377,17 @@ impl TestCamera {
             .join("\n")
     }
 
+    /// `Some(description)` when the camera process has ended by itself (its exit status and
+    /// stderr), `None` while it runs.
+    pub fn died(&mut self) -> Option<String> {
+        let status = self.child.try_wait().ok().flatten()?;
+        Some(format!(
+            "the test camera at {} ended ({status}); stderr:\n{}",
+            self.url,
+            self.stderr_text()
+        ))
+    }
+
     /// Kills the camera (SIGKILL: a real outage, its TCP connections drop) and reaps it.
     pub fn kill(&mut self) {
         if let Ok(None) = self.child.try_wait() {

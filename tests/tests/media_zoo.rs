@@ -563,6 +563,7 @@ fn zoo_codecs_as_rtsp_cameras_over_tcp_and_udp() {
         && names
             .iter()
             .any(|n| counts.get(n).copied().unwrap_or(0) < 50)
+        && !cameras.iter_mut().any(|c| c.died().is_some())
     {
         std::thread::sleep(Duration::from_millis(500));
         for e in tail.read_new().unwrap_or_default() {
@@ -571,7 +572,10 @@ fn zoo_codecs_as_rtsp_cameras_over_tcp_and_udp() {
             }
         }
     }
+    // A camera that died is the camera's fault, not the stream's: say so with its stderr.
+    let dead: Vec<String> = cameras.iter_mut().filter_map(TestCamera::died).collect();
     let stderr = vigil.stop_clean();
+    assert!(dead.is_empty(), "{}", dead.join("\n"));
     let events = vigil_tests::read_events(&events_path).expect("events");
     let mut bad = Vec::new();
     for n in &names {

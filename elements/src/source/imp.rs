@@ -1671,8 +1671,24 @@ impl VigilSrc {
                 let (stamp, dts, keep) = match self.stamp_buffer(buffer, interval) {
                     Stamped::Frame { stamp, dts, keep } => (stamp, dts, keep),
                     Stamped::Unsegmented => return self.count_first(gst::PadProbeReturn::Ok),
-                    Stamped::Clipped => return gst::PadProbeReturn::Drop,
+                    Stamped::Clipped => {
+                        gst::debug!(
+                            CAT,
+                            imp = self,
+                            "frame at {:?} is outside the segment: dropped",
+                            buffer.pts()
+                        );
+                        return gst::PadProbeReturn::Drop;
+                    }
                 };
+                gst::log!(
+                    CAT,
+                    imp = self,
+                    "frame out at {} (its own PTS {:?}, {:?}, kept {keep})",
+                    gst::ClockTime::from_nseconds(stamp.pts),
+                    buffer.pts(),
+                    stamp.fix
+                );
                 if !keep {
                     return self.count_first(gst::PadProbeReturn::Drop);
                 }
@@ -1702,14 +1718,17 @@ impl VigilSrc {
             None
         };
         let mut f = lock(&self.flow);
-        f.last_frame = Some(Instant::now());
         let Some(seg) = f.segment.clone() else {
+            f.last_frame = Some(Instant::now());
             return Stamped::Unsegmented;
         };
         let rt = buffer.pts().and_then(|p| seg.to_running_time(p));
         if buffer.pts().is_some() && rt.is_none() {
+            // Not a frame that goes out: a stream whose frames all fall outside the segment is
+            // stalled, and the watchdog must see it.
             return Stamped::Clipped;
         }
+        f.last_frame = Some(Instant::now());
         if let Some(rt) = rt {
             let rt = rt.nseconds();
             let last = f.last_end.unwrap_or(0);

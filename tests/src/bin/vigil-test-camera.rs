@@ -12,6 +12,7 @@
 //! x264enc tune=zerolatency … ! rtph264pay` (`--codec h265`: `x265enc … ! rtph265pay`; `mjpeg`:
 //! `jpegenc ! rtpjpegpay`, frame sizes in multiples of 8 as RFC 2435 needs); `vigilsrc` restarts the file at its end with increasing
 //! timestamps and the media's sinks are synchronised to the clock, so it plays at the file's speed.
+//! Like a live camera, the media cannot seek: a client's `PLAY` starts where the stream is.
 //! Without `--width`/`--height`/`--fps` the file's own size and frame rate are kept. `--port 0` picks a
 //! free port. Once listening, it prints `ready rtsp://ADDR:PORT/MOUNT` on standard output; it runs until
 //! SIGTERM or SIGINT (exit 0) or until killed. Errors (bad arguments, missing file, port in use) are one
@@ -249,6 +250,12 @@ fn run(args: &Args) -> Result<(), String> {
     // An endless stream has no end. With the file's (from a segment or duration query) the server would
     // announce `Range: npt=0-<duration>` and clients (rtpjitterbuffer's npt-stop) would end the stream
     // after one pass; without one it announces `npt=0-`.
+    // And a camera cannot seek: answered, the seeking query made the shared media seekable, and each
+    // client's `PLAY` (with `Range: npt=0.000-`) a flushing seek back to the start of the file for
+    // every client. During such a seek a second client's `PLAY` found the stream without a segment and
+    // gst-rtsp-server 1.22 aborted the camera (`gst_rtsp_media_get_rates: assertion failed`), or a UDP
+    // client of the same camera got no frame at all. Unanswered, the media is not seekable, as a live
+    // camera's is, and `PLAY` starts where the stream is.
     factory.connect_media_configure(|_, media| {
         let Some(pad) = media
             .element()
@@ -264,7 +271,9 @@ fn run(args: &Args) -> Result<(), String> {
                 Some(q)
                     if matches!(
                         q.view(),
-                        gst::QueryView::Duration(_) | gst::QueryView::Segment(_)
+                        gst::QueryView::Duration(_)
+                            | gst::QueryView::Segment(_)
+                            | gst::QueryView::Seeking(_)
                     ) =>
                 {
                     gst::PadProbeReturn::Drop
