@@ -14,9 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use vigil_core::engine::{InferRequest, ModelRuntime, ModelStats};
-use vigil_core::modelrepo::{
-    DynamicBatching, InstanceGroup, InstanceKind, LoadedModel, ModelConfig,
-};
+use vigil_modelrepo::{DynamicBatching, InstanceGroup, InstanceKind, LoadedModel, ModelConfig};
 
 const STREAMS: usize = 8;
 const DISTINCT_FRAMES: usize = 16;

@@ -1,5 +1,5 @@
-//! Vigil's GStreamer-free cores: the object metadata model, model repository, pre/post-processing,
-//! NMS, tracking, tracking evaluation (MOTChallenge metrics), line and zone analytics, and drawing.
+//! Vigil's GStreamer-free cores: the object metadata model, the execution engine, pre/post-processing,
+//! NMS, tracking, line and zone analytics, and drawing.
 //! Everything here is plain Rust with unit tests.
 
 pub mod analytics;
@@ -12,13 +12,12 @@ pub mod frame;
 pub mod gpu;
 pub mod inspect;
 pub mod items;
-pub mod modelrepo;
 pub mod modelspec;
-pub mod mot;
 pub mod objects;
 pub mod ocr;
 pub mod postprocess;
 pub mod preprocess;
+pub mod rng;
 pub mod runtime;
 pub mod secondary;
 pub mod timestamps;

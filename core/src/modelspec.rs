@@ -34,9 +34,9 @@
 
 use std::collections::BTreeMap;
 
-use crate::modelrepo::{DataType, ModelConfig, TensorFormat};
 use crate::postprocess::{BoxUnits, Decoder};
 use crate::preprocess::{ColorOrder, Layout, PreprocessSpec, ResizeMode};
+use vigil_modelrepo::{DataType, ModelConfig, TensorFormat};
 
 #[derive(Debug, thiserror::Error, PartialEq)]
 #[error("model '{model}': {message}")]

@@ -120,7 +120,7 @@ fn fp16_outputs_are_the_fp32_outputs_on_the_rounded_input_rounded() {
     let mut fp16 = OnnxModel::load(&repo.0.join("nanodet_fp16/1/model.onnx"), 0).unwrap();
     assert_eq!(fp16.inputs()[0].dtype, "Float16");
     assert!(fp16.outputs().iter().all(|o| o.dtype == "Float16"));
-    let loaded = vigil_core::modelrepo::ModelRepository::open(&repo.0)
+    let loaded = vigil_modelrepo::ModelRepository::open(&repo.0)
         .and_then(|r| r.load("nanodet_fp16", None))
         .expect("the repository accepts the TYPE_FP16 config");
     let spec = ModelSpec::from_config(&loaded.config, &loaded.labels).expect("a detector");

@@ -21,8 +21,8 @@
 
 use std::path::Path;
 
-use crate::modelrepo::{Accelerator, ModelConfig};
 use crate::runtime::ProviderOptions;
+use vigil_modelrepo::{Accelerator, ModelConfig};
 
 /// TensorRT options taking `1`/`0`: (Triton key, ONNX Runtime key).
 const TRT_BOOL: &[(&str, &str)] = &[

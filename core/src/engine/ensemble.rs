@@ -32,9 +32,9 @@ use prost_reflect::{DynamicMessage, MapKey, Value};
 use super::scheduler::Responder;
 use super::stats::{ModelStats, StatsInner};
 use super::{EngineError, InferRequest, ModelHandle, ModelRuntime, ModelServer, NamedTensor};
-use crate::modelrepo::{LoadedModel, ModelConfig};
 use crate::postprocess::TensorView;
 use crate::runtime::{INPUT_TYPES, IoInfo, OUTPUT_TYPES};
+use vigil_modelrepo::{LoadedModel, ModelConfig};
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
@@ -166,7 +166,7 @@ impl std::fmt::Debug for EnsembleRuntime {
     }
 }
 
-fn io_of(config: &ModelConfig, tensors: &[crate::modelrepo::TensorConfig]) -> Vec<IoInfo> {
+fn io_of(config: &ModelConfig, tensors: &[vigil_modelrepo::TensorConfig]) -> Vec<IoInfo> {
     tensors
         .iter()
         .map(|t| IoInfo {

@@ -9,9 +9,9 @@ use std::sync::{Arc, Mutex};
 
 use super::*;
 use crate::gpu::{FrameFormat, FrameLayout, GpuError, GpuSpec, TensorType, YuvMatrix, reference};
-use crate::modelrepo::{LoadedModel, ModelConfig};
 use crate::preprocess::{ColorOrder, Layout, PreprocessSpec, ResizeMode};
 use crate::runtime::IoInfo;
+use vigil_modelrepo::{LoadedModel, ModelConfig};
 
 const W: u32 = 24;
 const H: u32 = 16;

@@ -1,7 +1,7 @@
 //! Triton-style model execution: dynamic batching, instance groups, priorities, ordering, metrics.
 //!
 //! A [`ModelRuntime`] serves one loaded model version of a repository
-//! ([`crate::modelrepo::LoadedModel`]) with Triton's semantics for the fields of its configuration:
+//! ([`vigil_modelrepo::LoadedModel`]) with Triton's semantics for the fields of its configuration:
 //!
 //! - **Instances** (`instance_group`): `count` instances per group (0 → 1; `KIND_GPU` groups:
 //!   `count` per listed GPU), each a worker thread owning its own session. Intra-op threads per
@@ -79,9 +79,9 @@ pub use stats::{
     Histogram, INTERVAL_LOG_LEN, InstanceStats, Interval, ModelStats, TIME_BUCKETS_US,
 };
 
-use crate::modelrepo::RepoError;
 use crate::postprocess::TensorView;
 use crate::runtime::{ExecutionProvider, IoInfo, OnnxModel, RuntimeError, SessionOptions};
+use vigil_modelrepo::RepoError;
 
 /// The parameter of `config.pbtxt` that sets the intra-op threads of each instance's session.
 pub const INTRA_OP_THREADS_PARAMETER: &str = "vigil.intra_op_threads";

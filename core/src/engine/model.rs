@@ -20,12 +20,12 @@ use super::{
     InferSession, MAX_INSTANCES, NamedTensor, SessionFactory, gpu_frame_preprocessors,
     onnx_session_factory, tensor_type_of,
 };
-use crate::modelrepo::{InstanceGroup, InstanceKind, LoadedModel, ModelConfig};
 use crate::modelspec::ModelSpec;
 use crate::postprocess::TensorView;
 use crate::runtime::{
     ExecutionProvider, INPUT_TYPES, IoInfo, OUTPUT_TYPES, RuntimeError, SessionOptions, warn_once,
 };
+use vigil_modelrepo::{InstanceGroup, InstanceKind, LoadedModel, ModelConfig};
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
@@ -1313,7 +1313,7 @@ impl Shared {
 #[cfg(test)]
 mod plan_tests {
     use super::*;
-    use crate::modelrepo::InstanceGroup;
+    use vigil_modelrepo::InstanceGroup;
 
     fn config(groups: Vec<InstanceGroup>) -> ModelConfig {
         let mut c = ModelConfig::parse("name: \"m\"\nbackend: \"onnxruntime\"\n", Path::new("m"))

@@ -39,7 +39,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant, SystemTime};
 
 use super::{EngineError, ModelHandle, ModelServer};
-use crate::modelrepo::ModelRepository;
+use vigil_modelrepo::ModelRepository;
 
 /// How many [`ReloadEvent`]s a server keeps.
 pub const EVENT_LOG_LEN: usize = 256;

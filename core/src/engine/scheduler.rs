@@ -5,8 +5,8 @@ use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use super::{EngineError, FrameInput, NamedTensor};
-use crate::modelrepo::ModelConfig;
 use crate::postprocess::TensorView;
+use vigil_modelrepo::ModelConfig;
 
 /// Called once with the request's outputs (or its error), on a worker thread.
 pub(crate) type Responder = Box<dyn for<'a> FnOnce(Result<&[TensorView<'a>], EngineError>) + Send>;
@@ -259,8 +259,8 @@ pub(crate) struct Sequencer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::modelrepo::DynamicBatching;
     use std::path::Path;
+    use vigil_modelrepo::DynamicBatching;
 
     fn config(max_batch: i32, db: Option<DynamicBatching>) -> ModelConfig {
         let mut c = ModelConfig::parse("name: \"m\"", Path::new("config.pbtxt")).unwrap();

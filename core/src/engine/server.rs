@@ -6,9 +6,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock, Weak};
 
 use super::{EngineError, InferRequest, ModelRuntime, SessionFactory, onnx_session_factory};
-use crate::modelrepo::{ENSEMBLE_PLATFORM, LoadedModel, ModelRepository};
 use crate::modelspec::ModelSpec;
 use crate::postprocess::TensorView;
+use vigil_modelrepo::{ENSEMBLE_PLATFORM, LoadedModel, ModelRepository};
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())

@@ -3,8 +3,8 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
-use crate::modelrepo::InstanceKind;
 use crate::runtime::ExecutionProvider;
+use vigil_modelrepo::InstanceKind;
 
 /// Upper bounds (inclusive, microseconds) of the time histogram buckets; one more bucket counts
 /// everything above the last bound.

@@ -11,8 +11,8 @@ use super::testmodel::{
     affine_model, half_model, string_output_model, typed_model, write_affine, write_version,
 };
 use super::*;
-use crate::modelrepo::{DynamicBatching, InstanceGroup, InstanceKind, LoadedModel, ModelConfig};
 use crate::runtime::{self, OnnxModel};
+use vigil_modelrepo::{DynamicBatching, InstanceGroup, InstanceKind, LoadedModel, ModelConfig};
 
 /// NanoDet/CenterNet tests take the cores; run them one at a time.
 static HEAVY: Mutex<()> = Mutex::new(());

@@ -225,7 +225,7 @@ impl OcrEngine {
             path: path.clone(),
             message,
         };
-        let dictionary = crate::modelrepo::onnx::read_onnx_metadata(&path, DICTIONARY_KEY)
+        let dictionary = vigil_modelrepo::onnx::read_onnx_metadata(&path, DICTIONARY_KEY)
             .map_err(|e| dict_err(e.to_string()))?
             .ok_or_else(|| {
                 dict_err(format!(

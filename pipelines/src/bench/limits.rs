@@ -4,10 +4,10 @@
 use super::stats::percentile;
 use std::path::Path;
 use std::time::{Duration, Instant};
-use vigil_core::modelrepo::ModelRepository;
 use vigil_core::modelspec::ModelSpec;
 use vigil_core::preprocess::Preprocessor;
 use vigil_core::runtime::{OnnxModel, SessionOptions};
+use vigil_modelrepo::ModelRepository;
 
 /// One batch size of the compute bound.
 #[derive(Debug, Clone, serde::Serialize)]

@@ -549,7 +549,7 @@ pub fn execute(args: &BenchArgs) -> anyhow::Result<()> {
             args.video.display()
         );
     }
-    let loaded = vigil_core::modelrepo::ModelRepository::open(&args.models)
+    let loaded = vigil_modelrepo::ModelRepository::open(&args.models)
         .and_then(|r| r.load(&args.model, None))
         .with_context(|| format!("--models {} --model {}", args.models.display(), args.model))?;
     let labels_file = loaded.dir.join("labels.txt");

@@ -20,7 +20,7 @@ use std::path::Path;
 
 use thiserror::Error;
 
-use crate::objects::BBox;
+use vigil_core::objects::BBox;
 
 /// Errors of reading and writing MOTChallenge files.
 #[derive(Debug, Error)]

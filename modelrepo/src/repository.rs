@@ -574,7 +574,7 @@ fn parse_labels(text: &str) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::modelrepo::DataType;
+    use crate::DataType;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     /// A temporary folder removed on drop.
@@ -897,7 +897,7 @@ output [ { name: "scores" data_type: TYPE_FP32 dims: [80] label_filename: "coco.
 
     fn onnx_repo(tag: &str, config: Option<&str>) -> (TempDir, ModelRepository) {
         let tmp = TempDir::new(tag);
-        let bytes = crate::modelrepo::onnx::test_model_bytes(
+        let bytes = crate::onnx::test_model_bytes(
             &[("images", 1, &[-1, 3, 32, 32])],
             &[("scores", 1, &[-1, 10]), ("count", 7, &[-1])],
         );
@@ -951,7 +951,7 @@ parameters { key: "k" value { string_value: "v" } }
         let (_tmp, repo) = onnx_repo("partial", Some(partial));
         let c = repo.model_config("det").unwrap();
         assert_eq!(c.max_batch_size, 16);
-        assert_eq!(c.input[0].format, crate::modelrepo::TensorFormat::Nchw);
+        assert_eq!(c.input[0].format, crate::TensorFormat::Nchw);
         assert_eq!(c.output.len(), 2);
         assert_eq!(c.parameters.get("k").map(String::as_str), Some("v"));
 
@@ -1006,7 +1006,7 @@ ensemble_scheduling { step [
         let m = repo.load("e", None).unwrap();
         assert_eq!(m.model_path, repo.root().join("e/1"));
         assert!(m.config.instance_group.is_empty());
-        crate::modelrepo::validate_config(&m.config, Some(&repo)).unwrap();
+        crate::validate_config(&m.config, Some(&repo)).unwrap();
 
         let check = |ensemble: &str| {
             tmp.write("e/config.pbtxt", ensemble);
@@ -1064,142 +1064,5 @@ ensemble_scheduling { step [
             err.contains("circular dependency between ensembles"),
             "{err}"
         );
-    }
-
-    fn installed(name: &str) -> Option<PathBuf> {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../models");
-        if dir.join(name).join("1/model.onnx").is_file() {
-            Some(dir)
-        } else {
-            println!("SKIPPED: models/{name}/1/model.onnx is not installed (run `make setup`)");
-            None
-        }
-    }
-
-    /// The repository's own entries load and validate.
-    #[test]
-    fn repository_entries_load() {
-        for name in ["nanodet", "centerface", "centernet"] {
-            let Some(models) = installed(name) else {
-                continue;
-            };
-            let repo = ModelRepository::open(&models).unwrap();
-            let m = repo
-                .load(name, None)
-                .unwrap_or_else(|e| panic!("{name}: {e}"));
-            println!("{name}:\n{}", m.config.to_pbtxt());
-            assert!(!m.config.input.is_empty() && !m.config.output.is_empty());
-            if name != "centerface" {
-                // CenterFace's decoder does not exist yet; its entry only documents the model.
-                crate::modelspec::ModelSpec::from_config(&m.config, &m.labels)
-                    .unwrap_or_else(|e| panic!("{name}: {e}"));
-            }
-            let mut strict = repo.clone();
-            strict.set_strict(true);
-            strict
-                .load(name, None)
-                .unwrap_or_else(|e| panic!("{name} (strict): {e}"));
-        }
-    }
-
-    /// CenterNet's entry without `format: FORMAT_NHWC` (its 4 dims include the batch of 1, and
-    /// Triton allows NHWC/NCHW only with 3 dims) is valid for Triton too and gives the same model
-    /// spec.
-    #[test]
-    fn centernet_without_format_is_valid() {
-        let Some(models) = installed("centernet") else {
-            return;
-        };
-        let text = fs::read_to_string(models.join("centernet/config.pbtxt")).unwrap();
-        let fixed: String = text
-            .lines()
-            .filter(|l| !l.contains("format: FORMAT_NHWC"))
-            .map(|l| format!("{l}\n"))
-            .collect();
-        let tmp = TempDir::new("centernet");
-        tmp.write("centernet/config.pbtxt", &fixed);
-        tmp.mkdir("centernet/1");
-        std::os::unix::fs::symlink(
-            models.join("centernet/1/model.onnx"),
-            tmp.0.join("centernet/1/model.onnx"),
-        )
-        .unwrap();
-        fs::copy(
-            models.join("centernet/labels.txt"),
-            tmp.0.join("centernet/labels.txt"),
-        )
-        .unwrap();
-        let repo = ModelRepository::open(&tmp.0).unwrap();
-        let m = repo.load("centernet", None).unwrap();
-        let spec = crate::modelspec::ModelSpec::from_config(&m.config, &m.labels).unwrap();
-        assert_eq!(spec.input_shape(1), vec![1, 512, 512, 3]);
-        // Vigil feeds and decodes the model exactly as with the entry as written.
-        let written = ModelRepository::open(&models)
-            .unwrap()
-            .load_config("centernet")
-            .unwrap();
-        let written_spec = crate::modelspec::ModelSpec::from_config(&written, &m.labels).unwrap();
-        assert_eq!(spec, written_spec);
-    }
-
-    /// NanoDet with a config.pbtxt of only its `parameters`: everything else is auto-completed
-    /// from the ONNX file, and Vigil's model spec is the same as with the full entry.
-    #[test]
-    fn nanodet_with_only_parameters() {
-        let Some(models) = installed("nanodet") else {
-            return;
-        };
-        let text = fs::read_to_string(models.join("nanodet/config.pbtxt")).unwrap();
-        let parameters: String = text
-            .lines()
-            .filter(|l| l.starts_with("parameters"))
-            .map(|l| format!("{l}\n"))
-            .collect();
-        assert_eq!(parameters.lines().count(), 7, "{parameters}");
-        let tmp = TempDir::new("nanodet");
-        tmp.write("nanodet/config.pbtxt", &parameters);
-        tmp.mkdir("nanodet/1");
-        std::os::unix::fs::symlink(
-            models.join("nanodet/1/model.onnx"),
-            tmp.0.join("nanodet/1/model.onnx"),
-        )
-        .unwrap();
-        fs::copy(
-            models.join("nanodet/labels.txt"),
-            tmp.0.join("nanodet/labels.txt"),
-        )
-        .unwrap();
-        let repo = ModelRepository::open(&tmp.0).unwrap();
-        let m = repo.load("nanodet", None).unwrap();
-        let c = &m.config;
-        println!("{}", c.to_pbtxt());
-        assert_eq!(c.name, "nanodet");
-        assert_eq!(c.backend, "onnxruntime");
-        assert_eq!(c.platform, "onnxruntime_onnx");
-        assert_eq!(c.max_batch_size, 4);
-        assert_eq!(c.input.len(), 1);
-        assert_eq!(c.input[0].name, "input_1:0");
-        assert_eq!(c.input[0].data_type, DataType::Fp32);
-        assert_eq!(c.input[0].dims, vec![3, 416, 416]);
-        assert_eq!(c.output.len(), 6);
-        assert!(c.output.iter().all(|o| o.dims.len() == 2));
-        assert_eq!(
-            c.dynamic_batching.as_ref().unwrap().preferred_batch_size,
-            vec![4]
-        );
-        assert_eq!(c.parameters.len(), 7);
-        assert_eq!(m.labels.len(), 80);
-
-        let spec = crate::modelspec::ModelSpec::from_config(c, &m.labels).unwrap();
-        let full = ModelRepository::open(&models)
-            .unwrap()
-            .load("nanodet", None)
-            .unwrap();
-        let full_spec =
-            crate::modelspec::ModelSpec::from_config(&full.config, &full.labels).unwrap();
-        assert_eq!(spec.preprocess, full_spec.preprocess);
-        assert_eq!(spec.decoder, full_spec.decoder);
-        assert_eq!(spec.input_name, full_spec.input_name);
-        assert!(spec.batched);
     }
 }

@@ -13,8 +13,8 @@ use std::path::Path;
 
 use super::format::{MotError, MotRecord, Rect, read_mot, write_mot};
 use super::metrics::{MetricsError, MotAccumulator, MotSummary};
-use crate::objects::Object;
-use crate::tracker::Tracker;
+use vigil_core::objects::Object;
+use vigil_core::tracker::Tracker;
 
 /// A detection given to a tracker.
 #[derive(Debug, Clone, PartialEq)]
@@ -180,7 +180,7 @@ pub fn read_detections(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tracker::{IouTracker, IouTrackerConfig};
+    use vigil_core::tracker::{IouTracker, IouTrackerConfig};
 
     fn gt() -> Vec<MotRecord> {
         let mut v = Vec::new();

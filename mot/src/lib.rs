@@ -10,10 +10,10 @@
 //! * [`noise`]: deterministic noisy detections from ground truth (misses, jitter, false positives,
 //!   confidence scores).
 //! * [`eval`]: run any tracker over frames of detections and evaluate its output; an adapter for
-//!   [`crate::tracker::Tracker`].
+//!   [`vigil_core::tracker::Tracker`].
 //!
 //! ```
-//! use vigil_core::mot::{evaluate, format::parse_mot};
+//! use vigil_mot::{evaluate, format::parse_mot};
 //!
 //! let gt = parse_mot("1,1,10,10,20,40,1,-1,-1,-1\n2,1,12,10,20,40,1,-1,-1,-1\n", "gt.txt").unwrap();
 //! let hyp = parse_mot("1,7,10,10,20,40,-1\n2,7,13,10,20,40,-1\n", "hyp.txt").unwrap();

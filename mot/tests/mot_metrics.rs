@@ -6,13 +6,13 @@
 
 use std::path::{Path, PathBuf};
 
-use vigil_core::mot::eval::{read_detections, write_detections};
-use vigil_core::mot::format::{read_ground_truth, read_mot};
-use vigil_core::mot::{
+use vigil_core::tracker::{IouTracker, IouTrackerConfig};
+use vigil_mot::eval::{read_detections, write_detections};
+use vigil_mot::format::{read_ground_truth, read_mot};
+use vigil_mot::{
     Continuity, Det, MatchConfig, MotAccumulator, NoiseConfig, TrackedBox, evaluate, evaluate_with,
     noisy_detections, run_tracker, run_vigil_tracker,
 };
-use vigil_core::tracker::{IouTracker, IouTrackerConfig};
 
 fn data_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/data/mot/TUD-Campus")
@@ -90,7 +90,7 @@ fn mot_tud_campus_matches_py_motmetrics() {
 
 /// Hard hypotheses (many false positives, misses and switches) made from noisy detections, with
 /// the values py-motmetrics 1.4.0 computes for them: the hypothesis written with
-/// `vigil_core::mot::format::write_mot`, then in Python
+/// `vigil_mot::format::write_mot`, then in Python
 /// `acc = mm.utils.compare_to_groundtruth(mm.io.loadtxt(gt, min_confidence=1), mm.io.loadtxt(hyp),
 /// 'iou', distth=0.5)` and `mm.metrics.create().compute(acc, metrics=mm.metrics.motchallenge_metrics
 /// + ['idtp'])`.

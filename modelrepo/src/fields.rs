@@ -185,7 +185,7 @@ pub(super) fn enum_number(m: &DynamicMessage, name: &str, value_name: &str) -> O
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::modelrepo::schema::model_config_descriptor;
+    use crate::schema::model_config_descriptor;
 
     #[test]
     fn read_and_write_by_name() {

@@ -444,7 +444,7 @@ fn write_string(out: &mut String, s: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::modelrepo::schema::model_config_descriptor;
+    use crate::schema::model_config_descriptor;
 
     #[test]
     fn inserts_colons_only_after_field_names() {

@@ -1095,7 +1095,7 @@ pub(super) fn validate_ensemble_models(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::modelrepo::{NormalizeOptions, normalize};
+    use crate::{NormalizeOptions, normalize};
     use std::path::PathBuf;
 
     fn check(text: &str) -> Result<(), String> {

@@ -1,6 +1,6 @@
 //! Vigil's trackers against the Python trackers a user might pick instead (PyPI `norfair`,
 //! `bytetracker`, `motpy`), on the same seeded noisy detections of TUD-Campus, every result evaluated
-//! by the same Rust metric code (`vigil_core::mot`).
+//! by the same Rust metric code (`vigil_mot`).
 //!
 //! 1. The noisy detections ([`noisy_detections`], [`NoiseConfig::default`] rates) for the fixed seed
 //!    [`SEED`] and for [`SEEDS`] are written as MOTChallenge detection files with
@@ -21,7 +21,7 @@
 //! `~/.cache/vigil/trackers-venv/bin/python`. Without it (or without a package) the Python part is
 //! reported `SKIPPED` — except under `CI=true`, where that is a failure.
 //!
-//! `cargo test --release -p vigil-core --test tracker_compare -- --nocapture` prints the table.
+//! `cargo test --release -p vigil-mot --test tracker_compare -- --nocapture` prints the table.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -29,15 +29,13 @@ use std::process::Command;
 use std::time::Instant;
 
 use serde_json::Value;
-use vigil_core::mot::eval::{det_objects, read_detections, write_detections};
-use vigil_core::mot::format::{read_ground_truth, read_mot};
-use vigil_core::mot::{
-    FrameDets, MotRecord, MotSummary, NoiseConfig, Rect, evaluate, noisy_detections,
-};
 use vigil_core::objects::Object;
 use vigil_core::tracker::{
     self, ByteTrackConfig, ByteTracker, TrackState, Tracker, TrackerKind, TrackerParams,
 };
+use vigil_mot::eval::{det_objects, read_detections, write_detections};
+use vigil_mot::format::{read_ground_truth, read_mot};
+use vigil_mot::{FrameDets, MotRecord, MotSummary, NoiseConfig, Rect, evaluate, noisy_detections};
 
 /// The seed of the acceptance comparison ([`NoiseConfig::default`]'s).
 const SEED: u64 = 42;

@@ -1,9 +1,9 @@
 //! Writes the seeded noisy detections of a MOTChallenge ground truth as a MOTChallenge detection file
 //! (`frame,-1,x,y,w,h,conf,-1,-1,-1`), so that other trackers (e.g. `scripts/trackers/peers.py`) can be
-//! run on exactly the input Vigil's trackers get in `core/tests/tracker_compare.rs`.
+//! run on exactly the input Vigil's trackers get in `mot/tests/tracker_compare.rs`.
 //!
 //! ```sh
-//! cargo run -p vigil-core --example mot_noisy_dets -- tests/data/mot/TUD-Campus/gt.txt out/det-42.txt 42
+//! cargo run -p vigil-mot --example mot_noisy_dets -- tests/data/mot/TUD-Campus/gt.txt out/det-42.txt 42
 //! ```
 //!
 //! Arguments: ground-truth file, output file, seed (default 42). The other rates are
@@ -14,15 +14,15 @@
 //! other trackers with as many objects per frame as `cargo bench -p vigil-core --bench trackers`):
 //!
 //! ```sh
-//! cargo run -p vigil-core --example mot_noisy_dets -- --synthetic 50 300 out/det-50.txt
+//! cargo run -p vigil-mot --example mot_noisy_dets -- --synthetic 50 300 out/det-50.txt
 //! ```
 
 use std::process::ExitCode;
 
-use vigil_core::mot::eval::write_detections;
-use vigil_core::mot::format::read_ground_truth;
-use vigil_core::mot::noise::SplitMix64;
-use vigil_core::mot::{MotRecord, NoiseConfig, Rect, noisy_detections};
+use vigil_core::rng::SplitMix64;
+use vigil_mot::eval::write_detections;
+use vigil_mot::format::read_ground_truth;
+use vigil_mot::{MotRecord, NoiseConfig, Rect, noisy_detections};
 
 /// `objects` boxes moving in straight lines in a 1920x1080 frame, bouncing off the borders.
 fn synthetic(objects: u32, frames: u32) -> Vec<MotRecord> {

@@ -124,7 +124,7 @@ fn fill_tensors(raw: &mut DynamicMessage, field: &str, tensors: &[OnnxTensor], b
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::modelrepo::{DataType, InstanceKind, NormalizeOptions, normalize, validate_config};
+    use crate::{DataType, InstanceKind, NormalizeOptions, normalize, validate_config};
     use std::path::PathBuf;
 
     fn parse(text: &str) -> ModelConfig {
@@ -182,7 +182,7 @@ mod tests {
         assert!(needs_autocomplete(&c));
         autocomplete_onnx(&mut c, &detector(), DEFAULT_MAX_BATCH_SIZE).unwrap();
         assert_eq!(c.max_batch_size, 16);
-        assert_eq!(c.input[0].format, crate::modelrepo::TensorFormat::Nchw);
+        assert_eq!(c.input[0].format, crate::TensorFormat::Nchw);
         assert_eq!(c.output.len(), 2);
     }
 

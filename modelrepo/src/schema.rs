@@ -12,7 +12,7 @@ use super::RepoError;
 pub const PROTO_FILE_NAME: &str = "model_config.proto";
 
 /// Text of Vigil's Triton-compatible `model_config.proto`.
-pub const MODEL_CONFIG_PROTO: &str = include_str!("../../proto/model_config.proto");
+pub const MODEL_CONFIG_PROTO: &str = include_str!("../proto/model_config.proto");
 
 /// Full name of the configuration message.
 pub const MODEL_CONFIG_MESSAGE: &str = "inference.ModelConfig";
