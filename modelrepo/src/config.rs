@@ -52,7 +52,7 @@ impl DataType {
         (DataType::Bf16, 14, "TYPE_BF16"),
     ];
 
-    /// The name ONNX Runtime's element type has in `vigil_core::runtime::IoInfo::dtype` (e.g.
+    /// The name ONNX Runtime's element type has in `vigil_engine::runtime::IoInfo::dtype` (e.g.
     /// `Float32` for `TYPE_FP32`); `None` for `TYPE_INVALID`.
     pub fn element_name(self) -> Option<&'static str> {
         Some(match self {

@@ -22,8 +22,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::engine::{EngineError, InferRequest, ModelHandle, ModelServer};
 use crate::objects::BBox;
+use vigil_engine::{EngineError, InferRequest, ModelHandle, ModelServer};
 
 pub use det::{DetParams, Point, Quad};
 pub use image::{BgrImage, ImageView, PixelFormat, Rect};

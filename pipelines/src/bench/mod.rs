@@ -754,7 +754,7 @@ pub fn execute(args: &BenchArgs) -> anyhow::Result<()> {
 fn capacity_mode(setup: &Setup, args: &BenchArgs) -> anyhow::Result<()> {
     let variants: Vec<capacity::Variant> = if args.variants.is_empty() {
         let mut v = vec![capacity::Variant::Cpu];
-        match vigil_core::gpu::devices() {
+        match vigil_engine::gpu::devices() {
             Ok(_) => v.extend([capacity::Variant::Gpu, capacity::Variant::GpuPre]),
             Err(e) => eprintln!("capacity: GPU variants left out: {e}"),
         }

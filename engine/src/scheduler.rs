@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use super::{EngineError, FrameInput, NamedTensor};
-use crate::postprocess::TensorView;
+use crate::TensorView;
 use vigil_modelrepo::ModelConfig;
 
 /// Called once with the request's outputs (or its error), on a worker thread.

@@ -691,7 +691,7 @@ impl ModelServer {
 mod tests {
     use super::super::testmodel::{affine_model, write_affine, write_version};
     use super::*;
-    use crate::engine::InferRequest;
+    use crate::InferRequest;
 
     fn temp_dir(tag: &str) -> PathBuf {
         let dir = std::env::temp_dir().join(format!("vigil-poll-{}-{tag}", std::process::id()));

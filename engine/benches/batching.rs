@@ -1,7 +1,7 @@
 //! Throughput of NanoDet through the engine with dynamic batching (max 8) versus batch 1, on the
 //! same frames from 8 concurrent streams, in one run.
 //!
-//! `cargo bench -p vigil-core --bench batching` (add `-- --quick`, or set `VIGIL_BENCH_QUICK=1`, for
+//! `cargo bench -p vigil-engine --bench batching` (add `-- --quick`, or set `VIGIL_BENCH_QUICK=1`, for
 //! a short run; `VIGIL_BENCH_FRAMES=N` sets the number of frames, `VIGIL_BENCH_DELAY_US` the
 //! dynamic batcher's `max_queue_delay_microseconds`, default 20000).
 //!
@@ -13,7 +13,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use vigil_core::engine::{InferRequest, ModelRuntime, ModelStats};
+use vigil_engine::{InferRequest, ModelRuntime, ModelStats};
 use vigil_modelrepo::{DynamicBatching, InstanceGroup, InstanceKind, LoadedModel, ModelConfig};
 
 const STREAMS: usize = 8;
@@ -91,7 +91,7 @@ fn main() {
         env_number("VIGIL_BENCH_FRAMES").map_or(if quick { 64 } else { 480 }, |n| n as usize);
     let delay_us = env_number("VIGIL_BENCH_DELAY_US").unwrap_or(20_000);
 
-    if let Err(e) = vigil_core::runtime::environment() {
+    if let Err(e) = vigil_engine::runtime::environment() {
         println!("SKIPPED: ONNX Runtime is not available: {e}");
         return;
     }

@@ -144,7 +144,7 @@ impl InferSession for GatedSession {
     fn run(
         &mut self,
         inputs: &[(&str, &[i64], &[f32])],
-        f: &mut dyn FnMut(&[crate::postprocess::TensorView<'_>]),
+        f: &mut dyn FnMut(&[crate::TensorView<'_>]),
     ) -> Result<(), crate::runtime::RuntimeError> {
         let (_, shape, data) = inputs[0];
         let n = shape[0].max(1) as usize;
@@ -178,7 +178,7 @@ fn gated_factory(gate: Arc<Gate>) -> SessionFactory {
 /// A response closure that records the id of its request (decoded from `y = 2x+1`).
 fn record_id(
     order: &Arc<Mutex<Vec<i64>>>,
-) -> impl FnOnce(&[crate::postprocess::TensorView]) -> i64 + Send + 'static {
+) -> impl FnOnce(&[crate::TensorView]) -> i64 + Send + 'static {
     let order = order.clone();
     move |views| {
         let id = ((views[0].data[0] - 1.0) / 2.0).round() as i64;
@@ -849,7 +849,7 @@ fn model_server_shares_one_runtime() {
         Arc::ptr_eq(&a.current(), &c.current()),
         "same version, same runtime"
     );
-    assert_eq!(a.spec().unwrap().input_name, NANODET_INPUT);
+    assert_eq!(a.current().inputs()[0].name, NANODET_INPUT);
     assert!(
         server
             .runtimes()

@@ -6,8 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock, Weak};
 
 use super::{EngineError, InferRequest, ModelRuntime, SessionFactory, onnx_session_factory};
-use crate::modelspec::ModelSpec;
-use crate::postprocess::TensorView;
+use crate::TensorView;
 use vigil_modelrepo::{ENSEMBLE_PLATFORM, LoadedModel, ModelRepository};
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -56,11 +55,6 @@ impl ModelHandle {
     pub fn replace(&self, runtime: Arc<ModelRuntime>) -> Arc<ModelRuntime> {
         let mut current = self.current.write().unwrap_or_else(|e| e.into_inner());
         std::mem::replace(&mut *current, runtime)
-    }
-
-    /// How to feed and decode the model (of the current runtime).
-    pub fn spec(&self) -> Result<Arc<ModelSpec>, EngineError> {
-        self.current().spec()
     }
 
     /// Whether the current runtime takes frame requests ([`ModelRuntime::gpu_preprocessing`]);

@@ -122,17 +122,17 @@ impl FakeSession {
     fn answer(
         t: &[f32],
         n: usize,
-        f: &mut dyn FnMut(&[crate::postprocess::TensorView<'_>]),
+        f: &mut dyn FnMut(&[crate::TensorView<'_>]),
     ) -> Result<(), crate::runtime::RuntimeError> {
         let (mean, first) = summarise(t, n);
         let (ms, fs) = ([n, 3], [n, 1]);
         f(&[
-            crate::postprocess::TensorView {
+            crate::TensorView {
                 name: "mean",
                 shape: &ms,
                 data: &mean,
             },
-            crate::postprocess::TensorView {
+            crate::TensorView {
                 name: "first",
                 shape: &fs,
                 data: &first,
@@ -158,7 +158,7 @@ impl InferSession for FakeSession {
     fn run(
         &mut self,
         inputs: &[(&str, &[i64], &[f32])],
-        f: &mut dyn FnMut(&[crate::postprocess::TensorView<'_>]),
+        f: &mut dyn FnMut(&[crate::TensorView<'_>]),
     ) -> Result<(), crate::runtime::RuntimeError> {
         let (_, shape, data) = inputs[0];
         Self::answer(data, shape[0] as usize, f)
@@ -167,7 +167,7 @@ impl InferSession for FakeSession {
     fn run_device(
         &mut self,
         input: &DeviceInput<'_>,
-        f: &mut dyn FnMut(&[crate::postprocess::TensorView<'_>]),
+        f: &mut dyn FnMut(&[crate::TensorView<'_>]),
     ) -> Result<(), crate::runtime::RuntimeError> {
         if !self.takes_device {
             return Err(crate::runtime::RuntimeError::Unsupported(
@@ -284,7 +284,7 @@ fn expected(f: &FrameInput) -> (Vec<f32>, Vec<f32>) {
     summarise(&reference(&f.spec, &f.layout, &m, &[&f.data]), 1)
 }
 
-fn outputs(views: &[crate::postprocess::TensorView]) -> (Vec<f32>, Vec<f32>) {
+fn outputs(views: &[crate::TensorView]) -> (Vec<f32>, Vec<f32>) {
     assert_eq!(views[0].shape, &[1, 3]);
     assert_eq!(views[1].shape, &[1, 1]);
     (views[0].data.to_vec(), views[1].data.to_vec())

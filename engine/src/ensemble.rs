@@ -32,7 +32,7 @@ use prost_reflect::{DynamicMessage, MapKey, Value};
 use super::scheduler::Responder;
 use super::stats::{ModelStats, StatsInner};
 use super::{EngineError, InferRequest, ModelHandle, ModelRuntime, ModelServer, NamedTensor};
-use crate::postprocess::TensorView;
+use crate::TensorView;
 use crate::runtime::{INPUT_TYPES, IoInfo, OUTPUT_TYPES};
 use vigil_modelrepo::{LoadedModel, ModelConfig};
 

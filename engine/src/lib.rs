@@ -1,4 +1,9 @@
-//! Triton-style model execution: dynamic batching, instance groups, priorities, ordering, metrics.
+//! Vigil's execution engine: Triton-style model execution (dynamic batching, instance groups,
+//! priorities, ordering, ensembles, metrics) on ONNX Runtime ([`runtime`]), with CPU
+//! ([`preprocess`]) and GPU ([`gpu`]) pre-processing of decoded frames ([`frame`]). It batches and
+//! executes tensors and never knows what a detection is: callers (`vigilinfer`, `vigil serve`,
+//! OCR) decode the outputs they get as [`TensorView`]s.
+//!
 //!
 //! A [`ModelRuntime`] serves one loaded model version of a repository
 //! ([`vigil_modelrepo::LoadedModel`]) with Triton's semantics for the fields of its configuration:
@@ -48,12 +53,17 @@
 
 pub mod accel;
 mod ensemble;
+pub mod frame;
 mod frames;
+pub mod gpu;
 mod model;
 mod poll;
+pub mod preprocess;
+pub mod runtime;
 mod scheduler;
 mod server;
 mod stats;
+mod tensor;
 
 #[cfg(test)]
 mod frame_tests;
@@ -79,8 +89,8 @@ pub use stats::{
     Histogram, INTERVAL_LOG_LEN, InstanceStats, Interval, ModelStats, TIME_BUCKETS_US,
 };
 
-use crate::postprocess::TensorView;
 use crate::runtime::{ExecutionProvider, IoInfo, OnnxModel, RuntimeError, SessionOptions};
+pub use tensor::{TensorError, TensorView};
 use vigil_modelrepo::RepoError;
 
 /// The parameter of `config.pbtxt` that sets the intra-op threads of each instance's session.
@@ -180,14 +190,6 @@ pub enum EngineError {
         model: String,
         version: u64,
         reason: String,
-    },
-
-    /// The model's configuration does not describe a detector Vigil can feed and decode.
-    #[error("model '{model}' version {version}: {message}")]
-    Spec {
-        model: String,
-        version: u64,
-        message: String,
     },
 }
 

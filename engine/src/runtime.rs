@@ -19,8 +19,8 @@ use ort::ep::ExecutionProvider as _;
 use ort::session::{Session, SessionInputValue};
 use ort::value::{TensorRef, ValueType};
 
+use crate::TensorView;
 use crate::gpu::TensorType;
-use crate::postprocess::TensorView;
 
 pub const ORT_LIB_NAME: &str = "libonnxruntime.so.1.32.0";
 const ORT_DIR: &str = ".vigil/onnxruntime";
@@ -111,7 +111,7 @@ pub fn environment() -> Result<&'static ort::environment::Environment, RuntimeEr
     })
 }
 
-/// Where warnings of this module and of [`crate::engine`] go; standard error when unset.
+/// Where warnings of this module and of the engine ([`crate::ModelRuntime`]) go; standard error when unset.
 static WARNING_SINK: OnceLock<fn(&str)> = OnceLock::new();
 /// Keys of the warnings already issued (each is issued once per process).
 static WARNED: Mutex<Option<HashSet<String>>> = Mutex::new(None);

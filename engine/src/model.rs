@@ -20,8 +20,7 @@ use super::{
     InferSession, MAX_INSTANCES, NamedTensor, SessionFactory, gpu_frame_preprocessors,
     onnx_session_factory, tensor_type_of,
 };
-use crate::modelspec::ModelSpec;
-use crate::postprocess::TensorView;
+use crate::TensorView;
 use crate::runtime::{
     ExecutionProvider, INPUT_TYPES, IoInfo, OUTPUT_TYPES, RuntimeError, SessionOptions, warn_once,
 };
@@ -73,7 +72,6 @@ pub struct ModelRuntime {
     config: ModelConfig,
     labels: Vec<String>,
     model_path: PathBuf,
-    spec: Result<Arc<ModelSpec>, String>,
     /// `Some` for an ensemble (no instances of its own; see [`super::ensemble`]).
     ensemble: Option<EnsembleRuntime>,
     /// Where the instances' frame pre-processors come from (see [`super::frames`]).
@@ -501,9 +499,6 @@ impl ModelRuntime {
         for tx in go_txs {
             let _ = tx.send(shared.clone());
         }
-        let spec = ModelSpec::from_config(config, &model.labels)
-            .map(Arc::new)
-            .map_err(|e| e.message);
         Ok(ModelRuntime {
             shared,
             workers: Mutex::new(handles),
@@ -513,7 +508,6 @@ impl ModelRuntime {
             config: config.clone(),
             labels: model.labels.clone(),
             model_path: model.model_path.clone(),
-            spec,
             ensemble: None,
             frames,
         })
@@ -539,9 +533,6 @@ impl ModelRuntime {
             stats: Mutex::new(StatsInner::new(Vec::new())),
             frames_broken: Mutex::new(None),
         });
-        let spec = ModelSpec::from_config(config, &model.labels)
-            .map(Arc::new)
-            .map_err(|e| e.message);
         ModelRuntime {
             shared,
             workers: Mutex::new(Vec::new()),
@@ -551,7 +542,6 @@ impl ModelRuntime {
             config: config.clone(),
             labels: model.labels.clone(),
             model_path: model.model_path.clone(),
-            spec,
             ensemble: Some(ensemble),
             frames: None,
         }
@@ -723,15 +713,6 @@ impl ModelRuntime {
             return Err(why);
         }
         Ok(())
-    }
-
-    /// How to feed and decode the model as a detector; an error for models that are not one.
-    pub fn spec(&self) -> Result<Arc<ModelSpec>, EngineError> {
-        self.spec.clone().map_err(|message| EngineError::Spec {
-            model: self.shared.model.clone(),
-            version: self.shared.version,
-            message,
-        })
     }
 
     /// A snapshot of the metrics.

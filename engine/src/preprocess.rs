@@ -5,8 +5,6 @@
 //! (`gst_video::VideoConverter` in `vigilinfer`); this module only does the per-channel affine map
 //! `(px * scale - mean) / std` and the layout change, written so the compiler vectorises it.
 
-use crate::objects::BBox;
-
 /// Channel order the model expects.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ColorOrder {
@@ -106,14 +104,14 @@ impl Placement {
         }
     }
 
-    /// Maps a box in model-input pixels to frame pixels.
-    pub fn to_frame(&self, b: &BBox) -> BBox {
-        BBox {
-            x: (b.x - self.x as f32) / self.scale_x,
-            y: (b.y - self.y as f32) / self.scale_y,
-            w: b.w / self.scale_x,
-            h: b.h / self.scale_y,
-        }
+    /// Maps a rectangle `[x, y, w, h]` in model-input pixels to frame pixels.
+    pub fn to_frame(&self, [x, y, w, h]: [f32; 4]) -> [f32; 4] {
+        [
+            (x - self.x as f32) / self.scale_x,
+            (y - self.y as f32) / self.scale_y,
+            w / self.scale_x,
+            h / self.scale_y,
+        ]
     }
 }
 
@@ -127,10 +125,11 @@ pub struct Region {
 }
 
 impl Region {
-    /// Maps a box in model-input pixels of a crop pre-processed with `placement` to frame pixels.
-    pub fn to_frame(&self, placement: &Placement, b: &BBox) -> BBox {
-        let r = placement.to_frame(b);
-        BBox::new(r.x + self.x as f32, r.y + self.y as f32, r.w, r.h)
+    /// Maps a rectangle `[x, y, w, h]` in model-input pixels of a crop pre-processed with
+    /// `placement` to frame pixels.
+    pub fn to_frame(&self, placement: &Placement, rect: [f32; 4]) -> [f32; 4] {
+        let [x, y, w, h] = placement.to_frame(rect);
+        [x + self.x as f32, y + self.y as f32, w, h]
     }
 }
 
@@ -412,17 +411,17 @@ mod tests {
     fn letterbox_centres_and_maps_back() {
         let p = Placement::new(800, 400, 416, 416, ResizeMode::Letterbox);
         assert_eq!((p.x, p.y, p.w, p.h), (0, 104, 416, 208));
-        let b = p.to_frame(&BBox::new(0.0, 104.0, 416.0, 208.0));
-        assert!((b.x).abs() < 1e-3 && (b.y).abs() < 1e-3);
-        assert!((b.w - 800.0).abs() < 1e-2 && (b.h - 400.0).abs() < 1e-2);
+        let [x, y, w, h] = p.to_frame([0.0, 104.0, 416.0, 208.0]);
+        assert!(x.abs() < 1e-3 && y.abs() < 1e-3);
+        assert!((w - 800.0).abs() < 1e-2 && (h - 400.0).abs() < 1e-2);
     }
 
     #[test]
     fn stretch_maps_axes_independently() {
         let p = Placement::new(810, 1080, 416, 416, ResizeMode::Stretch);
-        let b = p.to_frame(&BBox::new(208.0, 208.0, 41.6, 41.6));
-        assert!((b.x - 405.0).abs() < 1e-3 && (b.y - 540.0).abs() < 1e-3);
-        assert!((b.w - 81.0).abs() < 1e-3 && (b.h - 108.0).abs() < 1e-3);
+        let [x, y, w, h] = p.to_frame([208.0, 208.0, 41.6, 41.6]);
+        assert!((x - 405.0).abs() < 1e-3 && (y - 540.0).abs() < 1e-3);
+        assert!((w - 81.0).abs() < 1e-3 && (h - 108.0).abs() < 1e-3);
         assert_eq!(spec(Layout::Nhwc).batch_shape(4), [4, 2, 2, 3]);
     }
 
@@ -453,8 +452,10 @@ mod tests {
         let pl = p.run_region(&px, fw, fh, Some(region), &mut out).unwrap();
         assert_eq!(&out[0..4], &[50.0, 60.0, 50.0, 60.0]);
         assert_eq!(&out[4..8], &[10.0, 10.0, 20.0, 20.0]);
-        let b = region.to_frame(&pl, &BBox::new(1.0, 0.0, 1.0, 2.0));
-        assert_eq!(b, BBox::new(6.0, 1.0, 1.0, 2.0));
+        assert_eq!(
+            region.to_frame(&pl, [1.0, 0.0, 1.0, 2.0]),
+            [6.0, 1.0, 1.0, 2.0]
+        );
         // A region outside the frame or empty is an error, not a panic.
         for bad in [
             Region {
