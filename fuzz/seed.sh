@@ -128,8 +128,8 @@ dict() {
 }
 {
   sed -nE 's/^\s*(repeated\s+|optional\s+)?(map<[^>]+>|[A-Za-z_.]+)\s+([a-z_0-9]+)\s*=\s*[0-9]+.*/\3/p' \
-    core/proto/model_config.proto
-  sed -nE 's/^\s*([A-Z][A-Z_0-9]+)\s*=\s*[0-9]+;.*/\1/p' core/proto/model_config.proto
+    modelrepo/proto/model_config.proto
+  sed -nE 's/^\s*([A-Z][A-Z_0-9]+)\s*=\s*[0-9]+;.*/\1/p' modelrepo/proto/model_config.proto
   printf '%s\n' '{' '}' '[' ']' ': ' '"' '#' 'true' 'false' '-1' 'onnxruntime' 'onnxruntime_onnx' \
     'tensorrt_plan' 'ensemble' 'model.onnx'
 } | dict >fuzz/dicts/pbtxt.dict

@@ -47,10 +47,10 @@ ORT_VERSION=1.32.0
 # The OCR reference of the tests (core/tests/ocr_parity.rs); its wheel also holds the PP-OCR models.
 RAPIDOCR_VERSION=1.4.4
 # NVRTC, the CUDA run-time compiler (a library, no GPU needed): core/tests/gpu_preprocess.rs compiles the
-# GPU pre-processing kernels with it on every machine (core/src/gpu finds it in the venv).
+# GPU pre-processing kernels with it on every machine (engine/src/gpu finds it in the venv).
 NVRTC_PACKAGE=nvidia-cuda-nvrtc-cu12==12.8.93
 VENV_PACKAGES=("onnxruntime==$ORT_VERSION" numpy pillow "onnx==1.17.0" prometheus_client "rapidocr-onnxruntime==$RAPIDOCR_VERSION")
-# Python trackers compared with Vigil's (core/tests/tracker_compare.rs, scripts/trackers/peers.py), in a venv
+# Python trackers compared with Vigil's (mot/tests/tracker_compare.rs, scripts/trackers/peers.py), in a venv
 # of their own: norfair 2.3.0 needs numpy<2 (the main venv has numpy 2). All wheels or pure-Python sdists
 # (filterpy, bytetracker): no compiler, no GPU. bytetracker's requirements pin torch==1.13.0, lap==0.4.0 and
 # scipy==1.9.3 (no wheels for this Python) although it only needs numpy, scipy and lap at run time, so it

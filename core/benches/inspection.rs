@@ -30,12 +30,12 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use vigil_core::engine::{ModelHandle, ModelServer};
 use vigil_core::inspect::{Inspector, Rules};
 use vigil_core::items::{self, Loaded, SizeLimits};
 use vigil_core::objects::{FrameObjects, Object, Verdict};
 use vigil_core::ocr::{ImageView, OcrEngine, OcrParams, OcrTensors, OcrTimings, PixelFormat};
-use vigil_core::runtime::OnnxModel;
+use vigil_engine::runtime::OnnxModel;
+use vigil_engine::{ModelHandle, ModelServer};
 
 /// The shipped rules (`configs/inspection/rules.yaml`, the ones `configs/inspection.yaml` and the
 /// acceptance test use), with the lookup and the reference date pointed at the set being measured.

@@ -1,25 +1,19 @@
-//! Vigil's GStreamer-free cores: the object metadata model, model repository, pre/post-processing,
-//! NMS, tracking, tracking evaluation (MOTChallenge metrics), line and zone analytics, and drawing.
-//! Everything here is plain Rust with unit tests.
+//! Vigil's GStreamer-free cores: the object metadata model, detector specs and post-processing,
+//! NMS, tracking, line and zone analytics, OCR, inspection rules and drawing, on top of the execution
+//! engine (`vigil-engine`). Everything here is plain Rust with unit tests.
 
 pub mod analytics;
 pub mod backoff;
 pub mod blur;
 pub mod draw;
-pub mod engine;
 pub mod events;
-pub mod frame;
-pub mod gpu;
 pub mod inspect;
 pub mod items;
-pub mod modelrepo;
 pub mod modelspec;
-pub mod mot;
 pub mod objects;
 pub mod ocr;
 pub mod postprocess;
-pub mod preprocess;
-pub mod runtime;
+pub mod rng;
 pub mod secondary;
 pub mod timestamps;
 pub mod tracker;

@@ -34,9 +34,10 @@
 
 use std::collections::BTreeMap;
 
-use crate::modelrepo::{DataType, ModelConfig, TensorFormat};
 use crate::postprocess::{BoxUnits, Decoder};
-use crate::preprocess::{ColorOrder, Layout, PreprocessSpec, ResizeMode};
+use vigil_engine::ModelRuntime;
+use vigil_engine::preprocess::{ColorOrder, Layout, PreprocessSpec, ResizeMode};
+use vigil_modelrepo::{DataType, ModelConfig, TensorFormat};
 
 #[derive(Debug, thiserror::Error, PartialEq)]
 #[error("model '{model}': {message}")]
@@ -59,6 +60,12 @@ pub struct ModelSpec {
 }
 
 impl ModelSpec {
+    /// The spec of the model `runtime` serves (its configuration and labels).
+    pub fn of_runtime(runtime: &ModelRuntime) -> Result<Self, SpecError> {
+        Self::from_config(runtime.config(), runtime.labels())
+    }
+
+    /// The spec a model's configuration describes (its `vigil.*` parameters, input and outputs).
     pub fn from_config(config: &ModelConfig, labels: &[String]) -> Result<Self, SpecError> {
         let err = |message: String| SpecError {
             model: config.name.clone(),

@@ -6,6 +6,7 @@
 //! (top-left origin); the GStreamer meta rescales them when a buffer is scaled.
 
 use serde::{Deserialize, Serialize};
+use vigil_engine::preprocess::{Placement, Region};
 
 /// An axis-aligned box in frame pixels: top-left corner and size.
 #[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
@@ -19,6 +20,19 @@ pub struct BBox {
 impl BBox {
     pub fn new(x: f32, y: f32, w: f32, h: f32) -> Self {
         Self { x, y, w, h }
+    }
+
+    /// This box, in model-input pixels of a frame pre-processed with `placement`, in frame pixels.
+    pub fn to_frame(&self, placement: &Placement) -> BBox {
+        let [x, y, w, h] = placement.to_frame([self.x, self.y, self.w, self.h]);
+        BBox { x, y, w, h }
+    }
+
+    /// This box, in model-input pixels of the crop `region` pre-processed with `placement`, in
+    /// frame pixels.
+    pub fn crop_to_frame(&self, region: &Region, placement: &Placement) -> BBox {
+        let [x, y, w, h] = region.to_frame(placement, [self.x, self.y, self.w, self.h]);
+        BBox { x, y, w, h }
     }
 
     /// From corners `(x1, y1, x2, y2)`.

@@ -3,7 +3,7 @@
 //! crop becomes a child object of its parent in frame pixels.
 
 use crate::objects::{BBox, Object};
-use crate::preprocess::{Placement, Region};
+use vigil_engine::preprocess::{Placement, Region};
 
 /// Which objects qualify as parents of a secondary model.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -68,7 +68,7 @@ pub fn crop_region(bbox: &BBox, expand: f32, width: u32, height: u32) -> Option<
 /// A detection `b` (model-input pixels of the crop `region` pre-processed with `placement`) in frame
 /// pixels, clamped to the crop; `None` when nothing of it is inside the crop.
 pub fn child_box(region: &Region, placement: &Placement, b: &BBox) -> Option<BBox> {
-    let f = region.to_frame(placement, b);
+    let f = b.crop_to_frame(region, placement);
     let (rx, ry) = (region.x as f32, region.y as f32);
     let c = BBox::new(f.x - rx, f.y - ry, f.w, f.h).clamped(region.w as f32, region.h as f32);
     (c.w > 0.0 && c.h > 0.0).then(|| BBox::new(c.x + rx, c.y + ry, c.w, c.h))
@@ -77,7 +77,7 @@ pub fn child_box(region: &Region, placement: &Placement, b: &BBox) -> Option<BBo
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::preprocess::ResizeMode;
+    use vigil_engine::preprocess::ResizeMode;
 
     fn obj(label: &str, bbox: BBox) -> Object {
         Object::new(0, label, 0.9, bbox)

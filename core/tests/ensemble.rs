@@ -10,7 +10,8 @@ mod common;
 use std::sync::Arc;
 
 use common::TempDir;
-use vigil_core::engine::{EngineError, InferRequest, ModelHandle, ModelServer};
+use vigil_core::modelspec::ModelSpec;
+use vigil_engine::{EngineError, InferRequest, ModelHandle, ModelServer};
 
 /// The test repository in a fresh temporary folder; `None` (test skipped) without the venv.
 fn make_repo(tag: &str) -> Option<TempDir> {
@@ -86,7 +87,7 @@ fn ensemble_gives_the_outputs_of_its_steps_run_by_hand() {
     let names: Vec<&str> = runtime.inputs().iter().map(|i| i.name.as_str()).collect();
     assert_eq!(names, ["INPUT0"]);
     assert_eq!(runtime.max_batch_size(), 8);
-    let spec = runtime.spec().expect_err("the ensemble is no detector");
+    let spec = ModelSpec::of_runtime(&runtime).expect_err("the ensemble is no detector");
     assert!(spec.to_string().contains("pipeline"), "{spec}");
 
     let scale_shift = server.acquire(&repo.0, "scale_shift", None).unwrap();

@@ -12,10 +12,11 @@
 mod common;
 
 use common::{TempDir, root};
-use vigil_core::engine::{FrameInput, InferRequest, ModelHandle, ModelServer};
-use vigil_core::frame::{FrameFormat, FrameLayout};
+use vigil_core::modelspec::ModelSpec;
 use vigil_core::postprocess::{Detection, nms};
-use vigil_core::runtime::{self, ExecutionProvider};
+use vigil_engine::frame::{FrameFormat, FrameLayout};
+use vigil_engine::runtime::{self, ExecutionProvider};
+use vigil_engine::{FrameInput, InferRequest, ModelHandle, ModelServer};
 
 /// Largest difference of a box edge between the CUDA path and the CPU path (acceptance: 2 px).
 const MAX_BOX_PX: f32 = 2.0;
@@ -30,7 +31,7 @@ fn cuda_path_unusable() -> Option<String> {
     if let Err(e) = runtime::environment() {
         return Some(format!("ONNX Runtime is not available: {e}"));
     }
-    let gpu = vigil_core::gpu::probe();
+    let gpu = vigil_engine::gpu::probe();
     if gpu.devices().is_none() {
         return Some(format!("no NVIDIA driver or device ({:?})", gpu.driver));
     }
@@ -83,7 +84,7 @@ fn repository() -> Option<TempDir> {
 /// The detections of `handle`'s model on `image`: through the CPU pre-processing and a tensor
 /// request, or (`frame`) through a frame request pre-processed on the GPU.
 fn detect(handle: &ModelHandle, image: &str, frame: bool) -> Vec<Detection> {
-    let spec = handle.spec().expect("a detector");
+    let spec = ModelSpec::of_runtime(&handle.current()).expect("a detector");
     let (pixels, w, h) = common::rgba(image);
     let request = if frame {
         let layout = FrameLayout::packed(FrameFormat::Rgba, w, h);

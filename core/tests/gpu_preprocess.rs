@@ -1,4 +1,4 @@
-//! GPU pre-processing (`vigil_core::gpu`).
+//! GPU pre-processing (`vigil_engine::gpu`).
 //!
 //! - `kernels_compile_with_nvrtc`: NVRTC compiles every kernel variant (no GPU needed: NVRTC is a
 //!   compiler library), so a syntax or type error in the CUDA source fails here, on CI. NVRTC comes
@@ -11,11 +11,11 @@
 //!   2e-3), and against `gpu::reference` (which the unit tests show equal to the CPU path). Without
 //!   an NVIDIA driver it prints `SKIPPED: no NVIDIA driver` and returns.
 
-use vigil_core::frame;
-use vigil_core::gpu::{
+use vigil_engine::frame;
+use vigil_engine::gpu::{
     self, FrameFormat, FrameLayout, GpuPreprocessor, GpuSpec, TensorType, YuvMatrix,
 };
-use vigil_core::preprocess::{ColorOrder, Layout, PreprocessSpec, Preprocessor, ResizeMode};
+use vigil_engine::preprocess::{ColorOrder, Layout, PreprocessSpec, Preprocessor, ResizeMode};
 
 fn skip(message: &str) {
     use std::io::Write;

@@ -21,10 +21,10 @@ mod common;
 use std::path::Path;
 
 use common::{TempDir, root};
-use vigil_core::engine::{InferRequest, ModelServer};
 use vigil_core::modelspec::ModelSpec;
 use vigil_core::postprocess::{Detection, nms};
-use vigil_core::runtime::{self, OnnxModel};
+use vigil_engine::runtime::{self, OnnxModel};
+use vigil_engine::{InferRequest, ModelServer};
 
 /// The venv's python with `onnx`, given ONNX Runtime and the NanoDet weights; else `None` (SKIPPED).
 fn prerequisites() -> Option<std::path::PathBuf> {
@@ -120,7 +120,7 @@ fn fp16_outputs_are_the_fp32_outputs_on_the_rounded_input_rounded() {
     let mut fp16 = OnnxModel::load(&repo.0.join("nanodet_fp16/1/model.onnx"), 0).unwrap();
     assert_eq!(fp16.inputs()[0].dtype, "Float16");
     assert!(fp16.outputs().iter().all(|o| o.dtype == "Float16"));
-    let loaded = vigil_core::modelrepo::ModelRepository::open(&repo.0)
+    let loaded = vigil_modelrepo::ModelRepository::open(&repo.0)
         .and_then(|r| r.load("nanodet_fp16", None))
         .expect("the repository accepts the TYPE_FP16 config");
     let spec = ModelSpec::from_config(&loaded.config, &loaded.labels).expect("a detector");
@@ -165,7 +165,7 @@ fn detections(
     image: &str,
 ) -> (Vec<Detection>, usize) {
     let handle = server.acquire(repo, model, None).expect(model);
-    let spec = handle.spec().expect("a detector");
+    let spec = ModelSpec::of_runtime(&handle.current()).expect("a detector");
     let (x, _, _) = tensor(&spec, image);
     let (w, h) = (spec.preprocess.width, spec.preprocess.height);
     let dims = spec.input_shape(1)[1..].to_vec();
@@ -238,7 +238,7 @@ fn uint8_input_model_detects_what_the_fp32_model_detects() {
     let u8_model = server.acquire(&repo.0, "nanodet_u8", None).unwrap();
     let runtime = u8_model.current();
     assert_eq!(runtime.inputs()[0].dtype, "Uint8");
-    let spec = u8_model.spec().unwrap();
+    let spec = ModelSpec::of_runtime(&u8_model.current()).unwrap();
     assert_eq!(spec.preprocess.mean, [0.0; 3]);
     // The tensor Vigil feeds it holds whole pixel values, so the conversion to 8 bits is exact.
     let (x, _, _) = tensor(&spec, "bus.jpg");

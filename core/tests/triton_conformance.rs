@@ -15,7 +15,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use vigil_core::modelrepo::{
+use vigil_modelrepo::{
     LoadOptions, ModelConfig, ModelRepository, NormalizeOptions, normalize, validate_config,
 };
 

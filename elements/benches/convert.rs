@@ -1,13 +1,13 @@
 //! `cargo bench -p gst-plugin-vigil --bench convert`: Vigil's YUV → packed RGB conversion
-//! (`vigil_core::frame::to_packed4`, what `vigilinfer` runs for NV12 and I420 frames and what the GPU
+//! (`vigil_engine::frame::to_packed4`, what `vigilinfer` runs for NV12 and I420 frames and what the GPU
 //! kernels reproduce) against the baseline it replaced, `gst_video::VideoConverter` (ORC, one thread),
 //! on the same frames in the same run: SD (768x576, vtest.avi's size) and HD (1920x1080), NV12 and
 //! I420, into BGRx. Prints milliseconds per frame (median of 7 runs of 50 conversions) and the ratio.
 
 use std::time::Instant;
 
-use vigil_core::frame::{FrameFormat, FrameLayout, YuvMatrix, to_packed4};
-use vigil_core::preprocess::ColorOrder;
+use vigil_engine::frame::{FrameFormat, FrameLayout, YuvMatrix, to_packed4};
+use vigil_engine::preprocess::ColorOrder;
 
 /// Median of 7 timings of `n` calls of `f`, in ms per call.
 fn time(n: usize, mut f: impl FnMut()) -> f64 {

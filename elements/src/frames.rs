@@ -1,7 +1,7 @@
-//! GStreamer frames as `vigil_core::frame` sees them: the [`FrameLayout`] of a mapped buffer (its
+//! GStreamer frames as `vigil_engine::frame` sees them: the [`FrameLayout`] of a mapped buffer (its
 //! `GstVideoMeta` or else its caps), and the [`YuvMatrix`] of the caps' colorimetry.
 
-use vigil_core::frame::{FrameFormat, FrameLayout, YuvMatrix, YuvStandard};
+use vigil_engine::frame::{FrameFormat, FrameLayout, YuvMatrix, YuvStandard};
 
 /// Vigil's name for `format`, when Vigil converts it itself (CPU) or on the GPU.
 pub(crate) fn frame_format(format: gst_video::VideoFormat) -> Option<FrameFormat> {

@@ -5,7 +5,7 @@ mod common;
 
 use std::path::Path;
 
-use vigil_core::engine::ModelServer;
+use vigil_engine::ModelServer;
 
 /// A private repository with the NanoDet entry, configured for batches of up to 8.
 fn repository(dir: &Path) {

@@ -5,7 +5,7 @@ mod common;
 use gst::prelude::*;
 use gstvigil::meta::VigilMeta;
 use vigil_core::objects::FrameObjects;
-use vigil_core::preprocess::ColorOrder;
+use vigil_engine::preprocess::ColorOrder;
 
 fn harness(props: &str) -> gst_check::Harness {
     common::init();
@@ -157,7 +157,7 @@ fn formats_and_class_filter() {
     assert_eq!(c.objects[0].model, "nanodet");
 }
 
-/// Vigil's own YUV → RGB conversion (`vigil_core::frame::to_packed4`, which `vigilinfer` uses for NV12
+/// Vigil's own YUV → RGB conversion (`vigil_engine::frame::to_packed4`, which `vigilinfer` uses for NV12
 /// and I420 and the GPU kernels reproduce exactly) against GStreamer's `VideoConverter` on a real
 /// picture: the same colours within rounding and chroma filtering (GStreamer interpolates NV12's
 /// chroma, Vigil takes each 2x2 block's sample).
@@ -166,7 +166,7 @@ fn own_yuv_conversion_agrees_with_gstreamer() {
     if !common::assets_installed("nanodet", "bus.jpg") {
         return;
     }
-    use vigil_core::frame::{FrameFormat, FrameLayout, YuvMatrix, YuvStandard, to_packed4};
+    use vigil_engine::frame::{FrameFormat, FrameLayout, YuvMatrix, YuvStandard, to_packed4};
     for (name, format) in [("I420", FrameFormat::I420), ("NV12", FrameFormat::Nv12)] {
         let (caps, buf) = common::decode_image(&common::media("bus.jpg"), name);
         let info = gst_video::VideoInfo::from_caps(&caps).unwrap();

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use gst::prelude::*;
 use gstvigil::meta::VigilMeta;
-use vigil_core::engine::{ModelServer, ReloadCause, ReloadEvent};
+use vigil_engine::{ModelServer, ReloadCause, ReloadEvent};
 
 /// What came out of the element for one frame.
 #[derive(Debug, Clone)]
@@ -59,7 +59,7 @@ fn new_version_is_picked_up_without_dropping_frames_and_a_corrupt_one_is_refused
     if !common::assets_installed("nanodet", "bus.png") {
         return;
     }
-    if let Err(e) = vigil_core::runtime::environment() {
+    if let Err(e) = vigil_engine::runtime::environment() {
         eprintln!("SKIPPED: ONNX Runtime is not available: {e}");
         return;
     }

@@ -7,8 +7,8 @@ mod common;
 use std::path::Path;
 
 use gstvigil::meta::VigilMeta;
-use vigil_core::engine::ModelServer;
 use vigil_core::objects::{BBox, FrameObjects};
+use vigil_engine::ModelServer;
 
 const SECONDARY: &str = "vigilinfer model=centerface process-mode=secondary \
                          operate-on-labels=person min-object-size=32 threshold=0.5 nms-iou=0.3";

@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use libfuzzer_sys::fuzz_target;
-use vigil_core::modelrepo::{ModelConfig, NormalizeOptions, normalize, validate_config};
+use vigil_modelrepo::{ModelConfig, NormalizeOptions, normalize, validate_config};
 
 fuzz_target!(|data: &[u8]| {
     // The repository reads the file as UTF-8 text; other bytes are an I/O error before parsing.

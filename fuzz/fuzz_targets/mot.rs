@@ -2,7 +2,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use vigil_core::mot::format::{format_mot, group_by_frame, parse_mot};
+use vigil_mot::format::{format_mot, group_by_frame, parse_mot};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {

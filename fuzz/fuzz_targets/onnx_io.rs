@@ -5,8 +5,8 @@
 use std::path::Path;
 
 use libfuzzer_sys::fuzz_target;
-use vigil_core::modelrepo::onnx::{parse_onnx_io, parse_onnx_metadata};
-use vigil_core::modelrepo::{
+use vigil_modelrepo::onnx::{parse_onnx_io, parse_onnx_metadata};
+use vigil_modelrepo::{
     DEFAULT_MAX_BATCH_SIZE, ModelConfig, NormalizeOptions, autocomplete_onnx, normalize,
     validate_config,
 };

@@ -198,7 +198,7 @@ impl Sandbox {
                     std::fs::copy(dir.join(file), target.join(file))?;
                 }
             }
-            let io = vigil_core::modelrepo::onnx::read_onnx_io(&dir.join("1/model.onnx"))
+            let io = vigil_modelrepo::onnx::read_onnx_io(&dir.join("1/model.onnx"))
                 .unwrap_or_default();
             std::fs::write(target.join("1/model.onnx"), onnx_bytes(&io))?;
         }
@@ -238,7 +238,7 @@ fn field_varint(out: &mut Vec<u8>, field: u64, v: u64) {
 }
 
 /// `onnx.ValueInfoProto` of one tensor (`-1` dims as the symbol `N`).
-fn value_info(t: &vigil_core::modelrepo::OnnxTensor) -> Vec<u8> {
+fn value_info(t: &vigil_modelrepo::OnnxTensor) -> Vec<u8> {
     let mut shape = Vec::new();
     for &d in t.dims.iter().flatten() {
         let mut dim = Vec::new();
@@ -264,7 +264,7 @@ fn value_info(t: &vigil_core::modelrepo::OnnxTensor) -> Vec<u8> {
 
 /// A serialized `onnx.ModelProto` (IR version 8) whose graph has `io`'s inputs and outputs and
 /// no nodes: what the model checks read, a few hundred bytes instead of megabytes.
-pub fn onnx_bytes(io: &vigil_core::modelrepo::OnnxIo) -> Vec<u8> {
+pub fn onnx_bytes(io: &vigil_modelrepo::OnnxIo) -> Vec<u8> {
     let mut graph = Vec::new();
     field_bytes(&mut graph, 2, b"fuzz");
     for t in &io.inputs {

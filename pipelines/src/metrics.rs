@@ -19,7 +19,7 @@ use std::fmt::Write as _;
 use std::sync::OnceLock;
 
 use nvml_wrapper::Nvml;
-use vigil_core::engine::{Histogram, ModelServer, ModelStats, TIME_BUCKETS_US};
+use vigil_engine::{Histogram, ModelServer, ModelStats, TIME_BUCKETS_US};
 
 use crate::stats::{StreamSnapshot, StreamState};
 

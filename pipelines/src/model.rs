@@ -17,13 +17,13 @@ fn err(key: &'static str, message: String) -> ModelCheckError {
 }
 
 /// Resolves and checks the model `name` (version `version`, latest served when `None`) in `repository`
-/// with [`vigil_core::modelrepo`], then checks that the model file is a well-formed ONNX protobuf.
+/// with [`vigil_modelrepo`], then checks that the model file is a well-formed ONNX protobuf.
 pub(crate) fn check_model(
     repository: &Path,
     name: &str,
     version: Option<u64>,
 ) -> Result<ModelPlan, ModelCheckError> {
-    use vigil_core::modelrepo::{ModelRepository, RepoError};
+    use vigil_modelrepo::{ModelRepository, RepoError};
     let key_of = |e: &RepoError| match e {
         RepoError::RepositoryNotFound { .. } => "model_repository",
         RepoError::VersionNotFound { .. } | RepoError::VersionNotServed { .. } => {

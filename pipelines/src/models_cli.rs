@@ -10,7 +10,7 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, bail};
-use vigil_core::modelrepo::ModelRepository;
+use vigil_modelrepo::ModelRepository;
 
 #[derive(Debug, clap::Args)]
 pub struct ModelsArgs {
@@ -58,9 +58,9 @@ pub struct ShowArgs {
 }
 
 /// What the engine checks at load beyond Triton's validation: the execution-accelerator parameters
-/// (`vigil_core::engine::accel`).
-fn engine_checks(config: &vigil_core::modelrepo::ModelConfig) -> Result<(), String> {
-    vigil_core::engine::accel::provider_options(config, std::path::Path::new("")).map(|_| ())
+/// (`vigil_engine::accel`).
+fn engine_checks(config: &vigil_modelrepo::ModelConfig) -> Result<(), String> {
+    vigil_engine::accel::provider_options(config, std::path::Path::new("")).map(|_| ())
 }
 
 fn open(args: &RepoArgs) -> anyhow::Result<ModelRepository> {

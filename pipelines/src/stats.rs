@@ -13,8 +13,8 @@ use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::fmt;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
-use vigil_core::engine::Histogram;
 use vigil_core::objects::{FrameAnalytics, FrameObjects};
+use vigil_engine::Histogram;
 
 /// Frames per second are measured over this trailing window.
 pub const FPS_WINDOW: Duration = Duration::from_secs(2);
@@ -80,7 +80,7 @@ pub struct StreamSnapshot {
     pub timestamps_repaired: u64,
     /// Over the last [`FPS_WINDOW`].
     pub fps: f64,
-    /// End-to-end latency per frame (buckets [`vigil_core::engine::TIME_BUCKETS_US`]).
+    /// End-to-end latency per frame (buckets [`vigil_engine::TIME_BUCKETS_US`]).
     pub latency: Histogram,
     /// Inspection counts (streams with `inspection`).
     pub inspection: Option<vigil_core::inspect::Summary>,

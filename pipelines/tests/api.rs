@@ -15,7 +15,7 @@ use std::time::Duration;
 use vigil::api::{self, ApiError, StreamRegistry, StreamsView};
 use vigil::metrics::{self, GpuStats};
 use vigil::stats::{SourceStats, StreamState};
-use vigil_core::engine::{Histogram, ModelStats};
+use vigil_engine::{Histogram, ModelStats};
 
 /// Reports a skipped check on the real stderr (libtest captures `eprintln!`).
 fn skip(message: std::fmt::Arguments) {

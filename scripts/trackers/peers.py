@@ -4,7 +4,7 @@
     peers.py --out DIR [--frames N] [--frame-rate FPS] [--repeat R] DET.txt [DET.txt ...]
 
 Each DET.txt is a MOTChallenge detection file (`frame,-1,x,y,w,h,conf,...`), e.g. the seeded noisy
-detections that `vigil_core::mot::eval::write_detections` writes (see `core/tests/tracker_compare.rs`).
+detections that `vigil_mot::eval::write_detections` writes (see `mot/tests/tracker_compare.rs`).
 For every file, every tracker and every preset below, the detections are fed frame by frame (frames
 1..N, empty ones included) and the boxes the tracker reports for each frame are written as a
 MOTChallenge result file `DIR/<det stem>/<tracker>-<preset>.txt` (`frame,id,x,y,w,h,conf,-1,-1,-1`).

@@ -285,15 +285,15 @@ fn worst_box_difference(reference: &Detections, got: &Detections, source: &str) 
 /// Whether GPU pre-processing can run in this process: a CUDA device, NVRTC, and the CUDA
 /// execution provider in the ONNX Runtime library; the reason when not.
 fn gpu_preprocessing_usable() -> Result<(), String> {
-    let a = vigil_core::gpu::probe();
+    let a = vigil_engine::gpu::probe();
     if a.devices().is_none() {
         return Err(format!("no NVIDIA driver or device ({:?})", a.driver));
     }
     if let Err(e) = &a.nvrtc {
         return Err(format!("no NVRTC ({e})"));
     }
-    if vigil_core::runtime::environment().is_err()
-        || !vigil_core::runtime::ExecutionProvider::Cuda.is_available()
+    if vigil_engine::runtime::environment().is_err()
+        || !vigil_engine::runtime::ExecutionProvider::Cuda.is_available()
     {
         return Err("the ONNX Runtime library has no CUDA execution provider".into());
     }
@@ -316,12 +316,12 @@ fn gpu_requests_fall_back_to_the_cpu_with_one_warning_each() {
 
     gst::init().unwrap();
     let nvdec = gst::ElementFactory::find("nvh264dec").is_some();
-    let gpu = vigil_core::gpu::probe();
-    let provider_usable = |p: vigil_core::runtime::ExecutionProvider| {
-        gpu.driver.is_ok() && vigil_core::runtime::environment().is_ok() && p.is_available()
+    let gpu = vigil_engine::gpu::probe();
+    let provider_usable = |p: vigil_engine::runtime::ExecutionProvider| {
+        gpu.driver.is_ok() && vigil_engine::runtime::environment().is_ok() && p.is_available()
     };
-    let cuda = provider_usable(vigil_core::runtime::ExecutionProvider::Cuda);
-    let tensorrt = provider_usable(vigil_core::runtime::ExecutionProvider::TensorRt);
+    let cuda = provider_usable(vigil_engine::runtime::ExecutionProvider::Cuda);
+    let tensorrt = provider_usable(vigil_engine::runtime::ExecutionProvider::TensorRt);
     eprintln!(
         "NVDEC: {nvdec}, GPU: {:?}, CUDA EP: {cuda}, TensorRT EP: {tensorrt}",
         gpu.driver

@@ -22,8 +22,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::engine::{EngineError, InferRequest, ModelHandle, ModelServer};
 use crate::objects::BBox;
+use vigil_engine::{EngineError, InferRequest, ModelHandle, ModelServer};
 
 pub use det::{DetParams, Point, Quad};
 pub use image::{BgrImage, ImageView, PixelFormat, Rect};
@@ -225,7 +225,7 @@ impl OcrEngine {
             path: path.clone(),
             message,
         };
-        let dictionary = crate::modelrepo::onnx::read_onnx_metadata(&path, DICTIONARY_KEY)
+        let dictionary = vigil_modelrepo::onnx::read_onnx_metadata(&path, DICTIONARY_KEY)
             .map_err(|e| dict_err(e.to_string()))?
             .ok_or_else(|| {
                 dict_err(format!(

@@ -19,31 +19,8 @@ pub use nms::nms;
 
 use crate::objects::BBox;
 
-/// A borrowed output tensor (f32, row-major).
-#[derive(Debug, Clone, Copy)]
-pub struct TensorView<'a> {
-    pub name: &'a str,
-    pub shape: &'a [usize],
-    pub data: &'a [f32],
-}
-
-impl<'a> TensorView<'a> {
-    /// The part of the tensor that belongs to batch item `b` (first dimension).
-    pub fn item(&self, b: usize) -> Result<&'a [f32], PostprocessError> {
-        let n = *self.shape.first().ok_or_else(|| PostprocessError::Shape {
-            tensor: self.name.to_string(),
-            detail: "is a scalar".into(),
-        })?;
-        if b >= n {
-            return Err(PostprocessError::Shape {
-                tensor: self.name.to_string(),
-                detail: format!("has batch size {n}, item {b} requested"),
-            });
-        }
-        let per = self.data.len() / n.max(1);
-        Ok(&self.data[b * per..(b + 1) * per])
-    }
-}
+use vigil_engine::TensorError;
+pub use vigil_engine::TensorView;
 
 /// One detection in model-input pixels.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -98,6 +75,15 @@ pub enum PostprocessError {
     Shape { tensor: String, detail: String },
     #[error("no output tensor matches {0}")]
     Missing(String),
+}
+
+impl From<TensorError> for PostprocessError {
+    fn from(e: TensorError) -> Self {
+        PostprocessError::Shape {
+            tensor: e.tensor,
+            detail: e.detail,
+        }
+    }
 }
 
 impl Decoder {

@@ -91,12 +91,12 @@ pub fn rgba(name: &str) -> (Vec<u8>, u32, u32) {
 /// RGBA `pixels` (`w`x`h`) through the CPU pre-processing of `spec` (colour order swapped first
 /// where the model takes BGR).
 pub fn preprocessed(
-    spec: &vigil_core::preprocess::PreprocessSpec,
+    spec: &vigil_engine::preprocess::PreprocessSpec,
     mut pixels: Vec<u8>,
     w: u32,
     h: u32,
 ) -> Vec<f32> {
-    use vigil_core::preprocess::{ColorOrder, Preprocessor};
+    use vigil_engine::preprocess::{ColorOrder, Preprocessor};
     if spec.color == ColorOrder::Bgr {
         for p in pixels.chunks_exact_mut(4) {
             p.swap(0, 2);

@@ -8,17 +8,17 @@ use gst_base::subclass::prelude::*;
 
 use std::sync::Arc;
 
-use vigil_core::engine::{
-    EngineError, FrameInput, InferRequest, ModelHandle, ModelRuntime, ModelServer, PollGuard,
-};
 use vigil_core::modelspec::ModelSpec;
 use vigil_core::objects::{FrameObjects, Object};
 use vigil_core::postprocess::{Detection, nms};
-use vigil_core::preprocess::{ColorOrder, Placement, PreprocessSpec, Preprocessor};
-use vigil_core::runtime::warn_once;
 use vigil_core::secondary::{ParentFilter, child_box, crop_region};
+use vigil_engine::preprocess::{ColorOrder, Placement, PreprocessSpec, Preprocessor};
+use vigil_engine::runtime::warn_once;
+use vigil_engine::{
+    EngineError, FrameInput, InferRequest, ModelHandle, ModelRuntime, ModelServer, PollGuard,
+};
 
-use vigil_core::frame::{FrameFormat, FrameLayout, YuvMatrix, to_packed4};
+use vigil_engine::frame::{FrameFormat, FrameLayout, YuvMatrix, to_packed4};
 
 use super::{Preprocess, ProcessMode};
 use crate::frames::{first_offset, frame_format, layout_of, yuv_matrix};
@@ -86,7 +86,7 @@ impl Default for Settings {
 }
 
 /// Per-caps colour conversion of frames into packed RGBx/BGRx at the frame's size (scaling is done by
-/// the pre-processor): Vigil's own conversion (`vigil_core::frame::to_packed4`, the one the GPU
+/// the pre-processor): Vigil's own conversion (`vigil_engine::frame::to_packed4`, the one the GPU
 /// kernels reproduce bit for bit) for NV12, I420 and packed RGB formats, `gst_video::VideoConverter`
 /// for the others. Neither: the frames already are packed 4-byte pixels in the model's order.
 struct Converter {
@@ -158,8 +158,10 @@ struct State {
     /// The model as served by the process-wide model server: shared (with its dynamic batcher) by every
     /// `vigilinfer` naming the same repository, model and version; its runtime may be swapped by a reload.
     handle: Arc<ModelHandle>,
-    /// The spec the pre-processor and class filter were built for (compared with the runtime's on every
-    /// frame, so a reloaded model with another input takes effect at once).
+    /// The runtime whose configuration `spec` was read from (compared with the handle's current one
+    /// on every inferred frame, so a reloaded model with another input takes effect at once).
+    runtime: Arc<ModelRuntime>,
+    /// How to feed and decode the model: the pre-processor and class filter were built for it.
     spec: Arc<ModelSpec>,
     preprocessor: Preprocessor,
     class_filter: Vec<usize>,
@@ -179,6 +181,19 @@ struct State {
     on_gpu: Option<bool>,
     /// Frames pre-processed on the GPU.
     gpu_frames: u64,
+}
+
+/// How to feed `runtime`'s model and decode its outputs as a detector (the `vigil.*` parameters of
+/// its configuration); an error naming the model for one that is not a detector.
+fn detector_spec(runtime: &ModelRuntime) -> Result<Arc<ModelSpec>, String> {
+    ModelSpec::of_runtime(runtime).map(Arc::new).map_err(|e| {
+        format!(
+            "model '{}' version {}: {}",
+            runtime.name(),
+            runtime.version(),
+            e.message
+        )
+    })
 }
 
 #[derive(Default)]
@@ -431,8 +446,7 @@ impl BaseTransformImpl for VigilInfer {
             ),
         };
         let runtime = handle.current();
-        let spec = runtime
-            .spec()
+        let spec = detector_spec(&runtime)
             .map_err(|e| gst::error_msg!(gst::LibraryError::Settings, ["{}", e]))?;
         let class_filter = spec.class_filter(&settings.classes).map_err(|e| {
             gst::error_msg!(gst::LibraryError::Settings, ["property 'classes': {}", e])
@@ -455,6 +469,7 @@ impl BaseTransformImpl for VigilInfer {
             crops: 0,
             settings,
             handle,
+            runtime,
             spec,
             preprocessor,
             class_filter,
@@ -519,11 +534,11 @@ impl BaseTransformImpl for VigilInfer {
         // The runtime serving the model now (a reload may have replaced it since the last frame).
         let runtime = state.handle.current();
         if inferring {
-            let spec = runtime.spec().map_err(|e| {
-                gst::element_imp_error!(self, gst::LibraryError::Settings, ["{}", e]);
-                gst::FlowError::Error
-            })?;
-            if !Arc::ptr_eq(&spec, &state.spec) {
+            if !Arc::ptr_eq(&runtime, &state.runtime) {
+                let spec = detector_spec(&runtime).map_err(|e| {
+                    gst::element_imp_error!(self, gst::LibraryError::Settings, ["{}", e]);
+                    gst::FlowError::Error
+                })?;
                 if spec.preprocess != state.spec.preprocess {
                     state.preprocessor = Preprocessor::new(spec.preprocess.clone());
                 }
@@ -543,6 +558,7 @@ impl BaseTransformImpl for VigilInfer {
                     runtime.version()
                 );
                 state.spec = spec;
+                state.runtime = runtime.clone();
             }
             if let Some(conv) = state.converter.as_ref()
                 && conv.color != state.spec.preprocess.color
@@ -658,7 +674,7 @@ impl BaseTransformImpl for VigilInfer {
         state.inferred += 1;
         let (fw, fh) = (width as f32, height as f32);
         for d in dets {
-            let bbox = placement.to_frame(&d.bbox).clamped(fw, fh);
+            let bbox = d.bbox.to_frame(&placement).clamped(fw, fh);
             if bbox.w <= 0.0 || bbox.h <= 0.0 {
                 continue;
             }
@@ -734,7 +750,7 @@ impl VigilInfer {
         &self,
         state: &mut State,
         buf: &mut gst::BufferRef,
-        runtime: &Arc<vigil_core::engine::ModelRuntime>,
+        runtime: &Arc<vigil_engine::ModelRuntime>,
     ) -> Result<gst::FlowSuccess, gst::FlowError> {
         let parents: Vec<(u32, vigil_core::objects::BBox)> = match buf.meta::<VigilMeta>() {
             None => return Ok(gst::FlowSuccess::Ok),
@@ -989,8 +1005,8 @@ fn append_meta(buf: &mut gst::BufferRef, mut frame: FrameObjects, inferred: bool
 #[cfg(test)]
 mod tests {
     use super::*;
-    use vigil_core::gpu::reference;
-    use vigil_core::preprocess::{Layout, ResizeMode};
+    use vigil_engine::gpu::reference;
+    use vigil_engine::preprocess::{Layout, ResizeMode};
 
     fn spec() -> PreprocessSpec {
         PreprocessSpec {

@@ -507,11 +507,11 @@ mod tests {
         std::fs::write(models.join("m/1/model.onnx"), "x").unwrap();
         let repo = gpu_repository(&models, "m", &dir).unwrap();
         let config = std::fs::read_to_string(repo.join("m/config.pbtxt")).unwrap();
-        let parsed = vigil_core::modelrepo::ModelConfig::parse(&config, Path::new("c")).unwrap();
+        let parsed = vigil_modelrepo::ModelConfig::parse(&config, Path::new("c")).unwrap();
         assert_eq!(parsed.instance_group.len(), 1);
         assert_eq!(
             parsed.instance_group[0].kind,
-            vigil_core::modelrepo::InstanceKind::Gpu
+            vigil_modelrepo::InstanceKind::Gpu
         );
         assert_eq!(
             std::fs::read_to_string(repo.join("m/1/model.onnx")).unwrap(),

@@ -4,10 +4,10 @@
 use super::stats::percentile;
 use std::path::Path;
 use std::time::{Duration, Instant};
-use vigil_core::modelrepo::ModelRepository;
 use vigil_core::modelspec::ModelSpec;
-use vigil_core::preprocess::Preprocessor;
-use vigil_core::runtime::{OnnxModel, SessionOptions};
+use vigil_engine::preprocess::Preprocessor;
+use vigil_engine::runtime::{OnnxModel, SessionOptions};
+use vigil_modelrepo::ModelRepository;
 
 /// One batch size of the compute bound.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -37,7 +37,7 @@ fn tensors(
     count: usize,
 ) -> Result<(Vec<Vec<f32>>, u32, u32), String> {
     use gst::prelude::*;
-    use vigil_core::preprocess::ColorOrder;
+    use vigil_engine::preprocess::ColorOrder;
     crate::pipeline::init().map_err(|e| e.to_string())?;
     let format = match spec.preprocess.color {
         ColorOrder::Bgr => "BGRx",

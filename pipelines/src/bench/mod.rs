@@ -549,7 +549,7 @@ pub fn execute(args: &BenchArgs) -> anyhow::Result<()> {
             args.video.display()
         );
     }
-    let loaded = vigil_core::modelrepo::ModelRepository::open(&args.models)
+    let loaded = vigil_modelrepo::ModelRepository::open(&args.models)
         .and_then(|r| r.load(&args.model, None))
         .with_context(|| format!("--models {} --model {}", args.models.display(), args.model))?;
     let labels_file = loaded.dir.join("labels.txt");
@@ -754,7 +754,7 @@ pub fn execute(args: &BenchArgs) -> anyhow::Result<()> {
 fn capacity_mode(setup: &Setup, args: &BenchArgs) -> anyhow::Result<()> {
     let variants: Vec<capacity::Variant> = if args.variants.is_empty() {
         let mut v = vec![capacity::Variant::Cpu];
-        match vigil_core::gpu::devices() {
+        match vigil_engine::gpu::devices() {
             Ok(_) => v.extend([capacity::Variant::Gpu, capacity::Variant::GpuPre]),
             Err(e) => eprintln!("capacity: GPU variants left out: {e}"),
         }

@@ -59,7 +59,7 @@ impl Machine {
         let mem_kib: f64 = first_value("/proc/meminfo", "MemTotal", ':')
             .and_then(|v| v.split_whitespace().next()?.parse().ok())
             .unwrap_or(0.0);
-        let ort = vigil_core::runtime::ort_library_path()
+        let ort = vigil_engine::runtime::ort_library_path()
             .ok()
             .and_then(|p| std::fs::canonicalize(p).ok())
             .and_then(|p| {

@@ -4,7 +4,7 @@
 
 use serde::Serialize;
 use std::collections::VecDeque;
-use vigil_core::mot::noise::SplitMix64;
+use vigil_core::rng::SplitMix64;
 
 /// The seeded generator of the schedule (the one the tracking evaluation's noise uses), with the two
 /// draws the schedule needs.
