@@ -20,10 +20,11 @@ use super::{
     InferSession, MAX_INSTANCES, NamedTensor, SessionFactory, gpu_frame_preprocessors,
     onnx_session_factory, tensor_type_of,
 };
-use crate::TensorView;
 use crate::runtime::{
-    ExecutionProvider, INPUT_TYPES, IoInfo, OUTPUT_TYPES, RuntimeError, SessionOptions, warn_once,
+    ELEMENT_TYPES, ExecutionProvider, INPUT_TYPES, IoInfo, RuntimeError, SessionOptions, warn_once,
 };
+use crate::tensor::data_type_of_element;
+use crate::{DataType, TensorData, TensorSlice, TensorView};
 use vigil_modelrepo::{InstanceGroup, InstanceKind, LoadedModel, ModelConfig};
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -567,24 +568,24 @@ impl ModelRuntime {
         };
         if let Some(bad) = inputs
             .iter()
-            .find(|i| !INPUT_TYPES.contains(&i.dtype.as_str()))
+            .find(|i| !ELEMENT_TYPES.contains(&i.dtype.as_str()))
         {
             return Err(config_error(format!(
                 "input '{}' has element type {}; the engine feeds {}",
                 bad.name,
                 bad.dtype,
-                INPUT_TYPES.join(", ")
+                ELEMENT_TYPES.join(", ")
             )));
         }
         if let Some(bad) = outputs
             .iter()
-            .find(|o| !OUTPUT_TYPES.contains(&o.dtype.as_str()))
+            .find(|o| !ELEMENT_TYPES.contains(&o.dtype.as_str()))
         {
             return Err(config_error(format!(
                 "output '{}' has element type {}; the engine reads {}",
                 bad.name,
                 bad.dtype,
-                OUTPUT_TYPES.join(", ")
+                ELEMENT_TYPES.join(", ")
             )));
         }
         let mut max_batch = config.max_batch_size.max(0) as usize;
@@ -881,6 +882,14 @@ impl ModelRuntime {
             if slots[k].is_some() {
                 return Err(bad(format!("input '{name}' is given twice")));
             }
+            let (given, takes) = (data.data_type(), self.inputs[k].dtype.as_str());
+            let converted = given == DataType::Fp32 && INPUT_TYPES.contains(&takes);
+            if given.element_name() != Some(takes) && !converted {
+                return Err(bad(format!(
+                    "input '{name}' has data type {given}; the model takes {}",
+                    data_type_of_element(takes).map_or(takes.to_owned(), |t| t.to_string())
+                )));
+            }
             if shape.iter().any(|&d| d < 0) {
                 return Err(bad(format!(
                     "input '{name}': shape {shape:?} has a negative dimension"
@@ -1120,7 +1129,7 @@ impl Shared {
         let batched = self.policy.max_batch > 0;
         let first = &items[0];
         let mut shapes: Vec<Vec<i64>> = Vec::with_capacity(first.len());
-        let mut data: Vec<Cow<'_, [f32]>> = Vec::with_capacity(first.len());
+        let mut data: Vec<Cow<'_, TensorData>> = Vec::with_capacity(first.len());
         for (k, (_, item_shape, item_data)) in first.iter().enumerate() {
             shapes.push(if batched {
                 std::iter::once(n as i64)
@@ -1130,20 +1139,22 @@ impl Shared {
                 item_shape.clone()
             });
             data.push(if n == 1 {
-                Cow::Borrowed(item_data.as_slice())
+                Cow::Borrowed(item_data)
             } else {
-                let mut all = Vec::with_capacity(item_data.len() * n);
+                // The batcher only batches requests whose inputs have the same element types.
+                let mut all = TensorData::with_capacity(item_data.data_type(), item_data.len() * n)
+                    .unwrap_or_else(|| item_data.clone());
                 for item in &items {
-                    all.extend_from_slice(&item[k].2);
+                    all.extend_from(item[k].2.as_slice());
                 }
                 Cow::Owned(all)
             });
         }
-        let run_inputs: Vec<(&str, &[i64], &[f32])> = first
+        let run_inputs: Vec<(&str, &[i64], TensorSlice<'_>)> = first
             .iter()
             .zip(&shapes)
             .zip(&data)
-            .map(|((input, shape), d)| (input.0.as_str(), shape.as_slice(), d.as_ref()))
+            .map(|((input, shape), d)| (input.0.as_str(), shape.as_slice(), d.as_slice()))
             .collect();
 
         let mut recorded = false;
@@ -1177,14 +1188,7 @@ impl Shared {
                 let item: Vec<TensorView<'_>> = views
                     .iter()
                     .zip(&item_shapes)
-                    .map(|(v, s)| {
-                        let per = v.data.len() / n;
-                        TensorView {
-                            name: v.name,
-                            shape: s,
-                            data: &v.data[i * per..(i + 1) * per],
-                        }
-                    })
+                    .map(|(v, s)| v.split(i, n, s))
                     .collect();
                 if let Some((seq, respond)) = slot.take() {
                     self.deliver(seq, respond, Ok(&item));
@@ -1249,6 +1253,7 @@ impl Shared {
                             name: v.name.to_owned(),
                             shape: v.shape.to_vec(),
                             data: v.data.to_vec(),
+                            raw: v.raw.to_owned_data(),
                         })
                         .collect()
                 });
@@ -1280,6 +1285,7 @@ impl Shared {
                             name: &t.name,
                             shape: &t.shape,
                             data: &t.data,
+                            raw: t.raw.as_slice(),
                         })
                         .collect();
                     call(parked.respond, Ok(&views));
