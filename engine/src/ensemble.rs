@@ -435,6 +435,7 @@ impl EnsembleRuntime {
             pending: 0,
             executions: st.executions,
             batch_sizes: st.batch_sizes.clone(),
+            batch_compute: st.batch_compute.clone(),
             queue_time: st.queue_time.clone(),
             compute_time: st.compute_time.clone(),
             reordered: 0,

@@ -88,11 +88,11 @@ pub use poll::{
 };
 pub use server::{ModelHandle, ModelServer};
 pub use stats::{
-    Histogram, INTERVAL_LOG_LEN, InstanceStats, Interval, ModelStats, TIME_BUCKETS_US,
+    Histogram, INTERVAL_LOG_LEN, InstanceStats, Interval, ModelStats, PhaseTimes, TIME_BUCKETS_US,
 };
 
 use crate::runtime::{ExecutionProvider, IoInfo, OnnxModel, RuntimeError, SessionOptions};
-pub use tensor::{DataType, TensorData, TensorError, TensorSlice, TensorView};
+pub use tensor::{DATA_TYPES, DataType, TensorData, TensorError, TensorSlice, TensorView};
 use vigil_modelrepo::RepoError;
 
 /// The parameter of `config.pbtxt` that sets the intra-op threads of each instance's session.

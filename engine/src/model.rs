@@ -732,6 +732,7 @@ impl ModelRuntime {
             pending,
             executions: st.executions,
             batch_sizes: st.batch_sizes.clone(),
+            batch_compute: st.batch_compute.clone(),
             queue_time: st.queue_time.clone(),
             compute_time: st.compute_time.clone(),
             reordered,
@@ -783,6 +784,17 @@ impl ModelRuntime {
             model: self.shared.model.clone(),
             version: self.shared.version,
         })
+    }
+
+    /// Queues `request`; `respond` is called once, on a worker thread, with views of its outputs
+    /// or the error, for callers that wait their own way (an async server sends them on). It must
+    /// not block or call `infer` on this runtime. Errors in the request itself are returned here
+    /// and `respond` is dropped uncalled.
+    pub fn infer_with<F>(&self, request: InferRequest, respond: F) -> Result<(), EngineError>
+    where
+        F: for<'a> FnOnce(Result<&[TensorView<'a>], EngineError>) + Send + 'static,
+    {
+        self.submit(request, Box::new(respond))
     }
 
     /// Queues `request`; `respond` is called once with its outputs or error, on a worker thread.
@@ -1156,12 +1168,20 @@ impl Shared {
             .zip(&data)
             .map(|((input, shape), d)| (input.0.as_str(), shape.as_slice(), d.as_slice()))
             .collect();
+        let stacked = Instant::now();
 
         let mut recorded = false;
+        let mut answered_at = None;
         let mut failure: Option<EngineError> = None;
         let mut answer = |views: &[TensorView<'_>]| {
-            lock(&self.stats).record_execution(instance, n, start, Instant::now());
+            let answered = Instant::now();
+            {
+                let mut stats = lock(&self.stats);
+                stats.record_execution(instance, n, start, answered);
+                stats.record_phases(n, stacked - start, answered - stacked);
+            }
             recorded = true;
+            answered_at = Some(answered);
             if batched && let Some(v) = views.iter().find(|v| v.shape.first() != Some(&n)) {
                 failure = Some(self.execution_error(format!(
                     "output '{}' has shape {:?}; a leading batch dimension of {n} was \
@@ -1208,6 +1228,9 @@ impl Shared {
                 &mut answer,
             ),
         }));
+        if let Some(answered) = answered_at {
+            lock(&self.stats).record_output(n, answered.elapsed());
+        }
         if !recorded {
             lock(&self.stats).record_execution(instance, n, start, Instant::now());
         }

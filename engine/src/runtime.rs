@@ -552,19 +552,88 @@ fn input_value<'a>(shape: &'a [i64], data: TensorSlice<'a>) -> ort::Result<Sessi
         TensorSlice::Bf16(d) => view(shape, d),
         TensorSlice::Fp32(d) => view(shape, d),
         TensorSlice::Fp64(d) => view(shape, d),
-        TensorSlice::Bytes(d) => {
-            let mut strings = Vec::with_capacity(d.len());
-            for (k, b) in d.iter().enumerate() {
-                strings.push(String::from_utf8(b.clone()).map_err(|e| {
-                    ort::Error::new(format!(
-                        "element {k} is not UTF-8 ({}); a string input takes UTF-8 text",
-                        e.utf8_error()
-                    ))
-                })?);
+        TensorSlice::Bytes(d) => Ok(string_tensor(shape, d)?.into()),
+    }
+}
+
+/// `Ok` for a null status; else its message (the status is released).
+fn check_status(status: ort::sys::OrtStatusPtr) -> Result<(), String> {
+    if status.0.is_null() {
+        return Ok(());
+    }
+    // SAFETY: a non-null status returned by the API: its message is a NUL-terminated string it
+    // owns, copied before the status is released (once, here).
+    unsafe {
+        let message = std::ffi::CStr::from_ptr((ort::api().GetErrorMessage)(status.0))
+            .to_string_lossy()
+            .into_owned();
+        (ort::api().ReleaseStatus)(status.0);
+        Err(message)
+    }
+}
+
+/// A string tensor of `shape` holding `elements` byte for byte (NUL bytes and bytes that are not
+/// UTF-8 included: each element is written with its length, never as a C string).
+fn string_tensor(shape: &[i64], elements: &[Vec<u8>]) -> ort::Result<ort::value::Tensor<String>> {
+    use ort::AsPointer as _;
+    let empty = vec![""; elements.len()];
+    let mut tensor = ort::value::Tensor::from_string_array((shape, empty.as_slice()))?;
+    for (k, element) in elements.iter().enumerate() {
+        let mut buffer: *mut std::ffi::c_char = std::ptr::null_mut();
+        // SAFETY: `tensor` is a string tensor of `elements.len()` elements and `k` is below that;
+        // the API resizes element `k` to `element.len()` bytes and returns its buffer, which stays
+        // valid until the element changes; exactly that many bytes are copied into it.
+        unsafe {
+            check_status((ort::api().GetResizedStringTensorElementBuffer)(
+                tensor.ptr_mut(),
+                k,
+                element.len(),
+                &mut buffer,
+            ))
+            .map_err(ort::Error::new)?;
+            if !element.is_empty() {
+                std::ptr::copy_nonoverlapping(element.as_ptr(), buffer.cast::<u8>(), element.len());
             }
-            Ok(ort::value::Tensor::from_string_array((shape, strings.as_slice()))?.into())
         }
     }
+    Ok(tensor)
+}
+
+/// The elements of string tensor `value` (of `count` elements), byte for byte.
+fn string_elements(value: &ort::value::DynValue, count: usize) -> Result<Vec<Vec<u8>>, String> {
+    use ort::AsPointer as _;
+    if count == 0 {
+        return Ok(Vec::new());
+    }
+    let ptr = value.ptr();
+    let mut total = 0usize;
+    // SAFETY: `value` is a string tensor (checked by the caller) of `count` elements; the API
+    // writes `total` and then at most `total` bytes into `content` and `count` offsets.
+    let mut content = unsafe {
+        check_status((ort::api().GetStringTensorDataLength)(ptr, &mut total))?;
+        vec![0u8; total]
+    };
+    let mut offsets = vec![0usize; count + 1];
+    // SAFETY: as above: `content` holds `total` bytes, `offsets` at least `count` entries.
+    unsafe {
+        check_status((ort::api().GetStringTensorContent)(
+            ptr,
+            content.as_mut_ptr().cast(),
+            total,
+            offsets.as_mut_ptr(),
+            count,
+        ))?;
+    }
+    offsets[count] = total;
+    offsets
+        .windows(2)
+        .map(|w| {
+            content
+                .get(w[0]..w[1])
+                .map(<[u8]>::to_vec)
+                .ok_or_else(|| format!("string offsets {w:?} outside its {total} bytes"))
+        })
+        .collect()
 }
 
 /// An input converted from f32 to the model's element type.
@@ -771,9 +840,17 @@ fn output_values(value: &ort::value::DynValue) -> Result<(Vec<usize>, OutputValu
         T::Int64 => all(value, TensorSlice::Int64),
         T::Bool => all(value, TensorSlice::Bool),
         T::String => {
-            let (shape, strings) = value.try_extract_strings().map_err(|e| e.to_string())?;
-            let bytes = strings.into_iter().map(String::into_bytes).collect();
-            Ok((dims(shape), OutputValues::Strings(bytes)))
+            let ValueType::Tensor { shape, .. } = value.dtype() else {
+                return Err("is not a tensor".into());
+            };
+            let count = shape
+                .iter()
+                .try_fold(1usize, |n, &d| n.checked_mul(d.max(0) as usize));
+            let count = count.ok_or("has too many elements")?;
+            Ok((
+                dims(shape),
+                OutputValues::Strings(string_elements(value, count)?),
+            ))
         }
         other => Err(format!(
             "has element type {other:?}, which no Triton data type stands for"

@@ -162,26 +162,30 @@ conversions! {
     Bytes(Vec<u8>),
 }
 
+/// Every data type a tensor can have (Triton's, but `TYPE_INVALID`).
+pub const DATA_TYPES: [DataType; 14] = [
+    DataType::Bool,
+    DataType::Uint8,
+    DataType::Uint16,
+    DataType::Uint32,
+    DataType::Uint64,
+    DataType::Int8,
+    DataType::Int16,
+    DataType::Int32,
+    DataType::Int64,
+    DataType::Fp16,
+    DataType::Bf16,
+    DataType::Fp32,
+    DataType::Fp64,
+    DataType::String,
+];
+
 /// The Triton data type of ONNX Runtime's element type `name` (as [`crate::runtime::IoInfo::dtype`]
 /// names it, e.g. `Int32`); `None` for a name no Triton data type has.
 pub fn data_type_of_element(name: &str) -> Option<DataType> {
-    const ALL: [DataType; 14] = [
-        DataType::Bool,
-        DataType::Uint8,
-        DataType::Uint16,
-        DataType::Uint32,
-        DataType::Uint64,
-        DataType::Int8,
-        DataType::Int16,
-        DataType::Int32,
-        DataType::Int64,
-        DataType::Fp16,
-        DataType::Bf16,
-        DataType::Fp32,
-        DataType::Fp64,
-        DataType::String,
-    ];
-    ALL.into_iter().find(|t| t.element_name() == Some(name))
+    DATA_TYPES
+        .into_iter()
+        .find(|t| t.element_name() == Some(name))
 }
 
 impl TensorData {

@@ -182,6 +182,16 @@ pub fn simple_string_model() -> Vec<u8> {
     model_of(graph)
 }
 
+/// Triton's `simple_identity` model: STRING `INPUT0 [N,-1]` → `OUTPUT0`, the same strings.
+pub fn string_identity_model() -> Vec<u8> {
+    let graph = Msg::new()
+        .msg(1, node("Identity", &["INPUT0"], "OUTPUT0"))
+        .str(2, "simple_identity")
+        .msg(11, typed_value_info("INPUT0", STRING, &["N", "D"]))
+        .msg(12, typed_value_info("OUTPUT0", STRING, &["N", "D"]));
+    model_of(graph)
+}
+
 /// The bytes of the `affine` model with `y = scale·x + 1`.
 pub fn affine_model(scale: f32) -> Vec<u8> {
     let graph = Msg::new()
