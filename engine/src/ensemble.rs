@@ -32,8 +32,9 @@ use prost_reflect::{DynamicMessage, MapKey, Value};
 use super::scheduler::Responder;
 use super::stats::{ModelStats, StatsInner};
 use super::{EngineError, InferRequest, ModelHandle, ModelRuntime, ModelServer, NamedTensor};
+use crate::TensorData;
 use crate::TensorView;
-use crate::runtime::{INPUT_TYPES, IoInfo, OUTPUT_TYPES};
+use crate::runtime::{ELEMENT_TYPES, IoInfo};
 use vigil_modelrepo::{LoadedModel, ModelConfig};
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -200,8 +201,8 @@ pub(super) fn load(
     for (what, t, allowed) in config
         .input
         .iter()
-        .map(|t| ("input", t, INPUT_TYPES))
-        .chain(config.output.iter().map(|t| ("output", t, OUTPUT_TYPES)))
+        .map(|t| ("input", t, ELEMENT_TYPES))
+        .chain(config.output.iter().map(|t| ("output", t, ELEMENT_TYPES)))
     {
         let name = t.data_type.element_name().unwrap_or("Invalid");
         if !allowed.contains(&name) {
@@ -345,7 +346,7 @@ pub(super) fn load(
 }
 
 /// An ensemble tensor: shape (as the ensemble's requests give it) and data.
-type Tensor = (Vec<i64>, Vec<f32>);
+type Tensor = (Vec<i64>, TensorData);
 
 /// The progress of one request.
 struct RunState {
@@ -434,6 +435,7 @@ impl EnsembleRuntime {
             pending: 0,
             executions: st.executions,
             batch_sizes: st.batch_sizes.clone(),
+            batch_compute: st.batch_compute.clone(),
             queue_time: st.queue_time.clone(),
             compute_time: st.compute_time.clone(),
             reordered: 0,
@@ -557,7 +559,7 @@ impl Run {
                 )));
                 return;
             };
-            produced.push((tensor.clone(), (shape, view.data.to_vec())));
+            produced.push((tensor.clone(), (shape, view.raw.to_owned_data())));
         }
         {
             let mut st = lock(&self.state);
@@ -578,7 +580,7 @@ impl Run {
             )));
             return;
         }
-        let mut outputs: Vec<(&str, Vec<usize>, Vec<f32>)> =
+        let mut outputs: Vec<(&str, Vec<usize>, TensorData)> =
             Vec::with_capacity(inner.outputs.len());
         for (name, dims) in &inner.outputs {
             let from = || match inner.producers.get(name) {
@@ -615,9 +617,19 @@ impl Run {
             return;
         };
         lock(&inner.stats).record_execution(0, 1, self.start, Instant::now());
+        let widened: Vec<_> = outputs
+            .iter()
+            .map(|(_, _, data)| data.as_slice().to_f32().unwrap_or_default())
+            .collect();
         let views: Vec<TensorView<'_>> = outputs
             .iter()
-            .map(|(name, shape, data)| TensorView { name, shape, data })
+            .zip(&widened)
+            .map(|((name, shape, data), f)| TensorView {
+                name,
+                shape,
+                data: f,
+                raw: data.as_slice(),
+            })
             .collect();
         call(respond, Ok(&views));
     }

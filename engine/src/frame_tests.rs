@@ -127,16 +127,8 @@ impl FakeSession {
         let (mean, first) = summarise(t, n);
         let (ms, fs) = ([n, 3], [n, 1]);
         f(&[
-            crate::TensorView {
-                name: "mean",
-                shape: &ms,
-                data: &mean,
-            },
-            crate::TensorView {
-                name: "first",
-                shape: &fs,
-                data: &first,
-            },
+            crate::TensorView::f32("mean", &ms, &mean),
+            crate::TensorView::f32("first", &fs, &first),
         ]);
         Ok(())
     }
@@ -157,10 +149,12 @@ impl InferSession for FakeSession {
 
     fn run(
         &mut self,
-        inputs: &[(&str, &[i64], &[f32])],
+        inputs: &[(&str, &[i64], crate::TensorSlice<'_>)],
         f: &mut dyn FnMut(&[crate::TensorView<'_>]),
     ) -> Result<(), crate::runtime::RuntimeError> {
-        let (_, shape, data) = inputs[0];
+        let (_, shape, crate::TensorSlice::Fp32(data)) = inputs[0] else {
+            panic!("the fake session takes f32");
+        };
         Self::answer(data, shape[0] as usize, f)
     }
 
@@ -457,7 +451,8 @@ fn frame_requests_are_refused_with_reasons() {
         "{msg}"
     );
     let mut both = InferRequest::from_frame(frame(FrameFormat::Rgb, 10, 6, 0));
-    both.inputs.push(("images".into(), vec![1], vec![0.0]));
+    both.inputs
+        .push(("images".into(), vec![1], vec![0.0f32].into()));
     assert!(bad(both).contains("carries the frame only"));
     assert!(device.calls.lock().unwrap().is_empty());
     assert_eq!(rt.stats().requests, 0, "refused requests are not queued");

@@ -33,10 +33,12 @@
 //! - **Metrics** ([`ModelStats`]): requests, failures, executions, batch-size histogram, queue and
 //!   compute time histograms, and per instance its executions and recent compute intervals.
 //!
-//! Requests carry f32 tensors without the batch dimension ([`InferRequest`]; a model whose input is
-//! FP16 is fed them rounded to half precision, and FP16 outputs are handed over widened to f32), or
-//! a decoded frame
-//! for the model's single image input, which the instance pre-processes on the GPU together with the
+//! Requests carry tensors without the batch dimension ([`InferRequest`]): in the input's own
+//! element type ([`TensorData`]: every Triton data type an ONNX model has, `BYTES` as strings), or
+//! f32 for any numeric input (converted at the session: FP16 rounded to half precision, integers
+//! rounded and saturated). Outputs are lent as [`TensorView`]s: the values in the model's element
+//! type (`raw`) and as f32 (`data`; FP16 and integers widened). Or a request carries a decoded
+//! frame for the model's single image input, which the instance pre-processes on the GPU together with the
 //! other frames of its batch (one kernel launch; the tensor stays on the device until the session
 //! has run; see `frames.rs` and [`ModelRuntime::gpu_preprocessing`]).
 //! [`ModelRuntime::infer`] blocks the caller and runs the caller's closure **on the worker
@@ -86,11 +88,11 @@ pub use poll::{
 };
 pub use server::{ModelHandle, ModelServer};
 pub use stats::{
-    Histogram, INTERVAL_LOG_LEN, InstanceStats, Interval, ModelStats, TIME_BUCKETS_US,
+    Histogram, INTERVAL_LOG_LEN, InstanceStats, Interval, ModelStats, PhaseTimes, TIME_BUCKETS_US,
 };
 
 use crate::runtime::{ExecutionProvider, IoInfo, OnnxModel, RuntimeError, SessionOptions};
-pub use tensor::{TensorError, TensorView};
+pub use tensor::{DATA_TYPES, DataType, TensorData, TensorError, TensorSlice, TensorView};
 use vigil_modelrepo::RepoError;
 
 /// The parameter of `config.pbtxt` that sets the intra-op threads of each instance's session.
@@ -199,10 +201,10 @@ impl From<RepoError> for EngineError {
     }
 }
 
-/// A named f32 tensor: `(name, shape, data)`.
-pub type NamedTensor = (String, Vec<i64>, Vec<f32>);
+/// A named tensor: `(name, shape, data)`.
+pub type NamedTensor = (String, Vec<i64>, TensorData);
 
-/// One inference request: named f32 inputs, or a frame for the model's single image input, and a
+/// One inference request: named inputs (f32, or in the model's element type), or a frame for the model's single image input, and a
 /// priority.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct InferRequest {
@@ -228,17 +230,22 @@ impl InferRequest {
     }
 
     /// A request with one input and the default priority.
-    pub fn new(name: impl Into<String>, shape: Vec<i64>, data: Vec<f32>) -> Self {
+    pub fn new(name: impl Into<String>, shape: Vec<i64>, data: impl Into<TensorData>) -> Self {
         InferRequest {
-            inputs: vec![(name.into(), shape, data)],
+            inputs: vec![(name.into(), shape, data.into())],
             frame: None,
             priority: 0,
         }
     }
 
     /// Adds an input.
-    pub fn with_input(mut self, name: impl Into<String>, shape: Vec<i64>, data: Vec<f32>) -> Self {
-        self.inputs.push((name.into(), shape, data));
+    pub fn with_input(
+        mut self,
+        name: impl Into<String>,
+        shape: Vec<i64>,
+        data: impl Into<TensorData>,
+    ) -> Self {
+        self.inputs.push((name.into(), shape, data.into()));
         self
     }
 
@@ -251,7 +258,7 @@ impl InferRequest {
 
 /// A session one instance runs batches with: [`OnnxModel`], or a stand-in in tests.
 pub trait InferSession: Send {
-    /// The model's inputs (fed f32 tensors; the session converts where the model takes FP16).
+    /// The model's inputs (f32 tensors are converted where the model takes another numeric type).
     fn inputs(&self) -> &[IoInfo];
     /// The model's outputs, in the order the views are given.
     fn outputs(&self) -> &[IoInfo];
@@ -259,11 +266,11 @@ pub trait InferSession: Send {
     fn execution_provider(&self) -> ExecutionProvider {
         ExecutionProvider::Cpu
     }
-    /// Runs named f32 inputs `(name, shape, data)` and hands the outputs to `f` (called once on
+    /// Runs named inputs `(name, shape, data)` and hands the outputs to `f` (called once on
     /// success).
     fn run(
         &mut self,
-        inputs: &[(&str, &[i64], &[f32])],
+        inputs: &[(&str, &[i64], TensorSlice<'_>)],
         f: &mut dyn FnMut(&[TensorView<'_>]),
     ) -> Result<(), RuntimeError>;
     /// Runs the model on a batch tensor that a [`FramePreprocessor`] left in device memory (bound
@@ -297,7 +304,7 @@ impl InferSession for OnnxModel {
 
     fn run(
         &mut self,
-        inputs: &[(&str, &[i64], &[f32])],
+        inputs: &[(&str, &[i64], TensorSlice<'_>)],
         f: &mut dyn FnMut(&[TensorView<'_>]),
     ) -> Result<(), RuntimeError> {
         self.run_named(inputs, |views| f(views))

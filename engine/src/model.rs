@@ -20,10 +20,11 @@ use super::{
     InferSession, MAX_INSTANCES, NamedTensor, SessionFactory, gpu_frame_preprocessors,
     onnx_session_factory, tensor_type_of,
 };
-use crate::TensorView;
 use crate::runtime::{
-    ExecutionProvider, INPUT_TYPES, IoInfo, OUTPUT_TYPES, RuntimeError, SessionOptions, warn_once,
+    ELEMENT_TYPES, ExecutionProvider, INPUT_TYPES, IoInfo, RuntimeError, SessionOptions, warn_once,
 };
+use crate::tensor::data_type_of_element;
+use crate::{DataType, TensorData, TensorSlice, TensorView};
 use vigil_modelrepo::{InstanceGroup, InstanceKind, LoadedModel, ModelConfig};
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -567,24 +568,24 @@ impl ModelRuntime {
         };
         if let Some(bad) = inputs
             .iter()
-            .find(|i| !INPUT_TYPES.contains(&i.dtype.as_str()))
+            .find(|i| !ELEMENT_TYPES.contains(&i.dtype.as_str()))
         {
             return Err(config_error(format!(
                 "input '{}' has element type {}; the engine feeds {}",
                 bad.name,
                 bad.dtype,
-                INPUT_TYPES.join(", ")
+                ELEMENT_TYPES.join(", ")
             )));
         }
         if let Some(bad) = outputs
             .iter()
-            .find(|o| !OUTPUT_TYPES.contains(&o.dtype.as_str()))
+            .find(|o| !ELEMENT_TYPES.contains(&o.dtype.as_str()))
         {
             return Err(config_error(format!(
                 "output '{}' has element type {}; the engine reads {}",
                 bad.name,
                 bad.dtype,
-                OUTPUT_TYPES.join(", ")
+                ELEMENT_TYPES.join(", ")
             )));
         }
         let mut max_batch = config.max_batch_size.max(0) as usize;
@@ -731,6 +732,7 @@ impl ModelRuntime {
             pending,
             executions: st.executions,
             batch_sizes: st.batch_sizes.clone(),
+            batch_compute: st.batch_compute.clone(),
             queue_time: st.queue_time.clone(),
             compute_time: st.compute_time.clone(),
             reordered,
@@ -782,6 +784,17 @@ impl ModelRuntime {
             model: self.shared.model.clone(),
             version: self.shared.version,
         })
+    }
+
+    /// Queues `request`; `respond` is called once, on a worker thread, with views of its outputs
+    /// or the error, for callers that wait their own way (an async server sends them on). It must
+    /// not block or call `infer` on this runtime. Errors in the request itself are returned here
+    /// and `respond` is dropped uncalled.
+    pub fn infer_with<F>(&self, request: InferRequest, respond: F) -> Result<(), EngineError>
+    where
+        F: for<'a> FnOnce(Result<&[TensorView<'a>], EngineError>) + Send + 'static,
+    {
+        self.submit(request, Box::new(respond))
     }
 
     /// Queues `request`; `respond` is called once with its outputs or error, on a worker thread.
@@ -880,6 +893,14 @@ impl ModelRuntime {
             };
             if slots[k].is_some() {
                 return Err(bad(format!("input '{name}' is given twice")));
+            }
+            let (given, takes) = (data.data_type(), self.inputs[k].dtype.as_str());
+            let converted = given == DataType::Fp32 && INPUT_TYPES.contains(&takes);
+            if given.element_name() != Some(takes) && !converted {
+                return Err(bad(format!(
+                    "input '{name}' has data type {given}; the model takes {}",
+                    data_type_of_element(takes).map_or(takes.to_owned(), |t| t.to_string())
+                )));
             }
             if shape.iter().any(|&d| d < 0) {
                 return Err(bad(format!(
@@ -1120,7 +1141,7 @@ impl Shared {
         let batched = self.policy.max_batch > 0;
         let first = &items[0];
         let mut shapes: Vec<Vec<i64>> = Vec::with_capacity(first.len());
-        let mut data: Vec<Cow<'_, [f32]>> = Vec::with_capacity(first.len());
+        let mut data: Vec<Cow<'_, TensorData>> = Vec::with_capacity(first.len());
         for (k, (_, item_shape, item_data)) in first.iter().enumerate() {
             shapes.push(if batched {
                 std::iter::once(n as i64)
@@ -1130,27 +1151,37 @@ impl Shared {
                 item_shape.clone()
             });
             data.push(if n == 1 {
-                Cow::Borrowed(item_data.as_slice())
+                Cow::Borrowed(item_data)
             } else {
-                let mut all = Vec::with_capacity(item_data.len() * n);
+                // The batcher only batches requests whose inputs have the same element types.
+                let mut all = TensorData::with_capacity(item_data.data_type(), item_data.len() * n)
+                    .unwrap_or_else(|| item_data.clone());
                 for item in &items {
-                    all.extend_from_slice(&item[k].2);
+                    all.extend_from(item[k].2.as_slice());
                 }
                 Cow::Owned(all)
             });
         }
-        let run_inputs: Vec<(&str, &[i64], &[f32])> = first
+        let run_inputs: Vec<(&str, &[i64], TensorSlice<'_>)> = first
             .iter()
             .zip(&shapes)
             .zip(&data)
-            .map(|((input, shape), d)| (input.0.as_str(), shape.as_slice(), d.as_ref()))
+            .map(|((input, shape), d)| (input.0.as_str(), shape.as_slice(), d.as_slice()))
             .collect();
+        let stacked = Instant::now();
 
         let mut recorded = false;
+        let mut answered_at = None;
         let mut failure: Option<EngineError> = None;
         let mut answer = |views: &[TensorView<'_>]| {
-            lock(&self.stats).record_execution(instance, n, start, Instant::now());
+            let answered = Instant::now();
+            {
+                let mut stats = lock(&self.stats);
+                stats.record_execution(instance, n, start, answered);
+                stats.record_phases(n, stacked - start, answered - stacked);
+            }
             recorded = true;
+            answered_at = Some(answered);
             if batched && let Some(v) = views.iter().find(|v| v.shape.first() != Some(&n)) {
                 failure = Some(self.execution_error(format!(
                     "output '{}' has shape {:?}; a leading batch dimension of {n} was \
@@ -1177,14 +1208,7 @@ impl Shared {
                 let item: Vec<TensorView<'_>> = views
                     .iter()
                     .zip(&item_shapes)
-                    .map(|(v, s)| {
-                        let per = v.data.len() / n;
-                        TensorView {
-                            name: v.name,
-                            shape: s,
-                            data: &v.data[i * per..(i + 1) * per],
-                        }
-                    })
+                    .map(|(v, s)| v.split(i, n, s))
                     .collect();
                 if let Some((seq, respond)) = slot.take() {
                     self.deliver(seq, respond, Ok(&item));
@@ -1204,6 +1228,9 @@ impl Shared {
                 &mut answer,
             ),
         }));
+        if let Some(answered) = answered_at {
+            lock(&self.stats).record_output(n, answered.elapsed());
+        }
         if !recorded {
             lock(&self.stats).record_execution(instance, n, start, Instant::now());
         }
@@ -1249,6 +1276,7 @@ impl Shared {
                             name: v.name.to_owned(),
                             shape: v.shape.to_vec(),
                             data: v.data.to_vec(),
+                            raw: v.raw.to_owned_data(),
                         })
                         .collect()
                 });
@@ -1280,6 +1308,7 @@ impl Shared {
                             name: &t.name,
                             shape: &t.shape,
                             data: &t.data,
+                            raw: t.raw.as_slice(),
                         })
                         .collect();
                     call(parked.respond, Ok(&views));

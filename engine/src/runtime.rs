@@ -19,8 +19,8 @@ use ort::ep::ExecutionProvider as _;
 use ort::session::{Session, SessionInputValue};
 use ort::value::{TensorRef, ValueType};
 
-use crate::TensorView;
 use crate::gpu::TensorType;
+use crate::{TensorSlice, TensorView};
 
 pub const ORT_LIB_NAME: &str = "libonnxruntime.so.1.32.0";
 const ORT_DIR: &str = ".vigil/onnxruntime";
@@ -477,22 +477,23 @@ impl OnnxModel {
                 });
             }
         };
-        self.run_named(&[(name.as_str(), shape, input)], f)
+        self.run_named(&[(name.as_str(), shape, TensorSlice::Fp32(input))], f)
     }
 
-    /// Runs the model on named f32 tensors `(name, shape, data)` and hands the outputs (in the
-    /// model's output order) to `f` as f32. Inputs of other element types ([`INPUT_TYPES`]) are fed
-    /// the data converted at this boundary: FP16 rounded to nearest (ties to even), integers rounded
-    /// and saturated to the type's range (e.g. an 8-bit image input: 0..=255). Outputs
-    /// ([`OUTPUT_TYPES`]): FP32 borrowed from ONNX Runtime's buffers, the others widened (FP16 and
-    /// integers up to 2^24 exactly).
+    /// Runs the model on named tensors `(name, shape, data)` and hands the outputs (in the model's
+    /// output order) to `f`. An input in the model's element type is fed as it is (`BYTES` as
+    /// strings, which must be UTF-8); f32 data for an input of another numeric type
+    /// ([`INPUT_TYPES`]) is converted at this boundary: FP16 rounded to nearest (ties to even),
+    /// integers rounded and saturated to the type's range (e.g. an 8-bit image input: 0..=255).
+    /// Outputs: in their element type (`raw`, borrowed from ONNX Runtime's buffers) and as f32
+    /// (`data`: FP32 borrowed, other numeric types widened; FP16 and integers up to 2^24 exactly).
     pub fn run_named<R>(
         &mut self,
-        inputs: &[(&str, &[i64], &[f32])],
+        inputs: &[(&str, &[i64], TensorSlice<'_>)],
         f: impl FnOnce(&[TensorView]) -> R,
     ) -> Result<R, RuntimeError> {
         let err = run_error(&self.path);
-        // Converted copies of the inputs the model does not take as f32, made before any view.
+        // Converted copies of the inputs the model does not take as given, made before any view.
         let mut converted: Vec<Option<Converted>> = Vec::with_capacity(inputs.len());
         for &(name, _, data) in inputs {
             let Some(info) = self.inputs.iter().find(|i| i.name == name) else {
@@ -502,23 +503,13 @@ impl OnnxModel {
                     known.join(", ")
                 )));
             };
-            converted.push(if info.dtype == "Float32" {
-                None
-            } else {
-                Some(Converted::new(&info.dtype, data).ok_or_else(|| {
-                    err(format!(
-                        "input '{name}' has element type {}; inputs are fed as {}",
-                        info.dtype,
-                        INPUT_TYPES.join(", ")
-                    ))
-                })?)
-            });
+            converted.push(Converted::for_input(name, &info.dtype, data).map_err(&err)?);
         }
         let mut values: Vec<(Cow<'_, str>, SessionInputValue<'_>)> =
             Vec::with_capacity(inputs.len());
         for (&(name, shape, data), conv) in inputs.iter().zip(&converted) {
             let value = match conv {
-                None => TensorRef::from_array_view((shape, data)).map(SessionInputValue::from),
+                None => input_value(shape, data),
                 Some(c) => c.view(shape),
             }
             .map_err(|e| err(format!("input '{name}' with shape {shape:?}: {e}")))?;
@@ -529,13 +520,121 @@ impl OnnxModel {
     }
 }
 
-/// Element types (as [`IoInfo::dtype`] names them) inputs can have: fed from f32 data.
+/// Element types (as [`IoInfo::dtype`] names them) the engine feeds and reads: every Triton data
+/// type (`TYPE_STRING` is ONNX's `String`).
+pub const ELEMENT_TYPES: &[&str] = &[
+    "Bool", "Uint8", "Uint16", "Uint32", "Uint64", "Int8", "Int16", "Int32", "Int64", "Float16",
+    "Bfloat16", "Float32", "Float64", "String",
+];
+
+/// Element types (as [`IoInfo::dtype`] names them) that f32 request data is converted to.
 pub const INPUT_TYPES: &[&str] = &["Float32", "Float16", "Uint8", "Int8", "Int32", "Int64"];
 
-/// Element types outputs can have: handed over as f32.
-pub const OUTPUT_TYPES: &[&str] = &[
-    "Float32", "Float16", "Float64", "Uint8", "Int8", "Uint16", "Int16", "Int32", "Int64", "Bool",
-];
+/// An input tensor as ONNX Runtime takes it: primitive types borrowed, strings copied.
+fn input_value<'a>(shape: &'a [i64], data: TensorSlice<'a>) -> ort::Result<SessionInputValue<'a>> {
+    fn view<'a, T: ort::value::PrimitiveTensorElementType + Clone + std::fmt::Debug + 'static>(
+        shape: &'a [i64],
+        d: &'a [T],
+    ) -> ort::Result<SessionInputValue<'a>> {
+        Ok(TensorRef::from_array_view((shape, d))?.into())
+    }
+    match data {
+        TensorSlice::Bool(d) => view(shape, d),
+        TensorSlice::Uint8(d) => view(shape, d),
+        TensorSlice::Uint16(d) => view(shape, d),
+        TensorSlice::Uint32(d) => view(shape, d),
+        TensorSlice::Uint64(d) => view(shape, d),
+        TensorSlice::Int8(d) => view(shape, d),
+        TensorSlice::Int16(d) => view(shape, d),
+        TensorSlice::Int32(d) => view(shape, d),
+        TensorSlice::Int64(d) => view(shape, d),
+        TensorSlice::Fp16(d) => view(shape, d),
+        TensorSlice::Bf16(d) => view(shape, d),
+        TensorSlice::Fp32(d) => view(shape, d),
+        TensorSlice::Fp64(d) => view(shape, d),
+        TensorSlice::Bytes(d) => Ok(string_tensor(shape, d)?.into()),
+    }
+}
+
+/// `Ok` for a null status; else its message (the status is released).
+fn check_status(status: ort::sys::OrtStatusPtr) -> Result<(), String> {
+    if status.0.is_null() {
+        return Ok(());
+    }
+    // SAFETY: a non-null status returned by the API: its message is a NUL-terminated string it
+    // owns, copied before the status is released (once, here).
+    unsafe {
+        let message = std::ffi::CStr::from_ptr((ort::api().GetErrorMessage)(status.0))
+            .to_string_lossy()
+            .into_owned();
+        (ort::api().ReleaseStatus)(status.0);
+        Err(message)
+    }
+}
+
+/// A string tensor of `shape` holding `elements` byte for byte (NUL bytes and bytes that are not
+/// UTF-8 included: each element is written with its length, never as a C string).
+fn string_tensor(shape: &[i64], elements: &[Vec<u8>]) -> ort::Result<ort::value::Tensor<String>> {
+    use ort::AsPointer as _;
+    let empty = vec![""; elements.len()];
+    let mut tensor = ort::value::Tensor::from_string_array((shape, empty.as_slice()))?;
+    for (k, element) in elements.iter().enumerate() {
+        let mut buffer: *mut std::ffi::c_char = std::ptr::null_mut();
+        // SAFETY: `tensor` is a string tensor of `elements.len()` elements and `k` is below that;
+        // the API resizes element `k` to `element.len()` bytes and returns its buffer, which stays
+        // valid until the element changes; exactly that many bytes are copied into it.
+        unsafe {
+            check_status((ort::api().GetResizedStringTensorElementBuffer)(
+                tensor.ptr_mut(),
+                k,
+                element.len(),
+                &mut buffer,
+            ))
+            .map_err(ort::Error::new)?;
+            if !element.is_empty() {
+                std::ptr::copy_nonoverlapping(element.as_ptr(), buffer.cast::<u8>(), element.len());
+            }
+        }
+    }
+    Ok(tensor)
+}
+
+/// The elements of string tensor `value` (of `count` elements), byte for byte.
+fn string_elements(value: &ort::value::DynValue, count: usize) -> Result<Vec<Vec<u8>>, String> {
+    use ort::AsPointer as _;
+    if count == 0 {
+        return Ok(Vec::new());
+    }
+    let ptr = value.ptr();
+    let mut total = 0usize;
+    // SAFETY: `value` is a string tensor (checked by the caller) of `count` elements; the API
+    // writes `total` and then at most `total` bytes into `content` and `count` offsets.
+    let mut content = unsafe {
+        check_status((ort::api().GetStringTensorDataLength)(ptr, &mut total))?;
+        vec![0u8; total]
+    };
+    let mut offsets = vec![0usize; count + 1];
+    // SAFETY: as above: `content` holds `total` bytes, `offsets` at least `count` entries.
+    unsafe {
+        check_status((ort::api().GetStringTensorContent)(
+            ptr,
+            content.as_mut_ptr().cast(),
+            total,
+            offsets.as_mut_ptr(),
+            count,
+        ))?;
+    }
+    offsets[count] = total;
+    offsets
+        .windows(2)
+        .map(|w| {
+            content
+                .get(w[0]..w[1])
+                .map(<[u8]>::to_vec)
+                .ok_or_else(|| format!("string offsets {w:?} outside its {total} bytes"))
+        })
+        .collect()
+}
 
 /// An input converted from f32 to the model's element type.
 enum Converted {
@@ -547,6 +646,27 @@ enum Converted {
 }
 
 impl Converted {
+    /// What input `name` of element type `dtype` (an [`IoInfo::dtype`] name) needs of `data`:
+    /// nothing (`None`) when it has that type, a converted copy of f32 data for the numeric types
+    /// of [`INPUT_TYPES`], else an error naming both types.
+    fn for_input(name: &str, dtype: &str, data: TensorSlice<'_>) -> Result<Option<Self>, String> {
+        let given = data.data_type().element_name().unwrap_or("Invalid");
+        if given == dtype {
+            return Ok(None);
+        }
+        let TensorSlice::Fp32(values) = data else {
+            return Err(format!(
+                "input '{name}' has element type {dtype}; the request gives {given}"
+            ));
+        };
+        Converted::new(dtype, values).map(Some).ok_or_else(|| {
+            format!(
+                "input '{name}' has element type {dtype}; f32 data is converted only to {}",
+                INPUT_TYPES.join(", ")
+            )
+        })
+    }
+
     /// `data` converted to `dtype` (an [`IoInfo::dtype`] name); `None` for types not in
     /// [`INPUT_TYPES`]. Integers: rounded, then saturated (Rust's `as`; NaN becomes 0).
     fn new(dtype: &str, data: &[f32]) -> Option<Self> {
@@ -672,71 +792,102 @@ fn run_error(path: &Path) -> impl Fn(String) -> RuntimeError + '_ {
     }
 }
 
-/// An output's shape and values as f32: borrowed when it is FP32, else widened; an error for element
-/// types not in [`OUTPUT_TYPES`].
-fn widen<'a>(value: &'a ort::value::DynValue) -> Result<(&'a [i64], Cow<'a, [f32]>), String> {
+/// An output's values in its element type: borrowed from ONNX Runtime's buffer, or (strings)
+/// copied; an error for element types a Triton model cannot have.
+enum OutputValues<'a> {
+    Borrowed(TensorSlice<'a>),
+    Strings(Vec<Vec<u8>>),
+}
+
+impl OutputValues<'_> {
+    fn slice(&self) -> TensorSlice<'_> {
+        match self {
+            OutputValues::Borrowed(s) => *s,
+            OutputValues::Strings(v) => TensorSlice::Bytes(v),
+        }
+    }
+}
+
+/// An output's shape and values.
+fn output_values(value: &ort::value::DynValue) -> Result<(Vec<usize>, OutputValues<'_>), String> {
     use ort::value::TensorElementType as T;
-    fn all<'a, X: ort::value::PrimitiveTensorElementType + Copy + std::fmt::Debug + 'a>(
+    fn all<'a, X: ort::value::PrimitiveTensorElementType + 'a>(
         value: &'a ort::value::DynValue,
-        f: impl Fn(X) -> f32,
-    ) -> Result<(&'a [i64], Cow<'a, [f32]>), String> {
+        wrap: impl Fn(&'a [X]) -> TensorSlice<'a>,
+    ) -> Result<(Vec<usize>, OutputValues<'a>), String> {
         let (shape, data) = value.try_extract_tensor::<X>().map_err(|e| e.to_string())?;
-        Ok((shape, Cow::Owned(data.iter().map(|&x| f(x)).collect())))
+        Ok((dims(shape), OutputValues::Borrowed(wrap(data))))
+    }
+    fn dims(shape: &[i64]) -> Vec<usize> {
+        shape.iter().map(|&d| d.max(0) as usize).collect()
     }
     let ty = match value.dtype() {
         ValueType::Tensor { ty, .. } => *ty,
         other => return Err(format!("is not a tensor ({other:?})")),
     };
     match ty {
-        T::Float32 => {
-            let (shape, data) = value
-                .try_extract_tensor::<f32>()
-                .map_err(|e| e.to_string())?;
-            Ok((shape, Cow::Borrowed(data)))
+        T::Float32 => all(value, TensorSlice::Fp32),
+        T::Float16 => all(value, TensorSlice::Fp16),
+        T::Bfloat16 => all(value, TensorSlice::Bf16),
+        T::Float64 => all(value, TensorSlice::Fp64),
+        T::Uint8 => all(value, TensorSlice::Uint8),
+        T::Uint16 => all(value, TensorSlice::Uint16),
+        T::Uint32 => all(value, TensorSlice::Uint32),
+        T::Uint64 => all(value, TensorSlice::Uint64),
+        T::Int8 => all(value, TensorSlice::Int8),
+        T::Int16 => all(value, TensorSlice::Int16),
+        T::Int32 => all(value, TensorSlice::Int32),
+        T::Int64 => all(value, TensorSlice::Int64),
+        T::Bool => all(value, TensorSlice::Bool),
+        T::String => {
+            let ValueType::Tensor { shape, .. } = value.dtype() else {
+                return Err("is not a tensor".into());
+            };
+            let count = shape
+                .iter()
+                .try_fold(1usize, |n, &d| n.checked_mul(d.max(0) as usize));
+            let count = count.ok_or("has too many elements")?;
+            Ok((
+                dims(shape),
+                OutputValues::Strings(string_elements(value, count)?),
+            ))
         }
-        T::Float16 => all(value, |x: half::f16| x.to_f32()),
-        T::Float64 => all(value, |x: f64| x as f32),
-        T::Uint8 => all(value, |x: u8| f32::from(x)),
-        T::Int8 => all(value, |x: i8| f32::from(x)),
-        T::Uint16 => all(value, |x: u16| f32::from(x)),
-        T::Int16 => all(value, |x: i16| f32::from(x)),
-        T::Int32 => all(value, |x: i32| x as f32),
-        T::Int64 => all(value, |x: i64| x as f32),
-        T::Bool => all(value, |x: bool| f32::from(u8::from(x))),
         other => Err(format!(
-            "has element type {other:?}; outputs are read as {}",
-            OUTPUT_TYPES.join(", ")
+            "has element type {other:?}, which no Triton data type stands for"
         )),
     }
 }
 
-/// Hands the session's `outputs` (in the order of `infos`) to `f` as [`TensorView`]s (see
-/// [`widen`]); an output of another element type is an error naming it.
+/// Hands the session's `outputs` (in the order of `infos`) to `f` as [`TensorView`]s: the values
+/// in their element type and as f32 (borrowed for FP32, widened for the other numeric types, empty
+/// for strings); an output of another element type is an error naming it.
 fn with_output_views<R>(
     outputs: &ort::session::SessionOutputs<'_>,
     infos: &[IoInfo],
     err: impl Fn(String) -> RuntimeError,
     f: impl FnOnce(&[TensorView]) -> R,
 ) -> Result<R, RuntimeError> {
-    /// An output's name, shape and values (borrowed, or widened from FP16).
-    type Part<'a> = (&'a str, Vec<usize>, Cow<'a, [f32]>);
+    /// An output's name, shape, values and f32 values.
+    type Part<'a> = (&'a str, Vec<usize>, OutputValues<'a>);
     let mut parts: Vec<Part<'_>> = Vec::with_capacity(infos.len());
     for info in infos {
         let name = info.name.as_str();
-        let value = &outputs[name];
-        let (shape, data) = widen(value).map_err(|e| err(format!("output '{name}' {e}")))?;
-        parts.push((
-            name,
-            shape.iter().map(|&d| d.max(0) as usize).collect(),
-            data,
-        ));
+        let (shape, values) =
+            output_values(&outputs[name]).map_err(|e| err(format!("output '{name}' {e}")))?;
+        parts.push((name, shape, values));
     }
+    let widened: Vec<Cow<'_, [f32]>> = parts
+        .iter()
+        .map(|(_, _, v)| v.slice().to_f32().unwrap_or(Cow::Borrowed(&[])))
+        .collect();
     let views: Vec<TensorView> = parts
         .iter()
-        .map(|(n, s, d)| TensorView {
+        .zip(&widened)
+        .map(|((n, s, v), d)| TensorView {
             name: n,
             shape: s,
             data: d,
+            raw: v.slice(),
         })
         .collect();
     Ok(f(&views))

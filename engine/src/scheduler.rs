@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
-use super::{EngineError, FrameInput, NamedTensor};
+use super::{EngineError, FrameInput, NamedTensor, TensorData};
 use crate::TensorView;
 use vigil_modelrepo::ModelConfig;
 
@@ -121,7 +121,7 @@ pub(crate) struct Pending {
 }
 
 impl Pending {
-    /// Whether `self` can join `other`'s batch: tensors of the same shapes, or frames one launch
+    /// Whether `self` can join `other`'s batch: tensors of the same shapes and element types, or frames one launch
     /// can pre-process together (never a frame with tensors).
     fn same_shapes(&self, other: &Pending) -> bool {
         match (&self.frame, &other.frame) {
@@ -134,7 +134,7 @@ impl Pending {
                 .inputs
                 .iter()
                 .zip(&other.inputs)
-                .all(|(a, b)| a.0 == b.0 && a.1 == b.1)
+                .all(|(a, b)| a.0 == b.0 && a.1 == b.1 && a.2.data_type() == b.2.data_type())
     }
 }
 
@@ -238,6 +238,7 @@ pub(crate) struct OwnedTensor {
     pub name: String,
     pub shape: Vec<usize>,
     pub data: Vec<f32>,
+    pub raw: TensorData,
 }
 
 /// A finished response waiting for its turn (`preserve_ordering`).
@@ -274,7 +275,7 @@ mod tests {
         q.push(
             level,
             at,
-            vec![("x".into(), shape, vec![0.0; n])],
+            vec![("x".into(), shape, vec![0.0f32; n].into())],
             None,
             Box::new(|_| {}),
         )

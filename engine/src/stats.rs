@@ -99,6 +99,8 @@ pub struct ModelStats {
     pub executions: u64,
     /// Executions per batch size (number of requests in the batch).
     pub batch_sizes: BTreeMap<usize, u64>,
+    /// Compute time per batch size, in Triton's three phases.
+    pub batch_compute: BTreeMap<usize, PhaseTimes>,
     /// Per request: from queued to its batch starting.
     pub queue_time: Histogram,
     /// Per execution: running the batch (stacking inputs, the session run; not the response closures).
@@ -139,12 +141,27 @@ impl ModelStats {
     }
 }
 
+/// Time spent by the executions of one batch size, summed per phase (Triton's `compute_input`,
+/// `compute_infer`, `compute_output`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PhaseTimes {
+    /// Executions measured.
+    pub count: u64,
+    /// Gathering the batch: GPU pre-processing of frames, stacking the requests' inputs.
+    pub input: Duration,
+    /// The session's run, until its outputs are handed over.
+    pub infer: Duration,
+    /// Handing the outputs to each request's closure (split per request, copied by callers).
+    pub output: Duration,
+}
+
 /// The mutable side of the metrics.
 pub(crate) struct StatsInner {
     pub requests: u64,
     pub failures: u64,
     pub executions: u64,
     pub batch_sizes: BTreeMap<usize, u64>,
+    pub batch_compute: BTreeMap<usize, PhaseTimes>,
     pub queue_time: Histogram,
     pub compute_time: Histogram,
     pub instances: Vec<InstanceLog>,
@@ -165,10 +182,24 @@ impl StatsInner {
             failures: 0,
             executions: 0,
             batch_sizes: BTreeMap::new(),
+            batch_compute: BTreeMap::new(),
             queue_time: Histogram::default(),
             compute_time: Histogram::default(),
             instances,
         }
+    }
+
+    /// Records the input and infer phases of an execution of `size` requests.
+    pub fn record_phases(&mut self, size: usize, input: Duration, infer: Duration) {
+        let p = self.batch_compute.entry(size).or_default();
+        p.count += 1;
+        p.input += input;
+        p.infer += infer;
+    }
+
+    /// Records the output phase of an execution of `size` requests.
+    pub fn record_output(&mut self, size: usize, output: Duration) {
+        self.batch_compute.entry(size).or_default().output += output;
     }
 
     pub fn record_execution(&mut self, instance: usize, size: usize, start: Instant, end: Instant) {
@@ -220,6 +251,7 @@ mod tests {
             pending: 0,
             executions: 3,
             batch_sizes: [(8, 1), (1, 2)].into_iter().collect(),
+            batch_compute: BTreeMap::new(),
             queue_time: Histogram::default(),
             compute_time: Histogram::default(),
             reordered: 0,

@@ -61,6 +61,7 @@ impl Msg {
 
 const FLOAT: i64 = 1;
 const UINT8: i64 = 2;
+const INT32: i64 = 6;
 const INT64: i64 = 7;
 const STRING: i64 = 8;
 const FLOAT16: i64 = 10;
@@ -149,13 +150,45 @@ pub fn typed_model() -> Vec<u8> {
     model_of(graph)
 }
 
-/// A model with a STRING output: `x [N,D]` → `s` = `x` cast to STRING.
-pub fn string_output_model() -> Vec<u8> {
+/// Triton's `simple` model: INT32 inputs `INPUT0`, `INPUT1` `[N,16]`; outputs `OUTPUT0` = sum and
+/// `OUTPUT1` = difference, INT32.
+pub fn simple_model() -> Vec<u8> {
     let graph = Msg::new()
-        .msg(1, cast("x", "s", STRING))
-        .str(2, "strings")
-        .msg(11, value_info("x", &["N", "D"]))
-        .msg(12, typed_value_info("s", STRING, &["N", "D"]));
+        .msg(1, node("Add", &["INPUT0", "INPUT1"], "OUTPUT0"))
+        .msg(1, node("Sub", &["INPUT0", "INPUT1"], "OUTPUT1"))
+        .str(2, "simple")
+        .msg(11, typed_value_info("INPUT0", INT32, &["N", "16"]))
+        .msg(11, typed_value_info("INPUT1", INT32, &["N", "16"]))
+        .msg(12, typed_value_info("OUTPUT0", INT32, &["N", "16"]))
+        .msg(12, typed_value_info("OUTPUT1", INT32, &["N", "16"]));
+    model_of(graph)
+}
+
+/// Triton's `simple_string` model: the `simple` model on numbers written as strings (STRING inputs
+/// and outputs, cast to and from INT32 inside the graph).
+pub fn simple_string_model() -> Vec<u8> {
+    let graph = Msg::new()
+        .msg(1, cast("INPUT0", "a", INT32))
+        .msg(1, cast("INPUT1", "b", INT32))
+        .msg(1, node("Add", &["a", "b"], "sum"))
+        .msg(1, node("Sub", &["a", "b"], "difference"))
+        .msg(1, cast("sum", "OUTPUT0", STRING))
+        .msg(1, cast("difference", "OUTPUT1", STRING))
+        .str(2, "simple_string")
+        .msg(11, typed_value_info("INPUT0", STRING, &["N", "16"]))
+        .msg(11, typed_value_info("INPUT1", STRING, &["N", "16"]))
+        .msg(12, typed_value_info("OUTPUT0", STRING, &["N", "16"]))
+        .msg(12, typed_value_info("OUTPUT1", STRING, &["N", "16"]));
+    model_of(graph)
+}
+
+/// Triton's `simple_identity` model: STRING `INPUT0 [N,-1]` → `OUTPUT0`, the same strings.
+pub fn string_identity_model() -> Vec<u8> {
+    let graph = Msg::new()
+        .msg(1, node("Identity", &["INPUT0"], "OUTPUT0"))
+        .str(2, "simple_identity")
+        .msg(11, typed_value_info("INPUT0", STRING, &["N", "D"]))
+        .msg(12, typed_value_info("OUTPUT0", STRING, &["N", "D"]));
     model_of(graph)
 }
 

@@ -30,6 +30,9 @@ pub enum Command {
     /// Benchmark Vigil against the hardware's limits and the peers a user would run instead
     /// (run from the repository root; see README "Performance").
     Bench(Box<crate::bench::BenchArgs>),
+    /// Serve a model repository with Triton's protocol (KServe v2 over HTTP/REST, Triton's
+    /// metrics), for Triton's clients and for remote inference.
+    Serve(crate::serve::ServeArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -102,6 +105,7 @@ pub fn execute(cli: &Cli) -> anyhow::Result<()> {
         }
         Command::Models(args) => crate::models_cli::execute(args),
         Command::Bench(args) => crate::bench::execute(args),
+        Command::Serve(args) => crate::serve::run(args),
         Command::Check(args) => {
             let plan = Config::load_and_validate(&args.config)?;
             // A source that cannot start would fail alone in a run; `check` reports it as an error.

@@ -25,6 +25,8 @@ mod model;
 pub mod models_cli;
 pub mod pipeline;
 pub mod rtsp;
+pub mod serve;
+mod signals;
 pub mod stats;
 
 pub use config::{Config, ConfigError, Plan};

@@ -467,6 +467,7 @@ mod tests {
             pending: 0,
             executions: 3,
             batch_sizes: [(1, 1), (3, 2)].into_iter().collect(),
+            batch_compute: Default::default(),
             queue_time,
             compute_time: Histogram::default(),
             reordered: 0,

@@ -1013,27 +1013,6 @@ enum Outcome {
     ForcedStop,
 }
 
-static SIGNALS: AtomicUsize = AtomicUsize::new(0);
-
-extern "C" fn on_signal(_sig: libc::c_int) {
-    if SIGNALS.fetch_add(1, Ordering::SeqCst) >= 2 {
-        // Third signal: the process is stuck; leave now (async-signal-safe).
-        unsafe { libc::_exit(130) };
-    }
-}
-
-fn install_signal_handlers() {
-    // SAFETY: the handler only touches an atomic and may call `_exit`, both async-signal-safe.
-    unsafe {
-        let mut action: libc::sigaction = std::mem::zeroed();
-        action.sa_sigaction = on_signal as *const () as libc::sighandler_t;
-        action.sa_flags = libc::SA_RESTART;
-        libc::sigemptyset(&mut action.sa_mask);
-        libc::sigaction(libc::SIGINT, &action, std::ptr::null_mut());
-        libc::sigaction(libc::SIGTERM, &action, std::ptr::null_mut());
-    }
-}
-
 /// The life of one stream slot of a running pipeline.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum SlotStatus {
@@ -2097,8 +2076,7 @@ pub fn run(plan: &Plan, opts: &RunOptions) -> Result<Summary, RunError> {
 
     // Stop requests (signals or the handle).
     if opts.handle_signals {
-        SIGNALS.store(0, Ordering::SeqCst);
-        install_signal_handlers();
+        crate::signals::install();
     }
     let stop_source = {
         let live = live.clone();
@@ -2125,7 +2103,7 @@ pub fn run(plan: &Plan, opts: &RunOptions) -> Result<Summary, RunError> {
                 }
                 let requests = handle.requests()
                     + if handle_signals {
-                        SIGNALS.load(Ordering::SeqCst)
+                        crate::signals::count()
                     } else {
                         0
                     };
@@ -2255,7 +2233,7 @@ pub fn run(plan: &Plan, opts: &RunOptions) -> Result<Summary, RunError> {
     let events_result = writer.map(|w| w.finish()).unwrap_or(Ok(()));
 
     let interrupted =
-        opts.stop.requests() > 0 || (opts.handle_signals && SIGNALS.load(Ordering::SeqCst) > 0);
+        opts.stop.requests() > 0 || (opts.handle_signals && crate::signals::count() > 0);
     let summary = Summary {
         sources: all_stats.iter().map(|s| s.summary()).collect(),
         interrupted,

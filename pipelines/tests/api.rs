@@ -272,6 +272,7 @@ fn full_exposition_parses() {
         pending: 1,
         executions: 3,
         batch_sizes: [(1, 2), (3, 1), (40, 1)].into_iter().collect(),
+        batch_compute: Default::default(),
         queue_time,
         compute_time,
         reordered: 0,

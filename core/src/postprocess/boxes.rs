@@ -48,11 +48,7 @@ mod tests {
             1.0, 1.0, 2.0, 2.0, 0.8, 0.0, //
             0.0, 0.0, 0.0, 0.0, 0.0, 0.0,
         ];
-        let t = TensorView {
-            name: "det",
-            shape: &[2, 2, 6],
-            data: &data,
-        };
+        let t = TensorView::f32("det", &[2, 2, 6], &data);
         let d = Decoder::Boxes {
             output: None,
             units: BoxUnits::Pixels,

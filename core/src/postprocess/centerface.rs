@@ -154,27 +154,13 @@ mod tests {
         off[h * w + i] = -0.5;
         // A weak face below the threshold.
         hm[6 * w + 8] = 0.3;
+        let (one, two, ten) = ([1, 1, h, w], [1, 2, h, w], [1, 10, h, w]);
+        let landmarks = vec![0.0; 10 * h * w];
         let outputs = [
-            TensorView {
-                name: "537",
-                shape: &[1, 1, h, w],
-                data: &hm,
-            },
-            TensorView {
-                name: "538",
-                shape: &[1, 2, h, w],
-                data: &size,
-            },
-            TensorView {
-                name: "539",
-                shape: &[1, 2, h, w],
-                data: &off,
-            },
-            TensorView {
-                name: "540",
-                shape: &[1, 10, h, w],
-                data: &vec![0.0; 10 * h * w],
-            },
+            TensorView::f32("537", &one, &hm),
+            TensorView::f32("538", &two, &size),
+            TensorView::f32("539", &two, &off),
+            TensorView::f32("540", &ten, &landmarks),
         ];
         let d = decoder().decode(&outputs, 0, 40, 32, 0.5).unwrap();
         assert_eq!(d.len(), 1, "{d:?}");
@@ -202,26 +188,14 @@ mod tests {
     #[test]
     fn reports_missing_or_mismatched_heads() {
         let hm = vec![0.0; 16];
-        let outputs = [TensorView {
-            name: "hm",
-            shape: &[1, 1, 4, 4],
-            data: &hm,
-        }];
+        let outputs = [TensorView::f32("hm", &[1, 1, 4, 4], &hm)];
         let e = decoder().decode(&outputs, 0, 16, 16, 0.5).unwrap_err();
         assert!(e.to_string().contains("box size"), "{e}");
         let small = vec![0.0; 2 * 9];
         let outputs = [
             outputs[0],
-            TensorView {
-                name: "s",
-                shape: &[1, 2, 3, 3],
-                data: &small,
-            },
-            TensorView {
-                name: "o",
-                shape: &[1, 2, 3, 3],
-                data: &small,
-            },
+            TensorView::f32("s", &[1, 2, 3, 3], &small),
+            TensorView::f32("o", &[1, 2, 3, 3], &small),
         ];
         let e = decoder().decode(&outputs, 0, 16, 16, 0.5).unwrap_err();
         assert!(e.to_string().contains("like the heatmap"), "{e}");

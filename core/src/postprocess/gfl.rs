@@ -119,16 +119,8 @@ mod tests {
         }
         // order of outputs must not matter
         let outs = [
-            TensorView {
-                name: "b",
-                shape: &[1, 4, 12],
-                data: &reg,
-            },
-            TensorView {
-                name: "a",
-                shape: &[1, 4, 3],
-                data: &cls,
-            },
+            TensorView::f32("b", &[1, 4, 12], &reg),
+            TensorView::f32("a", &[1, 4, 3], &cls),
         ];
         let d = Decoder::Gfl {
             strides: vec![8],

@@ -57,11 +57,7 @@ mod tests {
             0.1, 0.9, 0.2,       // class 0
             0.8, 0.2, 0.3,       // class 1
         ];
-        let t = TensorView {
-            name: "output0",
-            shape: &[1, 6, 3],
-            data: &data,
-        };
+        let t = TensorView::f32("output0", &[1, 6, 3], &data);
         let d = Decoder::Yolov8 {
             output: None,
             num_classes: 2,

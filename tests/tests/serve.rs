@@ -1,0 +1,508 @@
+//! `vigil serve` against Triton's own Python client and against malformed requests.
+//!
+//! The models are the ones Triton's client examples expect (`simple`, `simple_int8`,
+//! `simple_string`, `simple_identity`, and `simple_fp32`), made as ONNX by
+//! `scripts/testmodels/make_triton_models.py` with the project venv; the client is PyPI
+//! `tritonclient[http]` in `$VIGIL_CACHE/triton-venv` (`scripts/setup.sh triton`), driven by
+//! `tests/serve/triton_http_client.py` (health, metadata, configuration, inference with JSON and
+//! binary tensors of every kind the models take, a batch of 4 beyond 2^24, 16 concurrent async
+//! requests, strings, arbitrary bytes, Triton's error texts, statistics; then explicit model
+//! control). Without the venvs the tests print `SKIPPED` — and fail under `CI=true`.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use vigil_tests::{TempDir, Vigil, http_get, metric, parse_metrics, repo_root, skip, vigil_bin};
+
+fn ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+}
+
+fn cache() -> PathBuf {
+    std::env::var_os("VIGIL_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/vigil")
+        })
+}
+
+/// The Pythons: the project venv's (with `onnx`) and the Triton client venv's.
+fn pythons() -> Option<(PathBuf, PathBuf)> {
+    let venv = cache().join("venv/bin/python");
+    let triton = cache().join("triton-venv/bin/python");
+    for (p, step) in [(&venv, "venv"), (&triton, "triton")] {
+        if !p.is_file() {
+            let why = format!(
+                "serve: {} is missing (scripts/setup.sh {step})",
+                p.display()
+            );
+            assert!(!ci(), "{why}");
+            skip(format_args!("{why}"));
+            return None;
+        }
+    }
+    Some((venv, triton))
+}
+
+/// A repository with the models of Triton's client examples.
+fn triton_models(python: &Path, dir: &Path) -> PathBuf {
+    let repo = dir.join("models");
+    let out = Command::new(python)
+        .arg(repo_root().join("scripts/testmodels/make_triton_models.py"))
+        .arg(&repo)
+        .output()
+        .expect("run make_triton_models.py");
+    assert!(
+        out.status.success(),
+        "make_triton_models.py: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    repo
+}
+
+/// A running `vigil serve` and its HTTP and metrics addresses.
+struct Served {
+    vigil: Vigil,
+    http: String,
+    metrics: String,
+}
+
+/// Starts `vigil serve REPO --http-port 0 --metrics-port 0 ARGS…` and waits for its addresses.
+fn serve(repo: &Path, args: &[&str]) -> Served {
+    let mut cmd = Command::new(vigil_bin());
+    cmd.arg("serve")
+        .arg(repo)
+        .args(["--http-port", "0", "--metrics-port", "0"])
+        .args(args);
+    let (mut vigil, rx) = Vigil::spawn(cmd);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let Ok(line) = rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) else {
+            let status = vigil.wait(Duration::from_millis(500));
+            panic!(
+                "vigil serve did not start (exit {status:?}):\n{}",
+                vigil.stderr_text()
+            );
+        };
+        if let Some(rest) = line.strip_prefix("vigil serve: HTTP on ") {
+            let (http, rest) = rest.split_once(", metrics on ").expect("metrics address");
+            let metrics = rest.split(' ').next().expect("metrics address");
+            return Served {
+                http: http.to_owned(),
+                metrics: metrics.to_owned(),
+                vigil,
+            };
+        }
+    }
+}
+
+/// Runs the client script in `mode` against `http`; asserts it passed and returns its output.
+fn client(python: &Path, http: &str, mode: &str) -> String {
+    let out = Command::new(python)
+        .arg(repo_root().join("tests/serve/triton_http_client.py"))
+        .args([http, mode])
+        .output()
+        .expect("run triton_http_client.py");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    println!("{text}");
+    assert!(
+        out.status.success() && text.contains("PASS:"),
+        "triton_http_client.py {mode}:\n{text}"
+    );
+    text
+}
+
+/// Stops with SIGTERM and asserts a clean end (exit 0 within 10 s).
+fn stop(mut served: Served) -> String {
+    // SAFETY: plain kill(2) on our own child.
+    let rc = unsafe { libc::kill(served.vigil.child.id() as libc::pid_t, libc::SIGTERM) };
+    assert_eq!(rc, 0);
+    let status = served.vigil.wait(Duration::from_secs(10));
+    let stderr = served.vigil.stderr_text();
+    assert_eq!(
+        status.and_then(|s| s.code()),
+        Some(0),
+        "exit after SIGTERM:\n{stderr}"
+    );
+    assert!(
+        stderr.contains("vigil serve: stopped") && !stderr.contains("panicked"),
+        "{stderr}"
+    );
+    stderr
+}
+
+#[test]
+fn tritons_http_client_gets_tritons_answers() {
+    let Some((venv, triton)) = pythons() else {
+        return;
+    };
+    let dir = TempDir::new("serve");
+    let repo = triton_models(&venv, dir.path());
+    let served = serve(&repo, &[]);
+    let out = client(&triton, &served.http, "serve");
+    assert!(
+        out.contains("ok: simple: 16 concurrent async requests"),
+        "{out}"
+    );
+
+    let (status, text) = http_get(&served.metrics, "/metrics").expect("GET /metrics");
+    assert_eq!(status, 200, "{text}");
+    let samples = parse_metrics(&text).expect("Prometheus text");
+    let simple = [("model", "simple"), ("version", "1")];
+    for name in [
+        "nv_inference_request_success",
+        "nv_inference_request_failure",
+        "nv_inference_count",
+        "nv_inference_exec_count",
+        "nv_inference_request_duration_us",
+        "nv_inference_queue_duration_us",
+        "nv_inference_compute_input_duration_us",
+        "nv_inference_compute_infer_duration_us",
+        "nv_inference_compute_output_duration_us",
+        "nv_inference_pending_request_count",
+    ] {
+        assert!(
+            metric(&samples, name, &simple).is_some(),
+            "{name} missing:\n{text}"
+        );
+    }
+    let success = metric(&samples, "nv_inference_request_success", &simple).unwrap();
+    let items = metric(&samples, "nv_inference_count", &simple).unwrap();
+    let executions = metric(&samples, "nv_inference_exec_count", &simple).unwrap();
+    println!("simple: {success} requests, {items} items, {executions} executions");
+    assert!(
+        success >= 20.0 && items >= 26.0 && executions >= 1.0 && executions <= items,
+        "{text}"
+    );
+    stop(served);
+}
+
+#[test]
+fn explicit_model_control_loads_and_unloads() {
+    let Some((venv, triton)) = pythons() else {
+        return;
+    };
+    let dir = TempDir::new("serve-control");
+    let repo = triton_models(&venv, dir.path());
+    let served = serve(&repo, &["--model-control-mode", "explicit"]);
+    client(&triton, &served.http, "control");
+    stop(served);
+}
+
+/// One raw HTTP/1.1 request (`Connection: close`) with `headers` and a binary `body`; returns the
+/// status and the body.
+fn raw(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, String)],
+    body: &[u8],
+) -> (u16, String) {
+    let mut s = std::net::TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    if !headers
+        .iter()
+        .any(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+    {
+        head.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
+    head.push_str("\r\n");
+    let _ = s.write_all(head.as_bytes());
+    let _ = s.write_all(body);
+    let mut answer = Vec::new();
+    let _ = s.read_to_end(&mut answer);
+    let text = String::from_utf8_lossy(&answer).into_owned();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map_or(String::new(), |(_, b)| b.to_owned());
+    (status, body)
+}
+
+#[test]
+fn malformed_requests_get_errors_and_the_server_keeps_serving() {
+    let Some((venv, _)) = pythons() else {
+        return;
+    };
+    let dir = TempDir::new("serve-bad");
+    let repo = triton_models(&venv, dir.path());
+    let served = serve(&repo, &["--max-body-mib", "1"]);
+    let addr = served.http.clone();
+    let infer = "/v2/models/simple/infer";
+    let good = r#"{"inputs":[{"name":"INPUT0","shape":[1,16],"datatype":"INT32","data":[0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15]},{"name":"INPUT1","shape":[1,16],"datatype":"INT32","data":[1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1]}]}"#;
+    let binary_head = r#"{"inputs":[{"name":"INPUT0","shape":[1,16],"datatype":"INT32","parameters":{"binary_data_size":64}},{"name":"INPUT1","shape":[1,16],"datatype":"INT32","parameters":{"binary_data_size":64}}]}"#;
+    let mut deep = String::from("1");
+    for _ in 0..10_000 {
+        deep = format!("[{deep}]");
+    }
+    let hlen = |n: usize| vec![("Inference-Header-Content-Length", n.to_string())];
+    let truncated: Vec<u8> = [binary_head.as_bytes(), &[0u8; 100]].concat();
+    /// Method, path, headers, body, the status expected and a text the answer contains.
+    type Case<'a> = (
+        &'a str,
+        &'a str,
+        Vec<(&'a str, String)>,
+        Vec<u8>,
+        u16,
+        &'a str,
+    );
+    let cases: Vec<Case> = vec![
+        (
+            "POST",
+            infer,
+            vec![],
+            b"{not json".to_vec(),
+            400,
+            "failed to parse",
+        ),
+        ("POST", infer, vec![], b"[]".to_vec(), 400, "not an object"),
+        (
+            "POST",
+            infer,
+            vec![],
+            br#"{"inputs":[{"name":"INPUT0"}]}"#.to_vec(),
+            400,
+            "datatype",
+        ),
+        (
+            "POST",
+            infer,
+            vec![],
+            br#"{"inputs":[{"name":"INPUT0","shape":[1,16],"datatype":"INT33","data":[]}]}"#
+                .to_vec(),
+            400,
+            "unknown datatype",
+        ),
+        (
+            "POST",
+            infer,
+            vec![],
+            br#"{"inputs":[{"name":"INPUT0","shape":[1,-16],"datatype":"INT32","data":[]}]}"#
+                .to_vec(),
+            400,
+            "negative",
+        ),
+        (
+            "POST",
+            infer,
+            vec![],
+            br#"{"inputs":[{"name":"INPUT0","shape":[1,16],"datatype":"INT32","data":[1,2]}]}"#
+                .to_vec(),
+            400,
+            "holds 16",
+        ),
+        (
+            "POST",
+            infer,
+            vec![],
+            br#"{"inputs":[{"name":"NOPE","shape":[1],"datatype":"INT32","data":[1]}]}"#.to_vec(),
+            400,
+            "unexpected inference input 'NOPE' for model 'simple'",
+        ),
+        (
+            "POST",
+            infer,
+            vec![],
+            format!(
+                r#"{{"inputs":[{{"name":"INPUT0","shape":[1],"datatype":"INT32","data":{deep}}}]}}"#
+            )
+            .into_bytes(),
+            400,
+            "",
+        ),
+        (
+            "POST",
+            infer,
+            hlen(binary_head.len()),
+            truncated,
+            400,
+            "binary_data_size 64 is more than the 36 bytes",
+        ),
+        (
+            "POST",
+            infer,
+            hlen(10_000),
+            good.as_bytes().to_vec(),
+            400,
+            "larger than the body",
+        ),
+        (
+            "POST",
+            infer,
+            hlen(0),
+            good.as_bytes().to_vec(),
+            400,
+            "failed to parse",
+        ),
+        (
+            "POST",
+            infer,
+            vec![],
+            vec![b' '; 2 << 20],
+            400,
+            "larger than 1048576 bytes",
+        ),
+        (
+            "POST",
+            infer,
+            vec![("Content-Length", (100u64 << 30).to_string())],
+            vec![],
+            400,
+            "larger than",
+        ),
+        (
+            "POST",
+            infer,
+            vec![("Content-Encoding", "gzip".into())],
+            good.as_bytes().to_vec(),
+            501,
+            "not supported",
+        ),
+        (
+            "POST",
+            "/v2/models/nope/infer",
+            vec![],
+            good.as_bytes().to_vec(),
+            404,
+            "Request for unknown model: 'nope' is not found",
+        ),
+        (
+            "POST",
+            "/v2/models/simple/versions/x/infer",
+            vec![],
+            good.as_bytes().to_vec(),
+            400,
+            "not a version number",
+        ),
+        (
+            "GET",
+            "/v2/models/simple/versions/3",
+            vec![],
+            vec![],
+            404,
+            "version 3 is not found",
+        ),
+        ("GET", "/v3/anything", vec![], vec![], 404, "no route"),
+        (
+            "DELETE",
+            "/v2/models/simple",
+            vec![],
+            vec![],
+            404,
+            "no route",
+        ),
+        (
+            "POST",
+            "/v2/repository/models/simple/load",
+            vec![],
+            vec![],
+            503,
+            "not allowed",
+        ),
+    ];
+    for (method, path, headers, body, want, text) in &cases {
+        let (status, answer) = raw(&addr, method, path, headers, body);
+        println!(
+            "{method} {path} ({} bytes) -> {status} {}",
+            body.len(),
+            answer.chars().take(160).collect::<String>()
+        );
+        assert_eq!(status, *want, "{method} {path}: {answer}");
+        assert!(
+            answer.contains(text),
+            "{method} {path}: {answer:?} should contain {text:?}"
+        );
+        let (ready, _) = http_get(&addr, "/v2/health/ready").expect("still serving");
+        assert_eq!(ready, 200);
+    }
+    // A good request still works, with JSON and with binary tensors.
+    let output = |answer: &str, k: usize| -> serde_json::Value {
+        let v: serde_json::Value = serde_json::from_str(answer).expect("a JSON answer");
+        v["outputs"][k].clone()
+    };
+    let (status, answer) = raw(&addr, "POST", infer, &[], good.as_bytes());
+    assert_eq!(status, 200, "{answer}");
+    let sum = output(&answer, 0);
+    assert_eq!(
+        (sum["name"].as_str(), sum["datatype"].as_str()),
+        (Some("OUTPUT0"), Some("INT32")),
+        "{answer}"
+    );
+    assert_eq!(sum["shape"], serde_json::json!([1, 16]), "{answer}");
+    assert_eq!(
+        sum["data"],
+        serde_json::json!((1..=16).collect::<Vec<i32>>()),
+        "{answer}"
+    );
+    let mut body = binary_head.as_bytes().to_vec();
+    for v in (0..16i32).chain(std::iter::repeat_n(2, 16)) {
+        body.extend_from_slice(&v.to_le_bytes());
+    }
+    let (status, answer) = raw(&addr, "POST", infer, &hlen(binary_head.len()), &body);
+    assert_eq!(status, 200, "{answer}");
+    let difference = output(&answer, 1);
+    assert_eq!(
+        difference["data"],
+        serde_json::json!((-2..14).collect::<Vec<i32>>()),
+        "{answer}"
+    );
+    stop(served);
+}
+
+#[test]
+fn a_token_is_required_off_loopback_and_checked_when_given() {
+    let Some((venv, _)) = pythons() else {
+        return;
+    };
+    let dir = TempDir::new("serve-token");
+    let repo = triton_models(&venv, dir.path());
+    // Off loopback without a token: refused before anything listens.
+    let out = Command::new(vigil_bin())
+        .args([
+            "serve",
+            "--address",
+            "0.0.0.0",
+            "--http-port",
+            "0",
+            "--metrics-port",
+            "0",
+        ])
+        .arg(&repo)
+        .env_remove("VIGIL_SERVE_TOKEN")
+        .output()
+        .expect("run vigil serve");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("not a loopback address"),
+        "{stderr}"
+    );
+    // With a token: requests need it; health checks do not.
+    let served = serve(&repo, &["--token", "s3cret"]);
+    let (status, _) = http_get(&served.http, "/v2/health/ready").unwrap();
+    assert_eq!(status, 200);
+    let (status, answer) = raw(&served.http, "GET", "/v2/models/simple", &[], b"");
+    assert_eq!(status, 401, "{answer}");
+    let bearer = vec![("Authorization", "Bearer s3cret".to_owned())];
+    let (status, answer) = raw(&served.http, "GET", "/v2/models/simple", &bearer, b"");
+    assert_eq!(status, 200, "{answer}");
+    let wrong = vec![("Authorization", "Bearer s3cre7".to_owned())];
+    assert_eq!(
+        raw(&served.http, "GET", "/v2/models/simple", &wrong, b"").0,
+        401
+    );
+    stop(served);
+}
