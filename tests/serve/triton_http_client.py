@@ -8,32 +8,10 @@
 Prints one line per check and `PASS: N checks`; exits 1 at the first failure, saying what.
 """
 import sys
-import threading
 
 import numpy as np
 import tritonclient.http as httpclient
-from tritonclient.utils import InferenceServerException
-
-CHECKS = 0
-
-
-def check(ok, what):
-    global CHECKS
-    if not ok:
-        print(f"FAILED: {what}")
-        sys.exit(1)
-    CHECKS += 1
-    print(f"ok: {what}")
-
-
-def expect_error(call, text, what):
-    try:
-        call()
-    except InferenceServerException as e:
-        check(text in e.message(), f"{what}: {e.message()!r} contains {text!r}")
-        return
-    check(False, f"{what}: no error")
-
+from checks import check, expect_error, passed
 
 def infer_simple(c, a, b, binary_in=(False, True), binary_out=(True, False), model="simple", dtype="INT32"):
     inputs = [httpclient.InferInput("INPUT0", list(a.shape), dtype),
@@ -201,4 +179,4 @@ if __name__ == "__main__":
     URL, mode = sys.argv[1], sys.argv[2]
     client = httpclient.InferenceServerClient(url=URL)
     {"serve": serve_checks, "control": control_checks}[mode](client)
-    print(f"PASS: {CHECKS} checks")
+    passed()

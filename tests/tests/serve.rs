@@ -66,6 +66,7 @@ fn triton_models(python: &Path, dir: &Path) -> PathBuf {
 struct Served {
     vigil: Vigil,
     http: String,
+    grpc: String,
     metrics: String,
 }
 
@@ -74,7 +75,14 @@ fn serve(repo: &Path, args: &[&str]) -> Served {
     let mut cmd = Command::new(vigil_bin());
     cmd.arg("serve")
         .arg(repo)
-        .args(["--http-port", "0", "--metrics-port", "0"])
+        .args([
+            "--http-port",
+            "0",
+            "--grpc-port",
+            "0",
+            "--metrics-port",
+            "0",
+        ])
         .args(args);
     let (mut vigil, rx) = Vigil::spawn(cmd);
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -87,10 +95,12 @@ fn serve(repo: &Path, args: &[&str]) -> Served {
             );
         };
         if let Some(rest) = line.strip_prefix("vigil serve: HTTP on ") {
-            let (http, rest) = rest.split_once(", metrics on ").expect("metrics address");
+            let (http, rest) = rest.split_once(", gRPC on ").expect("gRPC address");
+            let (grpc, rest) = rest.split_once(", metrics on ").expect("metrics address");
             let metrics = rest.split(' ').next().expect("metrics address");
             return Served {
                 http: http.to_owned(),
+                grpc: grpc.to_owned(),
                 metrics: metrics.to_owned(),
                 vigil,
             };
@@ -98,13 +108,13 @@ fn serve(repo: &Path, args: &[&str]) -> Served {
     }
 }
 
-/// Runs the client script in `mode` against `http`; asserts it passed and returns its output.
-fn client(python: &Path, http: &str, mode: &str) -> String {
+/// Runs `tests/serve/SCRIPT ARGS…`; asserts it passed and returns its output.
+fn script(python: &Path, script: &str, args: &[&str]) -> String {
     let out = Command::new(python)
-        .arg(repo_root().join("tests/serve/triton_http_client.py"))
-        .args([http, mode])
+        .arg(repo_root().join("tests/serve").join(script))
+        .args(args)
         .output()
-        .expect("run triton_http_client.py");
+        .unwrap_or_else(|e| panic!("run {script}: {e}"));
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
@@ -113,7 +123,7 @@ fn client(python: &Path, http: &str, mode: &str) -> String {
     println!("{text}");
     assert!(
         out.status.success() && text.contains("PASS:"),
-        "triton_http_client.py {mode}:\n{text}"
+        "{script} {args:?}:\n{text}"
     );
     text
 }
@@ -138,16 +148,21 @@ fn stop(mut served: Served) -> String {
 }
 
 #[test]
-fn tritons_http_client_gets_tritons_answers() {
+fn tritons_clients_get_tritons_answers_over_http_and_grpc() {
     let Some((venv, triton)) = pythons() else {
         return;
     };
     let dir = TempDir::new("serve");
     let repo = triton_models(&venv, dir.path());
     let served = serve(&repo, &[]);
-    let out = client(&triton, &served.http, "serve");
+    let out = script(&triton, "triton_http_client.py", &[&served.http, "serve"]);
     assert!(
         out.contains("ok: simple: 16 concurrent async requests"),
+        "{out}"
+    );
+    let out = script(&triton, "triton_grpc_client.py", &[&served.grpc]);
+    assert!(
+        out.contains("ok: ModelStreamInfer: 7 answers and one error, in order"),
         "{out}"
     );
 
@@ -191,7 +206,7 @@ fn explicit_model_control_loads_and_unloads() {
     let dir = TempDir::new("serve-control");
     let repo = triton_models(&venv, dir.path());
     let served = serve(&repo, &["--model-control-mode", "explicit"]);
-    client(&triton, &served.http, "control");
+    script(&triton, "triton_http_client.py", &[&served.http, "control"]);
     stop(served);
 }
 

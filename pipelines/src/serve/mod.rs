@@ -1,5 +1,5 @@
 //! `vigil serve REPO`: the model repository served with Triton's protocol — KServe v2 over
-//! HTTP/REST with Triton's extensions, and Triton's metrics — so that Triton's own clients
+//! HTTP/REST and gRPC with Triton's extensions, and Triton's metrics — so that Triton's own clients
 //! (`tritonclient`, `perf_analyzer`) and Vigil's remote inference can use Vigil's engine.
 //!
 //! Every request goes through the model's dynamic batcher and instances ([`vigil_engine`]), as
@@ -11,8 +11,10 @@
 //! - `protocol.rs`: Triton's inference semantics and error texts, apart from any transport;
 //! - `tensors.rs`: data types and tensor data on the wire (JSON and binary);
 //! - `http.rs`: the HTTP/REST routes and the metrics port;
+//! - `grpc.rs`: the gRPC service (`proto/grpc_service.proto`, compiled by `build.rs`);
 //! - `stats.rs`: the statistics extension and the Prometheus metrics.
 
+mod grpc;
 mod http;
 mod models;
 mod protocol;
@@ -61,6 +63,9 @@ pub struct ServeArgs {
     /// The HTTP/REST port (Triton's default 8000; 0 = any free port, printed at start).
     #[arg(long, default_value_t = 8000)]
     pub http_port: u16,
+    /// The gRPC port (Triton's default 8001; 0 = any free port).
+    #[arg(long, default_value_t = 8001)]
+    pub grpc_port: u16,
     /// The metrics port (`GET /metrics`; Triton's default 8002; 0 = any free port).
     #[arg(long, default_value_t = 8002)]
     pub metrics_port: u16,
@@ -112,6 +117,7 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
         .or_else(|| std::env::var("VIGIL_SERVE_TOKEN").ok())
         .filter(|t| !t.is_empty());
     let http_addr = crate::api::bind_address(&args.address, args.http_port)?;
+    let grpc_addr = crate::api::bind_address(&args.address, args.grpc_port)?;
     let metrics_addr = crate::api::bind_address(&args.address, args.metrics_port)?;
     if token.is_none() && !http_addr.ip().is_loopback() {
         bail!(
@@ -154,29 +160,50 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
         .enable_time()
         .build()
         .context("serve: cannot start the server runtime")?;
-    runtime.block_on(serve(server, http_addr, metrics_addr, poll))
+    runtime.block_on(serve(server, [http_addr, grpc_addr, metrics_addr], poll))
 }
 
-async fn serve(
-    server: Arc<Server>,
-    http_addr: SocketAddr,
-    metrics_addr: SocketAddr,
-    poll: Duration,
-) -> anyhow::Result<()> {
-    let http = tokio::net::TcpListener::bind(http_addr)
+/// Whether `given` is `token` (compared in constant time).
+pub(crate) fn same_token(given: &str, token: &str) -> bool {
+    let (a, b) = (given.as_bytes(), token.as_bytes());
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn listen(addr: SocketAddr, what: &str) -> anyhow::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(addr)
         .await
-        .with_context(|| format!("serve: cannot listen on {http_addr} (HTTP)"))?;
-    let metrics = tokio::net::TcpListener::bind(metrics_addr)
-        .await
-        .with_context(|| format!("serve: cannot listen on {metrics_addr} (metrics)"))?;
+        .with_context(|| format!("serve: cannot listen on {addr} ({what})"))
+}
+
+async fn serve(server: Arc<Server>, addrs: [SocketAddr; 3], poll: Duration) -> anyhow::Result<()> {
+    let http = listen(addrs[0], "HTTP").await?;
+    let grpc = listen(addrs[1], "gRPC").await?;
+    let metrics = listen(addrs[2], "metrics").await?;
     eprintln!(
-        "vigil serve: HTTP on {}, metrics on {} ({} model(s) ready, model control {:?})",
+        "vigil serve: HTTP on {}, gRPC on {}, metrics on {} ({} model(s) ready, model control {:?})",
         http.local_addr()?,
+        grpc.local_addr()?,
         metrics.local_addr()?,
         server.models.served().len(),
         server.models.mode()
     );
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let service = grpc::GrpcInferenceServiceServer::new(grpc::Grpc {
+        server: server.clone(),
+    })
+    .max_decoding_message_size(server.max_body)
+    .max_encoding_message_size(usize::MAX);
+    let mut grpc_stop = stop_rx.clone();
+    let grpc_task = tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(service)
+            .serve_with_incoming_shutdown(
+                tokio_stream::wrappers::TcpListenerStream::new(grpc),
+                async move {
+                    let _ = grpc_stop.changed().await;
+                },
+            ),
+    );
     let s = server.clone();
     let http_task = tokio::spawn(accept(http, stop_rx.clone(), move |req| {
         http::handle(s.clone(), req)
@@ -203,6 +230,8 @@ async fn serve(
     let _ = stop_tx.send(true);
     let _ = http_task.await;
     let _ = metrics_task.await;
+    // Ends when its connections have finished their calls.
+    let _ = tokio::time::timeout(DRAIN_TIMEOUT, grpc_task).await;
     let deadline = tokio::time::Instant::now() + DRAIN_TIMEOUT;
     while server.in_flight.load(Ordering::SeqCst) > 0 && crate::signals::count() < 2 {
         let notified = server.drained.notified();
