@@ -45,6 +45,9 @@ pub const EXTENSIONS: &[&str] = &[
     "statistics",
 ];
 
+/// The gRPC server's HTTP/2 stream window (the connection's is twice as large).
+const GRPC_WINDOW: u32 = 16 << 20;
+
 /// How long a graceful stop waits for requests in flight.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -196,6 +199,11 @@ async fn serve(server: Arc<Server>, addrs: [SocketAddr; 3], poll: Duration) -> a
     let mut grpc_stop = stop_rx.clone();
     let grpc_task = tokio::spawn(
         tonic::transport::Server::builder()
+            // Tensors are megabytes: HTTP/2's default 64 KiB windows would make a 2 MiB request
+            // wait for a dozen window updates.
+            .initial_stream_window_size(Some(GRPC_WINDOW))
+            .initial_connection_window_size(Some(2 * GRPC_WINDOW))
+            .tcp_nodelay(true)
             .add_service(service)
             .serve_with_incoming_shutdown(
                 tokio_stream::wrappers::TcpListenerStream::new(grpc),
