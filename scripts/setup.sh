@@ -2,6 +2,7 @@
 # Vigil set-up: everything the build, the demo and the tests need that is not in git.
 #
 #   scripts/setup.sh [STEP...]     STEP: apt rust venv nvrtc trackers peers schema triton onnxruntime models media (default: all, in that order)
+#                                  and perf (perf_analyzer for benches/serve/run.sh; only when named)
 #
 # Idempotent: each step checks what is there, does only what is missing (or, for models and media,
 # differs from the shared copy) and prints one line per item (what it did, or that it skipped).
@@ -333,6 +334,28 @@ step_triton() {
   pinned_venv triton "triton venv" "$TRITON_VENV" "tritonclient.http, tritonclient.grpc, numpy" "${TRITON_PACKAGES[@]}"
 }
 
+# perf_analyzer for benches/serve/run.sh (not run by make test, so not a default step): the binary of the
+# tritonclient 2.41.0 manylinux wheel (later wheels have none or need a newer glibc), Debian's libb64-0d,
+# and a libcudart.so.12 it links to (the one nvidia-pytriton 0.7.0 bundles; no GPU is used).
+PERF_DIR=$CACHE/perf-analyzer
+step_perf() {
+  local bin=$PERF_DIR/tritonclient-2.41.0.data/data/bin/perf_analyzer
+  if [ -x "$bin" ] && [ -e "$PERF_DIR/lib/libcudart.so.12" ] && pkg_installed libb64-0d; then
+    say "perf_analyzer" "$(short "$bin") - skipped"
+    return
+  fi
+  local t=$SECONDS whl cudart
+  pkg_installed libb64-0d || apt_install "perf_analyzer" libb64-0d
+  whl=$(wheel tritonclient 2.41.0)
+  unzip_member "$whl" tritonclient-2.41.0.data/data/bin/perf_analyzer "$bin"
+  chmod +x "$bin"
+  whl=$(wheel nvidia-pytriton 0.7.0)
+  cudart=$(py -c 'import sys, zipfile; print(next(n for n in zipfile.ZipFile(sys.argv[1]).namelist() if "/libcudart" in n))' "$whl")
+  unzip_member "$whl" "$cudart" "$PERF_DIR/lib/libcudart.so.12"
+  LD_LIBRARY_PATH=$PERF_DIR/lib "$bin" --version >/dev/null 2>&1 || die "$bin does not run (see $LOGS/pip.log)"
+  say "perf_analyzer" "installed $(short "$bin") ($(took $t))"
+}
+
 step_onnxruntime() {
   local lib=libonnxruntime.so.$ORT_VERSION
   local dest=$ORT_DIR/$lib
@@ -607,9 +630,9 @@ ALL_STEPS=(apt rust venv nvrtc trackers peers schema triton onnxruntime models m
 steps=("$@")
 [ ${#steps[@]} -gt 0 ] || steps=("${ALL_STEPS[@]}")
 for s in "${steps[@]}"; do
-  case " ${ALL_STEPS[*]} " in
+  case " ${ALL_STEPS[*]} perf " in
     *" $s "*) ;;
-    *) die "unknown step '$s' (steps: ${ALL_STEPS[*]})" ;;
+    *) die "unknown step '$s' (steps: ${ALL_STEPS[*]}, perf)" ;;
   esac
 done
 

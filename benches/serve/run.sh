@@ -6,9 +6,9 @@
 #   benches/serve/run.sh OUT_DIR
 #
 # Needs a release build (cargo build --release -p vigil; cargo build --release -p vigil-engine
-# --example closed_loop), NanoDet installed (make setup), and perf_analyzer: PERF_ANALYZER (default
-# the binary of the tritonclient==2.41.0 manylinux wheel unpacked in ~/.cache/vigil/perf-analyzer,
-# with Debian's libb64-0d and a libcudart.so.12 in its lib/ folder; see ../shared/PEERS.md).
+# --example closed_loop), NanoDet installed (make setup), and perf_analyzer (`scripts/setup.sh perf`
+# puts the binary of the tritonclient==2.41.0 wheel in ~/.cache/vigil/perf-analyzer, with a
+# libcudart.so.12 in its lib/ folder and Debian's libb64-0d; or set PERF_ANALYZER and PA_DIR).
 set -euo pipefail
 OUT=${1:?usage: benches/serve/run.sh OUT_DIR}
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
