@@ -58,18 +58,11 @@ fn version(name: &str, v: &str) -> Result<Option<u64>, ServeError> {
 
 /// Checks the bearer token where the server has one (`authorization` metadata).
 fn authorize<T>(server: &Server, req: &Request<T>) -> Result<(), Status> {
-    let Some(token) = &server.token else {
-        return Ok(());
-    };
-    let given = req
+    let header = req
         .metadata()
         .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            let (scheme, rest) = v.trim().split_once(' ')?;
-            scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
-        });
-    if given.is_some_and(|g| super::same_token(g, token)) {
+        .and_then(|v| v.to_str().ok());
+    if server.authorized(header) {
         Ok(())
     } else {
         Err(Status::unauthenticated(

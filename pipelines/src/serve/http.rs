@@ -164,19 +164,15 @@ fn parse_version(name: &str, v: &str) -> Result<u64, ServeError> {
 
 /// `Authorization: Bearer <token>` when the server has a token.
 fn authorize(server: &Server, req: &Request<Incoming>) -> Result<(), ServeError> {
-    let Some(token) = &server.token else {
-        return Ok(());
-    };
-    let given = req
+    let header = req
         .headers()
         .get(AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            let (scheme, rest) = v.trim().split_once(' ')?;
-            scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
-        });
-    let ok = given.is_some_and(|g| super::same_token(g, token));
-    if ok { Ok(()) } else { Err(unauthorized()) }
+        .and_then(|v| v.to_str().ok());
+    if server.authorized(header) {
+        Ok(())
+    } else {
+        Err(unauthorized())
+    }
 }
 
 fn unauthorized() -> ServeError {

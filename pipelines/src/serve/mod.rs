@@ -166,10 +166,23 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
     runtime.block_on(serve(server, [http_addr, grpc_addr, metrics_addr], poll))
 }
 
-/// Whether `given` is `token` (compared in constant time).
-pub(crate) fn same_token(given: &str, token: &str) -> bool {
-    let (a, b) = (given.as_bytes(), token.as_bytes());
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+impl Server {
+    /// Whether a request whose `Authorization` header (HTTP) or `authorization` metadata (gRPC)
+    /// is `header` may pass: always without a server token, else `Bearer <token>` (compared in
+    /// constant time).
+    pub(crate) fn authorized(&self, header: Option<&str>) -> bool {
+        let Some(token) = &self.token else {
+            return true;
+        };
+        let given = header.and_then(|v| {
+            let (scheme, rest) = v.trim().split_once(' ')?;
+            scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
+        });
+        given.is_some_and(|g| {
+            let (a, b) = (g.as_bytes(), token.as_bytes());
+            a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+        })
+    }
 }
 
 async fn listen(addr: SocketAddr, what: &str) -> anyhow::Result<tokio::net::TcpListener> {
