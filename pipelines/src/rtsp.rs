@@ -20,6 +20,12 @@ pub const MEDIA_LAUNCH: &str = "( appsrc name=src is-live=true format=time do-ti
 /// How much an idle media's `appsrc` may queue before dropping the oldest buffers.
 const MAX_QUEUED: gst::ClockTime = gst::ClockTime::from_seconds(3);
 
+/// Threads the server handles clients on (each thread serves the clients given to it in turn;
+/// threads end when their clients leave). A `DESCRIBE` blocks its thread until the mount's media has
+/// its first key frame: with the server's default of one thread, 31 clients connecting at once to 31
+/// mounts waited in line for up to 21 s on 2 cores, longer than a player's timeout.
+const CLIENT_THREADS: i32 = 64;
+
 struct MediaSink {
     media: glib::WeakRef<gst_rtsp_server::RTSPMedia>,
     appsrc: glib::WeakRef<gst_app::AppSrc>,
@@ -210,6 +216,9 @@ impl RtspOutput {
                 .map_err(|e| format!("cannot listen on {address}:{port}: {e}"))?;
         }
         let server = gst_rtsp_server::RTSPServer::new();
+        if let Some(pool) = server.thread_pool() {
+            pool.set_max_threads(CLIENT_THREADS);
+        }
         server.set_address(address);
         server.set_service(&port.to_string());
         if let Some((user, password)) = auth {
