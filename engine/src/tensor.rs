@@ -189,6 +189,23 @@ pub fn data_type_of_element(name: &str) -> Option<DataType> {
 }
 
 impl TensorData {
+    /// `values` as a tensor of `dtype` for the numeric types a pre-processed image is sent as
+    /// (FP32, FP16 rounded to nearest, UINT8/INT8/INT32/INT64 rounded then saturated); `None` for
+    /// the others.
+    pub fn from_f32(dtype: DataType, values: &[f32]) -> Option<TensorData> {
+        Some(match dtype {
+            DataType::Fp32 => TensorData::Fp32(values.to_vec()),
+            DataType::Fp16 => {
+                TensorData::Fp16(values.iter().map(|&v| half::f16::from_f32(v)).collect())
+            }
+            DataType::Uint8 => TensorData::Uint8(values.iter().map(|v| v.round() as u8).collect()),
+            DataType::Int8 => TensorData::Int8(values.iter().map(|v| v.round() as i8).collect()),
+            DataType::Int32 => TensorData::Int32(values.iter().map(|v| v.round() as i32).collect()),
+            DataType::Int64 => TensorData::Int64(values.iter().map(|v| v.round() as i64).collect()),
+            _ => return None,
+        })
+    }
+
     /// The f32 values of an FP32 tensor.
     pub fn as_f32(&self) -> Option<&[f32]> {
         match self {

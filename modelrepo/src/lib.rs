@@ -51,7 +51,7 @@ pub use normalize::{
 pub use onnx::{OnnxIo, OnnxTensor};
 pub use repository::{
     CONFIG_FILE_NAME, DEFAULT_MODEL_FILENAME, LABELS_FILE_NAME, LoadOptions, LoadedModel,
-    ModelRepository,
+    ModelRepository, read_labels,
 };
 pub use validate::{MIN_COMPUTE_CAPABILITY, validate_config};
 

@@ -535,8 +535,13 @@ fn served(policy: &VersionPolicy, present: &[u64]) -> Vec<u64> {
     }
 }
 
-/// Labels: the first output's `label_filename` (must exist), else `labels.txt` if present.
-fn read_labels(model: &str, dir: &Path, config: &ModelConfig) -> Result<Vec<String>, RepoError> {
+/// Labels of `model` in its folder `dir`: the first output's `label_filename` (must exist), else
+/// `labels.txt` if present, else none.
+pub fn read_labels(
+    model: &str,
+    dir: &Path,
+    config: &ModelConfig,
+) -> Result<Vec<String>, RepoError> {
     let path = match config.output.first() {
         Some(output) if output.label_filename.is_some() => {
             let path = dir.join(output.label_filename.as_deref().unwrap_or_default());

@@ -579,6 +579,38 @@ pub struct InferenceConfig {
     /// one warning per process when it cannot) or `cpu`. Default `auto`.
     #[serde(default)]
     pub preprocess: PreprocessPolicy,
+    /// `inference.server`: inference servers speaking Triton's protocol that run the model (and the
+    /// `secondary` models) instead of this process: `grpc://HOST:PORT` or `http://HOST:PORT`, one or
+    /// a list (failover and load spreading). The model's configuration comes from the servers; the
+    /// local `model_repository` is read only for the model's labels, when the model's folder is
+    /// there. Optional; in process by default.
+    #[serde(default)]
+    pub server: Option<OneOrMany>,
+    /// `inference.server_timeout_ms`: the deadline of one remote request over all the servers it
+    /// tries; frames no server answers in time pass without detections and are counted. Default 1000.
+    #[serde(default = "default_server_timeout_ms")]
+    pub server_timeout_ms: u32,
+}
+
+/// A value or a list of values.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    pub fn to_vec(&self) -> Vec<String> {
+        match self {
+            OneOrMany::One(s) => vec![s.clone()],
+            OneOrMany::Many(v) => v.clone(),
+        }
+    }
+}
+
+fn default_server_timeout_ms() -> u32 {
+    1000
 }
 
 /// `inference.preprocess` values.
@@ -1218,6 +1250,10 @@ pub struct ModelPlan {
     pub labels: Vec<String>,
     /// The `classes` filter as the `vigilinfer` `classes` property (comma separated, "" = all).
     pub classes: String,
+    /// `inference.server`: the servers that run the model (empty = this process). For a remote
+    /// model `version` 0 means the servers' choice and `model_file` is empty.
+    pub servers: Vec<String>,
+    pub server_timeout_ms: u32,
 }
 
 /// The validated `ocr` section (models resolved in the model repository).
@@ -1537,8 +1573,30 @@ impl Config {
         let model = match &self.inference {
             None => None,
             Some(inf) => {
-                let model = crate::model::check_model(&repository, &inf.model, inf.version)
-                    .map_err(|e| invalid(e.key, one_line(&e.message)))?;
+                let servers = inf
+                    .server
+                    .as_ref()
+                    .map(OneOrMany::to_vec)
+                    .unwrap_or_default();
+                let model = if servers.is_empty() {
+                    crate::model::check_model(&repository, &inf.model, inf.version)
+                } else {
+                    for (i, url) in servers.iter().enumerate() {
+                        let key = match inf.server {
+                            Some(OneOrMany::Many(_)) => format!("inference.server[{i}]"),
+                            _ => "inference.server".to_string(),
+                        };
+                        vigil_kserve::client::check_url(url)
+                            .map_err(|e| invalid(&key, e.message))?;
+                    }
+                    crate::model::remote_model(&repository, &inf.model, inf.version)
+                }
+                .map_err(|e| invalid(e.key, one_line(&e.message)))?;
+                let model = ModelPlan {
+                    server_timeout_ms: inf.server_timeout_ms.max(1),
+                    servers,
+                    ..model
+                };
                 let classes = match &inf.classes {
                     None => String::new(),
                     Some(list) => {
@@ -1613,13 +1671,28 @@ impl Config {
             if sc.max_detections == 0 {
                 return Err(invalid(&key("max_detections"), "must be at least 1".into()));
             }
-            let m = crate::model::check_model(&repository, &sc.model, sc.version).map_err(|e| {
+            // With `inference.server`, the secondary models run on the same servers.
+            let servers = model
+                .as_ref()
+                .map(|m| m.servers.clone())
+                .unwrap_or_default();
+            let m = if servers.is_empty() {
+                crate::model::check_model(&repository, &sc.model, sc.version)
+            } else {
+                crate::model::remote_model(&repository, &sc.model, sc.version)
+            }
+            .map_err(|e| {
                 let k = match e.key.strip_prefix("inference.") {
                     Some(rest) => key(rest),
                     None => e.key.to_string(),
                 };
                 invalid(&k, one_line(&e.message))
             })?;
+            let m = ModelPlan {
+                server_timeout_ms: model.as_ref().map_or(1000, |m| m.server_timeout_ms),
+                servers,
+                ..m
+            };
             let mut parents = Vec::new();
             for (j, c) in sc.operate_on.iter().flatten().enumerate() {
                 let name = c.0.trim();

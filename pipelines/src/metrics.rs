@@ -2,8 +2,8 @@
 //!
 //! Families (all prefixed `vigil_`):
 //! - per stream (label `stream`): `stream_frames_in_total`, `stream_frames_out_total`,
-//!   `stream_frames_dropped_total`, `stream_reconnects_total`, `stream_timestamps_repaired_total`
-//!   (counters), `stream_fps` (gauge),
+//!   `stream_frames_dropped_total`, `stream_reconnects_total`, `stream_timestamps_repaired_total`,
+//!   `stream_frames_not_inferred_total` (counters), `stream_fps` (gauge),
 //!   `stream_state` (gauge, one series per state, 1 for the current one, label `state`),
 //!   `stream_latency_seconds` (histogram, end-to-end);
 //! - per model (labels `model`, `version`): `model_requests_total`, `model_failures_total`,
@@ -131,6 +131,12 @@ pub fn render(streams: &[StreamSnapshot], models: &[ModelStats], gpus: &[GpuStat
         "vigil_stream_timestamps_repaired_total",
         "Frames the source stamped itself: the decoder gave no timestamp, or one not after the previous frame's.",
         streams.iter().map(|s| (sl(s), s.timestamps_repaired)),
+    );
+    counter(
+        w,
+        "vigil_stream_frames_not_inferred_total",
+        "Frames that passed without the model's detections because no inference server answered (inference.server).",
+        streams.iter().map(|s| (sl(s), s.not_inferred)),
     );
     gauge(
         w,
@@ -450,6 +456,7 @@ mod tests {
             dropped: 1,
             reconnects: 2,
             timestamps_repaired: 3,
+            not_inferred: 0,
             fps: 12.5,
             latency,
             inspection: None,

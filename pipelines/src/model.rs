@@ -3,7 +3,7 @@
 //! reported (naming the path looked in) before any pipeline is built.
 
 use crate::config::ModelPlan;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// A model problem: the config key it belongs to and a one-line message naming the path involved.
 #[derive(Debug)]
@@ -46,6 +46,45 @@ pub(crate) fn check_model(
         model_file: loaded.model_path,
         labels: loaded.labels,
         classes: String::new(),
+        servers: Vec::new(),
+        server_timeout_ms: 0,
+    })
+}
+
+/// The plan of model `name` run by inference servers (`inference.server`): nothing is loaded here;
+/// the labels come from the model's folder in `repository` when it is there (its `config.pbtxt`
+/// naming the labels file), else there are none (classes are numbers). `version` `None` = the
+/// servers' choice (version 0 in the plan).
+pub(crate) fn remote_model(
+    repository: &Path,
+    name: &str,
+    version: Option<u64>,
+) -> Result<ModelPlan, ModelCheckError> {
+    use vigil_modelrepo::ModelRepository;
+    let dir = repository.join(name);
+    let labels = if dir.join(vigil_modelrepo::CONFIG_FILE_NAME).is_file() {
+        let config = ModelRepository::open(repository)
+            .and_then(|repo| repo.load_config(name))
+            .map_err(|e| err("inference.model", e.to_string()))?;
+        vigil_modelrepo::read_labels(name, &dir, &config)
+            .map_err(|e| err("inference.model", e.to_string()))?
+    } else if dir.join(vigil_modelrepo::LABELS_FILE_NAME).is_file() {
+        let config = vigil_modelrepo::ModelConfig::parse("", &dir)
+            .map_err(|e| err("inference.model", e.to_string()))?;
+        vigil_modelrepo::read_labels(name, &dir, &config)
+            .map_err(|e| err("inference.model", e.to_string()))?
+    } else {
+        Vec::new()
+    };
+    Ok(ModelPlan {
+        repository: repository.to_path_buf(),
+        name: name.to_string(),
+        version: version.unwrap_or(0),
+        model_file: PathBuf::new(),
+        labels,
+        classes: String::new(),
+        servers: Vec::new(),
+        server_timeout_ms: 0,
     })
 }
 

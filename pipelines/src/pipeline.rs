@@ -608,7 +608,7 @@ fn build_source_into(
         let repo = m.repository.to_string_lossy();
         set_prop(&infer, "model-repository", Prop::Str(&repo))?;
         set_prop(&infer, "model", Prop::Str(&m.name))?;
-        set_prop(&infer, "model-version", Prop::Num(m.version as f64))?;
+        set_model_source(&infer, m)?;
         set_prop(&infer, "threshold", Prop::Num(inf.threshold))?;
         set_prop(&infer, "nms-iou", Prop::Num(inf.nms_iou))?;
         set_prop(&infer, "classes", Prop::Str(&m.classes))?;
@@ -655,7 +655,7 @@ fn build_source_into(
         let repo = sp.model.repository.to_string_lossy();
         set_prop(&sgie, "model-repository", Prop::Str(&repo))?;
         set_prop(&sgie, "model", Prop::Str(&sp.model.name))?;
-        set_prop(&sgie, "model-version", Prop::Num(sp.model.version as f64))?;
+        set_model_source(&sgie, &sp.model)?;
         set_prop(&sgie, "process-mode", Prop::Text("secondary"))?;
         set_prop(&sgie, "operate-on-labels", Prop::Str(&sp.operate_on))?;
         set_prop(&sgie, "min-object-size", Prop::Num(sp.min_size.into()))?;
@@ -1181,7 +1181,7 @@ impl Live {
         let slots = lock(&self.slots);
         for s in slots.iter() {
             if let Some(p) = &s.parts {
-                poll_source(&p.src, &s.stats);
+                poll_source(p, &s.stats);
             }
         }
     }
@@ -1368,7 +1368,7 @@ impl Live {
             if prev == SlotStatus::Running {
                 drained = drain(p, DRAIN_TIMEOUT);
             }
-            poll_source(&p.src, &stats);
+            poll_source(p, &stats);
             // The mosaic tile first: a compositor that holds the tile's frame (it is ahead of the
             // mosaic's time, or the mosaic waits) blocks the tile's scaler in its push, holding its
             // streaming lock; releasing the pad flushes it, so stopping the scaler does not wait.
@@ -1533,8 +1533,37 @@ fn release_pipeline(pipeline: gst::Pipeline) {
     }
 }
 
-/// Copies `vigilsrc`'s counters (frames out and dropped, timestamps repaired) into `stats`.
-fn poll_source(src: &gst::Element, stats: &SourceStats) {
+/// A `vigilinfer`'s model version and, for a remote model, its servers (`model-version` -1: the
+/// servers' choice when the config gave no version).
+fn set_model_source(infer: &gst::Element, m: &crate::config::ModelPlan) -> Result<(), RunError> {
+    if m.servers.is_empty() {
+        return set_prop(infer, "model-version", Prop::Num(m.version as f64));
+    }
+    let version = if m.version == 0 {
+        -1.0
+    } else {
+        m.version as f64
+    };
+    set_prop(infer, "model-version", Prop::Num(version))?;
+    set_prop(infer, "server-url", Prop::Str(&m.servers.join(",")))?;
+    set_prop(
+        infer,
+        "server-timeout-ms",
+        Prop::Num(m.server_timeout_ms.into()),
+    )
+}
+
+/// Copies `vigilsrc`'s counters (frames out and dropped, timestamps repaired) and the
+/// `vigilinfer`s' frames not inferred (no inference server answered) into `stats`.
+fn poll_source(parts: &SourceParts, stats: &SourceStats) {
+    let not_inferred = parts
+        .elements
+        .iter()
+        .filter(|e| e.find_property("frames-not-inferred").is_some())
+        .map(|e| e.property::<u64>("frames-not-inferred"))
+        .sum();
+    stats.set_not_inferred(not_inferred);
+    let src = &parts.src;
     if src.find_property("frames-dropped").is_none() {
         return;
     }

@@ -78,6 +78,8 @@ pub struct StreamSnapshot {
     pub reconnects: u64,
     /// Frames the source stamped itself (no timestamp from the decoder, or not after the previous one).
     pub timestamps_repaired: u64,
+    /// Frames that passed without the model's detections because no inference server answered.
+    pub not_inferred: u64,
     /// Over the last [`FPS_WINDOW`].
     pub fps: f64,
     /// End-to-end latency per frame (buckets [`vigil_engine::TIME_BUCKETS_US`]).
@@ -102,6 +104,7 @@ struct Counters {
     dropped: u64,
     reconnects: u64,
     timestamps_repaired: u64,
+    not_inferred: u64,
     state: StreamState,
     latency: Histogram,
     /// Times of the frames within the last [`FPS_WINDOW`].
@@ -196,6 +199,12 @@ impl SourceStats {
         c.timestamps_repaired = c.timestamps_repaired.max(timestamps_repaired);
     }
 
+    /// Sets the frames the stream's `vigilinfer`s passed without inference (never goes down).
+    pub fn set_not_inferred(&self, n: u64) {
+        let mut c = self.lock();
+        c.not_inferred = c.not_inferred.max(n);
+    }
+
     /// Counts `n` dropped frames.
     pub fn record_dropped(&self, n: u64) {
         self.lock().dropped += n;
@@ -247,6 +256,7 @@ impl SourceStats {
             dropped: c.dropped,
             reconnects: c.reconnects,
             timestamps_repaired: c.timestamps_repaired,
+            not_inferred: c.not_inferred,
             fps,
             latency: c.latency.clone(),
             inspection: c.inspection.clone(),
@@ -300,6 +310,7 @@ impl SourceStats {
             per_class: c.per_class.clone(),
             tracks: c.tracks.len() as u64,
             timestamps_repaired: c.timestamps_repaired,
+            not_inferred: c.not_inferred,
             analytics: c.analytics.clone(),
             inspection: c.inspection.clone(),
             seconds: c
@@ -324,6 +335,8 @@ pub struct SourceSummary {
     pub tracks: u64,
     /// Frames the source stamped itself (see [`StreamSnapshot::timestamps_repaired`]).
     pub timestamps_repaired: u64,
+    /// Frames that passed without inference because no inference server answered.
+    pub not_inferred: u64,
     /// The last analytics results (sources with `analytics`): line counts, zone entries and exits.
     pub analytics: Option<FrameAnalytics>,
     /// Inspection counts (sources with `inspection`): items, pass, fail, failures by rule.
@@ -375,6 +388,13 @@ impl fmt::Display for Summary {
                     f,
                     "  [{}] timestamps repaired: {} (frames the decoder left without a timestamp or not after the previous one)",
                     s.name, s.timestamps_repaired
+                )?;
+            }
+            if s.not_inferred > 0 {
+                writeln!(
+                    f,
+                    "  [{}] frames not inferred: {} (no inference server answered in time)",
+                    s.name, s.not_inferred
                 )?;
             }
             if let Some(i) = &s.inspection {

@@ -4,6 +4,8 @@
 //! binary of this crate), plain HTTP ([`http_get`]), the Prometheus text format ([`parse_metrics`],
 //! [`histogram`]), growing events files ([`EventsTail`]) and an in-process RTSP client ([`RtspClient`]).
 
+pub mod serve;
+
 use gst::prelude::*;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};

@@ -12,21 +12,10 @@
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use vigil_tests::{TempDir, Vigil, http_get, metric, parse_metrics, repo_root, skip, vigil_bin};
-
-fn ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
-}
-
-fn cache() -> PathBuf {
-    std::env::var_os("VIGIL_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/vigil")
-        })
-}
+use vigil_tests::serve::{cache, ci, serve, stop};
+use vigil_tests::{TempDir, http_get, metric, parse_metrics, repo_root, skip, vigil_bin};
 
 /// The Pythons: the project venv's (with `onnx`) and the Triton client venv's.
 fn pythons() -> Option<(PathBuf, PathBuf)> {
@@ -62,52 +51,6 @@ fn triton_models(python: &Path, dir: &Path) -> PathBuf {
     repo
 }
 
-/// A running `vigil serve` and its HTTP and metrics addresses.
-struct Served {
-    vigil: Vigil,
-    http: String,
-    grpc: String,
-    metrics: String,
-}
-
-/// Starts `vigil serve REPO --http-port 0 --metrics-port 0 ARGS…` and waits for its addresses.
-fn serve(repo: &Path, args: &[&str]) -> Served {
-    let mut cmd = Command::new(vigil_bin());
-    cmd.arg("serve")
-        .arg(repo)
-        .args([
-            "--http-port",
-            "0",
-            "--grpc-port",
-            "0",
-            "--metrics-port",
-            "0",
-        ])
-        .args(args);
-    let (mut vigil, rx) = Vigil::spawn(cmd);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let Ok(line) = rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) else {
-            let status = vigil.wait(Duration::from_millis(500));
-            panic!(
-                "vigil serve did not start (exit {status:?}):\n{}",
-                vigil.stderr_text()
-            );
-        };
-        if let Some(rest) = line.strip_prefix("vigil serve: HTTP on ") {
-            let (http, rest) = rest.split_once(", gRPC on ").expect("gRPC address");
-            let (grpc, rest) = rest.split_once(", metrics on ").expect("metrics address");
-            let metrics = rest.split(' ').next().expect("metrics address");
-            return Served {
-                http: http.to_owned(),
-                grpc: grpc.to_owned(),
-                metrics: metrics.to_owned(),
-                vigil,
-            };
-        }
-    }
-}
-
 /// Runs `tests/serve/SCRIPT ARGS…`; asserts it passed and returns its output.
 fn script(python: &Path, script: &str, args: &[&str]) -> String {
     let out = Command::new(python)
@@ -126,25 +69,6 @@ fn script(python: &Path, script: &str, args: &[&str]) -> String {
         "{script} {args:?}:\n{text}"
     );
     text
-}
-
-/// Stops with SIGTERM and asserts a clean end (exit 0 within 10 s).
-fn stop(mut served: Served) -> String {
-    // SAFETY: plain kill(2) on our own child.
-    let rc = unsafe { libc::kill(served.vigil.child.id() as libc::pid_t, libc::SIGTERM) };
-    assert_eq!(rc, 0);
-    let status = served.vigil.wait(Duration::from_secs(10));
-    let stderr = served.vigil.stderr_text();
-    assert_eq!(
-        status.and_then(|s| s.code()),
-        Some(0),
-        "exit after SIGTERM:\n{stderr}"
-    );
-    assert!(
-        stderr.contains("vigil serve: stopped") && !stderr.contains("panicked"),
-        "{stderr}"
-    );
-    stderr
 }
 
 #[test]

@@ -1,3 +1,5 @@
+use std::borrow::Cow;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{LazyLock, Mutex};
 use std::time::{Duration, Instant};
 
@@ -19,6 +21,8 @@ use vigil_engine::{
 };
 
 use vigil_engine::frame::{FrameFormat, FrameLayout, YuvMatrix, to_packed4};
+use vigil_engine::{NamedTensor, TensorData, TensorView};
+use vigil_kserve::client::{RemoteError, RemoteModel, RemoteOptions};
 
 use super::{Preprocess, ProcessMode};
 use crate::frames::{first_offset, frame_format, layout_of, yuv_matrix};
@@ -61,6 +65,9 @@ struct Settings {
     min_object_size: u32,
     crop_expand: f32,
     preprocess: Preprocess,
+    /// Comma-separated `grpc://HOST:PORT` / `http://HOST:PORT`; empty = in process.
+    server_url: String,
+    server_timeout_ms: u32,
 }
 
 impl Default for Settings {
@@ -81,6 +88,8 @@ impl Default for Settings {
             min_object_size: 0,
             crop_expand: 0.0,
             preprocess: Preprocess::Auto,
+            server_url: String::new(),
+            server_timeout_ms: 1000,
         }
     }
 }
@@ -153,23 +162,36 @@ impl Converter {
     }
 }
 
+/// Where the model runs.
+enum Backend {
+    Local {
+        /// The model as served by the process-wide model server: shared (with its dynamic batcher)
+        /// by every `vigilinfer` naming the same repository, model and version; its runtime may be
+        /// swapped by a reload.
+        handle: Arc<ModelHandle>,
+        /// The runtime whose configuration `spec` was read from (compared with the handle's current
+        /// one on every inferred frame, so a reloaded model with another input takes effect at once).
+        runtime: Arc<ModelRuntime>,
+        /// Keeps the model's repository entry polled (property `repository-poll-secs`).
+        _poll: Option<PollGuard>,
+        /// The last model-control event of the server that was looked at (for logging reloads).
+        events_seen: u64,
+    },
+    /// On the inference servers of `server-url` (their dynamic batchers batch the requests of
+    /// every client).
+    Remote(Arc<RemoteModel>),
+}
+
 struct State {
     settings: Settings,
-    /// The model as served by the process-wide model server: shared (with its dynamic batcher) by every
-    /// `vigilinfer` naming the same repository, model and version; its runtime may be swapped by a reload.
-    handle: Arc<ModelHandle>,
-    /// The runtime whose configuration `spec` was read from (compared with the handle's current one
-    /// on every inferred frame, so a reloaded model with another input takes effect at once).
-    runtime: Arc<ModelRuntime>,
+    backend: Backend,
+    /// Remote inference: whether the last request was answered (a change is logged once).
+    remote_ok: bool,
     /// How to feed and decode the model: the pre-processor and class filter were built for it.
     spec: Arc<ModelSpec>,
     preprocessor: Preprocessor,
     class_filter: Vec<usize>,
     converter: Option<Converter>,
-    /// Keeps the model's repository entry polled (property `repository-poll-secs`); `None` = off.
-    _poll: Option<PollGuard>,
-    /// The last model-control event of the server that was looked at (for logging reloads).
-    events_seen: u64,
     /// Secondary mode: which objects are parents.
     parents: ParentFilter,
     /// Secondary mode: crops inferred so far.
@@ -198,8 +220,14 @@ fn detector_spec(runtime: &ModelRuntime) -> Result<Arc<ModelSpec>, String> {
 
 #[derive(Default)]
 pub struct VigilInfer {
+    // Lock order: `settings`, then `state` (`set_property` applies playing-mutable settings to the
+    // running state). The streaming thread holds `state` across an inference and never takes
+    // `settings` under it.
     settings: Mutex<Settings>,
     state: Mutex<Option<State>>,
+    /// Frames that passed without detections because no inference server answered in time
+    /// (read-only property `frames-not-inferred`; outside `state`, which inference holds).
+    not_inferred: AtomicU64,
 }
 
 #[glib::object_subclass]
@@ -303,6 +331,24 @@ impl ObjectImpl for VigilInfer {
                     .blurb("Primary mode: where frames become the model's input tensor. cpu: here (colour conversion, resize, normalisation); gpu: inside the model server, a whole batch per kernel launch, the tensor staying on the GPU until inference, when the model's runtime can (KIND_GPU instances on CUDA/TensorRT, a CUDA device and NVRTC), else the CPU with one warning per process; auto: as gpu without the warning. NV12, I420, RGB(A/x), BGR(A/x) frames; others, and secondary mode, use the CPU")
                     .mutable_ready()
                     .build(),
+                glib::ParamSpecString::builder("server-url")
+                    .nick("Inference servers")
+                    .blurb("Comma-separated inference servers speaking Triton's protocol (vigil serve, Triton): grpc://HOST:PORT or http://HOST:PORT. Set: the model's configuration comes from the first server that gives it, pre- and post-processing stay here (the vigil.* parameters of the served configuration), tensors go to the servers as binary data, round-robin; a server that fails is left out for a back-off (0.5 s doubling up to 5 s) and the request goes to the next one; frames no server answers within server-timeout-ms pass without detections (inferred=false) and are counted (frames-not-inferred). Labels: the model's labels file in model-repository when there. A bearer token for the servers is read from VIGIL_INFERENCE_TOKEN. Empty: the model runs in this process")
+                    .default_value(Some(d.server_url.as_str()))
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt::builder("server-timeout-ms")
+                    .nick("Inference server deadline")
+                    .blurb("Remote inference: the deadline of one request (milliseconds), over all the servers it tries")
+                    .minimum(1)
+                    .default_value(d.server_timeout_ms)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt64::builder("frames-not-inferred")
+                    .nick("Frames not inferred")
+                    .blurb("Remote inference: frames (secondary mode: frames with crops) that passed without the model's detections because no inference server answered")
+                    .read_only()
+                    .build(),
                 glib::ParamSpecFloat::builder("crop-expand")
                     .nick("Crop expansion")
                     .blurb("Secondary mode: each side of a parent's crop grows by this fraction of its width/height (clamped to the frame)")
@@ -338,6 +384,10 @@ impl ObjectImpl for VigilInfer {
             "min-object-size" => s.min_object_size = value.get().unwrap(),
             "crop-expand" => s.crop_expand = value.get().unwrap(),
             "preprocess" => s.preprocess = value.get().unwrap(),
+            "server-url" => {
+                s.server_url = value.get::<Option<String>>().unwrap().unwrap_or_default()
+            }
+            "server-timeout-ms" => s.server_timeout_ms = value.get().unwrap(),
             other => unreachable!("unknown property {other}"),
         }
         // Properties that may change while playing are applied to the running state too.
@@ -361,6 +411,9 @@ impl ObjectImpl for VigilInfer {
     }
 
     fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {
+        if pspec.name() == "frames-not-inferred" {
+            return self.not_inferred.load(Ordering::Relaxed).to_value();
+        }
         let s = self.settings.lock().unwrap();
         match pspec.name() {
             "model-repository" => s.model_repository.to_value(),
@@ -378,6 +431,8 @@ impl ObjectImpl for VigilInfer {
             "min-object-size" => s.min_object_size.to_value(),
             "crop-expand" => s.crop_expand.to_value(),
             "preprocess" => s.preprocess.to_value(),
+            "server-url" => s.server_url.to_value(),
+            "server-timeout-ms" => s.server_timeout_ms.to_value(),
             other => unreachable!("unknown property {other}"),
         }
     }
@@ -423,59 +478,26 @@ impl BaseTransformImpl for VigilInfer {
                 ["property 'model' is not set"]
             ));
         }
-        let version = u64::try_from(settings.model_version).ok();
-        let handle = ModelServer::global()
-            .acquire(
-                std::path::Path::new(&settings.model_repository),
-                &settings.model,
-                version,
-            )
-            .map_err(|e| gst::error_msg!(gst::ResourceError::OpenRead, ["{}", e]))?;
-        let events_seen = ModelServer::global().last_event_seq();
-        let poll = match settings.repository_poll_secs {
-            0 => None,
-            secs => Some(
-                ModelServer::global()
-                    .poll(&handle, Duration::from_secs(secs.into()))
-                    .map_err(|e| {
-                        gst::error_msg!(
-                            gst::CoreError::Failed,
-                            ["cannot start polling the model repository: {}", e]
-                        )
-                    })?,
-            ),
+        let (backend, spec) = if settings.server_url.trim().is_empty() {
+            self.start_local(&settings)?
+        } else {
+            self.start_remote(&settings)?
         };
-        let runtime = handle.current();
-        let spec = detector_spec(&runtime)
-            .map_err(|e| gst::error_msg!(gst::LibraryError::Settings, ["{}", e]))?;
         let class_filter = spec.class_filter(&settings.classes).map_err(|e| {
             gst::error_msg!(gst::LibraryError::Settings, ["property 'classes': {}", e])
         })?;
-        gst::info!(
-            CAT,
-            imp = self,
-            "serving model '{}' version {} from {} ({}x{} {:?})",
-            runtime.name(),
-            runtime.version(),
-            runtime.model_path().display(),
-            spec.preprocess.width,
-            spec.preprocess.height,
-            spec.decoder
-        );
         let preprocessor = Preprocessor::new(spec.preprocess.clone());
         let parents = ParentFilter::new(&settings.operate_on_labels, settings.min_object_size);
         *self.state.lock().unwrap() = Some(State {
             parents,
             crops: 0,
             settings,
-            handle,
-            runtime,
+            backend,
+            remote_ok: true,
             spec,
             preprocessor,
             class_filter,
             converter: None,
-            _poll: poll,
-            events_seen,
             frames: 0,
             inferred: 0,
             infer_ns: 0,
@@ -531,34 +553,15 @@ impl BaseTransformImpl for VigilInfer {
         state.frames += 1;
         let inferring = frame_no % state.settings.interval.max(1) as u64 == 0;
 
-        // The runtime serving the model now (a reload may have replaced it since the last frame).
-        let runtime = state.handle.current();
+        // The runtime serving the model now (a reload may have replaced it since the last frame);
+        // `None` for a remote model.
+        let current = match &state.backend {
+            Backend::Local { handle, .. } => Some(handle.current()),
+            Backend::Remote(_) => None,
+        };
         if inferring {
-            if !Arc::ptr_eq(&runtime, &state.runtime) {
-                let spec = detector_spec(&runtime).map_err(|e| {
-                    gst::element_imp_error!(self, gst::LibraryError::Settings, ["{}", e]);
-                    gst::FlowError::Error
-                })?;
-                if spec.preprocess != state.spec.preprocess {
-                    state.preprocessor = Preprocessor::new(spec.preprocess.clone());
-                }
-                state.class_filter = spec.class_filter(&state.settings.classes).map_err(|e| {
-                    gst::element_imp_error!(
-                        self,
-                        gst::LibraryError::Settings,
-                        ["property 'classes': {}", e]
-                    );
-                    gst::FlowError::Error
-                })?;
-                gst::info!(
-                    CAT,
-                    imp = self,
-                    "now served by '{}' version {}",
-                    runtime.name(),
-                    runtime.version()
-                );
-                state.spec = spec;
-                state.runtime = runtime.clone();
+            if let Some(runtime) = &current {
+                self.follow_reload(state, runtime)?;
             }
             if let Some(conv) = state.converter.as_ref()
                 && conv.color != state.spec.preprocess.color
@@ -584,21 +587,21 @@ impl BaseTransformImpl for VigilInfer {
         let primary = state.settings.process_mode == ProcessMode::Primary;
         // Frames whose colour matrix Vigil does not convert itself stay on the CPU path
         // (`VideoConverter`), which the GPU could not reproduce.
-        let gpu_format = if primary && inferring && yuv_matrix(&conv.in_info).is_some() {
-            self.gpu_format(
-                state.settings.preprocess,
-                &mut state.on_gpu,
-                &runtime,
-                conv.in_info.format(),
-            )
-        } else {
-            None
+        let gpu_format = match &current {
+            Some(runtime) if primary && inferring && yuv_matrix(&conv.in_info).is_some() => self
+                .gpu_format(
+                    state.settings.preprocess,
+                    &mut state.on_gpu,
+                    runtime,
+                    conv.in_info.format(),
+                ),
+            _ => None,
         };
         if state.settings.process_mode == ProcessMode::Secondary {
             if !inferring {
                 return Ok(gst::FlowSuccess::Ok);
             }
-            return self.secondary_ip(state, buf, &runtime);
+            return self.secondary_ip(state, buf, current.as_ref());
         }
         let mut frame = FrameObjects::new(width, height);
         frame.frame = frame_no;
@@ -625,7 +628,7 @@ impl BaseTransformImpl for VigilInfer {
 
         // GPU pre-processing inside the model server: the request carries the frame itself.
         let mut outcome = None;
-        if let Some(format) = gpu_format {
+        if let (Some(format), Some(runtime)) = (gpu_format, &current) {
             let frame_input =
                 map_frame(buf, &conv.in_info, format, &spec.preprocess).map_err(|e| {
                     gst::element_imp_error!(self, gst::CoreError::Failed, ["{}", e]);
@@ -660,13 +663,36 @@ impl BaseTransformImpl for VigilInfer {
                     gst::element_imp_error!(self, gst::StreamError::Format, ["{}", e]);
                     gst::FlowError::Error
                 })?;
-                let mut shape = spec.input_shape(1);
-                if spec.batched {
-                    shape.remove(0);
-                }
-                let request = InferRequest::new(spec.input_name.clone(), shape, tensor)
-                    .with_priority(priority);
-                (runtime.infer(request, decoder()), placement)
+                let decoded = match (&state.backend, &current) {
+                    (Backend::Local { .. }, Some(runtime)) => {
+                        let mut shape = spec.input_shape(1);
+                        if spec.batched {
+                            shape.remove(0);
+                        }
+                        let request = InferRequest::new(spec.input_name.clone(), shape, tensor)
+                            .with_priority(priority);
+                        runtime.infer(request, decoder())
+                    }
+                    (_, _) => {
+                        let Backend::Remote(remote) = &state.backend else {
+                            unreachable!("a local model has a runtime");
+                        };
+                        let answer = remote_input(remote, &spec, &tensor)
+                            .and_then(|input| remote.infer(vec![input]));
+                        match answer {
+                            Ok(outputs) => {
+                                self.remote_answered(state);
+                                Ok(with_views(&outputs, decoder()))
+                            }
+                            Err(e) => {
+                                self.remote_failed(state, &e);
+                                append_meta(buf, frame, false);
+                                return Ok(gst::FlowSuccess::Ok);
+                            }
+                        }
+                    }
+                };
+                (decoded, placement)
             }
         };
         let dets = self.detections(decoded, &spec.model, &state.class_filter, iou, max)?;
@@ -695,6 +721,179 @@ impl BaseTransformImpl for VigilInfer {
 }
 
 impl VigilInfer {
+    /// The model from this process's model server (loaded from `model-repository` on first use).
+    fn start_local(
+        &self,
+        settings: &Settings,
+    ) -> Result<(Backend, Arc<ModelSpec>), gst::ErrorMessage> {
+        let version = u64::try_from(settings.model_version).ok();
+        let handle = ModelServer::global()
+            .acquire(
+                std::path::Path::new(&settings.model_repository),
+                &settings.model,
+                version,
+            )
+            .map_err(|e| gst::error_msg!(gst::ResourceError::OpenRead, ["{}", e]))?;
+        let events_seen = ModelServer::global().last_event_seq();
+        let poll = match settings.repository_poll_secs {
+            0 => None,
+            secs => Some(
+                ModelServer::global()
+                    .poll(&handle, Duration::from_secs(secs.into()))
+                    .map_err(|e| {
+                        gst::error_msg!(
+                            gst::CoreError::Failed,
+                            ["cannot start polling the model repository: {}", e]
+                        )
+                    })?,
+            ),
+        };
+        let runtime = handle.current();
+        let spec = detector_spec(&runtime)
+            .map_err(|e| gst::error_msg!(gst::LibraryError::Settings, ["{}", e]))?;
+        gst::info!(
+            CAT,
+            imp = self,
+            "serving model '{}' version {} from {} ({}x{} {:?})",
+            runtime.name(),
+            runtime.version(),
+            runtime.model_path().display(),
+            spec.preprocess.width,
+            spec.preprocess.height,
+            spec.decoder
+        );
+        let backend = Backend::Local {
+            handle,
+            runtime,
+            _poll: poll,
+            events_seen,
+        };
+        Ok((backend, spec))
+    }
+
+    /// The model on the servers of `server-url`: its configuration from the first that gives it,
+    /// its labels from `model-repository` when the model's folder is there.
+    fn start_remote(
+        &self,
+        settings: &Settings,
+    ) -> Result<(Backend, Arc<ModelSpec>), gst::ErrorMessage> {
+        let urls: Vec<String> = settings
+            .server_url
+            .split(',')
+            .map(str::trim)
+            .filter(|u| !u.is_empty())
+            .map(String::from)
+            .collect();
+        let options = RemoteOptions {
+            timeout: Duration::from_millis(settings.server_timeout_ms.max(1).into()),
+            token: std::env::var("VIGIL_INFERENCE_TOKEN")
+                .ok()
+                .filter(|t| !t.is_empty()),
+        };
+        let version = u64::try_from(settings.model_version).ok();
+        let remote = RemoteModel::connect(&urls, &settings.model, version, options)
+            .map_err(|e| gst::error_msg!(gst::ResourceError::OpenRead, ["{}", e]))?;
+        let dir = std::path::Path::new(&settings.model_repository).join(&settings.model);
+        let labels = if dir.is_dir() {
+            vigil_modelrepo::read_labels(&settings.model, &dir, remote.config())
+                .map_err(|e| gst::error_msg!(gst::ResourceError::OpenRead, ["{}", e]))?
+        } else {
+            Vec::new()
+        };
+        let spec = ModelSpec::from_config(remote.config(), &labels)
+            .map(Arc::new)
+            .map_err(|e| {
+                gst::error_msg!(
+                    gst::LibraryError::Settings,
+                    [
+                        "model '{}' served by {}: {}",
+                        settings.model,
+                        urls.join(", "),
+                        e.message
+                    ]
+                )
+            })?;
+        gst::info!(
+            CAT,
+            imp = self,
+            "model '{}' on {} ({}x{} {:?}, {} labels)",
+            settings.model,
+            urls.join(", "),
+            spec.preprocess.width,
+            spec.preprocess.height,
+            spec.decoder,
+            labels.len()
+        );
+        Ok((Backend::Remote(remote), spec))
+    }
+
+    /// Local backend: follows a reload that replaced the model's runtime (its pre-processing and
+    /// class filter are rebuilt when they changed).
+    fn follow_reload(
+        &self,
+        state: &mut State,
+        runtime: &Arc<ModelRuntime>,
+    ) -> Result<(), gst::FlowError> {
+        let Backend::Local {
+            runtime: current, ..
+        } = &mut state.backend
+        else {
+            return Ok(());
+        };
+        if Arc::ptr_eq(runtime, current) {
+            return Ok(());
+        }
+        let spec = detector_spec(runtime).map_err(|e| {
+            gst::element_imp_error!(self, gst::LibraryError::Settings, ["{}", e]);
+            gst::FlowError::Error
+        })?;
+        *current = runtime.clone();
+        if spec.preprocess != state.spec.preprocess {
+            state.preprocessor = Preprocessor::new(spec.preprocess.clone());
+        }
+        state.class_filter = spec.class_filter(&state.settings.classes).map_err(|e| {
+            gst::element_imp_error!(
+                self,
+                gst::LibraryError::Settings,
+                ["property 'classes': {}", e]
+            );
+            gst::FlowError::Error
+        })?;
+        gst::info!(
+            CAT,
+            imp = self,
+            "now served by '{}' version {}",
+            runtime.name(),
+            runtime.version()
+        );
+        state.spec = spec;
+        Ok(())
+    }
+
+    /// Remote inference failed for a frame: counted; the first failure after a success is posted
+    /// as a warning (the next success is logged).
+    fn remote_failed(&self, state: &mut State, e: &RemoteError) {
+        self.not_inferred.fetch_add(1, Ordering::Relaxed);
+        if std::mem::replace(&mut state.remote_ok, false) {
+            gst::element_imp_warning!(
+                self,
+                gst::ResourceError::Read,
+                (
+                    "frames pass without detections while no inference server answers: {}",
+                    e
+                )
+            );
+        } else {
+            gst::debug!(CAT, imp = self, "not inferred: {}", e);
+        }
+    }
+
+    fn remote_answered(&self, state: &mut State) {
+        if !std::mem::replace(&mut state.remote_ok, true) {
+            gst::info!(CAT, imp = self, "an inference server answers again");
+        }
+    }
+
     /// The frame format to send to the model server for GPU pre-processing, or `None` for the CPU
     /// path: `preprocess` is not `cpu`, the runtime takes frames and the GPU pre-processor reads
     /// `format`. `gpu` that cannot be honoured warns once per process; `auto` logs at debug level.
@@ -750,7 +949,7 @@ impl VigilInfer {
         &self,
         state: &mut State,
         buf: &mut gst::BufferRef,
-        runtime: &Arc<vigil_engine::ModelRuntime>,
+        runtime: Option<&Arc<vigil_engine::ModelRuntime>>,
     ) -> Result<gst::FlowSuccess, gst::FlowError> {
         let parents: Vec<(u32, vigil_core::objects::BBox)> = match buf.meta::<VigilMeta>() {
             None => return Ok(gst::FlowSuccess::Ok),
@@ -794,17 +993,28 @@ impl VigilInfer {
                         gst::element_imp_error!(self, gst::StreamError::Format, ["{}", e]);
                         gst::FlowError::Error
                     })?;
-                let request = InferRequest::new(spec.input_name.clone(), shape.clone(), tensor)
-                    .with_priority(priority);
-                let decode_spec = spec.clone();
-                let response = runtime
-                    .infer_async(request, move |outputs| {
-                        decode_spec.decoder.decode(outputs, 0, pw, ph, threshold)
-                    })
-                    .map_err(|e| {
-                        gst::element_imp_error!(self, gst::StreamError::Failed, ["{}", e]);
-                        gst::FlowError::Error
-                    })?;
+                let response = match (runtime, &state.backend) {
+                    (Some(runtime), _) => {
+                        let request =
+                            InferRequest::new(spec.input_name.clone(), shape.clone(), tensor)
+                                .with_priority(priority);
+                        let decode_spec = spec.clone();
+                        let response = runtime
+                            .infer_async(request, move |outputs| {
+                                decode_spec.decoder.decode(outputs, 0, pw, ph, threshold)
+                            })
+                            .map_err(|e| {
+                                gst::element_imp_error!(self, gst::StreamError::Failed, ["{}", e]);
+                                gst::FlowError::Error
+                            })?;
+                        Crop::Local(response)
+                    }
+                    (None, Backend::Remote(remote)) => Crop::Remote(
+                        remote_input(remote, &spec, &tensor)
+                            .and_then(|input| remote.infer_async(vec![input])),
+                    ),
+                    (None, Backend::Local { .. }) => unreachable!("a local model has a runtime"),
+                };
                 pending.push((parent, region, placement, response));
             }
             Ok(pending)
@@ -817,8 +1027,21 @@ impl VigilInfer {
         let filter = &state.class_filter;
         let mut children = Vec::new();
         let n_crops = pending.len() as u64;
+        let mut remote_error = None;
         for (parent, region, placement, response) in pending {
-            for d in self.detections(response.wait(), &spec.model, filter, iou, max)? {
+            let decoded = match response {
+                Crop::Local(response) => response.wait(),
+                Crop::Remote(answer) => match answer.and_then(|p| p.wait()) {
+                    Ok(outputs) => Ok(with_views(&outputs, |views| {
+                        spec.decoder.decode(views, 0, pw, ph, threshold)
+                    })),
+                    Err(e) => {
+                        remote_error = Some(e);
+                        continue;
+                    }
+                },
+            };
+            for d in self.detections(decoded, &spec.model, filter, iou, max)? {
                 let Some(bbox) = child_box(&region, &placement, &d.bbox) else {
                     continue;
                 };
@@ -827,6 +1050,11 @@ impl VigilInfer {
                 o.parent = Some(parent);
                 children.push(o);
             }
+        }
+        match remote_error {
+            Some(e) => self.remote_failed(state, &e),
+            None if matches!(state.backend, Backend::Remote(_)) => self.remote_answered(state),
+            None => {}
         }
         state.crops += n_crops;
         state.inferred += 1;
@@ -881,9 +1109,16 @@ impl VigilInfer {
     }
 
     fn log_model_events(&self, state: &mut State) {
-        let handle = &state.handle;
-        for event in ModelServer::global().events_after(state.events_seen) {
-            state.events_seen = event.seq;
+        let Backend::Local {
+            handle,
+            events_seen,
+            ..
+        } = &mut state.backend
+        else {
+            return;
+        };
+        for event in ModelServer::global().events_after(*events_seen) {
+            *events_seen = event.seq;
             if event.repository != handle.repository()
                 || event.model != handle.name()
                 || event.requested_version != handle.requested_version()
@@ -989,6 +1224,68 @@ fn map_frame(
 }
 
 /// Adds `frame`'s objects to the buffer's meta (after any objects an upstream element attached).
+/// A crop's pending answer.
+enum Crop<R> {
+    Local(vigil_engine::InferResponse<R>),
+    Remote(Result<vigil_kserve::client::Pending, RemoteError>),
+}
+
+/// The remote request's input: `tensor` (the pre-processed image) in the served input's data type
+/// and shape (with the batch dimension of 1 when the model batches).
+fn remote_input(
+    remote: &RemoteModel,
+    spec: &ModelSpec,
+    tensor: &[f32],
+) -> Result<NamedTensor, RemoteError> {
+    let config = remote.config();
+    let input = config.input.first().ok_or_else(|| RemoteError {
+        kind: vigil_kserve::client::ErrorKind::Config,
+        message: format!("model '{}' has no input", remote.name()),
+    })?;
+    let data = TensorData::from_f32(input.data_type, tensor).ok_or_else(|| RemoteError {
+        kind: vigil_kserve::client::ErrorKind::Config,
+        message: format!(
+            "model '{}': input '{}' has data type {}, not one an image is sent as",
+            remote.name(),
+            input.name,
+            input.data_type
+        ),
+    })?;
+    let mut shape = spec.input_shape(1);
+    if !spec.batched && input.dims.len() == 3 {
+        shape.remove(0);
+    }
+    Ok((spec.input_name.clone(), shape, data))
+}
+
+/// Runs `f` on views of a remote answer's outputs (numeric outputs widened to f32).
+fn with_views<R>(outputs: &[NamedTensor], f: impl FnOnce(&[TensorView<'_>]) -> R) -> R {
+    let shapes: Vec<Vec<usize>> = outputs
+        .iter()
+        .map(|(_, shape, _)| {
+            shape
+                .iter()
+                .map(|&d| usize::try_from(d).unwrap_or(0))
+                .collect()
+        })
+        .collect();
+    let values: Vec<Cow<'_, [f32]>> = outputs
+        .iter()
+        .map(|(_, _, data)| data.as_slice().to_f32().unwrap_or(Cow::Borrowed(&[])))
+        .collect();
+    let views: Vec<TensorView<'_>> = outputs
+        .iter()
+        .zip(shapes.iter().zip(&values))
+        .map(|((name, _, data), (shape, values))| TensorView {
+            name,
+            shape,
+            data: values,
+            raw: data.as_slice(),
+        })
+        .collect();
+    f(&views)
+}
+
 fn append_meta(buf: &mut gst::BufferRef, mut frame: FrameObjects, inferred: bool) {
     frame.inferred = inferred;
     if let Some(mut existing) = buf.meta_mut::<VigilMeta>() {

@@ -15,14 +15,9 @@ use vigil_engine::{DataType, TensorData};
 
 use super::protocol::{self, ErrorKind, Input, ServeError};
 use super::stats::model_stats_json;
-use super::tensors::{element_count, from_binary, from_wire_name, to_binary, wire_name};
 use super::{EXTENSIONS, Server};
-
-/// The code generated from `proto/grpc_service.proto` and `model_config.proto`.
-#[allow(clippy::all, clippy::pedantic, missing_docs)]
-pub mod pb {
-    tonic::include_proto!("inference");
-}
+use vigil_kserve::pb;
+use vigil_kserve::tensors::{element_count, from_binary, from_wire_name, to_binary, wire_name};
 
 use pb::grpc_inference_service_server::GrpcInferenceService;
 pub use pb::grpc_inference_service_server::GrpcInferenceServiceServer;

@@ -14,10 +14,10 @@ use serde_json::{Map, Value, json};
 
 use super::protocol::{self, Input, ServeError};
 use super::stats::model_stats_json;
-use super::tensors::{
+use super::{EXTENSIONS, Server};
+use vigil_kserve::tensors::{
     element_count, from_binary, from_json, from_wire_name, to_binary, to_json, wire_name,
 };
-use super::{EXTENSIONS, Server};
 
 /// The header that gives the length of the JSON part of a body with binary tensor data.
 const HEADER_LENGTH: &str = "inference-header-content-length";

@@ -19,7 +19,6 @@ mod http;
 mod models;
 mod protocol;
 mod stats;
-mod tensors;
 
 use std::convert::Infallible;
 use std::future::Future;

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use vigil_engine::{EngineError, InferRequest, ModelRuntime, TensorData, TensorView};
 use vigil_modelrepo::{ModelConfig, TensorConfig};
 
-use super::tensors::{element_count, wire_name};
+use vigil_kserve::tensors::{element_count, wire_name};
 
 /// What kind of error (Triton's error codes; each transport maps them to its status codes).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

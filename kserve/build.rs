@@ -1,5 +1,6 @@
 //! Compiles Triton's gRPC protocol (`proto/grpc_service.proto`, which imports the model
-//! repository's `model_config.proto`) for `vigil serve`, with protox: no system `protoc`.
+//! repository's `model_config.proto`) for the server (`vigil serve`) and the client, with protox: no
+//! system `protoc`.
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let includes = ["proto", "../modelrepo/proto"];
@@ -10,8 +11,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("cargo:rerun-if-changed={f}");
     }
     let fds = protox::compile(["grpc_service.proto"], includes)?;
-    tonic_prost_build::configure()
-        .build_client(false)
-        .compile_fds(fds)?;
+    tonic_prost_build::configure().compile_fds(fds)?;
     Ok(())
 }
