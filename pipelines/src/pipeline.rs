@@ -1874,12 +1874,20 @@ pub fn run(plan: &Plan, opts: &RunOptions) -> Result<Summary, RunError> {
 
     if opts.verbose {
         if let Some(m) = &plan.model {
-            eprintln!(
-                "vigil: {name}: model {} v{} ({})",
-                m.name,
-                m.version,
-                m.model_file.display()
-            );
+            if m.servers.is_empty() {
+                eprintln!(
+                    "vigil: {name}: model {} v{} ({})",
+                    m.name,
+                    m.version,
+                    m.model_file.display()
+                );
+            } else {
+                eprintln!(
+                    "vigil: {name}: model {} on {}",
+                    m.name,
+                    m.servers.join(", ")
+                );
+            }
         }
         if let Some(o) = &plan.ocr {
             eprintln!(

@@ -257,6 +257,8 @@ fn detections_over_grpc_and_http_equal_in_process_ones() {
             "explicit",
             "--load-model",
             "nanodet",
+            "--load-model",
+            "centerface",
         ],
     );
     for (name, url) in [
@@ -269,6 +271,25 @@ fn detections_over_grpc_and_http_equal_in_process_ones() {
     }
     let (inferences, _) = nanodet_counts(&served.http);
     assert_eq!(inferences, 200, "the server ran both runs' frames");
+    // Secondary mode: CenterFace on the persons' crops, on the same server.
+    let secondary = |name: &str, servers: &[String]| {
+        let cfg = config(dir.path(), name, &sources, servers);
+        let text = std::fs::read_to_string(&cfg).expect("config");
+        let faces = "secondary:\n  - model: centerface\n    operate_on: [person]\n    \
+                     min_size: 32\n    threshold: 0.5\n    nms_iou: 0.3\n";
+        std::fs::write(&cfg, format!("{text}{faces}")).expect("config");
+        run(dir.path(), &cfg).1
+    };
+    let local_faces = secondary("local-faces", &[]);
+    let remote_faces = secondary("vigil-grpc-faces", &[format!("grpc://{}", served.grpc)]);
+    let n = same_detections(&local_faces, &remote_faces, "secondary");
+    let faces = remote_faces
+        .iter()
+        .flat_map(|e| e["objects"].as_array().unwrap())
+        .filter(|o| o["label"] == "face")
+        .count();
+    println!("secondary over gRPC: {n} objects ({faces} faces) as in process");
+    assert!(faces > 0, "CenterFace found faces");
     stop(served);
 
     let Some(triton) = Triton::start(dir.path()) else {
