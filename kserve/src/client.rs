@@ -88,6 +88,28 @@ impl Default for RemoteOptions {
     }
 }
 
+impl RemoteOptions {
+    /// A deadline of `timeout_ms` (at least 1 ms) and the token of `VIGIL_INFERENCE_TOKEN` (what
+    /// Vigil's elements use).
+    pub fn from_env(timeout_ms: u32) -> Self {
+        RemoteOptions {
+            timeout: Duration::from_millis(timeout_ms.max(1).into()),
+            token: std::env::var("VIGIL_INFERENCE_TOKEN")
+                .ok()
+                .filter(|t| !t.is_empty()),
+        }
+    }
+}
+
+/// The URLs of a comma-separated list (blanks around them and empty items dropped).
+pub fn url_list(list: &str) -> Vec<String> {
+    list.split(',')
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .map(String::from)
+        .collect()
+}
+
 /// One server's counters and state, for logs and metrics.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerStatus {

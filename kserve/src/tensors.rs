@@ -57,6 +57,8 @@ pub fn from_json(dtype: DataType, data: &Value, count: usize) -> Result<TensorDa
                     .as_i64()
                     .map(i128::from)
                     .or_else(|| v.as_u64().map(i128::from))
+                    // JSON's `-0` is an integer too (serde_json reads it as a float).
+                    .or_else(|| (v.as_f64() == Some(0.0)).then_some(0))
                     .ok_or_else(|| format!("value {k} ({v}) is not an integer"))?;
                 T::try_from(n).map_err(|_| {
                     format!(
@@ -312,6 +314,17 @@ mod tests {
             assert_eq!(from_json(dtype, &back, 4).unwrap(), t, "{dtype}");
             assert_eq!(from_wire_name(wire_name(dtype)), Some(dtype));
         }
+    }
+
+    #[test]
+    fn json_minus_zero_is_the_integer_zero() {
+        let v: Value = serde_json::from_str("[-0, 1]").unwrap();
+        assert_eq!(
+            from_json(DataType::Int32, &v, 2).unwrap(),
+            TensorData::Int32(vec![0, 1])
+        );
+        let half: Value = serde_json::from_str("[0.5]").unwrap();
+        assert!(from_json(DataType::Int8, &half, 1).is_err());
     }
 
     #[test]

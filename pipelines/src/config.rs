@@ -256,6 +256,14 @@ pub struct OcrConfig {
     /// `ocr.min_text_score`: lines recognised with a lower score are dropped, 0..1. Default 0.5.
     #[serde(default = "default_ocr_min_text_score")]
     pub min_text_score: f64,
+    /// `ocr.server`: inference servers speaking Triton's protocol that run the three models
+    /// (`vigilocr server-url`), as `inference.server`; the recogniser's ONNX file must still be in
+    /// the local `model_repository` (its dictionary). Optional; in process by default.
+    #[serde(default)]
+    pub server: Option<OneOrMany>,
+    /// `ocr.server_timeout_ms`: the deadline of one remote request. Default 1000.
+    #[serde(default = "default_server_timeout_ms")]
+    pub server_timeout_ms: u32,
 }
 
 impl Default for OcrConfig {
@@ -269,6 +277,8 @@ impl Default for OcrConfig {
             box_threshold: default_ocr_box_threshold(),
             unclip_ratio: default_ocr_unclip_ratio(),
             min_text_score: default_ocr_min_text_score(),
+            server: None,
+            server_timeout_ms: default_server_timeout_ms(),
         }
     }
 }
@@ -1271,6 +1281,9 @@ pub struct OcrPlan {
     pub box_threshold: f64,
     pub unclip_ratio: f64,
     pub min_text_score: f64,
+    /// `ocr.server`: the servers that run the three models (empty = this process).
+    pub servers: Vec<String>,
+    pub server_timeout_ms: u32,
 }
 
 /// The validated `inspection` section.
@@ -1780,6 +1793,14 @@ impl Config {
         let ocr = match &ocr_config {
             None => None,
             Some(o) => {
+                let servers = o.server.as_ref().map(OneOrMany::to_vec).unwrap_or_default();
+                for (i, url) in servers.iter().enumerate() {
+                    let key = match o.server {
+                        Some(OneOrMany::Many(_)) => format!("ocr.server[{i}]"),
+                        _ => "ocr.server".to_string(),
+                    };
+                    vigil_kserve::client::check_url(url).map_err(|e| invalid(&key, e.message))?;
+                }
                 let cls = o
                     .cls_model
                     .as_deref()
@@ -1796,6 +1817,10 @@ impl Config {
                             continue;
                         }
                         return Err(invalid(key, "must not be empty".into()));
+                    }
+                    // Remote models: only the recogniser's file is read here (its dictionary).
+                    if !servers.is_empty() && key != "ocr.rec_model" {
+                        continue;
                     }
                     crate::model::check_model(&repository, name, None).map_err(|e| {
                         let k = if e.key == "model_repository" {
@@ -1844,6 +1869,8 @@ impl Config {
                     box_threshold: o.box_threshold,
                     unclip_ratio: o.unclip_ratio,
                     min_text_score: o.min_text_score,
+                    servers,
+                    server_timeout_ms: o.server_timeout_ms.max(1),
                 })
             }
         };

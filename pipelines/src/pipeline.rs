@@ -681,6 +681,14 @@ fn build_source_into(
         set_prop(&ocr, "unclip-ratio", Prop::Num(o.unclip_ratio))?;
         set_prop(&ocr, "min-text-score", Prop::Num(o.min_text_score))?;
         set_prop(&ocr, "operate-on-labels", Prop::Str(&o.operate_on))?;
+        if !o.servers.is_empty() {
+            set_prop(&ocr, "server-url", Prop::Str(&o.servers.join(",")))?;
+            set_prop(
+                &ocr,
+                "server-timeout-ms",
+                Prop::Num(o.server_timeout_ms.into()),
+            )?;
+        }
         chain.push(ocr.clone());
         analytics_end = ocr;
     }

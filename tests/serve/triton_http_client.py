@@ -4,6 +4,9 @@
     triton_http_client.py URL serve      models of scripts/testmodels/make_triton_models.py served
     triton_http_client.py URL control    the same repository with --model-control-mode explicit
                                          and no model loaded
+    triton_http_client.py URL serve METRICS_ADDRESS
+                                         also, after the serve checks: /metrics parses with
+                                         prometheus_client and has Triton's metrics (checks.metrics_checks)
 
 Prints one line per check and `PASS: N checks`; exits 1 at the first failure, saying what.
 """
@@ -11,7 +14,7 @@ import sys
 
 import numpy as np
 import tritonclient.http as httpclient
-from checks import check, expect_error, passed
+from checks import check, expect_error, metrics_checks, passed
 
 def infer_simple(c, a, b, binary_in=(False, True), binary_out=(True, False), model="simple", dtype="INT32"):
     inputs = [httpclient.InferInput("INPUT0", list(a.shape), dtype),
@@ -179,4 +182,8 @@ if __name__ == "__main__":
     URL, mode = sys.argv[1], sys.argv[2]
     client = httpclient.InferenceServerClient(url=URL)
     {"serve": serve_checks, "control": control_checks}[mode](client)
+    if len(sys.argv) > 3:
+        counts = metrics_checks(sys.argv[3])
+        check(counts["nv_inference_request_success"] >= 20 and 1 <= counts["nv_inference_exec_count"]
+              <= counts["nv_inference_count"], f"simple's counts after the serve checks: {counts}")
     passed()

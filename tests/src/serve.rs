@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::{Vigil, vigil_bin};
+use crate::{Vigil, repo_root, vigil_bin};
 
 /// Whether the tests run in CI (`CI=true`): a missing asset fails instead of skipping.
 pub fn ci() -> bool {
@@ -95,4 +95,21 @@ pub fn stop(mut served: Served) -> String {
 pub fn kill(mut served: Served) {
     let _ = served.vigil.child.kill();
     let _ = served.vigil.child.wait();
+}
+
+/// A repository with the models of Triton's client examples, made in `dir` by
+/// `scripts/testmodels/make_triton_models.py` with `python` (the project venv's, with `onnx`).
+pub fn triton_models(python: &Path, dir: &Path) -> PathBuf {
+    let repo = dir.join("models");
+    let out = Command::new(python)
+        .arg(repo_root().join("scripts/testmodels/make_triton_models.py"))
+        .arg(&repo)
+        .output()
+        .expect("run make_triton_models.py");
+    assert!(
+        out.status.success(),
+        "make_triton_models.py: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    repo
 }

@@ -465,3 +465,95 @@ fn unreachable_servers_and_bad_urls_are_clear_errors() {
         "{text}"
     );
 }
+
+/// OCR's three models (PP-OCR det, cls, rec) on `vigil serve`: the same text lines and boxes as in
+/// process on 10 inspection items (the recogniser's dictionary still read from the local repository).
+#[test]
+fn ocr_on_remote_models_reads_the_same_text() {
+    let _alone = one_at_a_time();
+    let dir = TempDir::new("remote-ocr");
+    let items = repo_root().join("samples/media/inspection/items");
+    let mut names: Vec<PathBuf> = match std::fs::read_dir(&items) {
+        Ok(d) => d.filter_map(|e| e.ok().map(|e| e.path())).collect(),
+        Err(e) => {
+            assert!(!ci(), "{}: {e} (make setup)", items.display());
+            vigil_tests::skip(format_args!("{}: {e}", items.display()));
+            return;
+        }
+    };
+    names.sort();
+    let ten = dir.path().join("items");
+    std::fs::create_dir_all(&ten).expect("items folder");
+    for f in names.iter().take(10) {
+        std::fs::copy(f, ten.join(f.file_name().unwrap())).expect("copy item");
+    }
+    let served = serve(
+        &repo_root().join("models"),
+        &[
+            "--model-control-mode",
+            "explicit",
+            "--load-model",
+            "ppocr_det",
+            "--load-model",
+            "ppocr_cls",
+            "--load-model",
+            "ppocr_rec",
+        ],
+    );
+    let ocr = |name: &str, server: Option<&str>| {
+        let mut text = format!(
+            "name: {name}\nmodel_repository: {}\nsources:\n  - name: line1\n    images:\n      \
+             path: {}\n      output: {{width: 640, height: 400}}\nocr:\n  det_model: ppocr_det\n  \
+             cls_model: ppocr_cls\n  rec_model: ppocr_rec\n",
+            repo_root().join("models").display(),
+            ten.display()
+        );
+        if let Some(url) = server {
+            text += &format!("  server: \"{url}\"\n");
+        }
+        text += &format!(
+            "outputs:\n  events:\n    path: {}\n",
+            dir.path().join(format!("{name}.jsonl")).display()
+        );
+        let cfg = dir.path().join(format!("{name}.yaml"));
+        std::fs::write(&cfg, text).expect("config");
+        run(dir.path(), &cfg).1
+    };
+    let local = ocr("ocr-local", None);
+    let remote = ocr("ocr-remote", Some(&format!("grpc://{}", served.grpc)));
+    assert_eq!(local.len(), 10);
+    let lines = |events: &[Value]| -> Vec<Vec<(String, [f64; 4])>> {
+        events
+            .iter()
+            .map(|e| {
+                e["objects"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|o| {
+                        let b = &o["bbox"];
+                        let f = |k: &str| b[k].as_f64().unwrap();
+                        (
+                            o["text"].as_str().unwrap_or_default().to_string(),
+                            [f("x"), f("y"), f("w"), f("h")],
+                        )
+                    })
+                    .collect()
+            })
+            .collect()
+    };
+    let (want, got) = (lines(&local), lines(&remote));
+    let n: usize = want.iter().map(Vec::len).sum();
+    assert!(n > 0, "OCR read text in process");
+    for (item, (a, b)) in want.iter().zip(&got).enumerate() {
+        assert_eq!(a.len(), b.len(), "item {item}: lines");
+        for ((ta, ba), (tb, bb)) in a.iter().zip(b) {
+            assert_eq!(ta, tb, "item {item}");
+            for (p, q) in ba.iter().zip(bb) {
+                assert!((p - q).abs() <= 1.0, "item {item}: {ba:?} vs {bb:?}");
+            }
+        }
+    }
+    println!("OCR on remote models: 10 items, {n} lines as in process");
+    stop(served);
+}

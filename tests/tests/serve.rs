@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use vigil_tests::serve::{cache, ci, serve, stop};
+use vigil_tests::serve::{cache, ci, serve, stop, triton_models};
 use vigil_tests::{TempDir, http_get, metric, parse_metrics, repo_root, skip, vigil_bin};
 
 /// The Pythons: the project venv's (with `onnx`) and the Triton client venv's.
@@ -33,22 +33,6 @@ fn pythons() -> Option<(PathBuf, PathBuf)> {
         }
     }
     Some((venv, triton))
-}
-
-/// A repository with the models of Triton's client examples.
-fn triton_models(python: &Path, dir: &Path) -> PathBuf {
-    let repo = dir.join("models");
-    let out = Command::new(python)
-        .arg(repo_root().join("scripts/testmodels/make_triton_models.py"))
-        .arg(&repo)
-        .output()
-        .expect("run make_triton_models.py");
-    assert!(
-        out.status.success(),
-        "make_triton_models.py: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    repo
 }
 
 /// Runs `tests/serve/SCRIPT ARGS…`; asserts it passed and returns its output.
@@ -79,7 +63,11 @@ fn tritons_clients_get_tritons_answers_over_http_and_grpc() {
     let dir = TempDir::new("serve");
     let repo = triton_models(&venv, dir.path());
     let served = serve(&repo, &[]);
-    let out = script(&triton, "triton_http_client.py", &[&served.http, "serve"]);
+    let out = script(
+        &triton,
+        "triton_http_client.py",
+        &[&served.http, "serve", &served.metrics],
+    );
     assert!(
         out.contains("ok: simple: 16 concurrent async requests"),
         "{out}"
@@ -442,6 +430,257 @@ fn a_token_is_required_off_loopback_and_checked_when_given() {
     assert_eq!(
         raw(&served.http, "GET", "/v2/models/simple", &wrong, b"").0,
         401
+    );
+    stop(served);
+}
+
+/// `simple` (INT32 `[16]` x2 → sum, difference) as the model `versioned` with versions 1, 2 and 3
+/// of which the policy serves 1 and 3, labels `label0…label15` on OUTPUT0; and `versioned_ens`,
+/// an ensemble over its version 1 whose OUTPUT0 has no labels of its own.
+fn versioned_models(repo: &Path) {
+    let dir = repo.join("versioned");
+    for v in ["1", "2", "3"] {
+        std::fs::create_dir_all(dir.join(v)).unwrap();
+        std::fs::copy(
+            repo.join("simple/1/model.onnx"),
+            dir.join(v).join("model.onnx"),
+        )
+        .unwrap();
+    }
+    std::fs::write(
+        dir.join("config.pbtxt"),
+        r#"name: "versioned"
+backend: "onnxruntime"
+max_batch_size: 8
+version_policy: { specific { versions: [1, 3] } }
+input [
+  { name: "INPUT0", data_type: TYPE_INT32, dims: [ 16 ] },
+  { name: "INPUT1", data_type: TYPE_INT32, dims: [ 16 ] }
+]
+output [
+  { name: "OUTPUT0", data_type: TYPE_INT32, dims: [ 16 ], label_filename: "output0_labels.txt" },
+  { name: "OUTPUT1", data_type: TYPE_INT32, dims: [ 16 ] }
+]
+"#,
+    )
+    .unwrap();
+    let labels: String = (0..16).map(|i| format!("label{i}\n")).collect();
+    std::fs::write(dir.join("output0_labels.txt"), labels).unwrap();
+    let ens = repo.join("versioned_ens");
+    std::fs::create_dir_all(ens.join("1")).unwrap();
+    std::fs::write(
+        ens.join("config.pbtxt"),
+        r#"name: "versioned_ens"
+platform: "ensemble"
+max_batch_size: 8
+input [
+  { name: "INPUT0", data_type: TYPE_INT32, dims: [ 16 ] },
+  { name: "INPUT1", data_type: TYPE_INT32, dims: [ 16 ] }
+]
+output [ { name: "OUTPUT0", data_type: TYPE_INT32, dims: [ 16 ] } ]
+ensemble_scheduling { step [ {
+  model_name: "versioned" model_version: 1
+  input_map { key: "INPUT0" value: "INPUT0" } input_map { key: "INPUT1" value: "INPUT1" }
+  output_map { key: "OUTPUT0" value: "OUTPUT0" }
+} ] }
+"#,
+    )
+    .unwrap();
+}
+
+/// What Triton's qa/L0_infer needs beyond plain inference (benches/serve/l0_infer.sh runs it):
+/// every version the version policy names is served, and the classification extension.
+#[test]
+fn every_served_version_answers_and_outputs_classify_as_tritons_do() {
+    let Some((venv, _)) = pythons() else {
+        return;
+    };
+    let dir = TempDir::new("serve-versions");
+    let repo = triton_models(&venv, dir.path());
+    versioned_models(&repo);
+    let served = serve(&repo, &[]);
+    let addr = served.http.clone();
+    let json = |answer: &str| -> serde_json::Value {
+        serde_json::from_str(answer).unwrap_or_else(|e| panic!("{e}: {answer}"))
+    };
+    // Item 0: INPUT0 0..16, item 1: 15..=0; INPUT1 all 1.
+    let input0: Vec<i32> = (0..16).chain((0..16).rev()).collect();
+    let request = |outputs: serde_json::Value, params: serde_json::Value| {
+        serde_json::json!({
+            "inputs": [
+                {"name": "INPUT0", "shape": [2, 16], "datatype": "INT32", "data": input0},
+                {"name": "INPUT1", "shape": [2, 16], "datatype": "INT32", "data": vec![1; 32]},
+            ],
+            "outputs": outputs,
+            "parameters": params,
+        })
+        .to_string()
+    };
+    let plain = request(
+        serde_json::json!([{"name": "OUTPUT0"}]),
+        serde_json::json!({}),
+    );
+
+    // Versions 1 and 3 are served, 2 is not; no version = the highest.
+    for (path, want) in [
+        ("/v2/models/versioned/versions/1/infer", Some("1")),
+        ("/v2/models/versioned/versions/3/infer", Some("3")),
+        ("/v2/models/versioned/infer", Some("3")),
+        ("/v2/models/versioned/versions/2/infer", None),
+    ] {
+        let (status, answer) = raw(&addr, "POST", path, &[], plain.as_bytes());
+        match want {
+            Some(v) => {
+                assert_eq!(status, 200, "{path}: {answer}");
+                assert_eq!(json(&answer)["model_version"], v, "{path}: {answer}");
+            }
+            None => {
+                assert_eq!(status, 404, "{path}: {answer}");
+                assert!(
+                    answer.contains("Request for unknown model: 'versioned' version 2"),
+                    "{answer}"
+                );
+            }
+        }
+    }
+    assert_eq!(
+        http_get(&addr, "/v2/models/versioned/versions/1/ready")
+            .unwrap()
+            .0,
+        200
+    );
+    assert_eq!(
+        http_get(&addr, "/v2/models/versioned/versions/2/ready")
+            .unwrap()
+            .0,
+        400
+    );
+    let (status, answer) = http_get(&addr, "/v2/models/versioned/versions/1/stats").unwrap();
+    assert_eq!(status, 200, "{answer}");
+    let stats = &json(&answer)["model_stats"][0];
+    assert_eq!(
+        (stats["version"].as_str(), stats["inference_count"].as_u64()),
+        (Some("1"), Some(2)),
+        "{answer}"
+    );
+    // The index lists each version served.
+    let (status, answer) = raw(&addr, "POST", "/v2/repository/index", &[], b"{}");
+    assert_eq!(status, 200, "{answer}");
+    let rows: Vec<String> = json(&answer)
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["name"] == "versioned")
+        .map(|r| {
+            format!(
+                "{}:{}",
+                r["version"].as_str().unwrap(),
+                r["state"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(rows, ["1:READY", "3:READY"], "{answer}");
+
+    // Classification: [items, count] BYTES "value:index[:label]", highest first; OUTPUT0's
+    // labels from its label_filename, none for OUTPUT1.
+    let classes = request(
+        serde_json::json!([
+            {"name": "OUTPUT0", "parameters": {"classification": 3}},
+            {"name": "OUTPUT1", "parameters": {"classification": 2}},
+        ]),
+        serde_json::json!({}),
+    );
+    let (status, answer) = raw(
+        &addr,
+        "POST",
+        "/v2/models/versioned/infer",
+        &[],
+        classes.as_bytes(),
+    );
+    assert_eq!(status, 200, "{answer}");
+    let v = json(&answer);
+    assert_eq!(v["outputs"][0]["datatype"], "BYTES", "{answer}");
+    assert_eq!(
+        v["outputs"][0]["shape"],
+        serde_json::json!([2, 3]),
+        "{answer}"
+    );
+    assert_eq!(
+        v["outputs"][0]["data"],
+        serde_json::json!([
+            "16:15:label15",
+            "15:14:label14",
+            "14:13:label13",
+            "16:0:label0",
+            "15:1:label1",
+            "14:2:label2"
+        ]),
+        "{answer}"
+    );
+    assert_eq!(
+        v["outputs"][1]["data"],
+        serde_json::json!(["14:15", "13:14", "14:0", "13:1"]),
+        "{answer}"
+    );
+    // The same as binary data (length-prefixed strings after the JSON header).
+    let binary = request(
+        serde_json::json!([{"name": "OUTPUT0", "parameters": {"classification": 1}}]),
+        serde_json::json!({"binary_data_output": true}),
+    );
+    let (status, answer) = raw(
+        &addr,
+        "POST",
+        "/v2/models/versioned/infer",
+        &[],
+        binary.as_bytes(),
+    );
+    assert_eq!(status, 200, "{answer}");
+    assert!(
+        answer.contains("\"binary_data_size\":32")
+            && answer.contains("\u{0}\u{0}\u{0}16:15:label15")
+            && answer.ends_with("\u{0}\u{0}\u{0}16:0:label0"),
+        "{answer:?}"
+    );
+    // An ensemble output without labels takes those of the step model output producing it.
+    let (status, answer) = raw(
+        &addr,
+        "POST",
+        "/v2/models/versioned_ens/infer",
+        &[],
+        binary
+            .replace("binary_data_output\":true", "binary_data_output\":false")
+            .as_bytes(),
+    );
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(
+        json(&answer)["outputs"][0]["data"],
+        serde_json::json!(["16:15:label15", "16:0:label0"]),
+        "{answer}"
+    );
+    // Strings cannot be classified; a count must be a number.
+    let strings = r#"{"inputs":[{"name":"INPUT0","shape":[1,1],"datatype":"BYTES","data":["a"]}],"outputs":[{"name":"OUTPUT0","parameters":{"classification":1}}]}"#;
+    let (status, answer) = raw(
+        &addr,
+        "POST",
+        "/v2/models/simple_identity/infer",
+        &[],
+        strings.as_bytes(),
+    );
+    assert_eq!(status, 400, "{answer}");
+    assert!(answer.contains("class result not available"), "{answer}");
+    let bad = classes.replace("\"classification\":3", "\"classification\":\"3\"");
+    let (status, answer) = raw(
+        &addr,
+        "POST",
+        "/v2/models/versioned/infer",
+        &[],
+        bad.as_bytes(),
+    );
+    assert_eq!(status, 400, "{answer}");
+    let (status, answer) = http_get(&addr, "/v2").unwrap();
+    assert!(
+        status == 200 && answer.contains("\"classification\""),
+        "{answer}"
     );
     stop(served);
 }

@@ -8,6 +8,11 @@
 //! groups of equal width, [`rec::groups`]) before waiting for any, so they batch with each other
 //! and with other callers' requests.
 //!
+//! With [`OcrEngine::remote`] the three models run on inference servers speaking Triton's protocol
+//! (`vigil_kserve::client::RemoteModel`): the same requests, sent instead of queued (the servers'
+//! batchers batch them); the recogniser's dictionary is still read from its ONNX file in the local
+//! repository.
+//!
 //! The image is first brought within the reference's limits (longer side at most 2000, shorter at
 //! least 30, resized to multiples of 32 when out of them; very flat images padded above and below);
 //! boxes are mapped back to the caller's pixels.
@@ -23,7 +28,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::objects::BBox;
-use vigil_engine::{EngineError, InferRequest, ModelHandle, ModelServer};
+use vigil_engine::{EngineError, InferRequest, InferResponse, ModelHandle, ModelServer};
+use vigil_kserve::client::{RemoteError, RemoteModel, RemoteOptions};
 
 pub use det::{DetParams, Point, Quad};
 pub use image::{BgrImage, ImageView, PixelFormat, Rect};
@@ -33,6 +39,9 @@ pub use image::{BgrImage, ImageView, PixelFormat, Rect};
 pub enum OcrError {
     #[error(transparent)]
     Engine(#[from] EngineError),
+    /// A remote model's servers did not answer (or refused the request).
+    #[error(transparent)]
+    Remote(#[from] RemoteError),
     /// The recognition model has no usable character dictionary.
     #[error("model '{model}' ({}): {message}", .path.display())]
     Dictionary {
@@ -171,26 +180,104 @@ pub struct OcrResult {
     pub timings: OcrTimings,
 }
 
+/// The first output of a model: its shape and values.
+type Output = (Vec<usize>, Vec<f32>);
+
+enum Runner {
+    Local(Arc<ModelHandle>),
+    Remote(Arc<RemoteModel>),
+}
+
 struct Model {
-    handle: Arc<ModelHandle>,
+    runner: Runner,
     name: String,
+}
+
+/// A request sent to a model, answered by [`Pending::wait`].
+enum Pending {
+    Local(InferResponse<Option<Output>>),
+    Remote(vigil_kserve::client::Pending),
+}
+
+impl Pending {
+    /// The first output; `model` names the model in errors.
+    fn wait(self, model: &str) -> Result<Output, OcrError> {
+        let no_output = || OcrError::Output {
+            model: model.to_owned(),
+            message: "no output".into(),
+        };
+        match self {
+            Pending::Local(r) => r.wait()?.ok_or_else(no_output),
+            Pending::Remote(p) => {
+                let outputs = p.wait()?;
+                let (_, shape, data) = outputs.into_iter().next().ok_or_else(no_output)?;
+                let values = data.as_slice().to_f32().ok_or_else(|| OcrError::Output {
+                    model: model.to_owned(),
+                    message: "the output is not numeric".into(),
+                })?;
+                let shape = shape
+                    .iter()
+                    .map(|&d| usize::try_from(d).unwrap_or(0))
+                    .collect();
+                Ok((shape, values.into_owned()))
+            }
+        }
+    }
 }
 
 impl Model {
     fn acquire(repository: &Path, name: &str) -> Result<Model, OcrError> {
         Ok(Model {
-            handle: ModelServer::global().acquire(repository, name, None)?,
+            runner: Runner::Local(ModelServer::global().acquire(repository, name, None)?),
+            name: name.to_owned(),
+        })
+    }
+
+    fn connect(urls: &[String], name: &str, options: &RemoteOptions) -> Result<Model, OcrError> {
+        Ok(Model {
+            runner: Runner::Remote(RemoteModel::connect(urls, name, None, options.clone())?),
             name: name.to_owned(),
         })
     }
 
     fn input_name(&self) -> String {
-        let runtime = self.handle.current();
-        runtime
-            .inputs()
-            .first()
-            .map(|i| i.name.clone())
-            .unwrap_or_else(|| "x".to_owned())
+        let first = match &self.runner {
+            Runner::Local(handle) => handle.current().inputs().first().map(|i| i.name.clone()),
+            Runner::Remote(remote) => remote.config().input.first().map(|i| i.name.clone()),
+        };
+        first.unwrap_or_else(|| "x".to_owned())
+    }
+
+    /// Sends one image tensor of `shape` (without the batch dimension); the answer is its first
+    /// output.
+    fn submit(
+        &self,
+        input: &str,
+        shape: Vec<i64>,
+        tensor: Vec<f32>,
+        priority: u32,
+    ) -> Result<Pending, OcrError> {
+        match &self.runner {
+            Runner::Local(handle) => {
+                let request = InferRequest::new(input, shape, tensor).with_priority(priority);
+                let response = handle.current().infer_async(request, |outs| {
+                    outs.first().map(|o| (o.shape.to_vec(), o.data.to_vec()))
+                })?;
+                Ok(Pending::Local(response))
+            }
+            Runner::Remote(remote) => {
+                let mut shape = shape;
+                if remote.config().max_batch_size > 0 {
+                    shape.insert(0, 1);
+                }
+                let input = (
+                    input.to_owned(),
+                    shape,
+                    vigil_engine::TensorData::Fp32(tensor),
+                );
+                Ok(Pending::Remote(remote.infer_async(vec![input])?))
+            }
+        }
     }
 }
 
@@ -218,8 +305,52 @@ impl OcrEngine {
     ) -> Result<OcrEngine, OcrError> {
         let det = Model::acquire(repository, det)?;
         let cls = cls.map(|c| Model::acquire(repository, c)).transpose()?;
-        let rec = Model::acquire(repository, rec)?;
-        let path = rec.handle.current().model_path().to_path_buf();
+        let handle = ModelServer::global().acquire(repository, rec, None)?;
+        let path = handle.current().model_path().to_path_buf();
+        let rec = Model {
+            runner: Runner::Local(handle),
+            name: rec.to_owned(),
+        };
+        Self::with_models(det, cls, rec, &path, params)
+    }
+
+    /// The models `det`, `cls` and `rec` on the inference servers of `urls` (`grpc://` or
+    /// `http://`); the recogniser's dictionary from its ONNX file in `repository` (the version the
+    /// repository's policy serves), which must be there.
+    pub fn remote(
+        repository: &Path,
+        det: &str,
+        cls: Option<&str>,
+        rec: &str,
+        params: OcrParams,
+        urls: &[String],
+        options: &RemoteOptions,
+    ) -> Result<OcrEngine, OcrError> {
+        let local = vigil_modelrepo::ModelRepository::open(repository)
+            .and_then(|repo| repo.load(rec, None))
+            .map_err(|e| OcrError::Dictionary {
+                model: rec.to_owned(),
+                path: repository.join(rec),
+                message: format!(
+                    "the recogniser's dictionary is read from its ONNX file in the local model \
+                     repository: {e}"
+                ),
+            })?;
+        let det = Model::connect(urls, det, options)?;
+        let cls = cls.map(|c| Model::connect(urls, c, options)).transpose()?;
+        let rec = Model::connect(urls, rec, options)?;
+        Self::with_models(det, cls, rec, &local.model_path, params)
+    }
+
+    /// The engine of `det`, `cls`, `rec`, the dictionary read from the recogniser's ONNX `path`.
+    fn with_models(
+        det: Model,
+        cls: Option<Model>,
+        rec: Model,
+        path: &Path,
+        params: OcrParams,
+    ) -> Result<OcrEngine, OcrError> {
+        let path = path.to_path_buf();
         let dict_err = |message: String| OcrError::Dictionary {
             model: rec.name.clone(),
             path: path.clone(),
@@ -312,16 +443,11 @@ impl OcrEngine {
             c.det.push((det_shape.clone(), tensor.clone()));
         }
         timings.det_pre = lap();
-        let request =
-            InferRequest::new(self.det.input_name(), det_shape, tensor).with_priority(p.priority);
-        let out = self.det.handle.current().infer(request, |outs| {
-            outs.first().map(|o| (o.shape.to_vec(), o.data.to_vec()))
-        })?;
+        let (shape, prob) = self
+            .det
+            .submit(&self.det.input_name(), det_shape, tensor, p.priority)?
+            .wait(&self.det.name)?;
         timings.det = lap();
-        let (shape, prob) = out.ok_or_else(|| OcrError::Output {
-            model: self.det.name.clone(),
-            message: "no output".into(),
-        })?;
         let (mh, mw) = match shape.as_slice() {
             [.., h, w] if h * w == prob.len() => (*h, *w),
             _ => {
@@ -348,21 +474,13 @@ impl OcrEngine {
                     .extend(inputs.iter().map(|t| (shape.clone(), t.clone())));
             }
             timings.cls_pre = lap();
-            let runtime = cls.handle.current();
             let name = cls.input_name();
             let pending = inputs
                 .into_iter()
-                .map(|t| {
-                    let req =
-                        InferRequest::new(name.clone(), shape.clone(), t).with_priority(p.priority);
-                    runtime.infer_async(req, |outs| outs.first().map(|o| o.data.to_vec()))
-                })
+                .map(|t| cls.submit(&name, shape.clone(), t, p.priority))
                 .collect::<Result<Vec<_>, _>>()?;
             for (item, response) in items.iter_mut().zip(pending) {
-                let probs = response.wait()?.ok_or_else(|| OcrError::Output {
-                    model: cls.name.clone(),
-                    message: "no output".into(),
-                })?;
+                let (_, probs) = response.wait(&cls.name)?;
                 if cls::is_flipped(&probs, p.cls_threshold) {
                     item.2 = item.2.rot180();
                 }
@@ -384,23 +502,19 @@ impl OcrEngine {
                 .extend(inputs.iter().map(|(_, s, t)| (s.clone(), t.clone())));
         }
         timings.rec_pre = lap();
-        let runtime = self.rec.handle.current();
         let name = self.rec.input_name();
         let mut pending = Vec::with_capacity(crops.len());
         for (i, shape, tensor) in inputs {
-            let req = InferRequest::new(name.clone(), shape, tensor).with_priority(p.priority);
-            let charset = self.charset.clone();
-            let response = runtime.infer_async(req, move |outs| {
-                let o = outs.first()?;
-                let classes = *o.shape.last()?;
-                (classes > 0 && classes == charset.len())
-                    .then(|| rec::ctc_decode(o.data, classes, &charset))
-            })?;
-            pending.push((i, response));
+            pending.push((i, self.rec.submit(&name, shape, tensor, p.priority)?));
         }
         let mut texts: Vec<Option<(String, f32)>> = vec![None; crops.len()];
+        let charset = &self.charset;
         for (i, response) in pending {
-            let decoded = response.wait()?.ok_or_else(|| OcrError::Output {
+            let (shape, probs) = response.wait(&self.rec.name)?;
+            let classes = shape.last().copied().unwrap_or(0);
+            let decoded = (classes > 0 && classes == charset.len())
+                .then(|| rec::ctc_decode(&probs, classes, charset));
+            let decoded = decoded.ok_or_else(|| OcrError::Output {
                 model: self.rec.name.clone(),
                 message: format!(
                     "expected [1, T, {}] probabilities (the dictionary's characters, blank and space)",

@@ -777,19 +777,8 @@ impl VigilInfer {
         &self,
         settings: &Settings,
     ) -> Result<(Backend, Arc<ModelSpec>), gst::ErrorMessage> {
-        let urls: Vec<String> = settings
-            .server_url
-            .split(',')
-            .map(str::trim)
-            .filter(|u| !u.is_empty())
-            .map(String::from)
-            .collect();
-        let options = RemoteOptions {
-            timeout: Duration::from_millis(settings.server_timeout_ms.max(1).into()),
-            token: std::env::var("VIGIL_INFERENCE_TOKEN")
-                .ok()
-                .filter(|t| !t.is_empty()),
-        };
+        let urls = vigil_kserve::client::url_list(&settings.server_url);
+        let options = RemoteOptions::from_env(settings.server_timeout_ms);
         let version = u64::try_from(settings.model_version).ok();
         let remote = RemoteModel::connect(&urls, &settings.model, version, options)
             .map_err(|e| gst::error_msg!(gst::ResourceError::OpenRead, ["{}", e]))?;

@@ -9,7 +9,7 @@ use gst_base::subclass::prelude::*;
 use gst_video::prelude::*;
 
 use vigil_core::objects::{Attribute, FrameObjects, Object};
-use vigil_core::ocr::{ImageView, OcrEngine, OcrParams, PixelFormat, Rect};
+use vigil_core::ocr::{ImageView, OcrEngine, OcrError, OcrParams, PixelFormat, Rect};
 
 use crate::meta::VigilMeta;
 
@@ -38,6 +38,9 @@ struct Settings {
     unclip_ratio: f64,
     min_text_score: f32,
     operate_on_labels: String,
+    /// Comma-separated `grpc://HOST:PORT` / `http://HOST:PORT`; empty = in process.
+    server_url: String,
+    server_timeout_ms: u32,
 }
 
 impl Default for Settings {
@@ -53,6 +56,8 @@ impl Default for Settings {
             unclip_ratio: p.det.unclip_ratio,
             min_text_score: p.text_score,
             operate_on_labels: String::new(),
+            server_url: String::new(),
+            server_timeout_ms: 1000,
         }
     }
 }
@@ -78,6 +83,8 @@ impl Settings {
 }
 
 struct State {
+    /// Remote models: whether the last frame was answered (a change is logged once).
+    remote_ok: bool,
     engine: OcrEngine,
     labels: Vec<String>,
     info: Option<gst_video::VideoInfo>,
@@ -87,6 +94,9 @@ struct State {
 pub struct VigilOcr {
     settings: Mutex<Settings>,
     state: Mutex<Option<State>>,
+    /// Frames passed without text because no inference server answered (outside `state`, which
+    /// reading holds).
+    not_inferred: std::sync::atomic::AtomicU64,
 }
 
 #[glib::object_subclass]
@@ -163,6 +173,24 @@ impl ObjectImpl for VigilOcr {
                     .default_value(Some(d.operate_on_labels.as_str()))
                     .mutable_ready()
                     .build(),
+                glib::ParamSpecString::builder("server-url")
+                    .nick("Inference servers")
+                    .blurb("Comma-separated inference servers speaking Triton's protocol (grpc://HOST:PORT or http://HOST:PORT) that run the three models (as vigilinfer's server-url); the recogniser's dictionary is still read from its ONNX file in model-repository. Frames no server answers pass without text and are counted (frames-not-inferred). Empty: the models run in this process")
+                    .default_value(Some(d.server_url.as_str()))
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt::builder("server-timeout-ms")
+                    .nick("Inference server deadline")
+                    .blurb("Remote models: the deadline of one request (milliseconds), over all the servers it tries")
+                    .minimum(1)
+                    .default_value(d.server_timeout_ms)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt64::builder("frames-not-inferred")
+                    .nick("Frames not inferred")
+                    .blurb("Remote models: frames that passed without text because no inference server answered")
+                    .read_only()
+                    .build(),
             ]
         });
         PROPERTIES.as_ref()
@@ -181,11 +209,19 @@ impl ObjectImpl for VigilOcr {
             "unclip-ratio" => s.unclip_ratio = value.get().unwrap(),
             "min-text-score" => s.min_text_score = value.get().unwrap(),
             "operate-on-labels" => s.operate_on_labels = string(value),
+            "server-url" => s.server_url = string(value),
+            "server-timeout-ms" => s.server_timeout_ms = value.get().unwrap(),
             other => unreachable!("unknown property {other}"),
         }
     }
 
     fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {
+        if pspec.name() == "frames-not-inferred" {
+            return self
+                .not_inferred
+                .load(std::sync::atomic::Ordering::Relaxed)
+                .to_value();
+        }
         let s = self.settings.lock().unwrap();
         match pspec.name() {
             "model-repository" => s.model_repository.to_value(),
@@ -197,6 +233,8 @@ impl ObjectImpl for VigilOcr {
             "unclip-ratio" => s.unclip_ratio.to_value(),
             "min-text-score" => s.min_text_score.to_value(),
             "operate-on-labels" => s.operate_on_labels.to_value(),
+            "server-url" => s.server_url.to_value(),
+            "server-timeout-ms" => s.server_timeout_ms.to_value(),
             other => unreachable!("unknown property {other}"),
         }
     }
@@ -243,13 +281,22 @@ impl BaseTransformImpl for VigilOcr {
     fn start(&self) -> Result<(), gst::ErrorMessage> {
         let s = self.settings.lock().unwrap().clone();
         let cls = (!s.cls_model.is_empty()).then_some(s.cls_model.as_str());
-        let engine = OcrEngine::new(
-            Path::new(&s.model_repository),
-            &s.det_model,
-            cls,
-            &s.rec_model,
-            s.params(),
-        )
+        let urls = vigil_kserve::client::url_list(&s.server_url);
+        let repository = Path::new(&s.model_repository);
+        let engine = if urls.is_empty() {
+            OcrEngine::new(repository, &s.det_model, cls, &s.rec_model, s.params())
+        } else {
+            let options = vigil_kserve::client::RemoteOptions::from_env(s.server_timeout_ms);
+            OcrEngine::remote(
+                repository,
+                &s.det_model,
+                cls,
+                &s.rec_model,
+                s.params(),
+                &urls,
+                &options,
+            )
+        }
         .map_err(|e| {
             gst::error_msg!(
                 gst::LibraryError::Settings,
@@ -264,6 +311,7 @@ impl BaseTransformImpl for VigilOcr {
             engine,
             labels: s.labels(),
             info: None,
+            remote_ok: true,
         });
         Ok(())
     }
@@ -325,8 +373,8 @@ impl VigilOcr {
             gst::trace!(CAT, imp = self, "item with an error: passed through");
             return Ok(None);
         }
-        let guard = self.state.lock().unwrap();
-        let Some(state) = guard.as_ref() else {
+        let mut guard = self.state.lock().unwrap();
+        let Some(state) = guard.as_mut() else {
             gst::element_imp_error!(
                 self,
                 gst::CoreError::StateChange,
@@ -403,10 +451,32 @@ impl VigilOcr {
         };
         let mut found = Vec::new();
         for (parent, region) in regions {
-            let result = state.engine.read(&view, region).map_err(|e| {
-                gst::element_imp_error!(self, gst::LibraryError::Failed, ["OCR failed: {}", e]);
-                gst::FlowError::Error
-            })?;
+            let result = match state.engine.read(&view, region) {
+                Ok(result) => result,
+                Err(OcrError::Remote(e)) => {
+                    // No server answered: the frame passes without text, counted.
+                    self.not_inferred
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    if std::mem::replace(&mut state.remote_ok, false) {
+                        gst::element_imp_warning!(
+                            self,
+                            gst::ResourceError::Read,
+                            (
+                                "frames pass without text while no inference server answers: {}",
+                                e
+                            )
+                        );
+                    }
+                    return Ok(Some((width, height, Vec::new())));
+                }
+                Err(e) => {
+                    gst::element_imp_error!(self, gst::LibraryError::Failed, ["OCR failed: {}", e]);
+                    return Err(gst::FlowError::Error);
+                }
+            };
+            if !std::mem::replace(&mut state.remote_ok, true) {
+                gst::info!(CAT, imp = self, "an inference server answers again");
+            }
             gst::trace!(
                 CAT,
                 imp = self,

@@ -4,7 +4,6 @@
 
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use prost::Message as _;
@@ -15,7 +14,7 @@ use vigil_engine::{DataType, TensorData};
 
 use super::protocol::{self, ErrorKind, Input, ServeError};
 use super::stats::model_stats_json;
-use super::{EXTENSIONS, Server};
+use super::{EXTENSIONS, InFlight, Server};
 use vigil_kserve::pb;
 use vigil_kserve::tensors::{element_count, from_binary, from_wire_name, to_binary, wire_name};
 
@@ -63,23 +62,6 @@ fn authorize<T>(server: &Server, req: &Request<T>) -> Result<(), Status> {
         Err(Status::unauthenticated(
             "unauthorized: send the metadata 'authorization: Bearer <token>' (vigil serve --token)",
         ))
-    }
-}
-
-/// Counts a request in flight while it lives (a graceful stop waits for them).
-struct InFlight(Arc<Server>);
-
-impl InFlight {
-    fn new(server: &Arc<Server>) -> Self {
-        server.in_flight.fetch_add(1, Ordering::SeqCst);
-        InFlight(server.clone())
-    }
-}
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
-        self.0.drained.notify_waiters();
     }
 }
 
@@ -179,12 +161,24 @@ fn decode(
         });
     }
     let mut outputs = Vec::with_capacity(req.outputs.len());
+    let mut classification = Vec::new();
     for o in req.outputs {
-        if o.parameters.contains_key("classification") {
-            return Err(ServeError::unsupported(format!(
-                "output '{}': the classification extension is not supported",
-                o.name
-            )));
+        if let Some(p) = o.parameters.get("classification") {
+            use pb::infer_parameter::ParameterChoice;
+            let count = match p.parameter_choice {
+                Some(ParameterChoice::Int64Param(n)) if n >= 0 => n as u64,
+                Some(ParameterChoice::Uint64Param(n)) => n,
+                _ => {
+                    return Err(ServeError::invalid(format!(
+                        "output '{}': the classification parameter is not a number of classes",
+                        o.name
+                    )));
+                }
+            };
+            // 0: the output as it is (Triton's default).
+            if count > 0 {
+                classification.push((o.name.clone(), count as usize));
+            }
         }
         outputs.push(o.name);
     }
@@ -192,6 +186,7 @@ fn decode(
         id: (!req.id.is_empty()).then_some(req.id),
         inputs,
         outputs: (!outputs.is_empty()).then_some(outputs),
+        classification,
     };
     Ok((model, version, request))
 }
@@ -607,6 +602,45 @@ mod tests {
                 .unwrap_err()
                 .contains("raw_input_contents")
         );
+    }
+
+    #[test]
+    fn classification_parameters_are_read_per_output() {
+        use pb::infer_parameter::ParameterChoice;
+        let param = |c| pb::InferParameter {
+            parameter_choice: Some(c),
+        };
+        let output = |name: &str, c: Option<ParameterChoice>| {
+            pb::model_infer_request::InferRequestedOutputTensor {
+                name: name.into(),
+                parameters: c
+                    .map(|c| ("classification".to_owned(), param(c)))
+                    .into_iter()
+                    .collect(),
+            }
+        };
+        let req = pb::ModelInferRequest {
+            model_name: "m".into(),
+            outputs: vec![
+                output("OUTPUT0", Some(ParameterChoice::Int64Param(3))),
+                output("OUTPUT1", Some(ParameterChoice::Int64Param(0))),
+                output("OUTPUT2", None),
+            ],
+            ..Default::default()
+        };
+        let (_, _, r) = decode(req).unwrap();
+        assert_eq!(r.classification, vec![("OUTPUT0".to_owned(), 3)]);
+        assert_eq!(r.outputs.map(|o| o.len()), Some(3));
+        let req = pb::ModelInferRequest {
+            model_name: "m".into(),
+            outputs: vec![output(
+                "OUTPUT0",
+                Some(ParameterChoice::StringParam("3".into())),
+            )],
+            ..Default::default()
+        };
+        let e = decode(req).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::InvalidArg);
     }
 
     #[test]

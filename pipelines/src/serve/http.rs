@@ -1,9 +1,9 @@
 //! Triton's HTTP/REST protocol (KServe v2 and Triton's extensions `binary_tensor_data`,
-//! `model_configuration`, `model_repository`, `statistics`) on hyper, and the metrics port.
+//! `classification`, `model_configuration`, `model_repository`, `statistics`) on hyper, and the
+//! metrics port.
 
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use http_body_util::{BodyExt, Full, Limited};
@@ -14,7 +14,7 @@ use serde_json::{Map, Value, json};
 
 use super::protocol::{self, Input, ServeError};
 use super::stats::model_stats_json;
-use super::{EXTENSIONS, Server};
+use super::{EXTENSIONS, InFlight, Server};
 use vigil_kserve::tensors::{
     element_count, from_binary, from_json, from_wire_name, to_binary, to_json, wire_name,
 };
@@ -26,10 +26,9 @@ type Reply = Response<Full<Bytes>>;
 
 /// Serves one HTTP connection's request.
 pub async fn handle(server: Arc<Server>, req: Request<Incoming>) -> Result<Reply, Infallible> {
-    server.in_flight.fetch_add(1, Ordering::SeqCst);
+    // Counted until answered or dropped (a connection that goes away drops its request).
+    let _in_flight = InFlight::new(&server);
     let reply = route(&server, req).await;
-    server.in_flight.fetch_sub(1, Ordering::SeqCst);
-    server.drained.notify_waiters();
     Ok(reply.unwrap_or_else(|e| error_reply(&e)))
 }
 
@@ -361,6 +360,7 @@ fn decode_request(
         )));
     }
     let mut by_name = Vec::new();
+    let mut classification = Vec::new();
     let outputs = match obj.get("outputs") {
         None | Some(Value::Null) => None,
         Some(Value::Array(list)) => {
@@ -370,13 +370,17 @@ fn decode_request(
                     .get("name")
                     .and_then(Value::as_str)
                     .ok_or_else(|| ServeError::invalid("an output has no 'name'"))?;
-                if o.get("parameters")
-                    .and_then(|p| p.get("classification"))
-                    .is_some()
-                {
-                    return Err(ServeError::unsupported(format!(
-                        "output '{name}': the classification extension is not supported"
-                    )));
+                if let Some(c) = o.get("parameters").and_then(|p| p.get("classification")) {
+                    let count = c.as_u64().ok_or_else(|| {
+                        ServeError::invalid(format!(
+                            "output '{name}': the classification parameter is not a number of \
+                             classes"
+                        ))
+                    })?;
+                    // 0: the output as it is (Triton's default).
+                    if count > 0 {
+                        classification.push((name.to_owned(), count as usize));
+                    }
                 }
                 if let Some(b) = binary_parameter(o.get("parameters"), "binary_data") {
                     by_name.push((name.to_owned(), b));
@@ -392,6 +396,7 @@ fn decode_request(
             id,
             inputs,
             outputs,
+            classification,
         },
         BinaryOutputs {
             default: default_binary,
@@ -631,6 +636,35 @@ mod tests {
             e.message,
             "input byte size mismatch for input 'INPUT0' for model 'simple'. Expected 64, got 60"
         );
+    }
+
+    #[test]
+    fn classification_parameters_are_read_per_output() {
+        let head = json!({
+            "inputs": [{"name": "INPUT0", "shape": [1], "datatype": "INT32", "data": [1]}],
+            "outputs": [
+                {"name": "OUTPUT0", "parameters": {"classification": 3, "binary_data": true}},
+                {"name": "OUTPUT1", "parameters": {"classification": 0}},
+                {"name": "OUTPUT2"},
+            ],
+        })
+        .to_string();
+        let (r, bin) = decode_request(head.as_bytes(), None, "m").unwrap();
+        // 0 = the output as it is.
+        assert_eq!(r.classification, vec![("OUTPUT0".to_owned(), 3)]);
+        assert_eq!(
+            r.outputs.as_deref(),
+            Some(&["OUTPUT0".to_owned(), "OUTPUT1".into(), "OUTPUT2".into()][..])
+        );
+        assert!(bin.of("OUTPUT0"));
+        let bad = json!({
+            "inputs": [{"name": "INPUT0", "shape": [1], "datatype": "INT32", "data": [1]}],
+            "outputs": [{"name": "OUTPUT0", "parameters": {"classification": "3"}}],
+        })
+        .to_string();
+        let e = decode_request(bad.as_bytes(), None, "m").unwrap_err();
+        assert_eq!(e.http_status(), 400);
+        assert!(e.message.contains("'OUTPUT0'"), "{e}");
     }
 
     #[test]

@@ -39,6 +39,7 @@ use stats::ServeStats;
 /// The extensions of Triton's protocol this server implements (listed in the server metadata).
 pub const EXTENSIONS: &[&str] = &[
     "binary_tensor_data",
+    "classification",
     "model_configuration",
     "model_repository",
     "statistics",
@@ -199,7 +200,12 @@ async fn serve(server: Arc<Server>, addrs: [SocketAddr; 3], poll: Duration) -> a
         http.local_addr()?,
         grpc.local_addr()?,
         metrics.local_addr()?,
-        server.models.served().len(),
+        {
+            let mut names: Vec<String> =
+                server.models.served().into_iter().map(|(n, _)| n).collect();
+            names.dedup();
+            names.len()
+        },
         server.models.mode()
     );
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -297,11 +303,31 @@ async fn accept<F, Fut>(
                 let handler = handler.clone();
                 tokio::spawn(async move {
                     let svc = hyper::service::service_fn(handler);
+                    // A client that half-closes after its request still gets the answer (and the
+                    // request is not dropped halfway).
                     let _ = hyper::server::conn::http1::Builder::new()
+                        .half_close(true)
                         .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
                         .await;
                 });
             }
         }
+    }
+}
+
+/// Counts a request in flight while it lives (a graceful stop waits for them).
+pub(crate) struct InFlight(Arc<Server>);
+
+impl InFlight {
+    pub(crate) fn new(server: &Arc<Server>) -> Self {
+        server.in_flight.fetch_add(1, Ordering::SeqCst);
+        InFlight(server.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
+        self.0.drained.notify_waiters();
     }
 }

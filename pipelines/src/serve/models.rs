@@ -24,12 +24,25 @@ pub enum ControlMode {
     Explicit,
 }
 
+/// The other versions of a model its version policy serves (Triton serves every one; a request
+/// naming no version goes to the highest).
+#[derive(Default)]
+struct Versions {
+    /// Each version but the highest, by version: its handle (kept reloaded by its poll guard in
+    /// poll mode).
+    ready: BTreeMap<u64, (Arc<ModelHandle>, Option<PollGuard>)>,
+    /// Versions that failed to load, with the reason.
+    failed: BTreeMap<u64, String>,
+}
+
 /// A model's state in the repository index.
 enum Entry {
-    /// Served by `handle` (kept reloaded by `_poll` in poll mode).
+    /// Served by `handle` (its highest version, kept reloaded by `_poll` in poll mode) and
+    /// `versions` (the other versions the version policy serves).
     Ready {
         handle: Arc<ModelHandle>,
         _poll: Option<PollGuard>,
+        versions: Versions,
     },
     /// Not served: `reason` is the load error, or `unloaded`.
     Unavailable {
@@ -135,21 +148,32 @@ impl Models {
                 .load(&self.root, name)
                 .map_err(|e| e.to_string())
         });
+        let result = result.map(|handle| {
+            let versions = self.other_versions(name, &handle, Versions::default());
+            (handle, versions)
+        });
         let mut entries = lock(&self.entries);
         match result {
-            Ok(handle) => {
-                let poll = match self.mode {
-                    ControlMode::Poll => self.server.poll(&handle, self.poll_interval).ok(),
-                    _ => None,
-                };
+            Ok((handle, versions)) => {
+                let poll = self.poll_guard(&handle);
+                let broken = versions
+                    .failed
+                    .iter()
+                    .map(|(v, reason)| format!("version {v}: {reason}"))
+                    .collect::<Vec<_>>();
                 entries.insert(
                     name.to_owned(),
                     Entry::Ready {
                         handle,
                         _poll: poll,
+                        versions,
                     },
                 );
-                Ok(())
+                if broken.is_empty() {
+                    Ok(())
+                } else {
+                    Err(failed(broken.join("; ")))
+                }
             }
             Err(reason) => {
                 // A model that was served keeps serving what it served (the engine refused the
@@ -166,6 +190,46 @@ impl Models {
                 Err(failed(reason))
             }
         }
+    }
+
+    /// In poll mode, a guard that keeps `handle` reloaded.
+    fn poll_guard(&self, handle: &Arc<ModelHandle>) -> Option<PollGuard> {
+        match self.mode {
+            ControlMode::Poll => self.server.poll(handle, self.poll_interval).ok(),
+            _ => None,
+        }
+    }
+
+    /// The versions of model `name` its version policy serves besides the one `latest` serves,
+    /// each loaded (or kept from `had`, the model's versions until now) — Triton serves every
+    /// version the policy names. A version that fails to load is listed with the reason.
+    fn other_versions(&self, name: &str, latest: &Arc<ModelHandle>, mut had: Versions) -> Versions {
+        let top = latest.current().version();
+        let served = match self.repository().and_then(|r| {
+            r.served_versions(name)
+                .map_err(|e| ServeError::internal(e.to_string()))
+        }) {
+            Ok(v) => v,
+            // The repository changed under us: keep what is served.
+            Err(_) => return had,
+        };
+        let mut versions = Versions::default();
+        for v in served.into_iter().filter(|&v| v != top) {
+            if let Some(kept) = had.ready.remove(&v) {
+                versions.ready.insert(v, kept);
+                continue;
+            }
+            match self.server.acquire(&self.root, name, Some(v)) {
+                Ok(handle) => {
+                    let poll = self.poll_guard(&handle);
+                    versions.ready.insert(v, (handle, poll));
+                }
+                Err(e) => {
+                    versions.failed.insert(v, e.to_string());
+                }
+            }
+        }
+        versions
     }
 
     /// `--strict-model-config`: the model folder must hold a `config.pbtxt`.
@@ -228,7 +292,31 @@ impl Models {
         for name in names {
             if !lock(&self.entries).contains_key(&name) {
                 let _ = self.load_now(&name);
+            } else {
+                self.refresh_versions(&name);
             }
+        }
+    }
+
+    /// In poll mode: serves the versions of model `name` its version policy serves now (a new
+    /// version folder, a changed policy), stops serving the others. Its highest version is kept
+    /// up to date by the engine's polling.
+    fn refresh_versions(&self, name: &str) {
+        let (handle, had) = match lock(&self.entries).get_mut(name) {
+            Some(Entry::Ready {
+                handle, versions, ..
+            }) => (handle.clone(), std::mem::take(versions)),
+            _ => return,
+        };
+        let versions = self.other_versions(name, &handle, had);
+        if let Some(Entry::Ready {
+            handle: now,
+            versions: slot,
+            ..
+        }) = lock(&self.entries).get_mut(name)
+            && Arc::ptr_eq(now, &handle)
+        {
+            *slot = versions;
         }
     }
 
@@ -239,18 +327,23 @@ impl Models {
         name: &str,
         version: Option<u64>,
     ) -> Result<Arc<ModelRuntime>, ServeError> {
-        let runtime = match lock(&self.entries).get(name) {
-            Some(Entry::Ready { handle, .. }) => handle.current(),
-            _ => {
-                return Err(ServeError::not_found(format!(
-                    "Request for unknown model: '{name}' is not found"
-                )));
-            }
+        let entries = lock(&self.entries);
+        let Some(Entry::Ready {
+            handle, versions, ..
+        }) = entries.get(name)
+        else {
+            return Err(ServeError::not_found(format!(
+                "Request for unknown model: '{name}' is not found"
+            )));
         };
+        let runtime = handle.current();
         match version {
-            Some(v) if v != runtime.version() => Err(ServeError::not_found(format!(
-                "Request for unknown model: '{name}' version {v} is not found"
-            ))),
+            Some(v) if v != runtime.version() => match versions.ready.get(&v) {
+                Some((h, _)) => Ok(h.current()),
+                None => Err(ServeError::not_found(format!(
+                    "Request for unknown model: '{name}' version {v} is not found"
+                ))),
+            },
             _ => Ok(runtime),
         }
     }
@@ -266,15 +359,23 @@ impl Models {
         }
     }
 
-    /// The runtimes served now, by model name.
+    /// The runtimes served now (every version served), by model name and version.
     pub fn served(&self) -> Vec<(String, Arc<ModelRuntime>)> {
-        lock(&self.entries)
-            .iter()
-            .filter_map(|(name, e)| match e {
-                Entry::Ready { handle, .. } => Some((name.clone(), handle.current())),
-                Entry::Unavailable { .. } => None,
-            })
-            .collect()
+        let mut served = Vec::new();
+        for (name, e) in lock(&self.entries).iter() {
+            if let Entry::Ready {
+                handle, versions, ..
+            } = e
+            {
+                let mut runtimes: Vec<Arc<ModelRuntime>> =
+                    versions.ready.values().map(|(h, _)| h.current()).collect();
+                runtimes.push(handle.current());
+                runtimes.sort_by_key(|r| r.version());
+                runtimes.dedup_by_key(|r| r.version());
+                served.extend(runtimes.into_iter().map(|r| (name.clone(), r)));
+            }
+        }
+        served
     }
 
     /// The repository index: every model folder, with its state where it has one; only the
@@ -285,12 +386,35 @@ impl Models {
         let mut rows = Vec::new();
         let mut push = |name: &str, e: Option<&Entry>| {
             let row = match e {
-                Some(Entry::Ready { handle, .. }) => IndexRow {
-                    name: name.to_owned(),
-                    version: Some(handle.current().version().to_string()),
-                    state: Some("READY"),
-                    reason: Some(String::new()),
-                },
+                Some(Entry::Ready {
+                    handle, versions, ..
+                }) => {
+                    // One row per version, as Triton lists them.
+                    let top = handle.current().version();
+                    let mut states: BTreeMap<u64, Option<&str>> = versions
+                        .ready
+                        .keys()
+                        .map(|&v| (v, None))
+                        .chain(versions.failed.iter().map(|(&v, r)| (v, Some(r.as_str()))))
+                        .collect();
+                    states.insert(top, None);
+                    for (v, failed) in states {
+                        let row = IndexRow {
+                            name: name.to_owned(),
+                            version: Some(v.to_string()),
+                            state: Some(if failed.is_some() {
+                                "UNAVAILABLE"
+                            } else {
+                                "READY"
+                            }),
+                            reason: Some(failed.unwrap_or_default().to_owned()),
+                        };
+                        if !ready_only || row.state == Some("READY") {
+                            rows.push(row);
+                        }
+                    }
+                    return;
+                }
                 Some(Entry::Unavailable { version, reason }) => IndexRow {
                     name: name.to_owned(),
                     version: version.map(|v| v.to_string()),

@@ -99,6 +99,9 @@ pub struct Request {
     pub inputs: Vec<Input>,
     /// The outputs asked for, in order; `None` = every output of the model.
     pub outputs: Option<Vec<String>>,
+    /// Outputs asked for as classifications (Triton's classification extension): the output's
+    /// name and the number of classes, the highest values first.
+    pub classification: Vec<(String, usize)>,
 }
 
 /// One output of a response.
@@ -189,6 +192,8 @@ struct Prepared {
     items: Vec<InferRequest>,
     /// The outputs to return, in order.
     outputs: Vec<String>,
+    /// The outputs to return as classifications, with their class counts.
+    classification: Vec<(String, usize)>,
 }
 
 /// Checks `request` against `runtime`'s configuration as Triton does (input names, count, data
@@ -292,7 +297,7 @@ fn prepare(runtime: &ModelRuntime, request: Request) -> Result<Prepared, ServeEr
             )));
         }
     }
-    let outputs = match request.outputs {
+    let outputs: Vec<String> = match request.outputs {
         None => config.output.iter().map(|t| t.name.clone()).collect(),
         Some(names) => {
             for n in &names {
@@ -305,6 +310,24 @@ fn prepare(runtime: &ModelRuntime, request: Request) -> Result<Prepared, ServeEr
             names
         }
     };
+    for (name, _) in &request.classification {
+        let t = config.output_named(name).filter(|_| outputs.contains(name));
+        match t {
+            None => {
+                return Err(ServeError::invalid(format!(
+                    "unexpected inference output '{name}' for model '{model}'"
+                )));
+            }
+            Some(t) if t.data_type == vigil_engine::DataType::String => {
+                return Err(ServeError::invalid(format!(
+                    "class result not available for output '{name}' of model '{model}': its \
+                     data type is {}",
+                    wire_name(t.data_type)
+                )));
+            }
+            Some(_) => {}
+        }
+    }
     let items = if max_batch == 0 {
         let mut r = InferRequest::default();
         for input in request.inputs {
@@ -320,7 +343,11 @@ fn prepare(runtime: &ModelRuntime, request: Request) -> Result<Prepared, ServeEr
         }
         split_items(request.inputs, b)
     };
-    Ok(Prepared { items, outputs })
+    Ok(Prepared {
+        items,
+        outputs,
+        classification: request.classification,
+    })
 }
 
 fn shape_error(
@@ -381,6 +408,7 @@ pub async fn infer(runtime: Arc<ModelRuntime>, request: Request) -> Result<Respo
     let prepared = prepare(&runtime, request)?;
     let n = prepared.items.len();
     let wanted = Arc::new(prepared.outputs);
+    let classification = prepared.classification;
     let mut pending = Vec::with_capacity(n);
     for item in prepared.items {
         let (tx, rx) = tokio::sync::oneshot::channel::<Result<ItemOutputs, EngineError>>();
@@ -410,7 +438,13 @@ pub async fn infer(runtime: Arc<ModelRuntime>, request: Request) -> Result<Respo
             .map_err(engine_error)?;
         items.push(outputs);
     }
-    let outputs = join_items(items, batched, &wanted)?;
+    let mut outputs = join_items(items, batched, &wanted)?;
+    for (name, count) in &classification {
+        if let Some(out) = outputs.iter_mut().find(|o| &o.name == name) {
+            let labels = output_labels(&runtime, name, 16);
+            *out = classify(out, if batched { n } else { 0 }, *count, &labels)?;
+        }
+    }
     Ok(Response {
         model: runtime.name().to_owned(),
         version: runtime.version(),
@@ -462,6 +496,173 @@ fn join_items(
     Ok(outputs)
 }
 
+/// The labels of output `name` for a classification: those of the output itself
+/// ([`own_labels`]); for an ensemble output that has none, as in Triton, those of the step model
+/// output that produces it (through nested ensembles, at most `depth_left` deep).
+fn output_labels(runtime: &ModelRuntime, name: &str, depth_left: usize) -> Vec<String> {
+    let own = own_labels(runtime, name);
+    if !own.is_empty() || runtime.ensemble().is_none() || depth_left == 0 {
+        return own;
+    }
+    // An ensemble's model path is its version folder: <root>/<model>/<version>.
+    let Some(root) = runtime.model_path().ancestors().nth(2) else {
+        return own;
+    };
+    let step = vigil_engine::ensemble_steps(runtime.config())
+        .into_iter()
+        .find_map(|s| {
+            let out = s.output_map.iter().find(|(_, t)| t == name)?.0.clone();
+            // -1: the latest version served.
+            Some((s.model_name, u64::try_from(s.model_version).ok(), out))
+        });
+    let Some((model, version, out)) = step else {
+        return own;
+    };
+    // The step model is loaded (the ensemble runs it): this shares its runtime.
+    match vigil_engine::ModelServer::global().acquire(root, &model, version) {
+        Ok(handle) => output_labels(&handle.current(), &out, depth_left - 1),
+        Err(_) => own,
+    }
+}
+
+/// The labels of output `name` of the model itself: the model's labels for its first output (its
+/// `label_filename`, else `labels.txt`), the file an output's `label_filename` names for the
+/// others (in the model's folder), none otherwise.
+fn own_labels(runtime: &ModelRuntime, name: &str) -> Vec<String> {
+    let config = runtime.config();
+    if config.output.first().is_some_and(|t| t.name == name) {
+        return runtime.labels().to_vec();
+    }
+    let Some(file) = config
+        .output_named(name)
+        .and_then(|t| t.label_filename.as_deref())
+    else {
+        return Vec::new();
+    };
+    // The model file (or an ensemble's version folder) is one or two levels below the model's
+    // folder.
+    runtime
+        .model_path()
+        .ancestors()
+        .skip(1)
+        .take(2)
+        .map(|dir| dir.join(file))
+        .find(|p| p.is_file())
+        .and_then(|p| std::fs::read_to_string(p).ok())
+        .map(|text| {
+            let mut labels: Vec<String> = text.lines().map(|l| l.trim_end().to_owned()).collect();
+            while labels.last().is_some_and(String::is_empty) {
+                labels.pop();
+            }
+            labels
+        })
+        .unwrap_or_default()
+}
+
+/// A value of an output as the classification extension compares and writes it: integers
+/// exactly, floating-point values as `f64` (exact for every narrower float type).
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum ClassValue {
+    Int(i128),
+    Float(f64),
+}
+
+impl ClassValue {
+    /// Descending order; NaN after every number.
+    fn rank(a: &ClassValue, b: &ClassValue) -> std::cmp::Ordering {
+        use std::cmp::Ordering;
+        match (a, b) {
+            (ClassValue::Int(x), ClassValue::Int(y)) => y.cmp(x),
+            (ClassValue::Float(x), ClassValue::Float(y)) => match (x.is_nan(), y.is_nan()) {
+                (true, true) => Ordering::Equal,
+                (true, false) => Ordering::Greater,
+                (false, true) => Ordering::Less,
+                (false, false) => y.partial_cmp(x).unwrap_or(Ordering::Equal),
+            },
+            // One tensor has one data type.
+            _ => Ordering::Equal,
+        }
+    }
+}
+
+impl std::fmt::Display for ClassValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ClassValue::Int(v) => write!(f, "{v}"),
+            ClassValue::Float(v) => write!(f, "{v}"),
+        }
+    }
+}
+
+/// The values of a numeric tensor for the classification extension; `None` for strings.
+fn class_values(data: &TensorData) -> Option<Vec<ClassValue>> {
+    use ClassValue::{Float, Int};
+    fn ints<T: Copy + Into<i128>>(v: &[T]) -> Vec<ClassValue> {
+        v.iter().map(|&x| Int(x.into())).collect()
+    }
+    Some(match data {
+        TensorData::Bool(v) => v.iter().map(|&x| Int(i128::from(x))).collect(),
+        TensorData::Uint8(v) => ints(v),
+        TensorData::Uint16(v) => ints(v),
+        TensorData::Uint32(v) => ints(v),
+        TensorData::Uint64(v) => ints(v),
+        TensorData::Int8(v) => ints(v),
+        TensorData::Int16(v) => ints(v),
+        TensorData::Int32(v) => ints(v),
+        TensorData::Int64(v) => ints(v),
+        TensorData::Fp16(v) => v.iter().map(|x| Float(x.to_f64())).collect(),
+        TensorData::Bf16(v) => v.iter().map(|x| Float(x.to_f64())).collect(),
+        TensorData::Fp32(v) => v.iter().map(|&x| Float(f64::from(x))).collect(),
+        TensorData::Fp64(v) => v.iter().map(|&x| Float(x)).collect(),
+        TensorData::Bytes(_) => return None,
+    })
+}
+
+/// Triton's classification extension: output `out` replaced by its `count` highest values per
+/// batch item (`items` > 0: a batching model's output `[items, …]`; 0: the whole tensor), each
+/// as the string `value:index[:label]`, in a BYTES tensor `[items, count]` (`[count]`). `count`
+/// is at most the number of values of an item.
+fn classify(
+    out: &Output,
+    items: usize,
+    count: usize,
+    labels: &[String],
+) -> Result<Output, ServeError> {
+    let values = class_values(&out.data).ok_or_else(|| {
+        ServeError::invalid(format!(
+            "class result not available for output '{}': its data type is {}",
+            out.name,
+            wire_name(out.data.data_type())
+        ))
+    })?;
+    let rows = items.max(1);
+    let per = values.len() / rows;
+    let k = count.min(per);
+    let mut classes = Vec::with_capacity(rows * k);
+    for row in values.chunks(per.max(1)).take(rows) {
+        let mut order: Vec<usize> = (0..row.len()).collect();
+        // Stable: equal values keep the lower index first.
+        order.sort_by(|&a, &b| ClassValue::rank(&row[a], &row[b]));
+        for &i in order.iter().take(k) {
+            let text = match labels.get(i) {
+                Some(label) if !label.is_empty() => format!("{}:{i}:{label}", row[i]),
+                _ => format!("{}:{i}", row[i]),
+            };
+            classes.push(text.into_bytes());
+        }
+    }
+    let shape = if items > 0 {
+        vec![rows as i64, k as i64]
+    } else {
+        vec![k as i64]
+    };
+    Ok(Output {
+        name: out.name.clone(),
+        shape,
+        data: TensorData::Bytes(classes),
+    })
+}
+
 /// An engine error as the client sees it.
 pub fn engine_error(e: EngineError) -> ServeError {
     match e {
@@ -506,6 +707,83 @@ mod tests {
         .unwrap();
         assert_eq!(joined[0].shape, vec![2, 3]);
         assert_eq!(joined[0].data, TensorData::Int32(vec![1, 2, 3, 4, 5, 6]));
+    }
+
+    fn texts(o: &Output) -> Vec<String> {
+        match &o.data {
+            TensorData::Bytes(v) => v
+                .iter()
+                .map(|b| String::from_utf8(b.clone()).unwrap())
+                .collect(),
+            other => panic!("not BYTES: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn classification_gives_the_highest_values_per_item_with_labels() {
+        // A batch of 2 items of 4 values: [items, count] strings value:index[:label].
+        let out = Output {
+            name: "OUTPUT0".into(),
+            shape: vec![2, 4],
+            data: TensorData::Int32(vec![1, 5, 10, 4, -3, 7, 7, 0]),
+        };
+        let labels = ["a", "b", "", "d"].map(String::from);
+        let c = classify(&out, 2, 2, &labels).unwrap();
+        assert_eq!(c.shape, vec![2, 2]);
+        assert_eq!(c.data.data_type(), DataType::String);
+        // Index 2 has an empty label: none is written. Equal values: the lower index first.
+        assert_eq!(texts(&c), ["10:2", "5:1:b", "7:1:b", "7:2"]);
+        // A model that does not batch: the whole tensor, shape [count]; count at most the
+        // number of values.
+        let c = classify(&out, 0, 100, &[]).unwrap();
+        assert_eq!(c.shape, vec![8]);
+        assert_eq!(texts(&c)[..3], ["10:2", "7:5", "7:6"]);
+    }
+
+    #[test]
+    fn classification_values_are_exact() {
+        // Large integers in FP32, FP16 and 64-bit values read back as the same numbers.
+        let out = Output {
+            name: "O".into(),
+            shape: vec![3],
+            data: TensorData::Fp32(vec![1_073_741_824.0, 0.1, -2.5]),
+        };
+        let t = texts(&classify(&out, 0, 3, &[]).unwrap());
+        assert_eq!(t[0], "1073741824:0");
+        assert_eq!(t[2], "-2.5:2");
+        let v: f64 = t[1].split(':').next().unwrap().parse().unwrap();
+        assert_eq!(v, f64::from(0.1f32));
+        let out = Output {
+            name: "O".into(),
+            shape: vec![1, 2],
+            data: TensorData::Int64(vec![i64::MIN, i64::MAX]),
+        };
+        assert_eq!(
+            texts(&classify(&out, 1, 2, &[]).unwrap()),
+            [format!("{}:1", i64::MAX), format!("{}:0", i64::MIN)]
+        );
+        let out = Output {
+            name: "O".into(),
+            shape: vec![2],
+            // 0.5 and a NaN, as half-precision bits.
+            data: vigil_kserve::tensors::from_binary(DataType::Fp16, &[0, 0x38, 0, 0x7e], 2)
+                .unwrap(),
+        };
+        assert_eq!(
+            texts(&classify(&out, 0, 2, &[]).unwrap()),
+            ["0.5:0", "NaN:1"]
+        );
+        // Strings have no order to classify by.
+        let out = Output {
+            name: "S".into(),
+            shape: vec![1],
+            data: TensorData::Bytes(vec![b"x".to_vec()]),
+        };
+        let e = classify(&out, 0, 1, &[]).unwrap_err();
+        assert!(
+            e.message.contains("'S'") && e.message.contains("BYTES"),
+            "{e}"
+        );
     }
 
     #[test]
