@@ -461,6 +461,100 @@ impl Server {
             .map_err(|e| RemoteError::new(ErrorKind::Config, format!("{}: {what}: {e}", self.url)))
     }
 
+    /// The served metadata of `model` (`version` empty = the server's choice): its inputs as
+    /// `(name, datatype)`.
+    async fn metadata_inputs(
+        &self,
+        model: &str,
+        version: &str,
+        options: &RemoteOptions,
+    ) -> Result<Vec<(String, String)>, RemoteError> {
+        let what = format!("the metadata of model '{model}'");
+        match &self.conn {
+            Conn::Grpc(client) => {
+                let request = self.grpc_request(
+                    pb::ModelMetadataRequest {
+                        name: model.to_string(),
+                        version: version.to_string(),
+                    },
+                    options.token.as_deref(),
+                    options.timeout.max(Duration::from_secs(5)),
+                );
+                let answer = client
+                    .clone()
+                    .model_metadata(request)
+                    .await
+                    .map_err(|s| self.grpc_error(&what, &s))?
+                    .into_inner();
+                Ok(answer
+                    .inputs
+                    .into_iter()
+                    .map(|t| (t.name, t.datatype))
+                    .collect())
+            }
+            Conn::Http(pool) => {
+                let path = model_path(model, version, "")
+                    .trim_end_matches('/')
+                    .to_string();
+                let request = self.http_request(
+                    hyper::Method::GET,
+                    &path,
+                    Bytes::new(),
+                    None,
+                    options.token.as_deref(),
+                )?;
+                let (status, _, body) = pool
+                    .send(request)
+                    .await
+                    .map_err(|e| self.unavailable(&what, e))?;
+                if status != hyper::StatusCode::OK {
+                    return Err(self.http_error(&what, status, &body));
+                }
+                let v: Value = serde_json::from_slice(&body)
+                    .map_err(|e| self.unavailable(&what, format!("not JSON: {e}")))?;
+                Ok(v.get("inputs")
+                    .and_then(Value::as_array)
+                    .map(|a| {
+                        a.iter()
+                            .map(|t| {
+                                let s = |k: &str| {
+                                    t.get(k).and_then(Value::as_str).unwrap_or("").to_string()
+                                };
+                                (s("name"), s("datatype"))
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default())
+            }
+        }
+    }
+
+    /// The configuration and metadata of `model`: the configuration, once every input it names
+    /// is in the metadata with the same data type (a server whose two answers disagree is refused).
+    async fn describe(
+        &self,
+        model: &str,
+        version: &str,
+        options: &RemoteOptions,
+    ) -> Result<ModelConfig, RemoteError> {
+        let config = self.config(model, version, options).await?;
+        let inputs = self.metadata_inputs(model, version, options).await?;
+        for input in &config.input {
+            let want = wire_name(input.data_type);
+            if !inputs.iter().any(|(n, t)| n == &input.name && t == want) {
+                return Err(RemoteError::new(
+                    ErrorKind::Config,
+                    format!(
+                        "{}: model '{model}': input '{}' ({want}) of the configuration is not in the \
+                         metadata's inputs {inputs:?}",
+                        self.url, input.name
+                    ),
+                ));
+            }
+        }
+        Ok(config)
+    }
+
     /// One inference on this server.
     async fn infer(
         &self,
@@ -710,7 +804,8 @@ pub struct RemoteModel {
 
 impl RemoteModel {
     /// Opens `model` (`version` `None` = the server's choice) on the servers of `urls`: the
-    /// configuration comes from the first server that gives it; an error lists why each could not.
+    /// configuration and metadata come from the first server that gives them; an error lists why
+    /// each could not.
     pub fn connect(
         urls: &[String],
         model: &str,
@@ -732,7 +827,7 @@ impl RemoteModel {
         let mut reasons = Vec::new();
         let mut config = None;
         for s in &servers {
-            match rt.block_on(s.config(model, &version, &options)) {
+            match rt.block_on(s.describe(model, &version, &options)) {
                 Ok(c) => {
                     config = Some(c);
                     break;

@@ -456,7 +456,7 @@ mod tests {
             dropped: 1,
             reconnects: 2,
             timestamps_repaired: 3,
-            not_inferred: 0,
+            not_inferred: 4,
             fps: 12.5,
             latency,
             inspection: None,
@@ -491,6 +491,9 @@ mod tests {
             text.contains("vigil_stream_state{stream=\"a\\\"b\\\\c\\nd\",state=\"playing\"} 1")
         );
         assert!(text.contains("vigil_stream_fps{stream=\"a\\\"b\\\\c\\nd\"} 12.5"));
+        assert!(
+            text.contains("vigil_stream_frames_not_inferred_total{stream=\"a\\\"b\\\\c\\nd\"} 4")
+        );
         assert!(text.contains(
             "vigil_stream_latency_seconds_bucket{stream=\"a\\\"b\\\\c\\nd\",le=\"0.05\"} 1"
         ));
