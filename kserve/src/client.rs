@@ -400,6 +400,31 @@ impl Server {
         RemoteError::new(ErrorKind::Unavailable, format!("{}: {what}: {e}", self.url))
     }
 
+    /// `GET path`: the body of a 200 answer; `what` names the request in errors.
+    async fn http_get(
+        &self,
+        pool: &HttpPool,
+        path: &str,
+        what: &str,
+        options: &RemoteOptions,
+    ) -> Result<Bytes, RemoteError> {
+        let request = self.http_request(
+            hyper::Method::GET,
+            path,
+            Bytes::new(),
+            None,
+            options.token.as_deref(),
+        )?;
+        let (status, _, body) = pool
+            .send(request)
+            .await
+            .map_err(|e| self.unavailable(what, e))?;
+        if status != hyper::StatusCode::OK {
+            return Err(self.http_error(what, status, &body));
+        }
+        Ok(body)
+    }
+
     /// The served configuration of `model` (`version` empty = the server's choice).
     async fn config(
         &self,
@@ -433,20 +458,7 @@ impl Server {
             }
             Conn::Http(pool) => {
                 let path = model_path(model, version, "config");
-                let request = self.http_request(
-                    hyper::Method::GET,
-                    &path,
-                    Bytes::new(),
-                    None,
-                    options.token.as_deref(),
-                )?;
-                let (status, _, body) = pool
-                    .send(request)
-                    .await
-                    .map_err(|e| self.unavailable(&what, e))?;
-                if status != hyper::StatusCode::OK {
-                    return Err(self.http_error(&what, status, &body));
-                }
+                let body = self.http_get(pool, &path, &what, options).await?;
                 let mut de = serde_json::Deserializer::from_slice(&body);
                 let options = prost_reflect::DeserializeOptions::new().deny_unknown_fields(false);
                 prost_reflect::DynamicMessage::deserialize_with_options(
@@ -496,20 +508,7 @@ impl Server {
                 let path = model_path(model, version, "")
                     .trim_end_matches('/')
                     .to_string();
-                let request = self.http_request(
-                    hyper::Method::GET,
-                    &path,
-                    Bytes::new(),
-                    None,
-                    options.token.as_deref(),
-                )?;
-                let (status, _, body) = pool
-                    .send(request)
-                    .await
-                    .map_err(|e| self.unavailable(&what, e))?;
-                if status != hyper::StatusCode::OK {
-                    return Err(self.http_error(&what, status, &body));
-                }
+                let body = self.http_get(pool, &path, &what, options).await?;
                 let v: Value = serde_json::from_slice(&body)
                     .map_err(|e| self.unavailable(&what, format!("not JSON: {e}")))?;
                 Ok(v.get("inputs")
