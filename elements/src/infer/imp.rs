@@ -663,8 +663,8 @@ impl BaseTransformImpl for VigilInfer {
                     gst::element_imp_error!(self, gst::StreamError::Format, ["{}", e]);
                     gst::FlowError::Error
                 })?;
-                let decoded = match (&state.backend, &current) {
-                    (Backend::Local { .. }, Some(runtime)) => {
+                let decoded = match (&current, &state.backend) {
+                    (Some(runtime), _) => {
                         let mut shape = spec.input_shape(1);
                         if spec.batched {
                             shape.remove(0);
@@ -673,10 +673,7 @@ impl BaseTransformImpl for VigilInfer {
                             .with_priority(priority);
                         runtime.infer(request, decoder())
                     }
-                    (_, _) => {
-                        let Backend::Remote(remote) = &state.backend else {
-                            unreachable!("a local model has a runtime");
-                        };
+                    (None, Backend::Remote(remote)) => {
                         let answer = remote_input(remote, &spec, &tensor)
                             .and_then(|input| remote.infer(vec![input]));
                         match answer {
@@ -691,6 +688,7 @@ impl BaseTransformImpl for VigilInfer {
                             }
                         }
                     }
+                    (None, Backend::Local { .. }) => unreachable!("a local model has a runtime"),
                 };
                 (decoded, placement)
             }
