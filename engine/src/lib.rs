@@ -273,6 +273,9 @@ pub trait InferSession: Send {
         inputs: &[(&str, &[i64], TensorSlice<'_>)],
         f: &mut dyn FnMut(&[TensorView<'_>]),
     ) -> Result<(), RuntimeError>;
+    /// Runs once before the instance takes requests (default: nothing). [`OnnxModel`] runs the model
+    /// on zeros of batch 1 so that the first request does not pay ONNX Runtime's first-run set-up.
+    fn warm_up(&mut self) {}
     /// Runs the model on a batch tensor that a [`FramePreprocessor`] left in device memory (bound
     /// to `input.name`, not copied through the host) and hands the outputs, copied to the host
     /// once, to `f`. Default: an error (the session cannot take device tensors).
@@ -300,6 +303,10 @@ impl InferSession for OnnxModel {
 
     fn execution_provider(&self) -> ExecutionProvider {
         OnnxModel::execution_provider(self)
+    }
+
+    fn warm_up(&mut self) {
+        OnnxModel::warm_up(self);
     }
 
     fn run(

@@ -283,7 +283,8 @@ fn instance_main(
     let device_id = options.device_id;
     let made = catch_unwind(AssertUnwindSafe(|| factory(&path, options)));
     let mut session = match made {
-        Ok(Ok(s)) => {
+        Ok(Ok(mut s)) => {
+            s.warm_up();
             let io = (
                 s.inputs().to_vec(),
                 s.outputs().to_vec(),

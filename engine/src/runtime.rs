@@ -691,7 +691,44 @@ impl Converted {
     }
 }
 
+/// The element types a warm-up feeds (zeros as f32, converted as for requests).
+const WARM_UP_TYPES: [&str; 6] = ["Float32", "Float16", "Uint8", "Int8", "Int32", "Int64"];
+
 impl OnnxModel {
+    /// Runs the model once on zeros of batch 1, so that the first request (a client's, a camera's
+    /// first frame) does not pay ONNX Runtime's first-run set-up (allocations, kernel choices): on a
+    /// loaded machine that first run took longer than a remote client's one-second deadline. Only
+    /// where every input is numeric with a fixed shape apart from a leading batch dimension (nothing
+    /// to guess); a failure is ignored (requests report their own). Returns whether it ran.
+    pub fn warm_up(&mut self) -> bool {
+        let mut inputs: Vec<(String, Vec<i64>, Vec<f32>)> = Vec::new();
+        for io in &self.inputs {
+            if !WARM_UP_TYPES.contains(&io.dtype.as_str()) || io.shape.is_empty() {
+                return false;
+            }
+            let mut shape = io.shape.clone();
+            if shape[0] < 0 {
+                shape[0] = 1;
+            }
+            if shape.iter().any(|&d| d < 1) {
+                return false;
+            }
+            let n: i64 = shape.iter().product();
+            if n > 64 << 20 {
+                return false;
+            }
+            inputs.push((io.name.clone(), shape, vec![0.0; n as usize]));
+        }
+        if inputs.is_empty() {
+            return false;
+        }
+        let named: Vec<(&str, &[i64], TensorSlice<'_>)> = inputs
+            .iter()
+            .map(|(n, s, d)| (n.as_str(), s.as_slice(), TensorSlice::Fp32(d)))
+            .collect();
+        self.run_named(&named, |_| ()).is_ok()
+    }
+
     /// Runs the model on a tensor already in CUDA device memory (e.g. a
     /// [`crate::gpu::DeviceTensor`]: `ptr` is its buffer's device address), bound to the first input
     /// through an ONNX Runtime `IoBinding`, so it is not copied through the host; the outputs are

@@ -1189,3 +1189,20 @@ fn bad_accelerator_parameters_fail_the_load_naming_them() {
         "{e}"
     );
 }
+
+#[test]
+fn onnx_sessions_warm_up_on_zeros_only_where_the_shape_is_known() {
+    let Some(m) = repo_model("nanodet") else {
+        return;
+    };
+    let mut s = OnnxModel::load(&m.model_path, 1).unwrap();
+    assert!(
+        s.warm_up(),
+        "NanoDet: a fixed shape behind the batch dimension"
+    );
+    // PP-OCR's detector takes any height and width: nothing to guess, no run.
+    if let Some(d) = repo_model("ppocr_det") {
+        let mut s = OnnxModel::load(&d.model_path, 1).unwrap();
+        assert!(!s.warm_up(), "{:?}", s.inputs());
+    }
+}

@@ -33,6 +33,10 @@ use crate::stats::{SourceStats, StreamSnapshot};
 /// The streams the API shows.
 pub trait StreamsView: Send + Sync {
     fn streams(&self) -> Vec<StreamSnapshot>;
+    /// Labels every series of `/metrics` carries (`shard` in a split fleet); none by default.
+    fn labels(&self) -> Vec<(&'static str, String)> {
+        Vec::new()
+    }
 }
 
 impl StreamsView for Vec<Arc<SourceStats>> {
@@ -51,13 +55,21 @@ impl StreamsView for Vec<StreamSnapshot> {
 #[derive(Debug, Default)]
 pub struct StreamRegistry {
     streams: RwLock<Vec<Arc<SourceStats>>>,
+    labels: Vec<(&'static str, String)>,
 }
 
 impl StreamRegistry {
     pub fn new(streams: Vec<Arc<SourceStats>>) -> Self {
         Self {
             streams: RwLock::new(streams),
+            labels: Vec::new(),
         }
+    }
+
+    /// The registry with `labels` on every series of `/metrics` ([`StreamsView::labels`]).
+    pub fn with_labels(mut self, labels: Vec<(&'static str, String)>) -> Self {
+        self.labels = labels;
+        self
     }
 
     pub fn add(&self, stats: Arc<SourceStats>) {
@@ -92,6 +104,10 @@ impl StreamsView for StreamRegistry {
             .iter()
             .map(|s| s.snapshot())
             .collect()
+    }
+
+    fn labels(&self) -> Vec<(&'static str, String)> {
+        self.labels.clone()
     }
 }
 
@@ -402,7 +418,7 @@ where
             json(StatusCode::OK, r#"{"status":"ok"}"#.into())
         }
         (Route::Metrics, &Method::GET | &Method::HEAD) => {
-            let body = crate::metrics::gather(&shared.view.streams());
+            let body = crate::metrics::gather(&shared.view.streams(), &shared.view.labels());
             let mut r = Response::new(Full::new(Bytes::from(body)));
             r.headers_mut().insert(
                 CONTENT_TYPE,

@@ -6,6 +6,7 @@
 
 use crate::config::{Config, one_line};
 use crate::pipeline::{RunOptions, run};
+use crate::shard::Shard;
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -45,12 +46,30 @@ pub struct RunArgs {
     /// Only print errors and warnings (no start-up lines, progress or summary).
     #[arg(long, short)]
     pub quiet: bool,
+    /// Run shard I of N (0-based, e.g. `0/2`): the sources whose name hashes into it (README
+    /// "Deploying on Kubernetes"). Default: the environment (`VIGIL_SHARD=I/N`, or
+    /// `VIGIL_SHARD_COUNT=N` with `VIGIL_SHARD_INDEX` or a StatefulSet pod's `HOSTNAME`), else all.
+    #[arg(long, value_name = "I/N")]
+    pub shard: Option<String>,
 }
 
 #[derive(Debug, clap::Args)]
 pub struct CheckArgs {
     /// The pipeline config.
     pub config: PathBuf,
+    /// Also print which shard of N each source runs in, marking shard I's (as `run --shard`; the
+    /// environment's shard when not given).
+    #[arg(long, value_name = "I/N")]
+    pub shard: Option<String>,
+}
+
+/// The shard to run: `--shard`, else the environment's, else the whole fleet.
+fn resolve_shard(arg: Option<&str>) -> anyhow::Result<Shard> {
+    if let Some(a) = arg {
+        return Shard::parse(a).map_err(|e| anyhow::anyhow!("--shard {e}"));
+    }
+    let env = Shard::from_env(|k| std::env::var(k).ok()).map_err(|e| anyhow::anyhow!(e))?;
+    Ok(env.unwrap_or(Shard::WHOLE))
 }
 
 /// Runs the CLI with the process arguments and returns the exit status.
@@ -91,7 +110,11 @@ pub fn main() -> ExitCode {
 pub fn execute(cli: &Cli) -> anyhow::Result<()> {
     match &cli.command {
         Command::Run(args) => {
-            let plan = Config::load_and_validate(&args.config)?;
+            let shard = resolve_shard(args.shard.as_deref())?;
+            let plan = Config::load_and_validate(&args.config)?.for_shard(shard);
+            if shard.is_split() && !args.quiet {
+                eprintln!("{}", shard_line(&plan));
+            }
             let interval = (args.progress > 0.0 && !args.quiet)
                 .then(|| Duration::from_secs_f64(args.progress));
             let opts = RunOptions {
@@ -107,7 +130,11 @@ pub fn execute(cli: &Cli) -> anyhow::Result<()> {
         Command::Bench(args) => crate::bench::execute(args),
         Command::Serve(args) => crate::serve::run(args),
         Command::Check(args) => {
+            let shard = resolve_shard(args.shard.as_deref())?;
             let plan = Config::load_and_validate(&args.config)?;
+            if shard.is_split() {
+                print!("{}", assignment(&plan, shard));
+            }
             // A source that cannot start would fail alone in a run; `check` reports it as an error.
             let mut problems: Vec<&String> = plan
                 .sources
@@ -145,6 +172,53 @@ pub fn execute(cli: &Cli) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// `vigil: NAME: shard I/N: K of M sources (a, b)`, or that the shard has none.
+fn shard_line(plan: &crate::config::Plan) -> String {
+    let name = &plan.config.name;
+    let shard = plan.shard;
+    if plan.sources.is_empty() {
+        return format!(
+            "vigil: {name}: shard {shard}: none of the fleet's {} sources; idle until stopped \
+             (streams added through the API run here)",
+            plan.fleet_sources
+        );
+    }
+    let names: Vec<&str> = plan.sources.iter().map(|s| s.name.as_str()).collect();
+    format!(
+        "vigil: {name}: shard {shard}: {} of {} sources ({})",
+        names.len(),
+        plan.fleet_sources,
+        names.join(", ")
+    )
+}
+
+/// `vigil check --shard I/N`: one line per source with its shard (`*` marks shard I's), then the
+/// count per shard.
+fn assignment(plan: &crate::config::Plan, shard: Shard) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let mut per = vec![0usize; shard.count as usize];
+    let width = plan.sources.iter().map(|s| s.name.len()).max().unwrap_or(0);
+    for s in &plan.sources {
+        let of = crate::shard::shard_of(&s.name, shard.count);
+        per[of as usize] += 1;
+        let mark = if of == shard.index { "*" } else { " " };
+        let _ = writeln!(out, "{mark} {:width$}  shard {of}/{}", s.name, shard.count);
+    }
+    let counts: Vec<String> = per
+        .iter()
+        .enumerate()
+        .map(|(i, n)| format!("{i}: {n}"))
+        .collect();
+    let _ = writeln!(
+        out,
+        "shards of {}: {} (* = shard {shard})",
+        shard.count,
+        counts.join(", ")
+    );
+    out
 }
 
 /// glibc gives each new thread its own malloc arena (up to 8 per core) and never returns an arena's

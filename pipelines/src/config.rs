@@ -17,6 +17,8 @@ use std::collections::HashSet;
 use std::fmt;
 use std::path::{Component, Path, PathBuf};
 
+use crate::shard::Shard;
+
 /// A configuration error: always one line that names the config file and the key (and, for YAML syntax
 /// and type errors, the line and column).
 #[derive(Debug, thiserror::Error)]
@@ -359,6 +361,12 @@ pub struct SourceConfig {
     /// `sources[i].reconnect`: reconnection of network sources with exponential backoff. Optional.
     #[serde(default)]
     pub reconnect: Option<ReconnectConfig>,
+    /// `sources[i].live_queue`: decoded frames of a live source (a camera) held while the analysis
+    /// is busy before the oldest are dropped (counted in `vigil_stream_frames_dropped_total`), 1..=300.
+    /// Default: the `vigilsrc` default (2: stay real time). A larger queue rides out longer stalls
+    /// (a slow inference server) at the cost of latency.
+    #[serde(default)]
+    pub live_queue: Option<u32>,
     /// `sources[i].analytics`: counting lines and zones in this camera's frame pixels (`anchor`,
     /// `hysteresis`, `forget_after`, `lines`, `zones`; see `vigil_core::analytics`). Optional; with it
     /// a `vigilanalytics` runs after `vigiltrack` on this source.
@@ -983,10 +991,15 @@ fn default_mqtt_flush() -> u32 {
 pub struct MqttPlan {
     pub host: String,
     pub port: u16,
+    /// Topic template with `{shard}` replaced (by this process's shard index).
     pub topic: String,
+    /// `outputs.mqtt.topic` as written (`{shard}` not replaced).
+    pub topic_template: String,
     pub qos: u8,
-    /// Client id template; [`MqttPlan::client_id`] gives a stream's.
+    /// Client id template with `{shard}` replaced; [`MqttPlan::client_id`] gives a stream's.
     pub client_id: String,
+    /// The client id template as written (`{shard}` not replaced).
+    pub client_id_template: String,
     pub username: Option<String>,
     pub password: Option<String>,
     pub tls: Option<vigil_publish::TlsFiles>,
@@ -1386,9 +1399,73 @@ pub struct Plan {
     pub api: Option<(std::net::SocketAddr, Option<String>)>,
     /// The config file's folder (relative paths of streams added at run time resolve against it).
     pub base: PathBuf,
+    /// The shard this plan runs ([`Plan::for_shard`]); [`Shard::WHOLE`] for the whole fleet.
+    pub shard: Shard,
+    /// Number of sources in the whole config (before [`Plan::for_shard`] kept its shard's).
+    pub fleet_sources: usize,
 }
 
+/// The largest `sources[i].live_queue` (frames).
+const MAX_LIVE_QUEUE: u32 = 300;
+
+/// `{shard}` in `outputs.mqtt.topic` and `client_id`: the shard index of the process.
+pub const SHARD_PLACEHOLDER: &str = "{shard}";
+
 impl Plan {
+    /// The plan of one shard of this fleet: the sources whose name falls in `shard` (with their RTSP
+    /// mounts and MP4 files, named as in the whole fleet so that no name depends on the split), and
+    /// the outputs one process has for all its streams made distinct: the events file gets
+    /// `-shard<I>` before its extension, the mosaic mount `-shard<I>` and a grid for the shard's own
+    /// sources, `{shard}` in the MQTT topic and client id becomes the index. [`Shard::WHOLE`] gives
+    /// the plan unchanged.
+    pub fn for_shard(mut self, shard: Shard) -> Plan {
+        self.shard = shard;
+        if !shard.is_split() {
+            return self;
+        }
+        let keep: Vec<bool> = self.sources.iter().map(|s| shard.owns(&s.name)).collect();
+        let filter = |v: &mut Vec<_>| {
+            let mut k = keep.iter();
+            v.retain(|_| *k.next().unwrap_or(&false));
+        };
+        filter(&mut self.sources);
+        if let Some(files) = &mut self.files {
+            let mut k = keep.iter();
+            files.retain(|_| *k.next().unwrap_or(&false));
+        }
+        let suffix = format!("-shard{}", shard.index);
+        if let Some(r) = &mut self.rtsp {
+            let mut k = keep.iter();
+            r.mounts.retain(|_| *k.next().unwrap_or(&false));
+            if let (Some(m), Some(cfg)) = (&mut r.mosaic, &self.config.outputs.mosaic) {
+                m.mount.push_str(&suffix);
+                if cfg.tiles.is_none() {
+                    let n = (self.sources.len() as u32).max(1);
+                    m.columns = match cfg.columns {
+                        Columns::Auto => (1..=n).find(|c| c * c >= n).unwrap_or(1),
+                        Columns::Fixed(c) => c.clamp(1, n),
+                    };
+                    m.rows = n.div_ceil(m.columns);
+                }
+            }
+        }
+        if let Some(EventsTarget::File(p)) = &mut self.events {
+            let stem = p.file_stem().map(|s| s.to_string_lossy().to_string());
+            let name = match (stem, p.extension()) {
+                (Some(stem), Some(ext)) => format!("{stem}{suffix}.{}", ext.to_string_lossy()),
+                (Some(stem), None) => format!("{stem}{suffix}"),
+                (None, _) => format!("events{suffix}"),
+            };
+            p.set_file_name(name);
+        }
+        if let Some(m) = &mut self.mqtt {
+            let index = shard.index.to_string();
+            m.topic = m.topic_template.replace(SHARD_PLACEHOLDER, &index);
+            m.client_id = m.client_id_template.replace(SHARD_PLACEHOLDER, &index);
+        }
+        self
+    }
+
     /// Sources that can start (no [`SourcePlan::problem`]).
     pub fn startable_sources(&self) -> impl Iterator<Item = (usize, &SourcePlan)> {
         self.sources
@@ -2105,6 +2182,7 @@ impl Config {
             None => None,
             Some(m) => Some(check_mqtt(m, &self.name, &base).map_err(|(k, e)| invalid(&k, e))?),
         };
+        let sources_len = sources.len();
         let realtime = self.realtime.unwrap_or(rtsp.is_some());
         let api = match &self.api {
             None => None,
@@ -2140,6 +2218,8 @@ impl Config {
             realtime,
             api,
             base,
+            shard: Shard::WHOLE,
+            fleet_sources: sources_len,
         })
     }
 }
@@ -2153,7 +2233,9 @@ fn check_mqtt(m: &MqttOutputConfig, name: &str, base: &Path) -> Result<MqttPlan,
     if m.port == 0 {
         return Err((key("port"), "must be 1..=65535".into()));
     }
-    vigil_publish::TopicTemplate::parse(&m.topic).map_err(|e| (key("topic"), e))?;
+    // `{shard}` is this process's shard index ([`Plan::for_shard`]); 0 for an unsplit fleet.
+    vigil_publish::TopicTemplate::parse(&m.topic.replace(SHARD_PLACEHOLDER, "0"))
+        .map_err(|e| (key("topic"), e))?;
     if m.qos > 2 {
         return Err((key("qos"), format!("{} is not 0, 1 or 2", m.qos)));
     }
@@ -2203,9 +2285,11 @@ fn check_mqtt(m: &MqttOutputConfig, name: &str, base: &Path) -> Result<MqttPlan,
     Ok(MqttPlan {
         host: m.host.trim().to_string(),
         port: m.port,
-        topic: m.topic.clone(),
+        topic: m.topic.replace(SHARD_PLACEHOLDER, "0"),
+        topic_template: m.topic.clone(),
         qos: m.qos,
-        client_id,
+        client_id: client_id.replace(SHARD_PLACEHOLDER, "0"),
+        client_id_template: client_id,
         username: m.username.clone(),
         password: m.password.clone(),
         tls,
@@ -2353,6 +2437,11 @@ pub const MAX_LATENCY_MS: u32 = 10_000;
 
 /// Checks `latency_ms` and `reconnect` of a source; errors are `(key below the source, message)`.
 fn check_source_timing(s: &SourceConfig) -> Result<(), (&'static str, String)> {
+    if let Some(q) = s.live_queue
+        && !(1..=MAX_LIVE_QUEUE).contains(&q)
+    {
+        return Err(("live_queue", format!("{q} is not in 1..={MAX_LIVE_QUEUE}")));
+    }
     if let Some(l) = s.latency_ms
         && l > MAX_LATENCY_MS
     {

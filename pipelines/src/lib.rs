@@ -26,6 +26,7 @@ pub mod models_cli;
 pub mod pipeline;
 pub mod rtsp;
 pub mod serve;
+pub mod shard;
 mod signals;
 pub mod stats;
 

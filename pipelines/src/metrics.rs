@@ -44,13 +44,46 @@ pub struct GpuStats {
 
 /// Everything `/metrics` shows, gathered now: `streams` plus the loaded models of
 /// [`ModelServer::global`] and the GPUs seen through NVML.
-pub fn gather(streams: &[StreamSnapshot]) -> String {
+/// `labels` are added to every series (the shard of a split fleet: `shard="1"`).
+pub fn gather(streams: &[StreamSnapshot], labels: &[(&str, String)]) -> String {
     let models: Vec<ModelStats> = ModelServer::global()
         .runtimes()
         .iter()
         .map(|r| r.stats())
         .collect();
-    render(streams, &models, &gpu_stats())
+    add_labels(&render(streams, &models, &gpu_stats()), labels)
+}
+
+/// Adds `labels` to every sample line of an exposition made by [`render`] (whose metric names
+/// never hold `{` or a space): `name{a="b"} 1` → `name{shard="0",a="b"} 1`, `name 1` →
+/// `name{shard="0"} 1`. Comment lines are kept.
+pub fn add_labels(text: &str, labels: &[(&str, String)]) -> String {
+    if labels.is_empty() {
+        return text.to_string();
+    }
+    let set: Vec<String> = labels
+        .iter()
+        .map(|(k, v)| format!("{k}=\"{}\"", escape_label(v)))
+        .collect();
+    let set = set.join(",");
+    let mut out = String::with_capacity(text.len() + text.lines().count() * (set.len() + 3));
+    for line in text.lines() {
+        if line.starts_with('#') || line.is_empty() {
+            out.push_str(line);
+        } else if let Some(i) = line.find(['{', ' ']) {
+            let (name, rest) = line.split_at(i);
+            if let Some(rest) = rest.strip_prefix('{') {
+                let sep = if rest.starts_with('}') { "" } else { "," };
+                let _ = write!(out, "{name}{{{set}{sep}{rest}");
+            } else {
+                let _ = write!(out, "{name}{{{set}}}{rest}");
+            }
+        } else {
+            out.push_str(line);
+        }
+        out.push('\n');
+    }
+    out
 }
 
 /// The GPUs through NVML; empty (and logged once) when NVML cannot be initialised (no driver).
@@ -480,6 +513,23 @@ mod tests {
             reordered: 0,
             instances: Vec::new(),
         }
+    }
+
+    #[test]
+    fn adds_constant_labels_to_every_sample() {
+        let text = "# HELP a x\n# TYPE a counter\na{stream=\"c\"} 1\nb 2\nc{} 3\n";
+        let got = add_labels(text, &[("shard", "1".into())]);
+        assert_eq!(
+            got,
+            "# HELP a x\n# TYPE a counter\na{shard=\"1\",stream=\"c\"} 1\nb{shard=\"1\"} 2\nc{shard=\"1\"} 3\n"
+        );
+        assert_eq!(add_labels(text, &[]), text);
+        let full = render(&[stream("cam")], &[model()], &[]);
+        let labelled = add_labels(&full, &[("shard", "0".into())]);
+        for line in labelled.lines().filter(|l| !l.starts_with('#')) {
+            assert!(line.contains("{shard=\"0\""), "{line}");
+        }
+        assert_eq!(full.lines().count(), labelled.lines().count());
     }
 
     #[test]

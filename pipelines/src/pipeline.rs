@@ -588,6 +588,9 @@ fn build_source_into(
         if let Some(v) = scfg.latency_ms {
             set_prop(&decode, "latency", Prop::Num(v.into()))?;
         }
+        if let Some(v) = scfg.live_queue {
+            set_prop(&decode, "live-queue-size", Prop::Num(v.into()))?;
+        }
         if let Some(r) = &scfg.reconnect {
             if let Some(v) = r.interval_ms {
                 set_prop(&decode, "reconnect-interval", Prop::Num(v.into()))?;
@@ -1079,6 +1082,9 @@ struct Live {
     control: Mutex<()>,
     /// The pipeline's latency: see [`raise_latency`].
     latency: LatencyGuard,
+    /// A shard that holds none of the fleet's sources: it runs until stopped, whatever streams are
+    /// added to it and removed through the API.
+    idle_shard: bool,
 }
 
 /// The pipeline latency Vigil applies (nanoseconds).
@@ -1168,6 +1174,9 @@ impl Live {
     /// Once no stream runs any more: ends the mosaic's live background, so the pipeline reaches its
     /// end-of-stream; after a removal (whose outputs are gone) the run ends at once.
     fn check_end(&self, after_removal: bool) {
+        if self.idle_shard && !self.stopping.load(Ordering::SeqCst) {
+            return;
+        }
         let running = lock(&self.slots)
             .iter()
             .any(|s| matches!(s.status, SlotStatus::Running | SlotStatus::Removing));
@@ -1206,6 +1215,7 @@ impl Live {
             .filter(|s| s.status == SlotStatus::Running)
             .filter_map(|s| s.parts.as_ref().map(|p| p.convert_sink.clone()))
             .collect();
+        let ending = entries.len();
         for pad in entries {
             let sent = std::thread::Builder::new()
                 .name("vigil-stop".into())
@@ -1223,6 +1233,9 @@ impl Live {
             && !self.background_ended.swap(true, Ordering::SeqCst)
         {
             bg.send_event(gst::event::Eos::new());
+        } else if ending == 0 {
+            // Nothing left that could reach an end-of-stream (an idle shard, every stream removed).
+            self.finish(Outcome::Eos);
         }
     }
 
@@ -1814,9 +1827,15 @@ pub fn run(plan: &Plan, opts: &RunOptions) -> Result<Summary, RunError> {
         });
     }
     let n_initial = slots.len();
-    let registry = Arc::new(crate::api::StreamRegistry::new(
-        slots.iter().map(|s| s.stats.clone()).collect(),
-    ));
+    let shard_labels = if plan.shard.is_split() {
+        vec![("shard", plan.shard.index.to_string())]
+    } else {
+        Vec::new()
+    };
+    let registry = Arc::new(
+        crate::api::StreamRegistry::new(slots.iter().map(|s| s.stats.clone()).collect())
+            .with_labels(shard_labels),
+    );
     let (compositor, background) = match mosaic {
         Some((c, bg)) => (Some(c), Some(bg)),
         None => (None, None),
@@ -1837,6 +1856,7 @@ pub fn run(plan: &Plan, opts: &RunOptions) -> Result<Summary, RunError> {
         verbose: opts.verbose,
         stopping: AtomicBool::new(false),
         control: Mutex::new(()),
+        idle_shard: plan.shard.is_split() && plan.sources.is_empty(),
         latency: LatencyGuard::new(
             plan.config
                 .sources

@@ -383,3 +383,194 @@ fn missing_second_source_is_reported_and_added_sources_are_checked() {
     assert!(err.contains("sources[1].uri: no such file"), "{err}");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// Whether the assets of a test are installed; under `CI=true` a missing one fails the test.
+fn assets_or_skip(test: &str, needed: &[&Path]) -> bool {
+    if let Some(missing) = needed.iter().find(|p| !p.is_file()) {
+        let ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
+        assert!(
+            !ci,
+            "{test}: {} is not installed (make setup)",
+            missing.display()
+        );
+        skip(format_args!(
+            "{test}: {} is not installed",
+            missing.display()
+        ));
+        return false;
+    }
+    true
+}
+
+#[test]
+fn a_shard_keeps_its_sources_and_names_its_fleet_wide_outputs() {
+    use vigil::shard::{Shard, shard_of};
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let vtest = root.join("samples/media/vtest.avi");
+    let model = root.join("models/nanodet/1/model.onnx");
+    if !assets_or_skip("a_shard_keeps_its_sources", &[&vtest, &model]) {
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("vigil-cli-shard-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cfg = dir.join("fleet.yaml");
+    let mut text = format!(
+        "name: fleet\nmodel_repository: {}\nsources:\n",
+        root.join("models").display()
+    );
+    for i in 0..8 {
+        text += &format!("  - name: cam-{i}\n    uri: {}\n", vtest.display());
+    }
+    text += "inference:\n  model: nanodet\noutputs:\n  rtsp: { port: 0, mount: /fleet }\n  mosaic: {}\n  \
+             file: { path: out/rec.mp4 }\n  events: { path: out/events.jsonl }\n  \
+             mqtt: { topic: \"site/{shard}/{source}/{kind}\", client_id: \"v-{shard}-{source}\" }\n";
+    std::fs::write(&cfg, &text).unwrap();
+    let whole = vigil::config::Config::load_and_validate(&cfg).expect("validates");
+    // Unsplit: `{shard}` is 0, nothing renamed.
+    let same = whole.clone().for_shard(Shard::WHOLE);
+    assert_eq!(same.sources.len(), 8);
+    assert_eq!(same.mqtt.as_ref().unwrap().topic, "site/0/{source}/{kind}");
+    let mut seen = Vec::new();
+    for index in 0..2 {
+        let plan = whole.clone().for_shard(Shard::new(index, 2).unwrap());
+        let names: Vec<&str> = plan.sources.iter().map(|s| s.name.as_str()).collect();
+        assert!(names.iter().all(|n| shard_of(n, 2) == index), "{names:?}");
+        seen.extend(names.iter().map(|n| n.to_string()));
+        let rtsp = plan.rtsp.as_ref().unwrap();
+        let mounts: Vec<String> = names.iter().map(|n| format!("/fleet/{n}")).collect();
+        assert_eq!(rtsp.mounts, mounts);
+        let files: Vec<_> = names
+            .iter()
+            .map(|n| dir.join(format!("out/rec-{n}.mp4")))
+            .collect();
+        assert_eq!(plan.files.as_ref().unwrap(), &files);
+        assert_eq!(
+            plan.events,
+            Some(vigil::config::EventsTarget::File(
+                dir.join(format!("out/events-shard{index}.jsonl"))
+            ))
+        );
+        let mosaic = rtsp.mosaic.as_ref().unwrap();
+        assert_eq!(mosaic.mount, format!("/fleet-mosaic-shard{index}"));
+        assert!(mosaic.capacity() >= names.len().max(1) && mosaic.capacity() < 8);
+        let mqtt = plan.mqtt.as_ref().unwrap();
+        assert_eq!(mqtt.topic, format!("site/{index}/{{source}}/{{kind}}"));
+        assert_eq!(mqtt.client_id("cam-1"), format!("v-{index}-cam-1"));
+        assert_eq!(plan.fleet_sources, 8);
+    }
+    seen.sort();
+    let mut all: Vec<String> = (0..8).map(|i| format!("cam-{i}")).collect();
+    all.sort();
+    assert_eq!(seen, all, "every source in exactly one shard");
+
+    // `vigil check --shard` prints the same assignment.
+    let out = vigil()
+        .arg("check")
+        .arg(&cfg)
+        .args(["--shard", "1/2"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for i in 0..8 {
+        let n = format!("cam-{i}");
+        let of = shard_of(&n, 2);
+        let mark = if of == 1 { "*" } else { " " };
+        let line = stdout
+            .lines()
+            .find(|l| l.split_whitespace().any(|w| w == n))
+            .unwrap_or_else(|| panic!("{n} in {stdout}"));
+        assert!(
+            line.starts_with(mark) && line.ends_with(&format!("shard {of}/2")),
+            "{line}"
+        );
+    }
+    // From the environment: a StatefulSet pod's name; errors name the variable.
+    let out = vigil()
+        .arg("check")
+        .arg(&cfg)
+        .env("VIGIL_SHARD_COUNT", "2")
+        .env("HOSTNAME", "fleet-pipelines-1")
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), stdout);
+    for (args, env, want) in [
+        (
+            &["--shard", "2/2"][..],
+            None,
+            "--shard '2/2': the shard index 2 is not below",
+        ),
+        (
+            &[][..],
+            Some(("VIGIL_SHARD", "x")),
+            "VIGIL_SHARD: 'x' is not I/N",
+        ),
+    ] {
+        let mut c = vigil();
+        c.arg("check").arg(&cfg).args(args);
+        if let Some((k, v)) = env {
+            c.env(k, v);
+        }
+        let out = c.output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(err.contains(want), "{err}");
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn a_shard_without_sources_idles_until_stopped() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let vtest = root.join("samples/media/vtest.avi");
+    let model = root.join("models/nanodet/1/model.onnx");
+    if !assets_or_skip("a_shard_without_sources_idles", &[&vtest, &model]) {
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("vigil-cli-idle-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cfg = dir.join("one.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "name: one\nmodel_repository: {}\nsources:\n  - name: cam-0\n    uri: {}\ninference:\n  model: nanodet\n",
+            root.join("models").display(),
+            vtest.display()
+        ),
+    )
+    .unwrap();
+    let empty = 1 - vigil::shard::shard_of("cam-0", 2);
+    let mut child = vigil()
+        .arg("run")
+        .arg(&cfg)
+        .args(["--shard", &format!("{empty}/2"), "--progress", "0"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "an idle shard keeps running"
+    );
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
+    let started = std::time::Instant::now();
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "stopped at once: {err}"
+    );
+    assert!(
+        err.contains(&format!(
+            "shard {empty}/2: none of the fleet's 1 sources; idle until stopped"
+        )),
+        "{err}"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -48,6 +48,12 @@ pub fn serve_on(repo: &Path, ports: [u16; 3], args: &[&str]) -> Served {
         cmd.args([flag, &port.to_string()]);
     }
     cmd.args(args);
+    start_served(cmd)
+}
+
+/// Starts `cmd`, a `vigil serve …` (possibly behind `ip netns exec NS`), and waits for its
+/// addresses.
+pub fn start_served(cmd: Command) -> Served {
     let (mut vigil, rx) = Vigil::spawn(cmd);
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {

@@ -159,19 +159,7 @@ impl NetNs {
         &self,
         f: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, String> {
-        let path = format!("/run/netns/{}", self.name);
-        std::thread::spawn(move || {
-            let file = std::fs::File::open(&path).map_err(|e| format!("{path}: {e}"))?;
-            use std::os::fd::AsRawFd;
-            // SAFETY: setns on a valid namespace file descriptor; it changes only this thread's
-            // network namespace, and the thread ends with `f`.
-            if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-                return Err(format!("setns {path}: {}", std::io::Error::last_os_error()));
-            }
-            Ok(f())
-        })
-        .join()
-        .map_err(|_| "the namespace thread panicked".to_string())?
+        vigil::bench::lan::within(&self.name, f)
     }
 }
 

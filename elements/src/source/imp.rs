@@ -1047,6 +1047,13 @@ impl VigilSrc {
 
     fn teardown(&self, cur: Current) {
         let obj = self.obj();
+        // Locked first: until it is out of this bin, a state change of the pipeline (PLAYING to
+        // PAUSED at a stop, on another thread than a reconnection's) would bring the stopped source
+        // back up to the bin's state, and it was then disposed in PAUSED (GStreamer-CRITICAL).
+        cur.decodebin.set_locked_state(true);
+        for f in &cur.fakesinks {
+            f.set_locked_state(true);
+        }
         // Every element of the old source, held until it is stopped: `uridecodebin` removes its
         // `rtspsrc` itself while stopping, and one that is still PAUSED then (its connection task
         // busy) was disposed so, aborting the process (GStreamer-CRITICAL, then g_mutex_clear on a
@@ -1085,9 +1092,11 @@ impl VigilSrc {
             let _ = peer.unlink(&sink);
         }
         let _ = obj.remove(&cur.decodebin);
+        keep_unless_stopped(self, &cur.decodebin);
         for f in cur.fakesinks {
             let _ = f.set_state(gst::State::Null);
             let _ = obj.remove(&f);
+            keep_unless_stopped(self, &f);
         }
     }
 
@@ -2010,6 +2019,26 @@ fn stop_stragglers(bin: &gst::Element) {
     };
     for e in bin.iterate_recurse().into_iter().flatten() {
         stop_straggler(&e);
+    }
+}
+
+/// Stops `e` again if it is not in NULL (its state stays locked: it is out of its bin), and keeps a
+/// reference to it for ever if it still is not: disposing an element that is not in NULL aborts the
+/// process.
+fn keep_unless_stopped(imp: &VigilSrc, e: &gst::Element) {
+    if e.current_state() == gst::State::Null && e.pending_state() == gst::State::VoidPending {
+        return;
+    }
+    let _ = e.set_state(gst::State::Null);
+    if e.current_state() != gst::State::Null {
+        gst::warning!(
+            CAT,
+            imp = imp,
+            "{}: still {:?} after it was stopped twice; it is kept",
+            e.name(),
+            e.current_state()
+        );
+        std::mem::forget(e.clone());
     }
 }
 

@@ -21,6 +21,8 @@
 pub mod capacity;
 pub mod chart;
 pub mod churn;
+pub mod cluster;
+pub mod lan;
 pub mod limits;
 pub mod measure;
 pub mod parity;
@@ -117,6 +119,18 @@ pub struct BenchArgs {
     /// Transcode --video to 1920x1080, 30 frames/s, H.264 first (ffmpeg with libx264).
     #[arg(long)]
     pub make_1080p: bool,
+    /// Cluster instead (issue 19): hosts in network namespaces (root), each pinned to a core with
+    /// taskset; the pipeline hosts (`vigil run --shard`) over --cluster-streams file streams, NanoDet
+    /// on 1, then 2 inference hosts (`vigil serve`, gRPC); frames/s, ratio and CPU per host
+    /// (cluster.md and cluster.json into --out when given). Default --frames 200.
+    #[arg(long)]
+    pub cluster: bool,
+    /// Cluster: file streams over all pipeline hosts.
+    #[arg(long, default_value_t = 4, value_name = "N")]
+    pub cluster_streams: usize,
+    /// Cluster: pipeline hosts (shards).
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    pub cluster_pipelines: usize,
     /// Internal: decode the video with Vigil's source in this process and print a JSON report.
     #[arg(long, hide = true, value_name = "STREAMS")]
     pub decode_only: Option<usize>,
@@ -560,6 +574,8 @@ pub fn execute(args: &BenchArgs) -> anyhow::Result<()> {
         100
     } else if args.capacity {
         300
+    } else if args.cluster {
+        200
     } else {
         0
     });
@@ -586,6 +602,9 @@ pub fn execute(args: &BenchArgs) -> anyhow::Result<()> {
     }
     if args.capacity {
         return capacity_mode(&setup, args);
+    }
+    if args.cluster {
+        return cluster::run(&setup, args);
     }
     let started = Instant::now();
     let streams: Vec<usize> = if !args.streams.is_empty() {

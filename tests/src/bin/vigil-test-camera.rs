@@ -5,6 +5,7 @@
 //! ```text
 //! vigil-test-camera --port P --mount /cam --file PATH [--width W] [--height H] [--fps F]
 //!                   [--bitrate-kbps K] [--codec h264|h265|mjpeg] [--address 127.0.0.1]
+//!                   [--per-client]
 //! ```
 //!
 //! The mount is a shared `gst-rtsp-server` media factory playing
@@ -12,7 +13,9 @@
 //! x264enc tune=zerolatency … ! rtph264pay` (`--codec h265`: `x265enc … ! rtph265pay`; `mjpeg`:
 //! `jpegenc ! rtpjpegpay`, frame sizes in multiples of 8 as RFC 2435 needs); `vigilsrc` restarts the file at its end with increasing
 //! timestamps and the media's sinks are synchronised to the clock, so it plays at the file's speed.
-//! Like a live camera, the media cannot seek: a client's `PLAY` starts where the stream is.
+//! Like a live camera, the media cannot seek: a client's `PLAY` starts where the stream is. With
+//! `--per-client` each client gets a media of its own that starts at the file's first frame instead
+//! (what a multi-host test compares between two runs).
 //! Without `--width`/`--height`/`--fps` the file's own size and frame rate are kept. `--port 0` picks a
 //! free port. Once listening, it prints `ready rtsp://ADDR:PORT/MOUNT` on standard output; it runs until
 //! SIGTERM or SIGINT (exit 0) or until killed. Errors (bad arguments, missing file, port in use) are one
@@ -29,7 +32,7 @@ use gst_rtsp_server::prelude::*;
 
 const USAGE: &str = "usage: vigil-test-camera --port P --file PATH [--mount /cam] [--width W] \
                      [--height H] [--fps F] [--bitrate-kbps K] [--codec h264|h265|mjpeg] \
-                     [--address 127.0.0.1]";
+                     [--address 127.0.0.1] [--per-client]";
 
 /// What the camera sends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,6 +90,9 @@ struct Args {
     fps: Option<u32>,
     bitrate_kbps: Option<u32>,
     codec: Codec,
+    /// `--per-client`: every client gets its own media, from the file's first frame (encoded the
+    /// same way each time: two clients that read N frames decode the same N pictures).
+    per_client: bool,
 }
 
 enum Parsed {
@@ -101,6 +107,7 @@ fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Parsed, String> {
     let mut file = None;
     let (mut width, mut height, mut fps, mut bitrate_kbps) = (None, None, None, None);
     let mut codec = Codec::H264;
+    let mut per_client = false;
     fn number<T: std::str::FromStr>(flag: &str, v: &str) -> Result<T, String> {
         v.parse()
             .map_err(|_| format!("{flag}: not a valid number: '{v}'"))
@@ -114,6 +121,10 @@ fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Parsed, String> {
     while let Some(arg) = it.next() {
         if arg == "-h" || arg == "--help" {
             return Ok(Parsed::Help);
+        }
+        if arg == "--per-client" {
+            per_client = true;
+            continue;
         }
         // `--flag value` or `--flag=value`.
         let (flag, inline) = match arg.split_once('=') {
@@ -161,6 +172,7 @@ fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Parsed, String> {
         fps,
         bitrate_kbps,
         codec,
+        per_client,
     }))
 }
 
@@ -246,7 +258,7 @@ fn run(args: &Args) -> Result<(), String> {
     server.set_service(&args.port.to_string());
     let factory = gst_rtsp_server::RTSPMediaFactory::new();
     factory.set_launch(&launch_line(args, &uri));
-    factory.set_shared(true);
+    factory.set_shared(!args.per_client);
     // An endless stream has no end. With the file's (from a segment or duration query) the server would
     // announce `Range: npt=0-<duration>` and clients (rtpjitterbuffer's npt-stop) would end the stream
     // after one pass; without one it announces `npt=0-`.
