@@ -1215,7 +1215,12 @@ impl Live {
             .filter(|s| s.status == SlotStatus::Running)
             .filter_map(|s| s.parts.as_ref().map(|p| p.convert_sink.clone()))
             .collect();
-        let ending = entries.len();
+        // Streams still to end: those told to now, and those being drained by a removal.
+        let ending = entries.len()
+            + lock(&self.slots)
+                .iter()
+                .filter(|s| s.status == SlotStatus::Removing)
+                .count();
         for pad in entries {
             let sent = std::thread::Builder::new()
                 .name("vigil-stop".into())
