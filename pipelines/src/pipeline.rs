@@ -66,7 +66,7 @@ pub enum RunError {
 /// Ends the branch of a failed source: the source is stopped and removed, and end-of-stream is sent
 /// into the rest of its branch so its outputs are finished (MP4 files playable). Runs on a helper
 /// thread so the main loop never waits on a streaming thread.
-fn end_failed_source(part: &SourceParts) {
+fn end_failed_source(part: &SourceParts, playing: bool) {
     let src = part.src.clone();
     let convert_sink = part.convert_sink.clone();
     std::thread::spawn(move || {
@@ -85,9 +85,13 @@ fn end_failed_source(part: &SourceParts) {
         // A source that fails during a state change makes the pipeline's change fail and leaves it
         // "in progress" (it would then never post its end-of-stream): redo it without the source.
         if let Some(bin) = &parent {
+            // A failing source added to a playing pipeline may also have made it lose its state
+            // (PAUSED, waiting for that source's preroll): it goes back to PLAYING, where it was.
             let (ret, current, pending) = bin.state(gst::ClockTime::ZERO);
-            if ret.is_err() {
-                let target = if pending == gst::State::VoidPending {
+            if ret.is_err() || (playing && current != gst::State::Playing) {
+                let target = if playing {
+                    gst::State::Playing
+                } else if pending == gst::State::VoidPending {
                     current
                 } else {
                     pending
@@ -1985,6 +1989,7 @@ pub fn run(plan: &Plan, opts: &RunOptions) -> Result<Summary, RunError> {
         let live = live.clone();
         let weak = pipeline.downgrade();
         let go_playing = go_playing.clone();
+        let playing = playing.clone();
         // Initial sources that brought their first frame (or can never bring one).
         let mut started: Vec<bool> = plan.sources.iter().map(|s| s.problem.is_some()).collect();
         let mut note_started = move |i: usize| {
@@ -2077,7 +2082,7 @@ pub fn run(plan: &Plan, opts: &RunOptions) -> Result<Summary, RunError> {
                                 error: Box::new(err),
                             });
                             if let Some(p) = &parts {
-                                end_failed_source(p);
+                                end_failed_source(p, playing.load(Ordering::SeqCst));
                             }
                             // It will never bring a first frame.
                             note_started(i);

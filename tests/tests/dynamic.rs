@@ -385,3 +385,66 @@ fn streams_added_and_removed_under_load() {
     }
     assert!(by_source.get("s8").is_some_and(|f| f.len() >= 60));
 }
+
+/// Found by schemathesis: a stream added through the API whose source fails before its first frame
+/// (a closed port, `reconnect.attempts: 0`) made the playing pipeline lose its state (PAUSED, waiting
+/// for that source's preroll) and every other stream stopped. It must fail alone.
+#[test]
+fn an_added_stream_that_fails_at_once_stops_no_other() {
+    let root = repo_root();
+    let video = root.join("samples/media/vtest.avi");
+    if !video.is_file() || !root.join("models/nanodet/1/model.onnx").is_file() {
+        assert!(
+            std::env::var("CI").is_err(),
+            "assets not installed (make setup)"
+        );
+        skip(format_args!(
+            "an_added_stream_that_fails_at_once: assets not installed"
+        ));
+        return;
+    }
+    let dir = TempDir::new("fail-at-once");
+    let cfg = dir.path().join("run.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "name: once\nmodel_repository: {}\nsources:\n  - name: base\n    uri: {}\n    loop: true\n\
+             inference:\n  model: nanodet\n  interval: 5\noutputs:\n  rtsp: {{ port: 0 }}\n  \
+             mosaic: {{ width: 320, height: 240, tiles: 2 }}\n  file: {{ path: {} }}\nrealtime: true\napi: {{ port: 0 }}\n",
+            root.join("models").display(),
+            video.display(),
+            dir.path().join("rec.mp4").display()
+        ),
+    )
+    .unwrap();
+    let (mut vigil, info) =
+        vigil_tests::start_vigil(&cfg, Duration::from_secs(60)).unwrap_or_else(|e| panic!("{e}"));
+    let api = info.api.expect("API address");
+    let frames = |api: &str| streams(api).get("base").map_or(0, |s| s.1);
+    assert!(wait_until(Duration::from_secs(20), || frames(&api) > 10));
+    let closed = vigil_tests::free_port();
+    let body = format!(
+        r#"{{"name": "dead", "uri": "http://127.0.0.1:{closed}/none.mp4", "reconnect": {{"attempts": 0, "interval_ms": 1}}}}"#
+    );
+    let (code, answer) = http(&api, "POST", "/streams", Some(&body));
+    assert_eq!(code, 201, "{answer}");
+    std::thread::sleep(Duration::from_secs(1));
+    let before = frames(&api);
+    std::thread::sleep(Duration::from_secs(5));
+    let after = frames(&api);
+    // vtest.avi plays at 10 frames/s: 5 s are about 50 frames.
+    assert!(
+        after >= before + 25,
+        "the other stream stopped: {before} then {after} frames 5 s later\n{}",
+        vigil.stderr_text()
+    );
+    vigil.interrupt();
+    let status = vigil.wait(Duration::from_secs(30));
+    let stderr = vigil.stderr_text();
+    assert_eq!(status.and_then(|s| s.code()), Some(1), "{stderr}");
+    assert!(stderr.contains("error: source 'dead' failed"), "{stderr}");
+    assert!(
+        !stderr.contains("CRITICAL") && !stderr.contains("panicked"),
+        "{stderr}"
+    );
+}
