@@ -54,7 +54,9 @@ RAPIDOCR_VERSION=1.4.4
 # NVRTC, the CUDA run-time compiler (a library, no GPU needed): core/tests/gpu_preprocess.rs compiles the
 # GPU pre-processing kernels with it on every machine (engine/src/gpu finds it in the venv).
 NVRTC_PACKAGE=nvidia-cuda-nvrtc-cu12==12.8.93
-VENV_PACKAGES=("onnxruntime==$ORT_VERSION" numpy pillow "onnx==1.17.0" prometheus_client "rapidocr-onnxruntime==$RAPIDOCR_VERSION")
+# ml_dtypes and sympy: onnxruntime.quantization (`vigil models quantize`, scripts/quantize.py) imports them.
+VENV_PACKAGES=("onnxruntime==$ORT_VERSION" numpy pillow "onnx==1.17.0" prometheus_client "rapidocr-onnxruntime==$RAPIDOCR_VERSION"
+  "ml_dtypes==0.7.0" "sympy==1.14.0")
 # Python trackers compared with Vigil's (mot/tests/tracker_compare.rs, scripts/trackers/peers.py), in a venv
 # of their own: norfair 2.3.0 needs numpy<2 (the main venv has numpy 2). All wheels or pure-Python sdists
 # (filterpy, bytetracker): no compiler, no GPU. bytetracker's requirements pin torch==1.13.0, lap==0.4.0 and
@@ -257,14 +259,15 @@ venv_ok() {
   "$VENV/bin/python" - "$ORT_VERSION" "$RAPIDOCR_VERSION" >/dev/null 2>&1 <<'PY'
 import sys
 import importlib.metadata as m
-import numpy, PIL, onnxruntime, onnx, prometheus_client, rapidocr_onnxruntime
+import numpy, PIL, onnxruntime, onnx, prometheus_client, rapidocr_onnxruntime, ml_dtypes, sympy
+import onnxruntime.quantization
 sys.exit(onnxruntime.__version__ != sys.argv[1] or m.version("rapidocr-onnxruntime") != sys.argv[2])
 PY
 }
 
 step_venv() {
   if [ -x "$VENV/bin/python" ] && venv_ok; then
-    say "python venv" "$(short "$VENV") has onnxruntime $ORT_VERSION, numpy, pillow, onnx - skipped"
+    say "python venv" "$(short "$VENV") has onnxruntime $ORT_VERSION (with its quantization tool), numpy, pillow, onnx - skipped"
     return
   fi
   local t=$SECONDS

@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use vigil_core::objects::BBox;
+use vigil_core::ocr::metrics::edit_distance;
 use vigil_core::ocr::{ImageView, OcrEngine, OcrParams, PixelFormat};
 
 const IMAGES: [&str; 2] = ["box.png", "imageTextN.png"];
@@ -143,28 +144,6 @@ fn iou(a: &BBox, b: &BBox) -> f32 {
     let inter = ix * iy;
     let union = a.w * a.h + b.w * b.h - inter;
     if union <= 0.0 { 0.0 } else { inter / union }
-}
-
-fn edit_distance(a: &str, b: &str) -> usize {
-    let a: Vec<char> = a.chars().collect();
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for i in 1..=a.len() {
-        let mut cur = vec![i; b.len() + 1];
-        for j in 1..=b.len() {
-            let sub = prev[j - 1] + usize::from(a[i - 1] != b[j - 1]);
-            cur[j] = sub.min(prev[j] + 1).min(cur[j - 1] + 1);
-        }
-        prev = cur;
-    }
-    prev[b.len()]
-}
-
-#[test]
-fn edit_distance_counts_insertions_deletions_substitutions() {
-    assert_eq!(edit_distance("kitten", "sitting"), 3);
-    assert_eq!(edit_distance("", "abc"), 3);
-    assert_eq!(edit_distance("Product of ltaly", "Product of ltaly"), 0);
 }
 
 #[test]

@@ -2,6 +2,12 @@
 
 mod common;
 
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, mpsc};
+use std::time::{Duration, Instant};
+
 use gst::prelude::*;
 use gstvigil::meta::VigilMeta;
 use vigil_core::objects::FrameObjects;
@@ -309,4 +315,266 @@ fn properties_have_documented_defaults() {
     assert_eq!(e.property::<u32>("interval"), 1);
     e.set_property("threshold", 0.6f32);
     assert_eq!(e.property::<f32>("threshold"), 0.6);
+}
+
+// ---- Properties set while the element infers (issue 20: no lock held across inference). ----
+
+/// Objects of `out`'s meta as (label, confidence, box) for comparisons.
+fn objects(frame: &FrameObjects) -> Vec<(String, f32, [f32; 4])> {
+    frame
+        .objects
+        .iter()
+        .map(|o| {
+            let b = o.bbox;
+            (o.label.clone(), o.confidence, [b.x, b.y, b.w, b.h])
+        })
+        .collect()
+}
+
+/// Pushes `buf` through `h` on another thread; its handle gives the harness back with the frame's
+/// meta and how long the push took.
+fn push_in_background(
+    mut h: gst_check::Harness,
+    buf: gst::Buffer,
+) -> std::thread::JoinHandle<(gst_check::Harness, FrameObjects, Duration)> {
+    std::thread::spawn(move || {
+        let start = Instant::now();
+        let out = h.push_and_pull(buf).expect("a buffer out");
+        let took = start.elapsed();
+        let frame = out.meta::<VigilMeta>().expect("VigilMeta").frame().clone();
+        (h, frame, took)
+    })
+}
+
+/// The `vigilinfer` inside a harness made by `Harness::new_parse` (which puts it in a bin).
+fn infer_element(h: &gst_check::Harness) -> gst::Element {
+    let bin = h.element().expect("the harness' element");
+    bin.downcast_ref::<gst::Bin>()
+        .expect("a bin")
+        .iterate_elements()
+        .find(|e| e.factory().is_some_and(|f| f.name() == "vigilinfer"))
+        .expect("vigilinfer in the bin")
+}
+
+/// Sets `threshold` on `element` from this thread and returns how long the call took.
+fn time_set_threshold(element: &gst::Element, value: f32) -> Duration {
+    let start = Instant::now();
+    element.set_property("threshold", value);
+    start.elapsed()
+}
+
+/// A property change must not wait for the inference in flight.
+const SET_PROPERTY_LIMIT: Duration = Duration::from_millis(50);
+
+/// Acceptance (issue 20): `threshold` set while a frame's inference waits in the local model's
+/// batcher (a NanoDet whose `dynamic_batching` holds a lone request for 1 s) returns at once; the
+/// frame in flight keeps the threshold it started with.
+#[test]
+fn threshold_set_during_a_local_inference_returns_at_once() {
+    if !common::assets_installed("nanodet", "bus.jpg") {
+        return;
+    }
+    let slow = Some(Duration::from_secs(1));
+    let repo = common::TempRepository::new("infer", &[("nanodet", "nanodet_slow", slow)]);
+    let (caps, buf) = common::decode_image(&common::media("bus.jpg"), "RGB");
+    common::init();
+    let desc = format!(
+        "vigilinfer model-repository=\"{}\" model=nanodet_slow threshold=0.99 preprocess=cpu",
+        repo.path.display()
+    );
+    let mut h = gst_check::Harness::new_parse(&desc);
+    h.play();
+    h.set_src_caps(caps);
+    let element = infer_element(&h);
+    let runtime = common::loaded("nanodet_slow");
+    let pusher = push_in_background(h, buf);
+    common::wait_until("the request to wait in the batcher", || {
+        runtime.stats().pending == 1
+    });
+
+    let took = time_set_threshold(&element, 0.2);
+    let in_flight = !pusher.is_finished();
+    let (_h, frame, pushed) = pusher.join().unwrap();
+    eprintln!("set_property: {took:?}; inference: {pushed:?}");
+    assert!(
+        in_flight,
+        "the inference ended before set_property returned"
+    );
+    assert!(took < SET_PROPERTY_LIMIT, "set_property took {took:?}");
+    assert!(
+        pushed >= Duration::from_millis(900),
+        "the inference took {pushed:?}"
+    );
+    assert!(frame.inferred);
+    assert!(
+        frame.objects.iter().all(|o| o.confidence >= 0.99),
+        "the frame in flight keeps threshold 0.99: {:?}",
+        objects(&frame)
+    );
+}
+
+/// Acceptance (issue 20): `threshold` set while a frame's request waits for a remote inference
+/// server (a fake one that answers after 1.5 s, seen to have received the request) returns at
+/// once; the frame in flight keeps its threshold, the next frame has the new one.
+#[test]
+fn threshold_set_during_a_remote_inference_returns_at_once_and_applies_to_the_next_frame() {
+    let server = FakeServer::start(Duration::from_millis(1500));
+    let mut h = harness(&format!(
+        "model=fake server-url={} server-timeout-ms=10000 threshold=0.5",
+        server.url
+    ));
+    h.set_src_caps_str("video/x-raw,format=RGB,width=64,height=48,framerate=25/1");
+    let element = infer_element(&h);
+    let frame_buffer = || gst::Buffer::with_size(64 * 48 * 3).unwrap();
+    let pusher = push_in_background(h, frame_buffer());
+    server
+        .requests
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the server receives the request");
+
+    let took = time_set_threshold(&element, 0.2);
+    let in_flight = !pusher.is_finished();
+    let (mut h, first, pushed) = pusher.join().unwrap();
+    eprintln!("set_property: {took:?}; inference: {pushed:?}");
+    assert!(
+        in_flight,
+        "the inference ended before set_property returned"
+    );
+    assert!(took < SET_PROPERTY_LIMIT, "set_property took {took:?}");
+    assert!(
+        pushed >= Duration::from_millis(1400),
+        "the inference took {pushed:?}"
+    );
+    let scores = |f: &FrameObjects| f.objects.iter().map(|o| o.confidence).collect::<Vec<_>>();
+    assert!(first.inferred);
+    assert_eq!(scores(&first), vec![0.9], "frame 0 at threshold 0.5");
+
+    server.delay_ms.store(0, Ordering::SeqCst);
+    let second = h.push_and_pull(frame_buffer()).expect("a buffer out");
+    let second = second.meta::<VigilMeta>().unwrap().frame().clone();
+    let mut got = scores(&second);
+    got.sort_by(|a, b| b.total_cmp(a));
+    assert_eq!(got, vec![0.9, 0.3], "frame 1 at threshold 0.2");
+    assert_eq!(element.property::<u64>("frames-not-inferred"), 0);
+}
+
+/// Acceptance (issue 20): `threshold` changed while playing applies from the next frame: frame 0
+/// at 0.99, frame 1 at 0.2 has exactly the objects of a run started at 0.2.
+#[test]
+fn threshold_set_while_playing_applies_to_the_next_frame() {
+    if !common::assets_installed("nanodet", "bus.jpg") {
+        return;
+    }
+    let (caps, buf) = common::decode_image(&common::media("bus.jpg"), "RGB");
+    let mut reference = harness("model=nanodet threshold=0.2");
+    let (_, want) = run_one(&mut reference, &caps, buf.clone());
+
+    let mut h = harness("model=nanodet threshold=0.99");
+    let (_, first) = run_one(&mut h, &caps, buf.clone());
+    assert!(
+        first.objects.len() < want.objects.len(),
+        "0.99 keeps fewer objects ({}) than 0.2 ({})",
+        first.objects.len(),
+        want.objects.len()
+    );
+    assert!(first.objects.iter().all(|o| o.confidence >= 0.99));
+    infer_element(&h).set_property("threshold", 0.2f32);
+    let (_, next) = run_one(&mut h, &caps, buf);
+    assert_eq!(next.frame, 1);
+    assert_eq!(objects(&next), objects(&want));
+}
+
+/// A fake inference server speaking just enough of Triton's HTTP protocol for `vigilinfer
+/// server-url`: model `fake` takes a 3x32x32 FP32 image and answers two boxes decoded by Vigil
+/// (`vigil.postprocess: boxes`), scores 0.9 and 0.3, `delay_ms` after each request, which is told
+/// on `requests` as it arrives.
+struct FakeServer {
+    url: String,
+    delay_ms: Arc<AtomicU64>,
+    requests: mpsc::Receiver<()>,
+}
+
+const FAKE_CONFIG: &str = r#"{"name": "fake", "max_batch_size": 0,
+    "input": [{"name": "image", "data_type": "TYPE_FP32", "format": "FORMAT_NCHW", "dims": [3, 32, 32]}],
+    "output": [{"name": "boxes", "data_type": "TYPE_FP32", "dims": [1, 2, 6]}],
+    "parameters": {"vigil.postprocess": {"string_value": "boxes"}}}"#;
+const FAKE_METADATA: &str = r#"{"name": "fake", "versions": ["1"], "platform": "onnxruntime_onnx",
+    "inputs": [{"name": "image", "datatype": "FP32", "shape": [3, 32, 32]}],
+    "outputs": [{"name": "boxes", "datatype": "FP32", "shape": [1, 2, 6]}]}"#;
+const FAKE_ANSWER: &str = r#"{"model_name": "fake", "model_version": "1",
+    "outputs": [{"name": "boxes", "datatype": "FP32", "shape": [1, 2, 6],
+                 "data": [2, 2, 12, 12, 0.9, 0, 16, 16, 30, 30, 0.3, 1]}]}"#;
+
+impl FakeServer {
+    fn start(delay: Duration) -> FakeServer {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let delay_ms = Arc::new(AtomicU64::new(delay.as_millis() as u64));
+        let (tx, requests) = mpsc::channel();
+        let delay = delay_ms.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let (delay, tx) = (delay.clone(), tx.clone());
+                std::thread::spawn(move || serve_connection(stream, &delay, &tx));
+            }
+        });
+        FakeServer {
+            url,
+            delay_ms,
+            requests,
+        }
+    }
+}
+
+/// Answers the requests of one keep-alive connection until the client closes it.
+fn serve_connection(stream: TcpStream, delay_ms: &AtomicU64, requests: &mpsc::Sender<()>) {
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut writer = stream;
+    loop {
+        let mut request_line = String::new();
+        if reader.read_line(&mut request_line).unwrap_or(0) == 0 {
+            return;
+        }
+        let mut length = 0;
+        loop {
+            let mut line = String::new();
+            if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                return;
+            }
+            let line = line.trim_end();
+            if line.is_empty() {
+                break;
+            }
+            if let Some((name, value)) = line.split_once(':')
+                && name.eq_ignore_ascii_case("content-length")
+            {
+                length = value.trim().parse().unwrap();
+            }
+        }
+        let mut body = vec![0; length];
+        if reader.read_exact(&mut body).is_err() {
+            return;
+        }
+        let (status, answer) = match request_line.split_whitespace().nth(1).unwrap_or("") {
+            "/v2/models/fake/config" => ("200 OK", FAKE_CONFIG),
+            "/v2/models/fake" => ("200 OK", FAKE_METADATA),
+            "/v2/models/fake/infer" => {
+                let _ = requests.send(());
+                std::thread::sleep(Duration::from_millis(delay_ms.load(Ordering::SeqCst)));
+                ("200 OK", FAKE_ANSWER)
+            }
+            _ => ("404 Not Found", r#"{"error": "not found"}"#),
+        };
+        let head = format!(
+            "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            answer.len()
+        );
+        if writer
+            .write_all(head.as_bytes())
+            .and_then(|()| writer.write_all(answer.as_bytes()))
+            .is_err()
+        {
+            return;
+        }
+    }
 }

@@ -2,6 +2,8 @@
 
 mod common;
 
+use std::time::{Duration, Instant};
+
 use gst::prelude::*;
 use gstvigil::meta::VigilMeta;
 use vigil_core::objects::{BBox, FrameObjects, ItemInfo, Object};
@@ -149,4 +151,67 @@ fn missing_model_fails_to_start_with_clear_error() {
     eprintln!("{text}");
     assert!(text.contains("nope") && text.contains("models"), "{text}");
     pipeline.set_state(gst::State::Null).unwrap();
+}
+
+/// Issue 20 (no lock held across inference): a property set while a frame is read — its text
+/// detection waiting 1 s in the batcher of a copy of `ppocr_det` — returns at once, and the frame
+/// is read in full.
+#[test]
+fn property_set_during_a_reading_returns_at_once() {
+    if !installed() {
+        return;
+    }
+    let slow = Some(Duration::from_secs(1));
+    let repo = common::TempRepository::new(
+        "ocr",
+        &[
+            ("ppocr_det", "ppocr_det_slow", slow),
+            ("ppocr_cls", "ppocr_cls", None),
+            ("ppocr_rec", "ppocr_rec", None),
+        ],
+    );
+    let (caps, buf) = common::decode_image(&common::media("box.png"), "RGB");
+    common::init();
+    let desc = format!(
+        "vigilocr model-repository=\"{}\" det-model=ppocr_det_slow",
+        repo.path.display()
+    );
+    let mut h = gst_check::Harness::new_parse(&desc);
+    h.play();
+    h.set_src_caps(caps);
+    let element = h
+        .element()
+        .expect("the harness' bin")
+        .downcast::<gst::Bin>()
+        .expect("a bin")
+        .iterate_elements()
+        .find(|e| e.factory().is_some_and(|f| f.name() == "vigilocr"))
+        .expect("vigilocr in the bin");
+    let detector = common::loaded("ppocr_det_slow");
+    let pusher = std::thread::spawn(move || {
+        let start = Instant::now();
+        let out = h.push_and_pull(buf).expect("a buffer out");
+        let frame = out.meta::<VigilMeta>().expect("VigilMeta").frame().clone();
+        (frame, start.elapsed())
+    });
+    common::wait_until("the detection to wait in the batcher", || {
+        detector.stats().pending == 1
+    });
+
+    let start = Instant::now();
+    element.set_property("min-text-score", 0.6f32);
+    let took = start.elapsed();
+    let in_flight = !pusher.is_finished();
+    let (frame, read) = pusher.join().unwrap();
+    eprintln!("set_property: {took:?}; reading: {read:?}");
+    assert!(in_flight, "the reading ended before set_property returned");
+    assert!(
+        took < Duration::from_millis(50),
+        "set_property took {took:?}"
+    );
+    assert!(
+        read >= Duration::from_millis(900),
+        "the reading took {read:?}"
+    );
+    assert_eq!(texts(&frame).len(), 7, "{:?}", texts(&frame));
 }

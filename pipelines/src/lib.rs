@@ -24,6 +24,7 @@ pub mod metrics;
 mod model;
 pub mod models_cli;
 pub mod pipeline;
+pub mod quantize;
 pub mod rtsp;
 pub mod serve;
 pub mod shard;

@@ -1,4 +1,4 @@
-//! `vigil models list|validate|show REPO [MODEL]`: inspect a Triton-style model repository.
+//! `vigil models list|validate|show|quantize REPO [MODEL]`: inspect a Triton-style model repository.
 //!
 //! - `list` prints each model with its platform/backend, served versions and state (`READY` or the error).
 //! - `validate` loads every model (or one) as `vigil run` would — parse, auto-complete (unless `--strict`),
@@ -6,6 +6,7 @@
 //!   Triton's message (and the engine's checks of execution-accelerator parameters); `--config-only`
 //!   checks the configurations without version folders and files.
 //! - `show` prints the completed, normalised configuration of a model as protobuf text.
+//! - `quantize` writes an INT8 version calibrated on the user's media (`crate::quantize`).
 
 use std::path::PathBuf;
 
@@ -26,6 +27,9 @@ pub enum ModelsCommand {
     Validate(ModelArgs),
     /// Print the completed, normalised configuration of a model.
     Show(ShowArgs),
+    /// Write an INT8 version of a model calibrated on your own media, checked against the original.
+    #[command(disable_version_flag = true)]
+    Quantize(Box<crate::quantize::QuantizeArgs>),
 }
 
 #[derive(Debug, clap::Args)]
@@ -151,6 +155,7 @@ pub fn execute(args: &ModelsArgs) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        ModelsCommand::Quantize(a) => crate::quantize::execute(a),
         ModelsCommand::Show(a) => {
             let repo = open(&a.repo)?;
             let config = repo.model_config(&a.model)?;

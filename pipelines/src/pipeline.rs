@@ -5,8 +5,10 @@
 //! ```text
 //! vigilsrc uri=… ! videoconvert ! vigilinfer ! vigiltrack ! [vigilanalytics]
 //!   ! [vigilinfer process-mode=secondary …] ! [vigilosd] ! tee
-//!   tee. ! queue ! videoconvert ! x264enc|nvh264enc (low latency) ! video/x-h264,profile=baseline
-//!          ! h264parse config-interval=-1 ! appsink            (→ RTSP server, when outputs.rtsp)
+//!   tee. ! queue ! videoscale ! videoconvert ! x264enc|nvh264enc (low latency)
+//!          ! video/x-h264,profile=baseline ! h264parse config-interval=-1 ! appsink
+//!                                                              (→ RTSP server, when outputs.rtsp)
+//!   tee. ! queue ! fakesink sync=true          (with outputs.rtsp, realtime and no outputs.file)
 //!   tee. ! queue ! videoconvert ! x264enc|nvh264enc ! h264parse ! mp4mux ! filesink   (when outputs.file)
 //!   tee. ! queue leaky ! videoscale ! videoconvert ! tile caps ! compositor  (when outputs.mosaic)
 //!   tee. ! queue ! fakesink                                    (when there is no video output)
@@ -15,6 +17,12 @@
 //! With `outputs.mosaic`, a live black `videotestsrc` is the compositor's background (so the mosaic
 //! keeps its pace when a tile stalls or ends) and the compositor's output is encoded like a stream and
 //! served on the mosaic's mount; the background gets end-of-stream once every source has ended.
+//!
+//! Encoding only for viewers: the RTSP branches (a stream's, the mosaic's and the tiles that feed it)
+//! are gated at their queue's sink pad by their mount's [`MountFeed`]: without a client the frames
+//! are dropped there, before any scaling, conversion or encoding (see `crate::rtsp`). With `realtime`,
+//! the sinks hold a stream to the clock; a gated branch's sink gets nothing, so a stream without a
+//! file output gets a synchronised `fakesink` branch (`<name>-rtsp-pace`) that keeps its pace.
 //!
 //! An error posted by an element of one source's branch (its `vigilsrc` giving up, a broken file) ends
 //! that branch only: the source is removed and end-of-stream is sent into the rest of the branch; the run
@@ -148,6 +156,8 @@ fn build_mosaic(
     set_prop(&q, "max-size-bytes", Prop::Num(0.0))?;
     set_prop(&q, "max-size-time", Prop::Num(0.0))?;
     set_prop(&q, "leaky", Prop::Text("downstream"))?;
+    // Encoding only for viewers: no conversion or encoding while the mosaic's mount has no client.
+    feed.gate(&static_sink_pad(&q)?, true);
     let conv = make("videoconvert", "mosaic-convert")?;
     pipeline
         .add_many([&bg, &bg_caps])
@@ -330,6 +340,8 @@ struct SourceParts {
 /// Which tile of the mosaic a source feeds.
 struct MosaicTile {
     compositor: gst::Element,
+    /// The mosaic's feed: the tile is gated with the mosaic's encoding branch.
+    feed: MountFeed,
     x: i32,
     y: i32,
     width: i32,
@@ -482,6 +494,12 @@ fn make_h264_encoder(
         }
         Ok(enc)
     }
+}
+
+/// The `sink` pad of `e` (a queue at the head of a branch).
+fn static_sink_pad(e: &gst::Element) -> Result<gst::Pad, RunError> {
+    e.static_pad("sink")
+        .ok_or_else(|| RunError::Setup(format!("{} has no sink pad", e.name())))
 }
 
 /// `encoder ! video/x-h264,profile=baseline ! h264parse config-interval=-1 ! appsink` feeding `feed`.
@@ -770,8 +788,12 @@ fn build_source_into(
         Ok(vec![scale, caps])
     };
     let mut branches: Vec<Vec<gst::Element>> = Vec::new();
+    let gated_rtsp = plan.rtsp.is_some() && spec.rtsp_feed.is_some();
     if let (Some(r), Some(feed)) = (&plan.rtsp, spec.rtsp_feed) {
         let q = queue("rtsp")?;
+        // Encoding only for viewers: while the mount has no client, frames are dropped here, before
+        // the scaler, the converter and the encoder (see `crate::rtsp`).
+        feed.gate(&static_sink_pad(&q)?, true);
         let conv = make("videoconvert", &format!("{n}-rtsp-convert"))?;
         let mut b = vec![q];
         b.extend(fit("rtsp")?);
@@ -784,6 +806,9 @@ fn build_source_into(
         // Leaky: a mosaic that falls behind drops tiles' frames, never slows the stream's own outputs.
         let q = queue("mosaic")?;
         set_prop(&q, "leaky", Prop::Text("downstream"))?;
+        // Nobody watches the mosaic: the tile is neither scaled nor converted (the compositor keeps
+        // the tile's last frame, as for a stalled source).
+        tile.feed.gate(&static_sink_pad(&q)?, false);
         let scale = make("videoscale", &format!("{n}-mosaic-scale"))?;
         let conv = make("videoconvert", &format!("{n}-mosaic-convert"))?;
         let caps = make("capsfilter", &format!("{n}-mosaic-caps"))?;
@@ -822,6 +847,17 @@ fn build_source_into(
         b.extend(fit("file")?);
         b.extend([conv, enc, parse, mux, sink]);
         branches.push(b);
+    }
+    // With `realtime` the sinks hold the stream to the clock; an idle RTSP branch drops its frames
+    // before its sink, so without a file output (whose sink is synchronised) a fakesink on the clock
+    // keeps the stream's pace (as the appsink did when it got every frame).
+    if sync && gated_rtsp && spec.file.is_none() {
+        let q = queue("rtsp-pace")?;
+        let sink = make("fakesink", &format!("{n}-rtsp-pace"))?;
+        set_prop(&sink, "sync", Prop::Bool(true))?;
+        set_prop(&sink, "async", Prop::Bool(false))?;
+        set_prop(&sink, "enable-last-sample", Prop::Bool(false))?;
+        branches.push(vec![q, sink]);
     }
     if branches.is_empty() && mosaic_branch.is_none() {
         let q = queue("null")?;
@@ -1295,6 +1331,11 @@ impl Live {
                     let (x, y, width, height) = m.tile(t);
                     Some(MosaicTile {
                         compositor: c.clone(),
+                        feed: self
+                            .rtsp
+                            .as_ref()
+                            .and_then(|r| r.feed(&m.mount))
+                            .unwrap_or_default(),
                         x,
                         y,
                         width,
@@ -1805,6 +1846,10 @@ pub fn run(plan: &Plan, opts: &RunOptions) -> Result<Summary, RunError> {
                 let (x, y, width, height) = m.tile(i);
                 Some(MosaicTile {
                     compositor: compositor.clone(),
+                    feed: rtsp
+                        .as_ref()
+                        .and_then(|r| r.feed(&m.mount))
+                        .unwrap_or_default(),
                     x,
                     y,
                     width,

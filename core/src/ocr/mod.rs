@@ -21,6 +21,7 @@ pub mod cls;
 pub mod crop;
 pub mod det;
 pub mod image;
+pub mod metrics;
 pub mod rec;
 
 use std::path::{Path, PathBuf};

@@ -12,12 +12,13 @@ use std::sync::Arc;
 
 use vigil_core::modelspec::ModelSpec;
 use vigil_core::objects::{FrameObjects, Object};
-use vigil_core::postprocess::{Detection, nms};
+use vigil_core::postprocess::{Detection, PostprocessError, nms};
 use vigil_core::secondary::{ParentFilter, child_box, crop_region};
-use vigil_engine::preprocess::{ColorOrder, Placement, PreprocessSpec, Preprocessor};
+use vigil_engine::preprocess::{ColorOrder, Placement, PreprocessSpec, Preprocessor, Region};
 use vigil_engine::runtime::warn_once;
 use vigil_engine::{
     EngineError, FrameInput, InferRequest, ModelHandle, ModelRuntime, ModelServer, PollGuard,
+    ReloadEvent,
 };
 
 use vigil_engine::frame::{FrameFormat, FrameLayout, YuvMatrix, to_packed4};
@@ -182,18 +183,50 @@ enum Backend {
     Remote(Arc<RemoteModel>),
 }
 
+/// The properties that may change while playing (`mutable_playing`), as one frame is processed
+/// with them: copied from `Settings` once per buffer, at the start of `transform_ip`, so that a
+/// property set while playing applies from the next frame on and no lock is needed for them later.
+#[derive(Debug, Clone)]
+struct FrameSettings {
+    threshold: f32,
+    nms_iou: f32,
+    interval: u32,
+    max_detections: usize,
+    priority: u32,
+    operate_on_labels: String,
+    min_object_size: u32,
+    crop_expand: f32,
+}
+
+impl Settings {
+    fn for_frame(&self) -> FrameSettings {
+        FrameSettings {
+            threshold: self.threshold,
+            nms_iou: self.nms_iou,
+            interval: self.interval,
+            max_detections: self.max_detections as usize,
+            priority: self.priority,
+            operate_on_labels: self.operate_on_labels.clone(),
+            min_object_size: self.min_object_size,
+            crop_expand: self.crop_expand,
+        }
+    }
+}
+
 struct State {
-    settings: Settings,
+    /// Properties mutable in READY only, as `start` found them (what the backend, converter and
+    /// class filter were built for); the others are read per frame (`FrameSettings`).
+    process_mode: ProcessMode,
+    preprocess: Preprocess,
+    classes: String,
     backend: Backend,
     /// Remote inference: whether the last request was answered (a change is logged once).
     remote_ok: bool,
     /// How to feed and decode the model: the pre-processor and class filter were built for it.
     spec: Arc<ModelSpec>,
     preprocessor: Preprocessor,
-    class_filter: Vec<usize>,
+    class_filter: Arc<[usize]>,
     converter: Option<Converter>,
-    /// Secondary mode: which objects are parents.
-    parents: ParentFilter,
     /// Secondary mode: crops inferred so far.
     crops: u64,
     frames: u64,
@@ -203,6 +236,68 @@ struct State {
     on_gpu: Option<bool>,
     /// Frames pre-processed on the GPU.
     gpu_frames: u64,
+}
+
+/// A decoded answer: the detections of one image.
+type Decoded = Result<Vec<Detection>, PostprocessError>;
+
+/// A request queued on the local model or sent to the servers, awaited with no lock held. An error
+/// in making the request is kept for the wait to report, as an answer's would be.
+enum InFlight {
+    Local(Result<vigil_engine::InferResponse<Decoded>, EngineError>),
+    Remote(Result<vigil_kserve::client::Pending, RemoteError>),
+}
+
+impl InFlight {
+    /// Waits for the answer (blocking: call it with no lock held) and decodes a remote one at
+    /// `threshold`; `Err` when no inference server answered.
+    fn wait(
+        self,
+        spec: &Arc<ModelSpec>,
+        threshold: f32,
+    ) -> Result<Result<Decoded, EngineError>, RemoteError> {
+        match self {
+            InFlight::Local(queued) => Ok(queued.and_then(|response| response.wait())),
+            InFlight::Remote(sent) => sent
+                .and_then(|pending| pending.wait())
+                .map(|outputs| Ok(with_views(&outputs, decoder(spec, threshold)))),
+        }
+    }
+}
+
+/// What a whole frame's inference needs once `state` is released: handles shared with the state
+/// (`Arc`s; a reload meanwhile replaces the state's, not these), never the state itself.
+struct FrameJob {
+    /// The objects found so far (none): the frame's number and size.
+    frame: FrameObjects,
+    spec: Arc<ModelSpec>,
+    class_filter: Arc<[usize]>,
+    remote: bool,
+    /// The frame went to the model server for GPU pre-processing.
+    on_gpu: bool,
+    placement: Placement,
+    started: Instant,
+    in_flight: InFlight,
+}
+
+/// Secondary mode: the crops of one frame, all queued before the first is awaited.
+struct CropsJob {
+    spec: Arc<ModelSpec>,
+    class_filter: Arc<[usize]>,
+    remote: bool,
+    started: Instant,
+    /// Per crop: its parent's id, the crop's region and placement, the request.
+    crops: Vec<(u32, Region, Placement, InFlight)>,
+}
+
+/// What `transform_ip` does with a frame after the state's part.
+enum Step {
+    /// Passes as it is (secondary mode: not inferred, or no qualifying object).
+    Pass,
+    /// Primary mode, skipped by `interval`: an empty meta marked not inferred.
+    Skip(FrameObjects),
+    Frame(FrameJob),
+    Crops(CropsJob),
 }
 
 /// How to feed `runtime`'s model and decode its outputs as a detector (the `vigil.*` parameters of
@@ -220,13 +315,22 @@ fn detector_spec(runtime: &ModelRuntime) -> Result<Arc<ModelSpec>, String> {
 
 #[derive(Default)]
 pub struct VigilInfer {
-    // Lock order: `settings`, then `state` (`set_property` applies playing-mutable settings to the
-    // running state). The streaming thread holds `state` across an inference and never takes
-    // `settings` under it.
+    // Locks (in the style of gst-plugins-rs' fallbackswitch): `settings` holds the properties,
+    // `state` what `start` built and the counters. Lock order: `settings` before `state` — but no
+    // code path holds both: `set_property` takes `settings` only, and `transform_ip` copies the
+    // frame's settings (`FrameSettings`) once, releases `settings`, then takes `state`. `state` is
+    // held for a frame's bookkeeping and CPU work (reload follow-up, colour conversion,
+    // pre-processing, queueing or sending the request), never across a blocking call: the wait
+    // for an inference (the local model's batcher, the remote servers) runs with no lock held, on
+    // `Arc` handles taken out of the state, and the counters are updated under a second short
+    // hold (`with_state`; `stop` may have cleared the state meanwhile). Model loading happens in
+    // `start` before `state` is taken. Reload and outage warnings are posted with no lock held;
+    // nothing the application calls (`set_property`, `property`) takes `state`, so not even an
+    // error posted under it (one that ends the stream) can block a bus handler on it.
     settings: Mutex<Settings>,
     state: Mutex<Option<State>>,
     /// Frames that passed without detections because no inference server answered in time
-    /// (read-only property `frames-not-inferred`; outside `state`, which inference holds).
+    /// (read-only property `frames-not-inferred`).
     not_inferred: AtomicU64,
 }
 
@@ -390,24 +494,8 @@ impl ObjectImpl for VigilInfer {
             "server-timeout-ms" => s.server_timeout_ms = value.get().unwrap(),
             other => unreachable!("unknown property {other}"),
         }
-        // Properties that may change while playing are applied to the running state too.
-        if let Some(state) = self.state.lock().unwrap().as_mut() {
-            state.settings.threshold = s.threshold;
-            state.settings.nms_iou = s.nms_iou;
-            state.settings.interval = s.interval;
-            state.settings.max_detections = s.max_detections;
-            state.settings.priority = s.priority;
-            state.settings.crop_expand = s.crop_expand;
-            state.settings.min_object_size = s.min_object_size;
-            if state.settings.operate_on_labels != s.operate_on_labels {
-                state
-                    .settings
-                    .operate_on_labels
-                    .clone_from(&s.operate_on_labels);
-                state.parents = ParentFilter::new(&s.operate_on_labels, s.min_object_size);
-            }
-            state.parents.min_size = s.min_object_size as f32;
-        }
+        // The properties that may change while playing are read once per frame (`FrameSettings`):
+        // nothing to apply to the running state.
     }
 
     fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {
@@ -487,16 +575,16 @@ impl BaseTransformImpl for VigilInfer {
             gst::error_msg!(gst::LibraryError::Settings, ["property 'classes': {}", e])
         })?;
         let preprocessor = Preprocessor::new(spec.preprocess.clone());
-        let parents = ParentFilter::new(&settings.operate_on_labels, settings.min_object_size);
         *self.state.lock().unwrap() = Some(State {
-            parents,
+            process_mode: settings.process_mode,
+            preprocess: settings.preprocess,
+            classes: settings.classes,
             crops: 0,
-            settings,
             backend,
             remote_ok: true,
             spec,
             preprocessor,
-            class_filter,
+            class_filter: class_filter.into(),
             converter: None,
             frames: 0,
             inferred: 0,
@@ -539,182 +627,33 @@ impl BaseTransformImpl for VigilInfer {
     }
 
     fn transform_ip(&self, buf: &mut gst::BufferRef) -> Result<gst::FlowSuccess, gst::FlowError> {
-        let mut guard = self.state.lock().unwrap();
-        let Some(state) = guard.as_mut() else {
-            gst::element_imp_error!(
-                self,
-                gst::CoreError::Negotiation,
-                ["vigilinfer is not started"]
-            );
-            return Err(gst::FlowError::NotNegotiated);
+        // The settings of this frame, read once; `settings` is released before `state` is taken.
+        let settings = self.settings.lock().unwrap().for_frame();
+        let (step, events) = {
+            let mut guard = self.state.lock().unwrap();
+            let Some(state) = guard.as_mut() else {
+                drop(guard);
+                gst::element_imp_error!(
+                    self,
+                    gst::CoreError::Negotiation,
+                    ["vigilinfer is not started"]
+                );
+                return Err(gst::FlowError::NotNegotiated);
+            };
+            let events = model_events(state);
+            (self.prepare(state, &settings, buf), events)
         };
-        self.log_model_events(state);
-        let frame_no = state.frames;
-        state.frames += 1;
-        let inferring = frame_no % state.settings.interval.max(1) as u64 == 0;
-
-        // The runtime serving the model now (a reload may have replaced it since the last frame);
-        // `None` for a remote model.
-        let current = match &state.backend {
-            Backend::Local { handle, .. } => Some(handle.current()),
-            Backend::Remote(_) => None,
-        };
-        if inferring {
-            if let Some(runtime) = &current {
-                self.follow_reload(state, runtime)?;
+        // No lock is held from here on but for the short updates of `with_state`.
+        self.log_model_events(events);
+        match step? {
+            Step::Pass => Ok(gst::FlowSuccess::Ok),
+            Step::Skip(frame) => {
+                append_meta(buf, frame, false);
+                Ok(gst::FlowSuccess::Ok)
             }
-            if let Some(conv) = state.converter.as_ref()
-                && conv.color != state.spec.preprocess.color
-            {
-                let info = conv.in_info.clone();
-                state.converter = Some(Converter::new(info, state.spec.preprocess.color).map_err(
-                    |e| {
-                        gst::element_imp_error!(self, gst::CoreError::Negotiation, ["{}", e]);
-                        gst::FlowError::NotNegotiated
-                    },
-                )?);
-            }
+            Step::Frame(job) => self.finish_frame(job, &settings, buf),
+            Step::Crops(job) => self.finish_crops(job, &settings, buf),
         }
-        let Some(conv) = state.converter.as_mut() else {
-            gst::element_imp_error!(
-                self,
-                gst::CoreError::Negotiation,
-                ["no caps before the first frame"]
-            );
-            return Err(gst::FlowError::NotNegotiated);
-        };
-        let (width, height) = (conv.in_info.width(), conv.in_info.height());
-        let primary = state.settings.process_mode == ProcessMode::Primary;
-        // Frames whose colour matrix Vigil does not convert itself stay on the CPU path
-        // (`VideoConverter`), which the GPU could not reproduce.
-        let gpu_format = match &current {
-            Some(runtime) if primary && inferring && yuv_matrix(&conv.in_info).is_some() => self
-                .gpu_format(
-                    state.settings.preprocess,
-                    &mut state.on_gpu,
-                    runtime,
-                    conv.in_info.format(),
-                ),
-            _ => None,
-        };
-        if state.settings.process_mode == ProcessMode::Secondary {
-            if !inferring {
-                return Ok(gst::FlowSuccess::Ok);
-            }
-            return self.secondary_ip(state, buf, current.as_ref());
-        }
-        let mut frame = FrameObjects::new(width, height);
-        frame.frame = frame_no;
-        if !inferring {
-            append_meta(buf, frame, false);
-            return Ok(gst::FlowSuccess::Ok);
-        }
-
-        let started = Instant::now();
-        let spec = state.spec.clone();
-        let (threshold, iou, max, priority) = (
-            state.settings.threshold,
-            state.settings.nms_iou,
-            state.settings.max_detections as usize,
-            state.settings.priority,
-        );
-        let (pw, ph) = (spec.preprocess.width, spec.preprocess.height);
-        let decoder = || {
-            let decode_spec = spec.clone();
-            move |outputs: &[vigil_core::postprocess::TensorView]| {
-                decode_spec.decoder.decode(outputs, 0, pw, ph, threshold)
-            }
-        };
-
-        // GPU pre-processing inside the model server: the request carries the frame itself.
-        let mut outcome = None;
-        if let (Some(format), Some(runtime)) = (gpu_format, &current) {
-            let frame_input =
-                map_frame(buf, &conv.in_info, format, &spec.preprocess).map_err(|e| {
-                    gst::element_imp_error!(self, gst::CoreError::Failed, ["{}", e]);
-                    gst::FlowError::Error
-                })?;
-            let placement = Placement::new(width, height, pw, ph, spec.preprocess.resize);
-            let request = InferRequest::from_frame(frame_input).with_priority(priority);
-            match runtime.infer(request, decoder()) {
-                Err(e @ EngineError::NoGpuPreprocessing { .. }) => {
-                    warn_once(
-                        "vigilinfer:gpu-preprocessing-lost",
-                        &format!("vigilinfer: {e}; frames are pre-processed on the CPU"),
-                    );
-                }
-                decoded => {
-                    state.gpu_frames += 1;
-                    outcome = Some((decoded, placement));
-                }
-            }
-        }
-        let (decoded, placement) = match outcome {
-            Some(o) => o,
-            None => {
-                // Colour conversion (when needed) into packed RGBx/BGRx, then resize + normalise
-                // into the request's tensor (the request owns it while it waits in the batcher).
-                let mut tensor = vec![0f32; spec.preprocess.tensor_len()];
-                let preprocessor = &mut state.preprocessor;
-                let placement = with_packed_pixels(self, buf, conv, |pixels| {
-                    preprocessor.run(pixels, width, height, &mut tensor)
-                })?
-                .map_err(|e| {
-                    gst::element_imp_error!(self, gst::StreamError::Format, ["{}", e]);
-                    gst::FlowError::Error
-                })?;
-                let decoded = match (&current, &state.backend) {
-                    (Some(runtime), _) => {
-                        let mut shape = spec.input_shape(1);
-                        if spec.batched {
-                            shape.remove(0);
-                        }
-                        let request = InferRequest::new(spec.input_name.clone(), shape, tensor)
-                            .with_priority(priority);
-                        runtime.infer(request, decoder())
-                    }
-                    (None, Backend::Remote(remote)) => {
-                        let answer = remote_input(remote, &spec, &tensor)
-                            .and_then(|input| remote.infer(vec![input]));
-                        match answer {
-                            Ok(outputs) => {
-                                self.remote_answered(state);
-                                Ok(with_views(&outputs, decoder()))
-                            }
-                            Err(e) => {
-                                self.remote_failed(state, &e);
-                                append_meta(buf, frame, false);
-                                return Ok(gst::FlowSuccess::Ok);
-                            }
-                        }
-                    }
-                    (None, Backend::Local { .. }) => unreachable!("a local model has a runtime"),
-                };
-                (decoded, placement)
-            }
-        };
-        let dets = self.detections(decoded, &spec.model, &state.class_filter, iou, max)?;
-        state.infer_ns += started.elapsed().as_nanos();
-        state.inferred += 1;
-        let (fw, fh) = (width as f32, height as f32);
-        for d in dets {
-            let bbox = d.bbox.to_frame(&placement).clamped(fw, fh);
-            if bbox.w <= 0.0 || bbox.h <= 0.0 {
-                continue;
-            }
-            let mut o = Object::new(d.class_id as i32, spec.label(d.class_id), d.score, bbox);
-            o.model.clone_from(&spec.model);
-            frame.objects.push(o);
-        }
-        gst::trace!(
-            CAT,
-            imp = self,
-            "frame {}: {} objects",
-            frame_no,
-            frame.objects.len()
-        );
-        append_meta(buf, frame, true);
-        Ok(gst::FlowSuccess::Ok)
     }
 }
 
@@ -838,14 +777,17 @@ impl VigilInfer {
         if spec.preprocess != state.spec.preprocess {
             state.preprocessor = Preprocessor::new(spec.preprocess.clone());
         }
-        state.class_filter = spec.class_filter(&state.settings.classes).map_err(|e| {
-            gst::element_imp_error!(
-                self,
-                gst::LibraryError::Settings,
-                ["property 'classes': {}", e]
-            );
-            gst::FlowError::Error
-        })?;
+        state.class_filter = spec
+            .class_filter(&state.classes)
+            .map_err(|e| {
+                gst::element_imp_error!(
+                    self,
+                    gst::LibraryError::Settings,
+                    ["property 'classes': {}", e]
+                );
+                gst::FlowError::Error
+            })?
+            .into();
         gst::info!(
             CAT,
             imp = self,
@@ -857,11 +799,18 @@ impl VigilInfer {
         Ok(())
     }
 
+    /// Runs `f` on the state if the element is still started (`stop` may have cleared it while
+    /// no lock was held), holding `state` for `f` only.
+    fn with_state<R>(&self, f: impl FnOnce(&mut State) -> R) -> Option<R> {
+        self.state.lock().unwrap().as_mut().map(f)
+    }
+
     /// Remote inference failed for a frame: counted; the first failure after a success is posted
     /// as a warning (the next success is logged).
-    fn remote_failed(&self, state: &mut State, e: &RemoteError) {
+    fn remote_failed(&self, e: &RemoteError) {
         self.not_inferred.fetch_add(1, Ordering::Relaxed);
-        if std::mem::replace(&mut state.remote_ok, false) {
+        let was_ok = self.with_state(|s| std::mem::replace(&mut s.remote_ok, false));
+        if was_ok == Some(true) {
             gst::element_imp_warning!(
                 self,
                 gst::ResourceError::Read,
@@ -875,8 +824,8 @@ impl VigilInfer {
         }
     }
 
-    fn remote_answered(&self, state: &mut State) {
-        if !std::mem::replace(&mut state.remote_ok, true) {
+    fn remote_answered(&self) {
+        if self.with_state(|s| std::mem::replace(&mut s.remote_ok, true)) == Some(false) {
             gst::info!(CAT, imp = self, "an inference server answers again");
         }
     }
@@ -929,48 +878,287 @@ impl VigilInfer {
         decision.ok()
     }
 
-    /// Secondary mode: runs the model on the crops of the frame's qualifying objects (all crops
-    /// queued at once, so the model's batcher can batch them with each other and with other
-    /// streams' requests) and appends the detections as children of their objects.
-    fn secondary_ip(
+    /// The state's part of a frame (`state` held): counts it, follows a reload, then for an
+    /// inferred frame pre-processes it and queues or sends its requests — all that returns at once.
+    fn prepare(
         &self,
         state: &mut State,
-        buf: &mut gst::BufferRef,
-        runtime: Option<&Arc<vigil_engine::ModelRuntime>>,
-    ) -> Result<gst::FlowSuccess, gst::FlowError> {
-        let parents: Vec<(u32, vigil_core::objects::BBox)> = match buf.meta::<VigilMeta>() {
-            None => return Ok(gst::FlowSuccess::Ok),
-            Some(meta) => meta
-                .frame()
-                .objects
-                .iter()
-                .filter(|o| state.parents.accepts(o))
-                .map(|o| (o.id, o.bbox))
-                .collect(),
+        settings: &FrameSettings,
+        buf: &gst::BufferRef,
+    ) -> Result<Step, gst::FlowError> {
+        let frame_no = state.frames;
+        state.frames += 1;
+        let inferring = frame_no.is_multiple_of(settings.interval.max(1).into());
+        // The runtime serving the model now (a reload may have replaced it since the last frame);
+        // `None` for a remote model.
+        let runtime = match &state.backend {
+            Backend::Local { handle, .. } => Some(handle.current()),
+            Backend::Remote(_) => None,
         };
-        if parents.is_empty() {
-            return Ok(gst::FlowSuccess::Ok);
+        if inferring {
+            if let Some(runtime) = &runtime {
+                self.follow_reload(state, runtime)?;
+            }
+            self.follow_color(state)?;
         }
+        let Some(conv) = state.converter.as_ref() else {
+            gst::element_imp_error!(
+                self,
+                gst::CoreError::Negotiation,
+                ["no caps before the first frame"]
+            );
+            return Err(gst::FlowError::NotNegotiated);
+        };
+        let mut frame = FrameObjects::new(conv.in_info.width(), conv.in_info.height());
+        frame.frame = frame_no;
+        match (state.process_mode, inferring) {
+            (ProcessMode::Secondary, false) => Ok(Step::Pass),
+            (ProcessMode::Secondary, true) => Ok(self
+                .queue_crops(state, settings, buf, runtime.as_ref())?
+                .map_or(Step::Pass, Step::Crops)),
+            (ProcessMode::Primary, false) => Ok(Step::Skip(frame)),
+            (ProcessMode::Primary, true) => self
+                .queue_frame(state, settings, buf, runtime, frame)
+                .map(Step::Frame),
+        }
+    }
+
+    /// Rebuilds the converter when the model's colour order changed (a reload).
+    fn follow_color(&self, state: &mut State) -> Result<(), gst::FlowError> {
+        let color = state.spec.preprocess.color;
+        if let Some(conv) = state.converter.as_ref()
+            && conv.color != color
+        {
+            let info = conv.in_info.clone();
+            state.converter = Some(Converter::new(info, color).map_err(|e| {
+                gst::element_imp_error!(self, gst::CoreError::Negotiation, ["{}", e]);
+                gst::FlowError::NotNegotiated
+            })?);
+        }
+        Ok(())
+    }
+
+    /// Primary mode: pre-processes the whole frame (here, or in the model server on the GPU)
+    /// and queues or sends its request.
+    fn queue_frame(
+        &self,
+        state: &mut State,
+        settings: &FrameSettings,
+        buf: &gst::BufferRef,
+        runtime: Option<Arc<ModelRuntime>>,
+        frame: FrameObjects,
+    ) -> Result<FrameJob, gst::FlowError> {
         let started = Instant::now();
+        let conv = state
+            .converter
+            .as_ref()
+            .ok_or(gst::FlowError::NotNegotiated)?;
+        // Frames whose colour matrix Vigil does not convert itself stay on the CPU path
+        // (`VideoConverter`), which the GPU could not reproduce.
+        let (format, convertible) = (conv.in_info.format(), yuv_matrix(&conv.in_info).is_some());
+        let gpu_format = match &runtime {
+            Some(rt) if convertible => {
+                self.gpu_format(state.preprocess, &mut state.on_gpu, rt, format)
+            }
+            _ => None,
+        };
+        let (placement, in_flight) = match (gpu_format, &runtime) {
+            (Some(format), Some(rt)) => self.queue_on_gpu(state, settings, buf, rt, format)?,
+            _ => self.queue_on_cpu(state, settings, buf, runtime.as_ref())?,
+        };
+        Ok(FrameJob {
+            frame,
+            spec: state.spec.clone(),
+            class_filter: state.class_filter.clone(),
+            remote: runtime.is_none(),
+            on_gpu: gpu_format.is_some(),
+            placement,
+            started,
+            in_flight,
+        })
+    }
+
+    /// GPU pre-processing inside the model server: the request carries the frame itself.
+    fn queue_on_gpu(
+        &self,
+        state: &State,
+        settings: &FrameSettings,
+        buf: &gst::BufferRef,
+        runtime: &Arc<ModelRuntime>,
+        format: FrameFormat,
+    ) -> Result<(Placement, InFlight), gst::FlowError> {
+        let spec = &state.spec;
+        let conv = state
+            .converter
+            .as_ref()
+            .ok_or(gst::FlowError::NotNegotiated)?;
+        let input = map_frame(buf, &conv.in_info, format, &spec.preprocess).map_err(|e| {
+            gst::element_imp_error!(self, gst::CoreError::Failed, ["{}", e]);
+            gst::FlowError::Error
+        })?;
+        let p = &spec.preprocess;
+        let (width, height) = (conv.in_info.width(), conv.in_info.height());
+        let placement = Placement::new(width, height, p.width, p.height, p.resize);
+        let request = InferRequest::from_frame(input).with_priority(settings.priority);
+        let queued = runtime.infer_async(request, decoder(spec, settings.threshold));
+        Ok((placement, InFlight::Local(queued)))
+    }
+
+    /// CPU path: colour conversion (when needed) into packed RGBx/BGRx, then resize + normalise
+    /// into the request's tensor (the request owns it while it waits in the batcher).
+    fn queue_on_cpu(
+        &self,
+        state: &mut State,
+        settings: &FrameSettings,
+        buf: &gst::BufferRef,
+        runtime: Option<&Arc<ModelRuntime>>,
+    ) -> Result<(Placement, InFlight), gst::FlowError> {
+        let spec = state.spec.clone();
         let conv = state
             .converter
             .as_mut()
             .ok_or(gst::FlowError::NotNegotiated)?;
         let (width, height) = (conv.in_info.width(), conv.in_info.height());
-        let spec = state.spec.clone();
-        let mut shape = spec.input_shape(1);
-        if spec.batched {
-            shape.remove(0);
-        }
-        let (threshold, expand) = (state.settings.threshold, state.settings.crop_expand);
-        let (pw, ph) = (spec.preprocess.width, spec.preprocess.height);
+        let mut tensor = vec![0f32; spec.preprocess.tensor_len()];
         let preprocessor = &mut state.preprocessor;
-        let priority = state.settings.priority;
-        // Pre-process every crop and queue it; the responses are awaited afterwards.
-        let pending = with_packed_pixels(self, buf, conv, |pixels| {
-            let mut pending = Vec::with_capacity(parents.len());
+        let placement = with_packed_pixels(self, buf, conv, |pixels| {
+            preprocessor.run(pixels, width, height, &mut tensor)
+        })?
+        .map_err(|e| {
+            gst::element_imp_error!(self, gst::StreamError::Format, ["{}", e]);
+            gst::FlowError::Error
+        })?;
+        let in_flight = queue_tensor(&state.backend, runtime, &spec, tensor, settings);
+        Ok((placement, in_flight))
+    }
+
+    /// Waits for a whole frame's answer (no lock held) and attaches its objects; a frame the model
+    /// server could not pre-process on the GPU goes again through the CPU path.
+    fn finish_frame(
+        &self,
+        job: FrameJob,
+        settings: &FrameSettings,
+        buf: &mut gst::BufferRef,
+    ) -> Result<gst::FlowSuccess, gst::FlowError> {
+        let FrameJob {
+            mut frame,
+            spec,
+            placement,
+            ..
+        } = job;
+        let decoded = match job.in_flight.wait(&spec, settings.threshold) {
+            Ok(Err(e @ EngineError::NoGpuPreprocessing { .. })) => {
+                warn_once(
+                    "vigilinfer:gpu-preprocessing-lost",
+                    &format!("vigilinfer: {e}; frames are pre-processed on the CPU"),
+                );
+                let retry = self.requeue_on_cpu(settings, buf, frame, job.started)?;
+                return self.finish_frame(retry, settings, buf);
+            }
+            Ok(decoded) => decoded,
+            Err(e) => {
+                self.remote_failed(&e);
+                append_meta(buf, frame, false);
+                return Ok(gst::FlowSuccess::Ok);
+            }
+        };
+        if job.remote {
+            self.remote_answered();
+        }
+        let (iou, max) = (settings.nms_iou, settings.max_detections);
+        let dets = self.detections(decoded, &spec.model, &job.class_filter, iou, max)?;
+        let elapsed = job.started.elapsed().as_nanos();
+        self.with_state(|s| {
+            s.infer_ns += elapsed;
+            s.inferred += 1;
+            s.gpu_frames += u64::from(job.on_gpu);
+        });
+        let (fw, fh) = (frame.width as f32, frame.height as f32);
+        for d in dets {
+            let bbox = d.bbox.to_frame(&placement).clamped(fw, fh);
+            if bbox.w <= 0.0 || bbox.h <= 0.0 {
+                continue;
+            }
+            let mut o = Object::new(d.class_id as i32, spec.label(d.class_id), d.score, bbox);
+            o.model.clone_from(&spec.model);
+            frame.objects.push(o);
+        }
+        gst::trace!(
+            CAT,
+            imp = self,
+            "frame {}: {} objects",
+            frame.frame,
+            frame.objects.len()
+        );
+        append_meta(buf, frame, true);
+        Ok(gst::FlowSuccess::Ok)
+    }
+
+    /// The CPU path for a local frame whose GPU request was refused (`state` held again briefly),
+    /// on the runtime the state's spec comes from.
+    fn requeue_on_cpu(
+        &self,
+        settings: &FrameSettings,
+        buf: &gst::BufferRef,
+        frame: FrameObjects,
+        started: Instant,
+    ) -> Result<FrameJob, gst::FlowError> {
+        let mut guard = self.state.lock().unwrap();
+        // Stopped meanwhile: the frame is not needed any more.
+        let state = guard.as_mut().ok_or(gst::FlowError::Flushing)?;
+        let runtime = match &state.backend {
+            Backend::Local { runtime, .. } => runtime.clone(),
+            Backend::Remote(_) => unreachable!("remote frames are pre-processed here"),
+        };
+        let (placement, in_flight) = self.queue_on_cpu(state, settings, buf, Some(&runtime))?;
+        Ok(FrameJob {
+            frame,
+            spec: state.spec.clone(),
+            class_filter: state.class_filter.clone(),
+            remote: false,
+            on_gpu: false,
+            placement,
+            started,
+            in_flight,
+        })
+    }
+
+    /// Secondary mode: pre-processes the crops of the frame's qualifying objects and queues them
+    /// all at once (so the model's batcher can batch them with each other and with other streams'
+    /// requests); `None` when no object qualifies.
+    fn queue_crops(
+        &self,
+        state: &mut State,
+        settings: &FrameSettings,
+        buf: &gst::BufferRef,
+        runtime: Option<&Arc<ModelRuntime>>,
+    ) -> Result<Option<CropsJob>, gst::FlowError> {
+        let filter = ParentFilter::new(&settings.operate_on_labels, settings.min_object_size);
+        let parents: Vec<(u32, vigil_core::objects::BBox)> = match buf.meta::<VigilMeta>() {
+            None => return Ok(None),
+            Some(meta) => meta
+                .frame()
+                .objects
+                .iter()
+                .filter(|o| filter.accepts(o))
+                .map(|o| (o.id, o.bbox))
+                .collect(),
+        };
+        if parents.is_empty() {
+            return Ok(None);
+        }
+        let started = Instant::now();
+        let spec = state.spec.clone();
+        let conv = state
+            .converter
+            .as_mut()
+            .ok_or(gst::FlowError::NotNegotiated)?;
+        let (width, height) = (conv.in_info.width(), conv.in_info.height());
+        let (preprocessor, backend) = (&mut state.preprocessor, &state.backend);
+        let crops = with_packed_pixels(self, buf, conv, |pixels| {
+            let mut crops = Vec::with_capacity(parents.len());
             for &(parent, bbox) in &parents {
-                let Some(region) = crop_region(&bbox, expand, width, height) else {
+                let Some(region) = crop_region(&bbox, settings.crop_expand, width, height) else {
                     continue;
                 };
                 let mut tensor = vec![0f32; spec.preprocess.tensor_len()];
@@ -980,55 +1168,42 @@ impl VigilInfer {
                         gst::element_imp_error!(self, gst::StreamError::Format, ["{}", e]);
                         gst::FlowError::Error
                     })?;
-                let response = match (runtime, &state.backend) {
-                    (Some(runtime), _) => {
-                        let request =
-                            InferRequest::new(spec.input_name.clone(), shape.clone(), tensor)
-                                .with_priority(priority);
-                        let decode_spec = spec.clone();
-                        let response = runtime
-                            .infer_async(request, move |outputs| {
-                                decode_spec.decoder.decode(outputs, 0, pw, ph, threshold)
-                            })
-                            .map_err(|e| {
-                                gst::element_imp_error!(self, gst::StreamError::Failed, ["{}", e]);
-                                gst::FlowError::Error
-                            })?;
-                        Crop::Local(response)
-                    }
-                    (None, Backend::Remote(remote)) => Crop::Remote(
-                        remote_input(remote, &spec, &tensor)
-                            .and_then(|input| remote.infer_async(vec![input])),
-                    ),
-                    (None, Backend::Local { .. }) => unreachable!("a local model has a runtime"),
-                };
-                pending.push((parent, region, placement, response));
+                let in_flight = queue_tensor(backend, runtime, &spec, tensor, settings);
+                crops.push((parent, region, placement, in_flight));
             }
-            Ok(pending)
+            Ok(crops)
         })??;
+        Ok(Some(CropsJob {
+            spec,
+            class_filter: state.class_filter.clone(),
+            remote: runtime.is_none(),
+            started,
+            crops,
+        }))
+    }
 
-        let (iou, max) = (
-            state.settings.nms_iou,
-            state.settings.max_detections as usize,
-        );
-        let filter = &state.class_filter;
+    /// Secondary mode: waits for the answers of a frame's crops (no lock held) and appends the
+    /// detections as children of their objects.
+    fn finish_crops(
+        &self,
+        job: CropsJob,
+        settings: &FrameSettings,
+        buf: &mut gst::BufferRef,
+    ) -> Result<gst::FlowSuccess, gst::FlowError> {
+        let (iou, max) = (settings.nms_iou, settings.max_detections);
+        let spec = &job.spec;
+        let n_crops = job.crops.len() as u64;
         let mut children = Vec::new();
-        let n_crops = pending.len() as u64;
         let mut remote_error = None;
-        for (parent, region, placement, response) in pending {
-            let decoded = match response {
-                Crop::Local(response) => response.wait(),
-                Crop::Remote(answer) => match answer.and_then(|p| p.wait()) {
-                    Ok(outputs) => Ok(with_views(&outputs, |views| {
-                        spec.decoder.decode(views, 0, pw, ph, threshold)
-                    })),
-                    Err(e) => {
-                        remote_error = Some(e);
-                        continue;
-                    }
-                },
+        for (parent, region, placement, in_flight) in job.crops {
+            let decoded = match in_flight.wait(spec, settings.threshold) {
+                Ok(decoded) => decoded,
+                Err(e) => {
+                    remote_error = Some(e);
+                    continue;
+                }
             };
-            for d in self.detections(decoded, &spec.model, filter, iou, max)? {
+            for d in self.detections(decoded, &spec.model, &job.class_filter, iou, max)? {
                 let Some(bbox) = child_box(&region, &placement, &d.bbox) else {
                     continue;
                 };
@@ -1039,13 +1214,16 @@ impl VigilInfer {
             }
         }
         match remote_error {
-            Some(e) => self.remote_failed(state, &e),
-            None if matches!(state.backend, Backend::Remote(_)) => self.remote_answered(state),
+            Some(e) => self.remote_failed(&e),
+            None if job.remote => self.remote_answered(),
             None => {}
         }
-        state.crops += n_crops;
-        state.inferred += 1;
-        state.infer_ns += started.elapsed().as_nanos();
+        let elapsed = job.started.elapsed().as_nanos();
+        self.with_state(|s| {
+            s.crops += n_crops;
+            s.inferred += 1;
+            s.infer_ns += elapsed;
+        });
         gst::trace!(
             CAT,
             imp = self,
@@ -1063,13 +1241,11 @@ impl VigilInfer {
         Ok(gst::FlowSuccess::Ok)
     }
 
-    /// Logs the reloads of the model (by polling or explicit control) since the last frame: a
-    /// refused reload is also posted as a warning message.
     /// The detections of one response: an engine or decoding error is posted on the bus (naming
     /// the model) and ends the stream; then the class filter and NMS.
-    fn detections<E1: std::fmt::Display, E2: std::fmt::Display>(
+    fn detections(
         &self,
-        response: Result<Result<Vec<Detection>, E2>, E1>,
+        response: Result<Decoded, EngineError>,
         model: &str,
         filter: &[usize],
         iou: f32,
@@ -1095,29 +1271,80 @@ impl VigilInfer {
         Ok(nms(dets, iou, true, max))
     }
 
-    fn log_model_events(&self, state: &mut State) {
-        let Backend::Local {
-            handle,
-            events_seen,
-            ..
-        } = &mut state.backend
-        else {
-            return;
-        };
-        for event in ModelServer::global().events_after(*events_seen) {
-            *events_seen = event.seq;
-            if event.repository != handle.repository()
-                || event.model != handle.name()
-                || event.requested_version != handle.requested_version()
-            {
-                continue;
-            }
+    /// Logs the reloads of the model (by polling or explicit control) since the last frame: a
+    /// refused reload is also posted as a warning message.
+    fn log_model_events(&self, events: Vec<ReloadEvent>) {
+        for event in events {
             if event.ok {
                 gst::info!(CAT, imp = self, "{}", event.message);
             } else {
                 gst::element_imp_warning!(self, gst::ResourceError::Read, ("{}", event.message));
             }
         }
+    }
+}
+
+/// The model-control events of the server about this element's model since the last frame
+/// (to log once `state` is released).
+fn model_events(state: &mut State) -> Vec<ReloadEvent> {
+    let Backend::Local {
+        handle,
+        events_seen,
+        ..
+    } = &mut state.backend
+    else {
+        return Vec::new();
+    };
+    let events = ModelServer::global().events_after(*events_seen);
+    if let Some(last) = events.last() {
+        *events_seen = last.seq;
+    }
+    events
+        .into_iter()
+        .filter(|e| {
+            e.repository == handle.repository()
+                && e.model == handle.name()
+                && e.requested_version == handle.requested_version()
+        })
+        .collect()
+}
+
+/// Queues `tensor` (one pre-processed image) on the local runtime or sends it to the servers;
+/// returns at once.
+fn queue_tensor(
+    backend: &Backend,
+    runtime: Option<&Arc<ModelRuntime>>,
+    spec: &Arc<ModelSpec>,
+    tensor: Vec<f32>,
+    settings: &FrameSettings,
+) -> InFlight {
+    match (runtime, backend) {
+        (Some(runtime), _) => {
+            let mut shape = spec.input_shape(1);
+            if spec.batched {
+                shape.remove(0);
+            }
+            let request = InferRequest::new(spec.input_name.clone(), shape, tensor)
+                .with_priority(settings.priority);
+            InFlight::Local(runtime.infer_async(request, decoder(spec, settings.threshold)))
+        }
+        (None, Backend::Remote(remote)) => InFlight::Remote(
+            remote_input(remote, spec, &tensor).and_then(|input| remote.infer_async(vec![input])),
+        ),
+        (None, Backend::Local { .. }) => unreachable!("a local model has a runtime"),
+    }
+}
+
+/// Decodes one image's outputs into detections at `threshold` (for a local model, on the
+/// instance's thread).
+fn decoder(
+    spec: &Arc<ModelSpec>,
+    threshold: f32,
+) -> impl FnOnce(&[TensorView<'_>]) -> Decoded + Send + 'static {
+    let spec = spec.clone();
+    move |outputs| {
+        let (w, h) = (spec.preprocess.width, spec.preprocess.height);
+        spec.decoder.decode(outputs, 0, w, h, threshold)
     }
 }
 
@@ -1210,13 +1437,6 @@ fn map_frame(
     })
 }
 
-/// Adds `frame`'s objects to the buffer's meta (after any objects an upstream element attached).
-/// A crop's pending answer.
-enum Crop<R> {
-    Local(vigil_engine::InferResponse<R>),
-    Remote(Result<vigil_kserve::client::Pending, RemoteError>),
-}
-
 /// The remote request's input: `tensor` (the pre-processed image) in the served input's data type
 /// and shape (with the batch dimension of 1 when the model batches).
 fn remote_input(
@@ -1273,6 +1493,7 @@ fn with_views<R>(outputs: &[NamedTensor], f: impl FnOnce(&[TensorView<'_>]) -> R
     f(&views)
 }
 
+/// Adds `frame`'s objects to the buffer's meta (after any objects an upstream element attached).
 fn append_meta(buf: &mut gst::BufferRef, mut frame: FrameObjects, inferred: bool) {
     frame.inferred = inferred;
     if let Some(mut existing) = buf.meta_mut::<VigilMeta>() {

@@ -14,6 +14,8 @@ use vigil_publish::{
     TopicTemplate, TopicVars,
 };
 
+use vigil_core::objects::FrameObjects;
+
 use crate::meta::VigilMeta;
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
@@ -132,6 +134,8 @@ struct State {
     topic: TopicTemplate,
     source: String,
     drop_policy: DropPolicy,
+    /// `buffer-size` as the publisher was started with.
+    buffer_size: u32,
     /// A warning about drops was posted and the buffer has not emptied since.
     overflow_warned: bool,
     /// `dropped` when last looked at.
@@ -140,6 +144,10 @@ struct State {
 
 #[derive(Default)]
 pub struct VigilMsgBroker {
+    // Locks: `settings` (the properties, mutable in READY only: read by `start`, `flush-timeout`
+    // at end of stream and stop), `state` and `last_stats`. Lock order: `state` before `last_stats` (`stats`); `settings` is never held
+    // with another. No lock is held while the publisher (an `Arc` taken out of the state)
+    // publishes, flushes or closes: those can block, or post on the bus.
     settings: Mutex<Settings>,
     state: Mutex<Option<State>>,
     /// Counters of the last publisher, kept after stop.
@@ -471,6 +479,35 @@ impl VigilMsgBroker {
         }
     }
 
+    /// Drops are counted, and told once per overflow (until the buffer empties again); the
+    /// warning is posted with no lock held.
+    fn tell_drops(&self, publisher: &Publisher) {
+        let stats = publisher.stats();
+        let overflow = self.state.lock().unwrap().as_mut().and_then(|state| {
+            let new_drops = stats.dropped > state.dropped_seen;
+            state.dropped_seen = stats.dropped;
+            if stats.buffered == 0 && !new_drops {
+                state.overflow_warned = false;
+            } else if new_drops && !state.overflow_warned {
+                state.overflow_warned = true;
+                return Some((state.buffer_size, state.drop_policy.as_str()));
+            }
+            None
+        });
+        if let Some((size, policy)) = overflow {
+            gst::element_warning!(
+                self.obj(),
+                gst::ResourceError::NoSpaceLeft,
+                (
+                    "the buffer of {} messages is full: dropping the {} (dropped so far: {})",
+                    size,
+                    policy,
+                    stats.dropped
+                )
+            );
+        }
+    }
+
     fn close(&self) {
         let state = self.state.lock().unwrap().take();
         if let Some(state) = state {
@@ -552,6 +589,7 @@ impl BaseTransformImpl for VigilMsgBroker {
             topic,
             source,
             drop_policy,
+            buffer_size: s.buffer_size,
             overflow_warned: false,
             dropped_seen: 0,
         });
@@ -589,20 +627,38 @@ impl BaseTransformImpl for VigilMsgBroker {
             return Ok(gst::FlowSuccess::Ok);
         };
         let pts = buf.pts().map(|t| t.nseconds());
-        let mut guard = self.state.lock().unwrap();
-        let Some(state) = guard.as_mut() else {
-            gst::element_imp_error!(
-                self,
-                gst::CoreError::StateChange,
-                ["vigilmsgbroker is not started"]
-            );
-            return Err(gst::FlowError::Error);
+        // The messages are made under `state` (its sequencer numbers them) and published with no
+        // lock held: the publisher may tell of a refused message on the bus at once.
+        let (publisher, messages) = {
+            let mut guard = self.state.lock().unwrap();
+            let Some(state) = guard.as_mut() else {
+                drop(guard);
+                gst::element_imp_error!(
+                    self,
+                    gst::CoreError::StateChange,
+                    ["vigilmsgbroker is not started"]
+                );
+                return Err(gst::FlowError::Error);
+            };
+            (state.publisher.clone(), messages(state, pts, meta.frame()))
         };
-        let messages =
-            state
-                .sequencer
-                .messages(state.selection, &state.source, pts, now_ms(), meta.frame());
-        for m in messages {
+        for (seq, message) in messages {
+            if !publisher.publish(message) {
+                gst::debug!(CAT, imp = self, "message {} dropped", seq);
+            }
+        }
+        self.tell_drops(&publisher);
+        Ok(gst::FlowSuccess::Ok)
+    }
+}
+
+/// The messages of a frame's meta with their topics, numbered by the state's sequencer.
+fn messages(state: &mut State, pts: Option<u64>, frame: &FrameObjects) -> Vec<(u64, Message)> {
+    state
+        .sequencer
+        .messages(state.selection, &state.source, pts, now_ms(), frame)
+        .into_iter()
+        .map(|m| {
             let topic = state.topic.render(&TopicVars {
                 source: &state.source,
                 kind: m.kind.as_str(),
@@ -610,34 +666,7 @@ impl BaseTransformImpl for VigilMsgBroker {
                 name: &m.name,
                 schema: m.kind.schema(),
             });
-            if !state.publisher.publish(Message::new(topic, m.json)) {
-                gst::debug!(CAT, imp = self, "message {} dropped", m.seq);
-            }
-        }
-        // Drops are counted, and told once per overflow (until the buffer empties again).
-        let stats = state.publisher.stats();
-        let new_drops = stats.dropped > state.dropped_seen;
-        state.dropped_seen = stats.dropped;
-        if stats.buffered == 0 && !new_drops {
-            state.overflow_warned = false;
-        } else if new_drops && !state.overflow_warned {
-            let (size, policy) = (
-                self.settings.lock().unwrap().buffer_size,
-                state.drop_policy.as_str(),
-            );
-            state.overflow_warned = true;
-            drop(guard);
-            gst::element_warning!(
-                self.obj(),
-                gst::ResourceError::NoSpaceLeft,
-                (
-                    "the buffer of {} messages is full: dropping the {} (dropped so far: {})",
-                    size,
-                    policy,
-                    stats.dropped
-                )
-            );
-        }
-        Ok(gst::FlowSuccess::Ok)
-    }
+            (m.seq, Message::new(topic, m.json))
+        })
+        .collect()
 }

@@ -1,5 +1,5 @@
 use std::path::Path;
-use std::sync::{LazyLock, Mutex};
+use std::sync::{Arc, LazyLock, Mutex};
 
 use gst::glib;
 use gst::prelude::*;
@@ -9,7 +9,7 @@ use gst_base::subclass::prelude::*;
 use gst_video::prelude::*;
 
 use vigil_core::objects::{Attribute, FrameObjects, Object};
-use vigil_core::ocr::{ImageView, OcrEngine, OcrError, OcrParams, PixelFormat, Rect};
+use vigil_core::ocr::{ImageView, OcrEngine, OcrError, OcrParams, OcrResult, PixelFormat, Rect};
 
 use crate::meta::VigilMeta;
 
@@ -85,17 +85,30 @@ impl Settings {
 struct State {
     /// Remote models: whether the last frame was answered (a change is logged once).
     remote_ok: bool,
-    engine: OcrEngine,
-    labels: Vec<String>,
+    /// Shared with the frame being read, which runs the models with no lock held.
+    engine: Arc<OcrEngine>,
+    /// `operate-on-labels` as `start` found it (the property is mutable in READY only).
+    labels: Arc<[String]>,
     info: Option<gst_video::VideoInfo>,
+}
+
+/// What reading one frame takes out of the state: the engine, the labels to read inside, the caps.
+struct Reading {
+    engine: Arc<OcrEngine>,
+    labels: Arc<[String]>,
+    info: gst_video::VideoInfo,
 }
 
 #[derive(Default)]
 pub struct VigilOcr {
+    // Locks: `settings` (the properties, all mutable in READY only: read by `start`) and `state`
+    // are never held together; should they ever be, `settings` comes first. `transform_ip` holds
+    // `state` only to take the engine (`Arc`), the labels and the caps out of it, and again
+    // briefly to note whether a server answered: the models run (locally through the engine's
+    // batchers, or on the remote servers) with no lock held.
     settings: Mutex<Settings>,
     state: Mutex<Option<State>>,
-    /// Frames passed without text because no inference server answered (outside `state`, which
-    /// reading holds).
+    /// Frames passed without text because no inference server answered.
     not_inferred: std::sync::atomic::AtomicU64,
 }
 
@@ -308,8 +321,8 @@ impl BaseTransformImpl for VigilOcr {
             )
         })?;
         *self.state.lock().unwrap() = Some(State {
-            engine,
-            labels: s.labels(),
+            engine: Arc::new(engine),
+            labels: s.labels().into(),
             info: None,
             remote_ok: true,
         });
@@ -357,8 +370,65 @@ impl BaseTransformImpl for VigilOcr {
 }
 
 impl VigilOcr {
+    /// What reading a frame needs from the state, which is held only for this.
+    fn take_from_state(&self) -> Result<Reading, gst::FlowError> {
+        let guard = self.state.lock().unwrap();
+        let Some(state) = guard.as_ref() else {
+            drop(guard);
+            gst::element_imp_error!(
+                self,
+                gst::CoreError::StateChange,
+                ["vigilocr is not started"]
+            );
+            return Err(gst::FlowError::Error);
+        };
+        let Some(info) = state.info.clone() else {
+            drop(guard);
+            gst::element_imp_error!(
+                self,
+                gst::CoreError::Negotiation,
+                ["vigilocr got a buffer before caps"]
+            );
+            return Err(gst::FlowError::NotNegotiated);
+        };
+        Ok(Reading {
+            engine: state.engine.clone(),
+            labels: state.labels.clone(),
+            info,
+        })
+    }
+
+    /// Runs `f` on the state if the element is still started (`stop` may have cleared it while
+    /// no lock was held), holding `state` for `f` only.
+    fn with_state<R>(&self, f: impl FnOnce(&mut State) -> R) -> Option<R> {
+        self.state.lock().unwrap().as_mut().map(f)
+    }
+
+    /// No inference server answered for a frame: counted; the first such frame after an answer
+    /// is posted as a warning.
+    fn remote_failed(&self, e: &impl std::fmt::Display) {
+        self.not_inferred
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if self.with_state(|s| std::mem::replace(&mut s.remote_ok, false)) == Some(true) {
+            gst::element_imp_warning!(
+                self,
+                gst::ResourceError::Read,
+                (
+                    "frames pass without text while no inference server answers: {}",
+                    e
+                )
+            );
+        }
+    }
+
+    fn remote_answered(&self) {
+        if self.with_state(|s| std::mem::replace(&mut s.remote_ok, true)) == Some(false) {
+            gst::info!(CAT, imp = self, "an inference server answers again");
+        }
+    }
+
     /// The text objects of the frame `buf` with the frame size; `None` when the frame passes
-    /// untouched (its item has an error).
+    /// untouched (its item has an error). The models run with no lock held.
     #[allow(clippy::type_complexity)]
     fn read(
         &self,
@@ -373,25 +443,13 @@ impl VigilOcr {
             gst::trace!(CAT, imp = self, "item with an error: passed through");
             return Ok(None);
         }
-        let mut guard = self.state.lock().unwrap();
-        let Some(state) = guard.as_mut() else {
-            gst::element_imp_error!(
-                self,
-                gst::CoreError::StateChange,
-                ["vigilocr is not started"]
-            );
-            return Err(gst::FlowError::Error);
-        };
-        let Some(info) = state.info.as_ref() else {
-            gst::element_imp_error!(
-                self,
-                gst::CoreError::Negotiation,
-                ["vigilocr got a buffer before caps"]
-            );
-            return Err(gst::FlowError::NotNegotiated);
-        };
+        let Reading {
+            engine,
+            labels,
+            info,
+        } = self.take_from_state()?;
         let frame =
-            gst_video::VideoFrameRef::from_buffer_ref_readable(buf, info).map_err(|_| {
+            gst_video::VideoFrameRef::from_buffer_ref_readable(buf, &info).map_err(|_| {
                 gst::element_imp_error!(
                     self,
                     gst::StreamError::Format,
@@ -424,49 +482,13 @@ impl VigilOcr {
             format,
             data,
         };
-        // Regions: the whole frame, or each object with one of the labels.
-        let regions: Vec<(Option<u32>, Option<Rect>)> = if state.labels.is_empty() {
-            vec![(None, None)]
-        } else {
-            existing
-                .iter()
-                .flat_map(|f| f.objects.iter())
-                .filter(|o| state.labels.contains(&o.label))
-                .filter_map(|o| {
-                    let x0 = o.bbox.x.max(0.0).floor() as usize;
-                    let y0 = o.bbox.y.max(0.0).floor() as usize;
-                    let x1 = ((o.bbox.x + o.bbox.w).ceil().max(0.0) as usize).min(width);
-                    let y1 = ((o.bbox.y + o.bbox.h).ceil().max(0.0) as usize).min(height);
-                    (x1 > x0 && y1 > y0).then_some((
-                        Some(o.id),
-                        Some(Rect {
-                            x: x0,
-                            y: y0,
-                            width: x1 - x0,
-                            height: y1 - y0,
-                        }),
-                    ))
-                })
-                .collect()
-        };
         let mut found = Vec::new();
-        for (parent, region) in regions {
-            let result = match state.engine.read(&view, region) {
+        for (parent, region) in regions(existing.as_ref(), &labels, width, height) {
+            let result = match engine.read(&view, region) {
                 Ok(result) => result,
                 Err(OcrError::Remote(e)) => {
                     // No server answered: the frame passes without text, counted.
-                    self.not_inferred
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    if std::mem::replace(&mut state.remote_ok, false) {
-                        gst::element_imp_warning!(
-                            self,
-                            gst::ResourceError::Read,
-                            (
-                                "frames pass without text while no inference server answers: {}",
-                                e
-                            )
-                        );
-                    }
+                    self.remote_failed(&e);
                     return Ok(Some((width, height, Vec::new())));
                 }
                 Err(e) => {
@@ -474,9 +496,7 @@ impl VigilOcr {
                     return Err(gst::FlowError::Error);
                 }
             };
-            if !std::mem::replace(&mut state.remote_ok, true) {
-                gst::info!(CAT, imp = self, "an inference server answers again");
-            }
+            self.remote_answered();
             gst::trace!(
                 CAT,
                 imp = self,
@@ -487,24 +507,66 @@ impl VigilOcr {
                 result.timings.rec,
                 result.timings.other
             );
-            for line in result.lines {
-                let mut o = Object::new(0, TEXT_LABEL, line.score, line.bbox);
-                o.text = Some(line.text);
-                o.model = state.engine.rec_model().to_owned();
-                o.parent = parent;
-                let corners: Vec<String> = line
-                    .quad
-                    .iter()
-                    .flat_map(|p| [p[0].to_string(), p[1].to_string()])
-                    .collect();
-                o.attributes.push(Attribute {
-                    name: QUAD_ATTRIBUTE.to_owned(),
-                    value: corners.join(","),
-                    confidence: line.box_score,
-                });
-                found.push(o);
-            }
+            found.extend(text_objects(result, parent, engine.rec_model()));
         }
         Ok(Some((width, height, found)))
     }
+}
+
+/// The regions to read: the whole frame, or (with labels) each object of `frame` with one of them,
+/// with its id as the parent of the lines found there.
+fn regions(
+    frame: Option<&FrameObjects>,
+    labels: &[String],
+    width: usize,
+    height: usize,
+) -> Vec<(Option<u32>, Option<Rect>)> {
+    if labels.is_empty() {
+        return vec![(None, None)];
+    }
+    frame
+        .iter()
+        .flat_map(|f| f.objects.iter())
+        .filter(|o| labels.contains(&o.label))
+        .filter_map(|o| {
+            let x0 = o.bbox.x.max(0.0).floor() as usize;
+            let y0 = o.bbox.y.max(0.0).floor() as usize;
+            let x1 = ((o.bbox.x + o.bbox.w).ceil().max(0.0) as usize).min(width);
+            let y1 = ((o.bbox.y + o.bbox.h).ceil().max(0.0) as usize).min(height);
+            (x1 > x0 && y1 > y0).then_some((
+                Some(o.id),
+                Some(Rect {
+                    x: x0,
+                    y: y0,
+                    width: x1 - x0,
+                    height: y1 - y0,
+                }),
+            ))
+        })
+        .collect()
+}
+
+/// The lines of one region as `text` objects (`parent`: the object they were read in).
+fn text_objects(result: OcrResult, parent: Option<u32>, model: &str) -> Vec<Object> {
+    result
+        .lines
+        .into_iter()
+        .map(|line| {
+            let mut o = Object::new(0, TEXT_LABEL, line.score, line.bbox);
+            o.text = Some(line.text);
+            o.model = model.to_owned();
+            o.parent = parent;
+            let corners: Vec<String> = line
+                .quad
+                .iter()
+                .flat_map(|p| [p[0].to_string(), p[1].to_string()])
+                .collect();
+            o.attributes.push(Attribute {
+                name: QUAD_ATTRIBUTE.to_owned(),
+                value: corners.join(","),
+                confidence: line.box_score,
+            });
+            o
+        })
+        .collect()
 }

@@ -102,6 +102,8 @@ impl Settings {
 
 #[derive(Default)]
 pub struct VigilOsd {
+    // Locks: `settings` and `trails` are never held together; the settings are copied once per
+    // frame, then `trails` is taken alone.
     settings: Mutex<Settings>,
     /// Recent anchor positions per track (`draw-trails`).
     trails: Mutex<Trails>,
@@ -307,9 +309,11 @@ impl VideoFilterImpl for VigilOsd {
             gst::trace!(CAT, imp = self, "no VigilMeta, passing through");
             return Ok(gst::FlowSuccess::Ok);
         };
-        let (style, analytics_settings, draw_inspection) = {
+        // The settings of this frame, read once (a property set meanwhile applies to the next).
+        let (style, analytics_settings, draw_inspection, blur) = {
             let s = self.settings();
-            (s.style(), s.analytics.clone(), s.draw_inspection)
+            let blur = blur_list(&s.blur_labels);
+            (s.style(), s.analytics.clone(), s.draw_inspection, blur)
         };
         let inspection = objects.inspection.as_ref().filter(|_| draw_inspection);
         let trails = self.update_trails(&objects, &analytics_settings);
@@ -320,7 +324,6 @@ impl VideoFilterImpl for VigilOsd {
         {
             return Ok(gst::FlowSuccess::Ok);
         }
-        let blur = blur_list(&self.settings().blur_labels);
 
         let Some(format) = pixel_format(frame.format()) else {
             gst::element_imp_error!(

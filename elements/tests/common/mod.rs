@@ -2,7 +2,8 @@
 #![allow(dead_code)]
 
 use std::path::PathBuf;
-use std::sync::Once;
+use std::sync::{Arc, Once};
+use std::time::{Duration, Instant};
 
 use gst::prelude::*;
 
@@ -123,4 +124,72 @@ pub fn run_streams(
         "{msg:?}"
     );
     frames
+}
+
+/// Waits (up to 30 s) until `cond` holds.
+pub fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !cond() {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// The runtime of model `name` loaded in this process's model server (the only one of that name).
+pub fn loaded(name: &str) -> Arc<vigil_engine::ModelRuntime> {
+    vigil_engine::ModelServer::global()
+        .runtimes()
+        .into_iter()
+        .find(|r| r.name() == name)
+        .unwrap_or_else(|| panic!("{name} is not loaded"))
+}
+
+/// A model repository in the temporary folder (removed on drop) with models of `models/` under
+/// other names (configuration and labels copied, weights linked): `(model, name, slow)`. A `slow`
+/// model's dynamic batcher holds a lone request that long, waiting for a batch of 8 — an
+/// inference that lasts at least `slow`, and is seen waiting (`ModelStats::pending`).
+pub struct TempRepository {
+    pub path: PathBuf,
+}
+
+impl TempRepository {
+    pub fn new(tag: &str, models: &[(&str, &str, Option<Duration>)]) -> TempRepository {
+        let path = std::env::temp_dir().join(format!("vigil-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        for &(model, name, slow) in models {
+            let source = models_dir().join(model);
+            let dir = path.join(name);
+            std::fs::create_dir_all(dir.join("1")).unwrap();
+            let mut config = std::fs::read_to_string(source.join("config.pbtxt"))
+                .unwrap()
+                .replace(&format!("name: \"{model}\""), &format!("name: \"{name}\""));
+            if let Some(delay) = slow {
+                let (from, to) = (
+                    "max_queue_delay_microseconds: 2000",
+                    format!(
+                        "max_queue_delay_microseconds: {}\n  preferred_batch_size: [ 8 ]",
+                        delay.as_micros()
+                    ),
+                );
+                assert!(config.contains(from), "{model}: {config}");
+                config = config.replace(from, &to);
+            }
+            std::fs::write(dir.join("config.pbtxt"), config).unwrap();
+            if source.join("labels.txt").is_file() {
+                std::fs::copy(source.join("labels.txt"), dir.join("labels.txt")).unwrap();
+            }
+            let weights = std::fs::canonicalize(source.join("1/model.onnx")).unwrap();
+            std::os::unix::fs::symlink(weights, dir.join("1/model.onnx")).unwrap();
+        }
+        TempRepository { path }
+    }
+}
+
+impl Drop for TempRepository {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
 }

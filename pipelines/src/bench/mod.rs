@@ -22,12 +22,14 @@ pub mod capacity;
 pub mod chart;
 pub mod churn;
 pub mod cluster;
+pub mod int8;
 pub mod lan;
 pub mod limits;
 pub mod measure;
 pub mod parity;
 pub mod report;
 pub mod stats;
+pub mod viewers;
 
 use anyhow::{Context, bail};
 use serde::Serialize;
@@ -131,6 +133,27 @@ pub struct BenchArgs {
     /// Cluster: pipeline hosts (shards).
     #[arg(long, default_value_t = 1, value_name = "N")]
     pub cluster_pipelines: usize,
+    /// RTSP viewers instead (issue 20): --streams (default 4) looped streams in real time with an
+    /// x264 RTSP mount each, once without clients and once with a client per mount (in this
+    /// process, loopback), CPU per frame over a window of SECONDS (default 30) after a warm-up, and
+    /// each client's first decoded frame; writes rtsp-viewers.md and rtsp-viewers.json into --out
+    /// (default benches/results).
+    #[arg(long, value_name = "SECONDS", num_args = 0..=1, default_missing_value = "30")]
+    pub rtsp_viewers: Option<u64>,
+    /// RTSP viewers: inference intervals to compare, e.g. 1,4 (NanoDet on every frame, on every
+    /// 4th frame with the tracker predicting the others); default 1,4.
+    #[arg(long, value_delimiter = ',', value_name = "N")]
+    pub inference_interval: Vec<u32>,
+    /// INT8 instead (issue 20): quantize --model with `vigil models quantize` (200 frames of
+    /// --int8-calibrate, 100 held out) and compare it with the FP32 model in one run: ONNX Runtime
+    /// alone, Vigil end to end per --streams (default 1,2,4,8) and the Python peer (spinning off)
+    /// with each model (int8.md and int8.json into --out, default benches/results/int8). Default
+    /// --frames 200, --repeat 1.
+    #[arg(long)]
+    pub int8: bool,
+    /// INT8: calibration media (default: samples/media/vtest.avi samples/media/bikes.mp4).
+    #[arg(long, num_args = 1.., value_name = "MEDIA")]
+    pub int8_calibrate: Vec<String>,
     /// Internal: decode the video with Vigil's source in this process and print a JSON report.
     #[arg(long, hide = true, value_name = "STREAMS")]
     pub decode_only: Option<usize>,
@@ -574,7 +597,7 @@ pub fn execute(args: &BenchArgs) -> anyhow::Result<()> {
         100
     } else if args.capacity {
         300
-    } else if args.cluster {
+    } else if args.cluster || args.int8 {
         200
     } else {
         0
@@ -605,6 +628,12 @@ pub fn execute(args: &BenchArgs) -> anyhow::Result<()> {
     }
     if args.cluster {
         return cluster::run(&setup, args);
+    }
+    if args.int8 {
+        return int8::run(&setup, args);
+    }
+    if let Some(secs) = args.rtsp_viewers {
+        return viewers::run(&setup, args, secs);
     }
     let started = Instant::now();
     let streams: Vec<usize> = if !args.streams.is_empty() {
