@@ -272,10 +272,15 @@ fn bad_media_and_models_are_named() {
     let dir = TempDir::new("quantize-bad");
     let repo = repo_of(dir.path(), &["nanodet", "ppocr_det"]);
     let repo_s = repo.display().to_string();
-    // `vigil models quantize REPO MODEL --calibrate MEDIA` fails, naming every one of `needles`.
+    // `vigil models quantize REPO MODEL --calibrate MEDIA` fails soon, naming every one of `needles`
+    // (timed from the start of the process: the binary is built first).
+    vigil_bin();
     let fails_naming = |model: &str, media: &str, needles: &[&str]| {
+        let t0 = std::time::Instant::now();
         let out = vigil(&["models", "quantize", &repo_s, model, "--calibrate", media]);
         assert!(!out.status.success(), "{model} on {media} succeeded");
+        let secs = t0.elapsed().as_secs_f64();
+        assert!(secs < 10.0, "{model} on {media} took {secs:.1} s to fail");
         let err = String::from_utf8_lossy(&out.stderr);
         for n in needles {
             assert!(err.contains(n), "'{n}' not in: {err}");

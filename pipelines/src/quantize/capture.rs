@@ -81,17 +81,8 @@ fn pull(pipeline: &gst::Pipeline, media: &str, count: usize) -> Result<Vec<Frame
     let mut stride = None;
     let mut index = 0usize;
     while out.len() < count {
-        let Some(sample) = sink.try_pull_sample(gst::ClockTime::from_nseconds(
-            FRAME_TIMEOUT.as_nanos() as u64,
-        )) else {
-            bus_error(pipeline, media)?;
-            if sink.is_eos() {
-                break;
-            }
-            return Err(format!(
-                "{media}: no frame for {} s",
-                FRAME_TIMEOUT.as_secs()
-            ));
+        let Some(sample) = next_sample(pipeline, &sink, media)? else {
+            break;
         };
         let stride = *stride.get_or_insert_with(|| spread_stride(pipeline, &sample, count));
         if index.is_multiple_of(stride) {
@@ -100,6 +91,31 @@ fn pull(pipeline: &gst::Pipeline, media: &str, count: usize) -> Result<Vec<Frame
         index += 1;
     }
     Ok(out)
+}
+
+/// The next frame, `None` at the end of the medium; an error the pipeline posts ends the wait at
+/// once (the bus is checked between short waits), as does [`FRAME_TIMEOUT`] without a frame.
+fn next_sample(
+    pipeline: &gst::Pipeline,
+    sink: &gst_app::AppSink,
+    media: &str,
+) -> Result<Option<gst::Sample>, String> {
+    let started = std::time::Instant::now();
+    loop {
+        if let Some(sample) = sink.try_pull_sample(gst::ClockTime::from_mseconds(100)) {
+            return Ok(Some(sample));
+        }
+        bus_error(pipeline, media)?;
+        if sink.is_eos() {
+            return Ok(None);
+        }
+        if started.elapsed() > FRAME_TIMEOUT {
+            return Err(format!(
+                "{media}: no frame for {} s",
+                FRAME_TIMEOUT.as_secs()
+            ));
+        }
+    }
 }
 
 /// An error the pipeline posted, as the capture's error.

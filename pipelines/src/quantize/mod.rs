@@ -25,6 +25,7 @@ mod ocr;
 
 pub use agreement::Agreement;
 pub use capture::{Frame, Order};
+use erased::ValueName;
 
 use anyhow::{Context, bail};
 use std::path::{Path, PathBuf};
@@ -406,18 +407,17 @@ impl Quantizer {
         let python = args.python.clone().unwrap_or_else(default_python);
         let script = scratch.path().join("quantize.py");
         std::fs::write(&script, SCRIPT)?;
-        let name = |v: &dyn erased::ValueName| v.value_name();
         let mut settings = vec![
             "--format".into(),
-            name(&args.format),
+            args.format.value_name(),
             "--activations".into(),
-            name(&args.activations),
+            args.activations.value_name(),
             "--keep-float".into(),
             args.keep_float.clone(),
             "--ops".into(),
             args.ops.clone(),
             "--method".into(),
-            name(&args.method),
+            args.method.value_name(),
         ];
         if args.per_tensor {
             settings.push("--per-tensor".into());
@@ -646,17 +646,17 @@ fn highest_version(dir: &Path) -> anyhow::Result<u64> {
 
 fn print_report(r: &Report, repo: &ModelRepository, written: bool) {
     println!(
-        "quantization: {:?} format, activations {:?}, weights S8 {}{}, {:?} calibration on {} \
-         frame(s) of {}",
-        r.format,
-        r.activations,
+        "quantization: {} format, activations {}, weights s8 {}{}, {} calibration on {} frame(s) \
+         of {}",
+        r.format.value_name(),
+        r.activations.value_name(),
         if r.per_channel {
             "per channel"
         } else {
             "per tensor"
         },
         if r.reduce_range { " (7-bit)" } else { "" },
-        r.method,
+        r.method.value_name(),
         r.calibration_frames,
         media_list(&r.calibration_media)
     );
