@@ -723,13 +723,17 @@ pub struct ClientResult {
 }
 
 /// A real RTSP client in this process: `rtspsrc (TCP) ! rtph264depay ! h264parse ! avdec_h264 !
-/// appsink`, counting decoded frames. Set to NULL on drop.
+/// appsink`, counting decoded frames and noting when it sent `PLAY` and decoded its first frame.
+/// Set to NULL on drop (which sends `TEARDOWN`: the client leaves).
 pub struct RtspClient {
     url: String,
     pipeline: gst::Pipeline,
     frames: Arc<std::sync::atomic::AtomicU64>,
     caps: Arc<Mutex<Option<gst::Caps>>>,
     first: Arc<Mutex<Option<Instant>>>,
+    /// rtspsrc's "open" progress completing: `SETUP` answered, right before it sends `PLAY`
+    /// ("Sending PLAY request" is posted when the command is queued, at the start).
+    play: Arc<Mutex<Option<Instant>>>,
     started: Instant,
 }
 
@@ -768,6 +772,23 @@ impl RtspClient {
                 })
                 .build(),
         );
+        let play: Arc<Mutex<Option<Instant>>> = Arc::default();
+        let play2 = play.clone();
+        if let Some(bus) = pipeline.bus() {
+            bus.set_sync_handler(move |_, msg| {
+                if let gst::MessageView::Progress(p) = msg.view() {
+                    let (kind, code, _) = p.get();
+                    if kind == gst::ProgressType::Complete && code == "open" {
+                        play2
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .get_or_insert_with(Instant::now);
+                    }
+                }
+                gst::BusSyncReply::Pass
+            });
+        }
+        let started = Instant::now();
         pipeline
             .set_state(gst::State::Playing)
             .map_err(|e| format!("client {url} does not play: {e}"))?;
@@ -777,8 +798,19 @@ impl RtspClient {
             frames,
             caps,
             first,
-            started: Instant::now(),
+            play,
+            started,
         })
+    }
+
+    /// When the first frame came: `(after the client's start, after its PLAY)`, once both happened.
+    pub fn first_frame_times(&self) -> Option<(Duration, Duration)> {
+        let first = (*self.first.lock().unwrap_or_else(|p| p.into_inner()))?;
+        let play = (*self.play.lock().unwrap_or_else(|p| p.into_inner()))?;
+        Some((
+            first.duration_since(self.started),
+            first.saturating_duration_since(play),
+        ))
     }
 
     pub fn frames(&self) -> u64 {
