@@ -9,7 +9,8 @@ with a data reader over those files. It prints one JSON line with what it did.
 
 Usage: quantize.py --model IN.onnx --out OUT.onnx --data DIR --inputs NAME[,NAME...]
                    [--format qoperator|qdq] [--activations u8|s8] [--keep-float NODE,...]
-                   [--method minmax|entropy|percentile] [--per-tensor] [--reduce-range]
+                   [--method minmax|moving-average|entropy|percentile|dynamic] [--per-tensor] [--reduce-range]
+                   [--quantize-scores]
 Weights are signed 8-bit (ONNX Runtime 1.32 wrote the same file for unsigned ones, measured).
 """
 
@@ -32,9 +33,10 @@ def parse_args():
     p.add_argument("--activations", choices=["u8", "s8"], default="u8")
     p.add_argument("--keep-float", default="", help="nodes left in float, comma-separated")
     p.add_argument("--ops", default="", help="operator types to quantize, comma-separated (default: all)")
-    p.add_argument("--method", choices=["minmax", "entropy", "percentile"], default="minmax")
+    p.add_argument("--method", choices=["minmax", "moving-average", "entropy", "percentile", "dynamic"], default="moving-average")
     p.add_argument("--per-tensor", action="store_true", help="one scale per weight tensor")
     p.add_argument("--reduce-range", action="store_true", help="7-bit weights (CPUs without VNNI)")
+    p.add_argument("--quantize-scores", action="store_true", help="also quantize the Sigmoid/Softmax of score outputs")
     return p.parse_args()
 
 
@@ -146,10 +148,41 @@ def fold_infinite_pads(path):
     return len(folded)
 
 
+SHAPE_OPS = {"Reshape", "Transpose", "Squeeze", "Unsqueeze", "Flatten", "Identity"}
+
+
+def score_nodes(path):
+    """The Sigmoid/Softmax nodes whose output reaches a model output through shape operators only:
+    the scores a threshold is compared with. Quantized, they come out in steps of 1/255 of their
+    range (and their input is rounded too), which moves boxes near the threshold across it."""
+    import onnx
+
+    g = onnx.load(path, load_external_data=False).graph
+    users = {}
+    for n in g.node:
+        for i in n.input:
+            users.setdefault(i, []).append(n)
+    outputs = {o.name for o in g.output}
+
+    def reaches_output(name):
+        if name in outputs:
+            return True
+        nexts = users.get(name, [])
+        return bool(nexts) and all(n.op_type in SHAPE_OPS and reaches_output(n.output[0]) for n in nexts)
+
+    return [n.name for n in g.node if n.op_type in ("Sigmoid", "Softmax") and reaches_output(n.output[0])]
+
+
 def main():
     a = parse_args()
     try:
-        from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+        from onnxruntime.quantization import (
+            CalibrationMethod,
+            QuantFormat,
+            QuantType,
+            quantize_dynamic,
+            quantize_static,
+        )
         from onnxruntime.quantization.shape_inference import quant_pre_process
     except ImportError as e:
         raise SystemExit(
@@ -167,28 +200,46 @@ def main():
         quant_pre_process(a.model, prepared, skip_symbolic_shape=True)
         folded = fold_infinite_pads(prepared)
         upgrade_opset(prepared, 13)
-        quantize_static(
-            prepared,
-            a.out,
-            reader,
-            quant_format=QuantFormat.QOperator if a.format == "qoperator" else QuantFormat.QDQ,
-            activation_type=types[a.activations],
-            weight_type=QuantType.QInt8,
-            per_channel=not a.per_tensor,
-            reduce_range=a.reduce_range,
-            nodes_to_exclude=[n for n in a.keep_float.split(",") if n],
-            op_types_to_quantize=[n for n in a.ops.split(",") if n] or None,
-            calibrate_method={
-                "minmax": CalibrationMethod.MinMax,
-                "entropy": CalibrationMethod.Entropy,
-                "percentile": CalibrationMethod.Percentile,
-            }[a.method],
-        )
+        scores = [] if a.quantize_scores else score_nodes(prepared)
+        keep = [n for n in a.keep_float.split(",") if n] + scores
+        ops = [n for n in a.ops.split(",") if n] or None
+        if a.method == "dynamic":
+            # Weights quantized ahead, each activation at run time from its own range (no calibration).
+            quantize_dynamic(
+                prepared,
+                a.out,
+                weight_type=QuantType.QInt8,
+                per_channel=not a.per_tensor,
+                reduce_range=a.reduce_range,
+                nodes_to_exclude=keep,
+                op_types_to_quantize=ops,
+            )
+        else:
+            quantize_static(
+                prepared,
+                a.out,
+                reader,
+                quant_format=QuantFormat.QOperator if a.format == "qoperator" else QuantFormat.QDQ,
+                activation_type=types[a.activations],
+                weight_type=QuantType.QInt8,
+                per_channel=not a.per_tensor,
+                reduce_range=a.reduce_range,
+                nodes_to_exclude=keep,
+                op_types_to_quantize=ops,
+                calibrate_method={
+                    "minmax": CalibrationMethod.MinMax,
+                    "moving-average": CalibrationMethod.MinMax,
+                    "entropy": CalibrationMethod.Entropy,
+                    "percentile": CalibrationMethod.Percentile,
+                }[a.method],
+                extra_options={"CalibMovingAverage": a.method == "moving-average"},
+            )
     print(
         json.dumps(
             {
                 "samples": len(reader.samples),
                 "folded_pads": folded,
+                "scores_in_float": scores,
                 "seconds": round(time.time() - t0, 2),
                 "bytes": os.path.getsize(a.out),
             }

@@ -6,7 +6,8 @@
 //! `cargo bench -p vigil-core --bench inspection` (add `-- --quick`, or set `VIGIL_BENCH_QUICK=1`,
 //! for 40 items; `VIGIL_BENCH_ITEMS=N` sets the number of items; `VIGIL_BENCH_SET=DIR` the set,
 //! default `samples/media/inspection` made by `make samples-inspection`, i.e. `vigil-labelgen
-//! --seed 7 --count 200`).
+//! --seed 7 --count 200`; `VIGIL_MODELS_DIR=DIR` another model repository, e.g. one serving an INT8
+//! version made by `vigil models quantize`).
 //!
 //! Reported:
 //! - per number of threads (1, 2; each thread takes the next item): items/s, p50/p99 latency per
@@ -384,7 +385,9 @@ fn main() {
     let (items, reference) = load_set(&set_dir, count);
     assert!(!items.is_empty(), "{}: no items", set_dir.display());
     let set = Arc::new(items);
-    let models = repo().join("models");
+    let models = std::env::var_os("VIGIL_MODELS_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo().join("models"));
     let engine = OcrEngine::new(
         &models,
         "ppocr_det",
