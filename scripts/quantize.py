@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
 """Static INT8 quantization of an ONNX model with ONNX Runtime's own tool (`onnxruntime.quantization`).
 
-Run by `vigil models quantize` (pipelines/src/quantize.rs), which captures the calibration tensors from
+Run by `vigil models quantize` (pipelines/src/quantize/), which captures the calibration tensors from
 the user's media, pre-processed exactly as Vigil feeds the model, and writes them as `.npy` files
 (float32, one file per model input per sample: `<sample>-<input index>.npy`) into `--data`.
-This script only wraps the tool: shape pre-processing (`quant_pre_process`), then `quantize_static`
-with a data reader over those files. It prints one JSON line with what it did.
+This script only wraps the tool: shape pre-processing (`quant_pre_process`), two rewrites, then
+`quantize_static` with a data reader over those files (or `quantize_dynamic`, which needs none), the
+score outputs' Sigmoid/Softmax left in float. It prints one JSON line with what it did.
 
 Usage: quantize.py --model IN.onnx --out OUT.onnx --data DIR --inputs NAME[,NAME...]
                    [--format qoperator|qdq] [--activations u8|s8] [--keep-float NODE,...]
