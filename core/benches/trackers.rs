@@ -11,7 +11,8 @@
 //! and 0.2 % of the objects per frame leave and are replaced by a new one elsewhere. Two 80 px wide
 //! vertical pillars occlude the objects whose centre is behind them: 70 % of those detections are missed,
 //! the others have a low confidence, so crossing a pillar is a gap of several frames. Two runs: inference on
-//! every frame (`update` only), and inference on every third frame (`predict` on the others).
+//! every frame (`track`: update and coasting, each kind's default `coast_frames`), and inference on every
+//! third frame (`predict` on the others).
 //!
 //! Speed is measured twice for each run: in CPU time of the benchmark's thread (`CLOCK_THREAD_CPUTIME_ID`,
 //! so that other processes competing for the cores do not count; the `frames/s` column) and in wall-clock
@@ -192,11 +193,15 @@ fn run(kind: TrackerKind, frames: &mut [Frame], interval: usize) -> (f64, f64, Q
     let mut k = 0;
     for (i, f) in frames.iter_mut().enumerate() {
         if i % interval == 0 {
-            t.update(&mut f.objects);
-            for o in &f.objects {
+            // `track`: the coasting tracks (each kind's default `coast_frames`) appended after the
+            // detections, then dropped so that the scene stays the same for the next run.
+            let n = f.objects.len();
+            t.track(&mut f.objects);
+            for o in &f.objects[..n] {
                 ids[k] = o.track_id;
                 k += 1;
             }
+            f.objects.truncate(n);
         } else {
             black_box(t.predict());
             k += f.objects.len();

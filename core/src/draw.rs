@@ -245,7 +245,11 @@ impl Default for OverlayStyle {
     }
 }
 
-/// The label line of `object` under `style`, e.g. `person 0.83 #12`; empty when nothing is to be shown.
+/// Length of the dashes (and gaps) of a predicted box's outline, pixels.
+pub const DASH: u32 = 6;
+
+/// The label line of `object` under `style`, e.g. `person 0.83 #12`, then its speed when known
+/// (`car 0.91 #4 52 km/h`); empty when nothing is to be shown.
 /// An object without a label is named by its class id.
 pub fn label_text(object: &Object, style: &OverlayStyle) -> String {
     let mut s = String::new();
@@ -269,6 +273,12 @@ pub fn label_text(object: &Object, style: &OverlayStyle) -> String {
             s.push(' ');
         }
         let _ = write!(s, "#{t}");
+    }
+    if let Some(v) = object.speed {
+        if !s.is_empty() {
+            s.push(' ');
+        }
+        let _ = write!(s, "{:.0} {}", v.value, v.unit.as_str());
     }
     s
 }
@@ -546,6 +556,36 @@ impl<'a> Canvas<'a> {
         self.fill_px(x1 - t, y0 + t, x1, y1 - t, color);
     }
 
+    /// [`rect_outline`](Canvas::rect_outline) with dashes: along each edge, from its corners, `dash`
+    /// pixels drawn then `dash` left out (the corners always drawn). A box with edges shorter than
+    /// three dashes gets the solid outline. The overlay's mark of a coasting track (`predicted`).
+    pub fn rect_outline_dashed(&mut self, bbox: &BBox, thickness: u32, dash: u32, color: Color) {
+        let (x0, y0, x1, y1) = (snap(bbox.x), snap(bbox.y), snap(bbox.x2()), snap(bbox.y2()));
+        let (t, d) = (thickness.max(1) as i64, dash.max(1) as i64);
+        if x1 - x0 < 3 * d || y1 - y0 < 3 * d || x1 - x0 <= 2 * t || y1 - y0 <= 2 * t {
+            self.rect_outline(bbox, thickness, color);
+            return;
+        }
+        // Dashes from `a` towards `b` (exclusive), plus one ending at `b`.
+        let dashes = |a: i64, b: i64| {
+            let mut v: Vec<(i64, i64)> = (0..)
+                .map(|k| a + 2 * d * k)
+                .take_while(|&s| s < b)
+                .map(|s| (s, (s + d).min(b)))
+                .collect();
+            v.push((b - d, b));
+            v
+        };
+        for (a, b) in dashes(x0, x1) {
+            self.fill_px(a, y0, b, y0 + t, color);
+            self.fill_px(a, y1 - t, b, y1, color);
+        }
+        for (a, b) in dashes(y0, y1) {
+            self.fill_px(x0, a, x0 + t, b, color);
+            self.fill_px(x1 - t, a, x1, b, color);
+        }
+    }
+
     /// Draws `text` with its top-left corner at `(x, y)`: 8x8 glyphs scaled by `scale` (1..=256),
     /// foreground `fg`, and the whole text box filled with `bg` first when given. Returns the text's
     /// size (see [`text_size`]); drawing is clipped to the frame.
@@ -661,7 +701,8 @@ impl<'a> Canvas<'a> {
         self.text(tx, ty, text, scale, color.contrasting(), None);
     }
 
-    /// Draws every object of `frame`: its box in [`object_color`], then (on top of all boxes) its
+    /// Draws every object of `frame`: its box in [`object_color`] (dashed for a coasting track's
+    /// predicted box, [`Object::predicted`]), then (on top of all boxes) its
     /// [`label_text`] via [`Canvas::label`]. Boxes are rescaled when `frame`'s size differs from the
     /// canvas's (a zero size means "same as the canvas").
     pub fn draw_objects(&mut self, frame: &FrameObjects, style: &OverlayStyle) {
@@ -674,7 +715,12 @@ impl<'a> Canvas<'a> {
             (1.0, 1.0)
         };
         for o in &frame.objects {
-            self.rect_outline(&o.bbox.scaled(sx, sy), style.line_width, object_color(o));
+            let (b, c) = (o.bbox.scaled(sx, sy), object_color(o));
+            if o.predicted {
+                self.rect_outline_dashed(&b, style.line_width, DASH, c);
+            } else {
+                self.rect_outline(&b, style.line_width, c);
+            }
         }
         if style.draw_labels || style.draw_confidence || style.draw_track_ids {
             for o in &frame.objects {
@@ -843,6 +889,37 @@ mod tests {
             }
             assert!(f.padding_untouched(), "{format:?} padding");
         }
+    }
+
+    #[test]
+    fn dashed_outline_leaves_gaps_and_keeps_corners() {
+        let mut f = TestFrame::new(PixelFormat::Rgb, 64, 48);
+        // x 4..44, y 6..36; dashes of 6 from each corner: 4..10 drawn, 10..16 gap, 16..22 drawn, …
+        f.canvas()
+            .rect_outline_dashed(&BBox::new(4.0, 6.0, 40.0, 30.0), 2, 6, RED);
+        let red = f.expected(RED);
+        for (x, y) in [
+            (4, 6),
+            (9, 6),
+            (16, 7),
+            (43, 6),
+            (43, 35),
+            (4, 35),
+            (4, 11),
+            (42, 20),
+        ] {
+            assert_eq!(f.pixel(x, y), red, "dash at ({x},{y})");
+        }
+        for (x, y) in [(10, 6), (15, 7), (34, 35), (4, 13), (43, 17), (20, 20)] {
+            assert_eq!(f.pixel(x, y), f.untouched(), "gap at ({x},{y})");
+        }
+        assert!(f.padding_untouched());
+        // Too small for three dashes: the solid outline.
+        let mut g = TestFrame::new(PixelFormat::Rgb, 64, 48);
+        g.canvas()
+            .rect_outline_dashed(&BBox::new(4.0, 6.0, 15.0, 30.0), 2, 6, RED);
+        assert_eq!(g.pixel(12, 6), red);
+        assert_eq!(g.pixel(4, 20), red);
     }
 
     #[test]

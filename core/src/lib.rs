@@ -7,6 +7,7 @@ pub mod backoff;
 pub mod blur;
 pub mod draw;
 pub mod events;
+pub mod homography;
 pub mod inspect;
 pub mod items;
 pub mod modelspec;

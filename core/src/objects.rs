@@ -119,6 +119,72 @@ pub struct Object {
     /// Name of the model that produced the object.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub model: String,
+    /// `true` when the box is the tracker's prediction for a confirmed track whose detection was
+    /// missed (coasting, `vigiltrack coast-frames`), not a detection.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub predicted: bool,
+    /// Inferred frames in a row without a detection of this track (with `predicted`; 0 otherwise).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub since_detection: u32,
+    /// The track's speed on the ground (`vigilanalytics` with a calibration), once known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub speed: Option<Speed>,
+}
+
+/// A unit of speed (`speed.unit` of the analytics rules).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum SpeedUnit {
+    #[default]
+    #[serde(rename = "km/h")]
+    Kmh,
+    #[serde(rename = "m/s")]
+    Mps,
+    #[serde(rename = "mph")]
+    Mph,
+}
+
+impl SpeedUnit {
+    /// This unit's value of 1 m/s.
+    pub fn per_mps(self) -> f64 {
+        match self {
+            SpeedUnit::Kmh => 3.6,
+            SpeedUnit::Mps => 1.0,
+            SpeedUnit::Mph => 3600.0 / 1609.344,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SpeedUnit::Kmh => "km/h",
+            SpeedUnit::Mps => "m/s",
+            SpeedUnit::Mph => "mph",
+        }
+    }
+}
+
+/// A speed and its unit, e.g. `{"value": 41.8, "unit": "km/h"}`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Speed {
+    pub value: f32,
+    pub unit: SpeedUnit,
+}
+
+/// Speeds of the tracks that crossed a line (since the stream started) or are in a zone (now).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct SpeedStats {
+    /// Tracks with a known speed.
+    pub count: u64,
+    pub mean: f32,
+    pub max: f32,
+    pub unit: SpeedUnit,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 impl Object {
@@ -134,6 +200,9 @@ impl Object {
             attributes: Vec::new(),
             text: None,
             model: String::new(),
+            predicted: false,
+            since_detection: 0,
+            speed: None,
         }
     }
 }
@@ -273,6 +342,9 @@ pub struct LineStatus {
     pub points: [Point; 2],
     /// Per label, in label order of first crossing.
     pub counts: Vec<LabelCounts>,
+    /// Speeds of the crossing tracks whose speed was known (with a calibration).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub speed: Option<SpeedStats>,
 }
 
 /// A zone (polygon) and its state in this frame.
@@ -291,6 +363,9 @@ pub struct ZoneStatus {
     /// The tracks inside the zone now and how long each has been in it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tracks: Vec<ZoneTrack>,
+    /// Speeds of the tracks inside the zone now whose speed is known (with a calibration).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub speed: Option<SpeedStats>,
 }
 
 /// A track inside a zone and its dwell time so far.
@@ -300,6 +375,9 @@ pub struct ZoneTrack {
     pub label: String,
     /// Seconds since the track entered the zone (stream time).
     pub dwell_s: f64,
+    /// Its speed, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub speed: Option<Speed>,
 }
 
 /// What happened in an [`AnalyticsEvent`].
@@ -316,6 +394,9 @@ pub enum AnalyticsEventKind {
     ZoneOvercrowded,
     /// An overcrowded zone's occupancy fell back to its threshold or below.
     ZoneCleared,
+    /// A track's speed rose above a limit (`speed`, `limit`): the rules' `speed.limit` (name
+    /// `speed`) or a zone's `speed_limit` while the track is in it (the zone's name).
+    SpeedAbove,
 }
 
 /// One analytics event of a frame; serialised into the JSON event schema.
@@ -341,6 +422,12 @@ pub struct AnalyticsEvent {
     pub count: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub threshold: Option<u32>,
+    /// The track's speed (line crossings with a calibration, `speed_above`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub speed: Option<Speed>,
+    /// The speed limit, in `speed`'s unit (`speed_above`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<f32>,
 }
 
 impl AnalyticsEvent {
@@ -355,6 +442,8 @@ impl AnalyticsEvent {
             dwell_s: None,
             count: None,
             threshold: None,
+            speed: None,
+            limit: None,
         }
     }
 }
@@ -519,6 +608,7 @@ mod tests {
                 name: "l".into(),
                 points: [Point::new(0.0, 25.0), Point::new(100.0, 25.0)],
                 counts: Vec::new(),
+                speed: None,
             }],
             ..Default::default()
         });

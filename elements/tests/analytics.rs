@@ -261,3 +261,57 @@ fn bad_rules_are_refused_at_start_naming_the_key() {
     let e = start_error("");
     assert!(e.contains("no rules"), "{e}");
 }
+
+#[test]
+fn a_calibration_gives_speeds_to_objects_lines_and_events() {
+    // The frame's x axis is the ground's: 100 px = 10 m (a top-down calibration), 10 frames/s.
+    let rules = "{calibration: {image: [[0, 0], [100, 0], [100, 100], [0, 100]], width: 10, length: 10}, \
+                 speed: {unit: m/s, window_s: 1, limit: 15}, \
+                 lines: [{name: walk, points: [[60, 0], [60, 100]]}, {name: road, points: [[400, 100], [400, 200]]}]}";
+    let mut h = harness(&format!("rules=\"{rules}\""));
+    let (mut speeds, mut events) = (Vec::new(), Vec::new());
+    let mut last = None;
+    for n in 0..30u64 {
+        // 2 px per frame = 0.2 m per 0.1 s = 2 m/s; track 2 at 20 m/s.
+        let out = h
+            .push_and_pull(frame(
+                n,
+                true,
+                &[
+                    (Some(1), "person", 20.0 + 2.0 * n as f32, 50.0),
+                    (Some(2), "car", 5.0 + 20.0 * n as f32, 150.0),
+                ],
+            ))
+            .unwrap();
+        let meta = out.meta::<VigilMeta>().unwrap();
+        let f = meta.frame();
+        speeds.push(f.objects[0].speed.map(|s| (s.value, s.unit.as_str())));
+        events.extend(f.analytics.clone().unwrap().events);
+        last = f.analytics.clone();
+    }
+    // None before the window is full, then 2 m/s.
+    assert!(speeds[..9].iter().all(Option::is_none), "{speeds:?}");
+    let (v, unit) = speeds[29].unwrap();
+    assert!((v - 2.0).abs() < 1e-3 && unit == "m/s", "{v} {unit}");
+    // The car: once above 15 m/s, and its crossing carries its speed.
+    let above: Vec<_> = events
+        .iter()
+        .filter(|e| e.kind == AnalyticsEventKind::SpeedAbove)
+        .collect();
+    assert_eq!(above.len(), 1, "{above:?}");
+    assert_eq!((above[0].track_id, above[0].limit), (Some(2), Some(15.0)));
+    let crossed: Vec<_> = events
+        .iter()
+        .filter(|e| e.kind == AnalyticsEventKind::LineCrossed)
+        .collect();
+    assert_eq!(crossed.len(), 2, "{crossed:?}");
+    assert!(crossed.iter().all(|e| e.speed.is_some()), "{crossed:?}");
+    let last = last.unwrap();
+    let (walk, road) = (
+        last.lines[0].speed.expect("walk's speeds"),
+        last.lines[1].speed.expect("road's speeds"),
+    );
+    assert_eq!((walk.count, road.count), (1, 1));
+    assert!((walk.mean - 2.0).abs() < 1e-3, "{walk:?}");
+    assert!((road.max - 20.0).abs() < 1e-3, "{road:?}");
+}

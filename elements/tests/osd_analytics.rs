@@ -49,6 +49,7 @@ fn with_analytics() -> FrameObjects {
             name: "l".into(),
             points: [Point::new(120.0, 20.0), Point::new(120.0, 110.0)],
             counts: vec![],
+            speed: None,
         }],
         zones: vec![ZoneStatus {
             name: "z".into(),

@@ -155,3 +155,47 @@ fn bytetrack_keeps_tracks_through_low_confidence_and_skipped_frames() {
         assert_eq!(objects(&out)[0].track_id, None);
     }
 }
+
+#[test]
+fn coast_frames_reports_missed_tracks_as_predicted() {
+    // bytetrack's default: 2 frames of coasting; the property reads -1 (the tracker's default).
+    common::init();
+    let e = gst::ElementFactory::make("vigiltrack").build().unwrap();
+    assert_eq!(e.property::<i32>("coast-frames"), -1);
+    e.set_property("coast-frames", 3i32);
+    assert_eq!(e.property::<i32>("coast-frames"), 3);
+    for (props, shown) in [
+        ("tracker=bytetrack", 2),
+        ("tracker=bytetrack coast-frames=1", 1),
+        ("tracker=bytetrack coast-frames=0", 0),
+    ] {
+        let mut h = harness(props);
+        for n in 0..5u64 {
+            let o = objects(
+                &h.push_and_pull(frame_buffer(n, true, &[(n as f32 * 2.0, 5.0)]))
+                    .unwrap(),
+            );
+            assert!(!o[0].predicted && o[0].track_id.is_some(), "{props}");
+        }
+        for k in 1..=3u32 {
+            let o = objects(
+                &h.push_and_pull(frame_buffer(4 + u64::from(k), true, &[]))
+                    .unwrap(),
+            );
+            if k <= shown {
+                assert_eq!(o.len(), 1, "{props}: miss {k}: {o:?}");
+                assert!(o[0].predicted, "{props}");
+                assert_eq!(o[0].since_detection, k, "{props}");
+                assert_eq!(o[0].track_id, Some(1), "{props}");
+                // JSON: the flag and the count
+                let v = serde_json::to_value(&o[0]).unwrap();
+                assert_eq!(
+                    (v["predicted"].clone(), v["since_detection"].clone()),
+                    (true.into(), k.into())
+                );
+            } else {
+                assert!(o.is_empty(), "{props}: miss {k}: {o:?}");
+            }
+        }
+    }
+}

@@ -73,12 +73,12 @@ pub fn det_objects<'a>(dets: impl Iterator<Item = &'a Det>) -> Vec<Object> {
 }
 
 /// Adapts a [`Tracker`]: each call builds one [`Object`] per detection (label = class id), calls
-/// `update` and returns the objects that have a `track_id`, with the box and confidence the
+/// `track` (the coasting tracks' predicted boxes included) and returns the objects that have a `track_id`, with the box and confidence the
 /// tracker left on them.
 pub fn tracker_fn(tracker: &mut dyn Tracker) -> impl FnMut(&[Det]) -> Vec<TrackedBox> + '_ {
     move |dets: &[Det]| {
         let mut objects = det_objects(dets.iter());
-        tracker.update(&mut objects);
+        tracker.track(&mut objects);
         objects
             .iter()
             .filter_map(|o| {

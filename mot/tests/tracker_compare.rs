@@ -6,16 +6,18 @@
 //!    [`SEED`] and for [`SEEDS`] are written as MOTChallenge detection files with
 //!    [`write_detections`]; both sides read those files.
 //! 2. Vigil's trackers run on them in-process, each preset of [`vigil_presets`]; frames/s are timed
-//!    around `Tracker::update` only, best of [`REPEAT`] runs (the table says whether this is the
+//!    around `Tracker::track` (update and coasting) only, best of [`REPEAT`] runs (the table says whether this is the
 //!    `dev`/`test` profile, opt-level 1, or `--release`).
 //! 3. `scripts/trackers/peers.py` runs each Python tracker with its presets (see its documentation)
 //!    on the same files, writes MOTChallenge results and its own frames/s (timed around the
 //!    trackers' update calls only, best of [`REPEAT`]).
 //! 4. Every result is evaluated with [`evaluate`]; a table (tracker, preset, MOTA, IDF1, IDSW, FP,
-//!    FN, frames/s, and the means over [`SEEDS`]) is printed, and ByteTrack's IDF1 (its best preset)
-//!    must be at least the best IDF1 of any Python tracker preset on seed [`SEED`]. The means over
-//!    [`SEEDS`] are reported, not asserted: there `motpy` on confident detections is ahead (see the
-//!    README's tracking section and the diagnostic row).
+//!    FN, frames/s, and the means over [`SEEDS`]) is printed. Vigil's trackers report their coasting
+//!    tracks (`coast_frames`, each kind's default and detections only). Vigil's best tracker as
+//!    shipped must reach the best Python IDF1 and MOTA on seed [`SEED`], the best mean MOTA over
+//!    [`SEEDS`], and no more ID switches on seed [`SEED`] than the best Python tracker; the mean
+//!    IDF1 and mean ID switches are reported (`motpy` on confident detections is still ahead there,
+//!    see the README's tracking section). `VIGIL_COAST_SWEEP=1` adds coasting 1..=4 rows.
 //!
 //! The Python interpreter is `$VIGIL_TRACKERS_PYTHON`, else the venv `scripts/setup.sh` makes,
 //! `~/.cache/vigil/trackers-venv/bin/python`. Without it (or without a package) the Python part is
@@ -30,9 +32,7 @@ use std::time::Instant;
 
 use serde_json::Value;
 use vigil_core::objects::Object;
-use vigil_core::tracker::{
-    self, ByteTrackConfig, ByteTracker, TrackState, Tracker, TrackerKind, TrackerParams,
-};
+use vigil_core::tracker::{self, ByteTrackConfig, TrackerKind, TrackerParams};
 use vigil_mot::eval::{det_objects, read_detections, write_detections};
 use vigil_mot::format::{read_ground_truth, read_mot};
 use vigil_mot::{FrameDets, MotRecord, MotSummary, NoiseConfig, Rect, evaluate, noisy_detections};
@@ -84,43 +84,66 @@ fn python() -> Result<PathBuf, String> {
 /// (like `vigilinfer threshold`) for the trackers that do not use confidences themselves.
 struct VigilPreset {
     kind: TrackerKind,
-    name: &'static str,
+    name: String,
     params: TrackerParams,
     min_score: Option<f64>,
 }
 
-/// The settings `vigiltrack` ships (its property defaults) for every kind; for `bytetrack` also the
-/// paper's (`ByteTrackConfig::default()`: its first association gates at IoU 0.2, the paper's
+/// The settings `vigiltrack` ships (its property defaults, coasting included) for every kind, and
+/// the same with detections only (`coast-frames` 0); for `bytetrack` also the paper's
+/// (`ByteTrackConfig::default()`: its first association gates at IoU 0.2, the paper's
 /// `match_thresh` 0.8, where `vigiltrack`'s shared `iou-threshold` default is 0.3); for `iou` and
 /// `sort`, which ignore confidences, the defaults with detections below 0.5 dropped (as the Python
-/// trackers' `conf0.5` presets).
+/// trackers' `conf0.5` presets). `VIGIL_COAST_SWEEP=1` adds coasting 1..=4 frames to each kind.
 fn vigil_presets() -> Vec<VigilPreset> {
     let mut v = Vec::new();
+    let sweep = std::env::var("VIGIL_COAST_SWEEP").is_ok_and(|v| v == "1");
     for kind in TrackerKind::ALL {
-        v.push(VigilPreset {
-            kind,
-            name: "default",
-            params: TrackerParams::default(),
-            min_score: None,
-        });
-        if kind == TrackerKind::ByteTrack {
+        let default = TrackerParams::default();
+        let coast = kind.default_coast_frames();
+        let mut add = |name: String, params: TrackerParams, min_score: Option<f64>| {
             v.push(VigilPreset {
                 kind,
-                name: "paper",
-                params: TrackerParams {
-                    iou_threshold: ByteTrackConfig::default().iou_threshold,
-                    ..Default::default()
+                name,
+                params,
+                min_score,
+            })
+        };
+        add(format!("default (coast {coast})"), default.clone(), None);
+        if coast > 0 {
+            add(
+                "detections only".into(),
+                TrackerParams {
+                    coast_frames: Some(0),
+                    ..default.clone()
                 },
-                min_score: None,
-            });
+                None,
+            );
+        }
+        if kind == TrackerKind::ByteTrack {
+            add(
+                "paper".into(),
+                TrackerParams {
+                    iou_threshold: ByteTrackConfig::default().iou_threshold,
+                    ..default.clone()
+                },
+                None,
+            );
         }
         if matches!(kind, TrackerKind::Iou | TrackerKind::Sort) {
-            v.push(VigilPreset {
-                kind,
-                name: "conf0.5",
-                params: TrackerParams::default(),
-                min_score: Some(0.5),
-            });
+            add("conf0.5".into(), default.clone(), Some(0.5));
+        }
+        if sweep {
+            for c in (1..=4).filter(|&c| c != coast) {
+                add(
+                    format!("coast {c}"),
+                    TrackerParams {
+                        coast_frames: Some(c),
+                        ..default.clone()
+                    },
+                    None,
+                );
+            }
         }
     }
     v
@@ -140,43 +163,6 @@ fn objects(frames: &[FrameDets], min_score: Option<f64>) -> Vec<Vec<Object>> {
         .collect()
 }
 
-/// A diagnostic, not a `vigiltrack` behaviour: ByteTrack (defaults) whose output also has the
-/// predicted boxes of the tracks lost in this frame (one frame without a detection), as the Python
-/// trackers report their unmatched tracks' predictions. Shows how much of a difference in IDF1 is
-/// the output policy (misses are false negatives) rather than the association.
-fn bytetrack_with_lost(frames: &[FrameDets]) -> Vec<MotRecord> {
-    let p = TrackerParams::default();
-    let mut t = ByteTracker::new(ByteTrackConfig {
-        iou_threshold: p.iou_threshold,
-        ..Default::default()
-    });
-    let mut hyp = Vec::new();
-    for (f, mut objs) in frames.iter().zip(objects(frames, None)) {
-        t.update(&mut objs);
-        for o in &objs {
-            if let Some(id) = o.track_id {
-                hyp.push(MotRecord::new(
-                    f.frame,
-                    id as i64,
-                    Rect::from_bbox(&o.bbox),
-                    1.0,
-                ));
-            }
-        }
-        for i in t.tracks() {
-            if let (TrackState::Lost, 1, Some(id)) = (i.state, i.misses, i.id) {
-                hyp.push(MotRecord::new(
-                    f.frame,
-                    id as i64,
-                    Rect::from_bbox(&i.bbox),
-                    1.0,
-                ));
-            }
-        }
-    }
-    hyp
-}
-
 /// Runs a preset over `frames` `repeat` times (a new tracker each time); returns the hypothesis of
 /// the first run and the best time spent in `update` (seconds).
 fn run_vigil(p: &VigilPreset, frames: &[FrameDets], repeat: usize) -> (Vec<MotRecord>, f64) {
@@ -189,7 +175,7 @@ fn run_vigil(p: &VigilPreset, frames: &[FrameDets], repeat: usize) -> (Vec<MotRe
         let mut secs = 0.0;
         for f in objects.iter_mut() {
             let start = Instant::now();
-            t.update(f);
+            t.track(f);
             secs += start.elapsed().as_secs_f64();
         }
         best = best.min(secs);
@@ -221,9 +207,10 @@ struct Row {
     /// Seed 42.
     summary: MotSummary,
     fps: f64,
-    /// Mean MOTA and IDF1 over [`SEEDS`].
+    /// Mean MOTA, IDF1 and ID switches over [`SEEDS`].
     mean_mota: f64,
     mean_idf1: f64,
+    mean_idsw: f64,
 }
 
 fn mean(v: &[f64]) -> f64 {
@@ -233,8 +220,8 @@ fn mean(v: &[f64]) -> f64 {
 fn print_table(rows: &[Row]) {
     eprintln!(
         "\nnoisy TUD-Campus (seed {SEED}; mean over seeds {}..={}), {} build\n\
-         | side | tracker | preset | MOTA | IDF1 | IDSW | FP | FN | frames/s | mean MOTA | mean IDF1 |\n\
-         | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+         | side | tracker | preset | MOTA | IDF1 | IDSW | FP | FN | frames/s | mean MOTA | mean IDF1 | mean IDSW |\n\
+         | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
         SEEDS[0],
         SEEDS[SEEDS.len() - 1],
         if cfg!(debug_assertions) {
@@ -245,7 +232,7 @@ fn print_table(rows: &[Row]) {
     );
     for r in rows {
         eprintln!(
-            "| {} | {} | {} | {:.1} % | {:.1} % | {} | {} | {} | {} | {:.1} % | {:.1} % |",
+            "| {} | {} | {} | {:.1} % | {:.1} % | {} | {} | {} | {} | {:.1} % | {:.1} % | {:.1} |",
             r.side,
             r.tracker,
             r.preset,
@@ -260,7 +247,8 @@ fn print_table(rows: &[Row]) {
                 "-".into()
             },
             r.mean_mota * 100.0,
-            r.mean_idf1 * 100.0
+            r.mean_idf1 * 100.0,
+            r.mean_idsw
         );
     }
 }
@@ -336,41 +324,23 @@ fn trackers_compared_with_python_peers_on_noisy_tud_campus() {
     for p in vigil_presets() {
         let (hyp, secs) = run_vigil(&p, &frames_by_seed[&SEED], REPEAT);
         let summary = evaluate(&gt, &hyp).unwrap();
-        let (mut motas, mut idf1s) = (Vec::new(), Vec::new());
+        let (mut motas, mut idf1s, mut idsws) = (Vec::new(), Vec::new(), Vec::new());
         for seed in SEEDS {
             let (hyp, _) = run_vigil(&p, &frames_by_seed[&seed], 1);
             let s = evaluate(&gt, &hyp).unwrap();
             motas.push(s.mota);
             idf1s.push(s.idf1);
+            idsws.push(s.num_switches as f64);
         }
         rows.push(Row {
             side: "vigil",
             tracker: p.kind.to_string(),
-            preset: p.name.to_string(),
+            preset: p.name.clone(),
             summary,
             fps: FRAMES as f64 / secs,
             mean_mota: mean(&motas),
             mean_idf1: mean(&idf1s),
-        });
-    }
-
-    // The diagnostic: ByteTrack's output with the predictions of tracks lost in this frame.
-    {
-        let summary = evaluate(&gt, &bytetrack_with_lost(&frames_by_seed[&SEED])).unwrap();
-        let (mut motas, mut idf1s) = (Vec::new(), Vec::new());
-        for seed in SEEDS {
-            let s = evaluate(&gt, &bytetrack_with_lost(&frames_by_seed[&seed])).unwrap();
-            motas.push(s.mota);
-            idf1s.push(s.idf1);
-        }
-        rows.push(Row {
-            side: "diagnostic",
-            tracker: "bytetrack".into(),
-            preset: "default + lost 1 frame".into(),
-            summary,
-            fps: f64::NAN,
-            mean_mota: mean(&motas),
-            mean_idf1: mean(&idf1s),
+            mean_idsw: mean(&idsws),
         });
     }
 
@@ -397,8 +367,9 @@ fn trackers_compared_with_python_peers_on_noisy_tud_campus() {
     );
 
     // 4. Every Python result through the same evaluation.
-    /// Per (tracker, preset): the seed-42 summary and frames/s, the other seeds' MOTA and IDF1.
-    type Results = (Option<(MotSummary, f64)>, Vec<f64>, Vec<f64>);
+    /// Per (tracker, preset): the seed-42 summary and frames/s, the other seeds' MOTA, IDF1 and
+    /// ID switches.
+    type Results = (Option<(MotSummary, f64)>, Vec<f64>, Vec<f64>, Vec<f64>);
     let mut by_preset: BTreeMap<(String, String), Results> = BTreeMap::new();
     let runs = report["runs"].as_array().expect("peers.json has runs");
     for run in runs {
@@ -425,6 +396,7 @@ fn trackers_compared_with_python_peers_on_noisy_tud_campus() {
         } else {
             entry.1.push(s.mota);
             entry.2.push(s.idf1);
+            entry.3.push(s.num_switches as f64);
         }
     }
     assert!(
@@ -432,7 +404,7 @@ fn trackers_compared_with_python_peers_on_noisy_tud_campus() {
         "expected the presets of norfair, bytetracker and motpy, got {:?}",
         by_preset.keys().collect::<Vec<_>>()
     );
-    for ((tracker, preset), (main, motas, idf1s)) in by_preset {
+    for ((tracker, preset), (main, motas, idf1s, idsws)) in by_preset {
         let (summary, fps) =
             main.unwrap_or_else(|| panic!("{tracker} {preset}: no run on seed {SEED}"));
         assert_eq!(idf1s.len(), SEEDS.len(), "{tracker} {preset}");
@@ -444,53 +416,91 @@ fn trackers_compared_with_python_peers_on_noisy_tud_campus() {
             fps,
             mean_mota: mean(&motas),
             mean_idf1: mean(&idf1s),
+            mean_idsw: mean(&idsws),
         });
     }
     print_table(&rows);
     let _ = std::fs::remove_dir_all(&tmp);
 
-    // 5. ByteTrack (its best preset) against the best Python tracker (its best preset).
-    let byte = rows
+    // 5. Vigil's best tracker as shipped (the default preset with the highest mean IDF1) against
+    //    the best Python result of each measure (any tracker, any preset): IDF1 and MOTA on seed
+    //    SEED and MOTA on the mean over SEEDS at least as high, ID switches on seed SEED not more
+    //    than the Python tracker with the best IDF1 has. Reported, not asserted (not reached yet,
+    //    issue 21): the mean IDF1 (motpy's readme-conf0.5 is ahead: it reports every track through
+    //    its misses, at the price of false positives) and the mean ID switches (a track found again
+    //    under a new id counts as one).
+    let best_vigil = rows
         .iter()
-        .filter(|r| r.side == "vigil" && r.tracker == "bytetrack")
-        .max_by(|a, b| a.summary.idf1.total_cmp(&b.summary.idf1))
-        .unwrap();
-    let byte_mean = rows
-        .iter()
-        .filter(|r| r.side == "vigil" && r.tracker == "bytetrack")
+        .filter(|r| r.side == "vigil" && r.preset.starts_with("default"))
         .max_by(|a, b| a.mean_idf1.total_cmp(&b.mean_idf1))
         .unwrap();
-    let best = rows
-        .iter()
-        .filter(|r| r.side == "python")
-        .max_by(|a, b| a.summary.idf1.total_cmp(&b.summary.idf1))
-        .unwrap();
-    let best_mean = rows
-        .iter()
-        .filter(|r| r.side == "python")
-        .max_by(|a, b| a.mean_idf1.total_cmp(&b.mean_idf1))
-        .unwrap();
+    let python: Vec<&Row> = rows.iter().filter(|r| r.side == "python").collect();
+    let best = |key: &dyn Fn(&Row) -> f64| {
+        *python
+            .iter()
+            .max_by(|a, b| key(a).total_cmp(&key(b)))
+            .unwrap()
+    };
+    let v = best_vigil;
+    let name = |r: &Row| format!("{} {}", r.tracker, r.preset);
+    type Measure<'a> = (&'a str, &'a dyn Fn(&Row) -> f64, bool);
+    let measures: [Measure; 4] = [
+        ("IDF1", &|r: &Row| r.summary.idf1, true),
+        ("MOTA", &|r: &Row| r.summary.mota, true),
+        ("mean IDF1", &|r: &Row| r.mean_idf1, false),
+        ("mean MOTA", &|r: &Row| r.mean_mota, true),
+    ];
+    let (mut failures, mut behind) = (Vec::new(), Vec::new());
+    for (what, key, asserted) in measures {
+        let p = best(key);
+        eprintln!(
+            "{what}: vigil {} {:.2} % vs best Python {} {:.2} %",
+            name(v),
+            key(v) * 100.0,
+            name(p),
+            key(p) * 100.0
+        );
+        if key(v) < key(p) {
+            let why = format!("{what} {} < {} {}", key(v), name(p), key(p));
+            if asserted {
+                failures.push(why);
+            } else {
+                behind.push(why);
+            }
+        }
+    }
+    let by_idf1 = best(&|r: &Row| r.summary.idf1);
+    let by_mean_idf1 = best(&|r: &Row| r.mean_idf1);
     eprintln!(
-        "seed {SEED}: bytetrack {} IDF1 {:.2} % vs best Python {} {} {:.2} %; \
-         mean over seeds: bytetrack {} {:.2} % vs {} {} {:.2} %",
-        byte.preset,
-        byte.summary.idf1 * 100.0,
-        best.tracker,
-        best.preset,
-        best.summary.idf1 * 100.0,
-        byte_mean.preset,
-        byte_mean.mean_idf1 * 100.0,
-        best_mean.tracker,
-        best_mean.preset,
-        best_mean.mean_idf1 * 100.0
+        "ID switches: vigil {} {} (mean {:.1}) vs {} {} and {} mean {:.1}",
+        name(v),
+        v.summary.num_switches,
+        v.mean_idsw,
+        name(by_idf1),
+        by_idf1.summary.num_switches,
+        name(by_mean_idf1),
+        by_mean_idf1.mean_idsw
     );
+    if v.summary.num_switches > by_idf1.summary.num_switches {
+        failures.push(format!(
+            "seed {SEED}: more ID switches than {}",
+            name(by_idf1)
+        ));
+    }
+    if v.mean_idsw > by_mean_idf1.mean_idsw {
+        behind.push(format!(
+            "mean ID switches {:.1} > {} {:.1}",
+            v.mean_idsw,
+            name(by_mean_idf1),
+            by_mean_idf1.mean_idsw
+        ));
+    }
+    if !behind.is_empty() {
+        eprintln!("not reached yet (reported, not asserted): {behind:?}");
+    }
     assert!(
-        byte.summary.idf1 >= best.summary.idf1,
-        "seed {SEED}: ByteTrack's ({}) IDF1 {} < {} {} {}",
-        byte.preset,
-        byte.summary.idf1,
-        best.tracker,
-        best.preset,
-        best.summary.idf1
+        failures.is_empty(),
+        "Vigil's {} behind the Python trackers: {failures:?}",
+        name(v)
     );
 }

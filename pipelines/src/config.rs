@@ -784,6 +784,11 @@ pub struct TrackerConfig {
     /// `tracker.match_class`: associate detections only with tracks of their class. Default `true`.
     #[serde(default = "yes")]
     pub match_class: bool,
+    /// `tracker.coast_frames`: inferred frames in a row a confirmed track that missed its detection is
+    /// still reported at its predicted box (`predicted: true`), so lines and zones see it; 0 =
+    /// detections only. Default: the algorithm's (iou 0, sort 1, bytetrack 2, ocsort 1).
+    #[serde(default)]
+    pub coast_frames: Option<u32>,
 }
 
 impl Default for TrackerConfig {
@@ -798,6 +803,7 @@ impl Default for TrackerConfig {
             low_thresh: default_low_thresh(),
             new_track_thresh: default_new_track_thresh(),
             match_class: true,
+            coast_frames: None,
         }
     }
 }
@@ -2329,7 +2335,10 @@ fn check_analytics(
     labels: &[String],
 ) -> Result<(), (String, String)> {
     if a.is_empty() {
-        return Err((String::new(), "no lines and no zones".into()));
+        return Err((
+            String::new(),
+            "no lines, no zones and no calibration".into(),
+        ));
     }
     a.validate()
         .map_err(|e| (format!(".{}", e.key), e.message))?;
@@ -3044,6 +3053,39 @@ mod tests {
         let e = Config::parse(&bad, "x.yaml").unwrap_err().to_string();
         assert!(
             e.starts_with("x.yaml: line 7 column") && e.contains("feet"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn calibration_and_speed_errors_name_key_and_line() {
+        let text = MINIMAL.replace(
+            "    uri: rtsp://x/y\n",
+            "    uri: rtsp://x/y\n    analytics:\n      calibration:\n        image: [[0, 0], [100, 0], [200, 0], [0, 100]]\n        width: 3.5\n        length: 20\n      speed: { unit: m/s, limit: 15 }\n",
+        );
+        let c = Config::parse(&text, "x.yaml").unwrap();
+        let a = c.sources[0].analytics.as_ref().unwrap();
+        assert_eq!(
+            a.speed.as_ref().unwrap().unit,
+            vigil_core::objects::SpeedUnit::Mps
+        );
+        let labels = vec!["person".to_string()];
+        let (key, message) = check_analytics(a, &labels).unwrap_err();
+        assert_eq!(key, ".calibration.image");
+        assert!(
+            message.starts_with("points 1, 2 and 3 are on one line"),
+            "{message}"
+        );
+        let full = format!("sources[0].analytics{key}");
+        assert_eq!(locate_key_or_parent(&text, &full), Some(8));
+        let fixed = text.replace("[200, 0]", "[100, 100]");
+        let c = Config::parse(&fixed, "x.yaml").unwrap();
+        check_analytics(c.sources[0].analytics.as_ref().unwrap(), &labels).unwrap();
+        // Units are spelled as in the events.
+        let bad = fixed.replace("unit: m/s", "unit: kph");
+        let e = Config::parse(&bad, "x.yaml").unwrap_err().to_string();
+        assert!(
+            e.starts_with("x.yaml: line 11 column") && e.contains("kph"),
             "{e}"
         );
     }

@@ -659,6 +659,9 @@ fn build_source_into(
         set_prop(&track, "low-thresh", Prop::Num(t.low_thresh))?;
         set_prop(&track, "new-track-thresh", Prop::Num(t.new_track_thresh))?;
         set_prop(&track, "match-class", Prop::Bool(t.match_class))?;
+        if let Some(c) = t.coast_frames {
+            set_prop(&track, "coast-frames", Prop::Num(c.into()))?;
+        }
         chain.push(infer);
         chain.push(track);
     }

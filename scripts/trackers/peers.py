@@ -12,7 +12,8 @@ The metrics are NOT computed here: the Rust side evaluates every result with the
 
 `DIR/peers.json` lists the runs: det file, tracker, preset, settings, output file, frames, detections,
 and `update_seconds` / `fps`, measured with `time.perf_counter` around the trackers' update calls
-only (the inputs are built before; reading the outputs happens after), best of `--repeat` runs.
+only (the inputs are built before; reading the outputs happens after), best of `--repeat` runs on the
+first detection file (the timed one; the others run once).
 
 Trackers (versions pinned by `scripts/setup.sh`, venv `~/.cache/vigil/trackers-venv`), each with the
 settings its README or its own demos give for bounding boxes:
@@ -291,7 +292,12 @@ def main():
     ap.add_argument("--out", required=True, help="output folder")
     ap.add_argument("--frames", type=int, default=None, help="number of frames (default: last in the file)")
     ap.add_argument("--frame-rate", type=float, default=25.0, help="frame rate of the sequence (TUD-Campus: 25)")
-    ap.add_argument("--repeat", type=int, default=1, help="runs per tracker and preset; the fastest is reported")
+    ap.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="runs per tracker and preset on the first detection file (the others run once); the fastest is reported",
+    )
     ap.add_argument("--trackers", default=",".join(TRACKERS), help="comma-separated subset of " + ",".join(TRACKERS))
     args = ap.parse_args()
 
@@ -316,7 +322,8 @@ def main():
         "repeat": args.repeat,
         "runs": [],
     }
-    for det in args.dets:
+    for k, det in enumerate(args.dets):
+        repeat = max(1, args.repeat) if k == 0 else 1
         try:
             frames = read_detections(det, args.frames)
         except (OSError, ValueError) as e:
@@ -330,7 +337,7 @@ def main():
             table, run = presets(name, args.frame_rate)
             for preset, settings in table.items():
                 best, results = None, None
-                for _ in range(max(1, args.repeat)):
+                for _ in range(repeat):
                     res, secs = run(frames, settings, args.frame_rate)
                     if best is None or secs < best:
                         best = secs

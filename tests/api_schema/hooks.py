@@ -15,7 +15,8 @@ pipelines/tests/api.rs checks their 400 answers): analytics labels are classes o
 makes them an enum of $VIGIL_SCHEMA_LABELS, which Vigil enforces, so its negative cases stay negative);
 for the others a positive case is repaired before it is sent: a line's points distinct and crossed by its
 `in_direction`, a zone's polygon with an area, rule names unique, `reconnect.max_interval_ms` not below
-`interval_ms`.
+`interval_ms`, a calibration's points a valid square (and a calibration added where `speed` or a zone's
+`speed_limit` needs one).
 
 The stream the run was started with ($VIGIL_SCHEMA_KEEP) is never deleted: removing the last stream ends
 the run by design, and the test checks the server is alive at the end.
@@ -129,6 +130,25 @@ def repair(body):
             zone["polygon"] = [[0, 0], [100, 0], [100, 100]]
     unique_names(lines)
     unique_names(zones)
+    # A calibration: any generated points are replaced by a valid square (four points, no three on a
+    # line, the same order on the ground), keeping the generated form (world, or width and length).
+    # `speed` and zones' `speed_limit` need one.
+    needs = analytics.get("speed") is not None or any(
+        isinstance(z, dict) and z.get("speed_limit") is not None for z in zones
+    )
+    calibration = analytics.get("calibration")
+    if isinstance(calibration, dict) or needs:
+        calibration = calibration if isinstance(calibration, dict) else {}
+        calibration["image"] = [[0, 0], [100, 0], [100, 100], [0, 100]]
+        if calibration.get("width") is not None or calibration.get("length") is not None:
+            calibration.pop("world", None)
+            calibration["width"] = 3.5
+            calibration["length"] = 20.0
+        else:
+            calibration["world"] = [[0, 0], [3.5, 0], [3.5, 20], [0, 20]]
+            calibration.pop("width", None)
+            calibration.pop("length", None)
+        analytics["calibration"] = calibration
 
 
 @schemathesis.hook

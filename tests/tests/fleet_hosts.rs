@@ -5,8 +5,10 @@
 //!
 //! 1. Sharding: 8 cameras over 2 shards; each camera's events come from exactly one shard (the
 //!    shard its name hashes to, in the MQTT topic `vigil/{shard}/…` and the shard's events file),
-//!    and every detection of the first frames equals a single-process run's on the same frames
-//!    (cameras with `--per-client` media: every client decodes the same pictures), boxes within 1 px.
+//!    and every detection of 30 frames per camera equals a single-process run's on the same frames
+//!    (cameras with `--per-client` media: every client decodes the same pictures), boxes within 1 px:
+//!    the first 30 of the first 60 that the shard inferred (a server answer later than 1 s under
+//!    load passes a frame uninferred).
 //! 2. Faults across hosts while the shards run: an inference host's link cut for 10 s, then its
 //!    `vigil serve` killed and restarted, then a camera host's link cut for 5 s. The streams go on
 //!    (no gap over 2 s in a stream not involved), inference fails over to the other server, the
@@ -31,7 +33,13 @@ use vigil_tests::{EventsTail, TempDir, Vigil, http_get, parse_metrics, repo_root
 
 const TOKEN: &str = "fleet-test-token";
 /// Frames of every camera compared with the single-process run.
-const COMPARED: u64 = 30;
+const COMPARED: usize = 30;
+/// The first frames of every camera read from both runs; the comparison takes the first
+/// [`COMPARED`] of them the shard inferred. A request no server answers within `server-timeout-ms`
+/// (1 s) passes the frame on without detections — on this 2-core machine, with 8 x264 cameras, 2
+/// servers and 2 pipelines busy, some can (CI, 2026-12-07: cam-4 frame 23); they are counted in the
+/// metrics later.
+const WINDOW: u64 = 60;
 /// Cameras: 384x288 at 5 frames/s (x264, each client its own encoder from the first frame).
 const CAMERA: [&str; 7] = [
     "--width",
@@ -318,16 +326,20 @@ fn compare(base: &Frames, sharded: &Frames, names: &[String]) -> (u64, usize) {
     }
     let (mut frames, mut objects) = (0, 0);
     for c in names {
-        for k in 0..COMPARED {
+        let mut compared = 0;
+        for k in 0..WINDOW {
+            if compared == COMPARED {
+                break;
+            }
             let (a, b) = (&base.0[c][&k], &sharded.0[c][&k]);
             assert_eq!(
                 a["inferred"], true,
-                "{c} frame {k} of the single run not inferred"
+                "{c} frame {k} of the single run (in process) not inferred"
             );
-            assert_eq!(
-                b["inferred"], true,
-                "{c} frame {k} of the shard not inferred"
-            );
+            if b["inferred"] != true {
+                continue;
+            }
+            compared += 1;
             let (ba, bb) = (boxes(a), boxes(b));
             assert_eq!(ba.len(), bb.len(), "{c} frame {k}: {ba:?} vs {bb:?}");
             for (x, y) in ba.iter().zip(&bb) {
@@ -342,6 +354,10 @@ fn compare(base: &Frames, sharded: &Frames, names: &[String]) -> (u64, usize) {
             frames += 1;
             objects += ba.len();
         }
+        assert_eq!(
+            compared, COMPARED,
+            "{c}: under {COMPARED} of the shard's first {WINDOW} frames inferred"
+        );
     }
     (frames, objects)
 }
@@ -496,7 +512,7 @@ fn a_fleet_sharded_over_hosts_equals_one_process_and_survives_faults() {
         &mut [EventsTail::new(&base_events)],
         &mut base,
         &names,
-        COMPARED,
+        WINDOW,
         Duration::from_secs(90),
     );
     single.stop_clean();
@@ -534,7 +550,7 @@ fn a_fleet_sharded_over_hosts_equals_one_process_and_survives_faults() {
         &mut tails,
         &mut sharded,
         &names,
-        COMPARED,
+        WINDOW,
         Duration::from_secs(90),
     );
     let (compared, objects) = compare(&base, &sharded, &names);
@@ -591,6 +607,9 @@ fn a_fleet_sharded_over_hosts_equals_one_process_and_survives_faults() {
     };
     std::thread::sleep(Duration::from_secs(2));
     let end = now_ms();
+    // Frames not inferred before this moment are counted by the metrics read next; later ones (until
+    // the runs stop) may or may not be.
+    let scraped = now_ms();
     let uninferred = [
         not_inferred(&pipes[0], &api0, "0"),
         not_inferred(&pipes[1], &api1, "1"),
@@ -699,9 +718,16 @@ fn a_fleet_sharded_over_hosts_equals_one_process_and_survives_faults() {
     );
     let counted: u64 = uninferred.iter().sum();
     assert!(counted > 0, "frames no server answered are counted");
-    assert_eq!(
-        counted, not_inferred_events as u64,
-        "metrics count the events' inferred=false"
+    let before_scrape = sharded
+        .0
+        .values()
+        .flat_map(|f| f.values())
+        .filter(|e| e["inferred"] == false)
+        .filter(|e| e["timestamp_ms"].as_u64().unwrap_or(u64::MAX) < scraped)
+        .count() as u64;
+    assert!(
+        (before_scrape..=not_inferred_events as u64).contains(&counted),
+        "metrics count the events' inferred=false: {counted} counted, {before_scrape} events before          the metrics were read, {not_inferred_events} in all"
     );
     assert!(
         err0.contains("frames not inferred") || err1.contains("frames not inferred"),

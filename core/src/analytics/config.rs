@@ -2,6 +2,7 @@
 //! pipeline config (`sources[i].analytics`) or in the file/string given to `vigilanalytics`.
 
 use super::geometry::{self, Anchor};
+use super::speed::{CalibrationConfig, Homography, SpeedConfig, check_limit};
 use crate::objects::Point;
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
@@ -44,6 +45,12 @@ pub struct AnalyticsConfig {
     pub lines: Vec<LineConfig>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub zones: Vec<ZoneConfig>,
+    /// The ground plane: each track's speed (see [`super::speed`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub calibration: Option<CalibrationConfig>,
+    /// How speeds are reported; needs `calibration`. Default: km/h over 1 s, no limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub speed: Option<SpeedConfig>,
 }
 
 /// A counting line (a segment).
@@ -75,6 +82,10 @@ pub struct ZoneConfig {
     /// The zone is overcrowded while more than this many objects are in it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub overcrowded_above: Option<u32>,
+    /// In `speed.unit`: a `speed_above` event (the zone's name) when a track in the zone goes
+    /// faster; needs `calibration`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub speed_limit: Option<f64>,
 }
 
 /// A direction on the screen.
@@ -117,7 +128,7 @@ pub struct ConfigIssue {
     pub message: String,
 }
 
-fn issue(key: String, message: impl Into<String>) -> ConfigIssue {
+pub(crate) fn issue(key: String, message: impl Into<String>) -> ConfigIssue {
     ConfigIssue {
         key,
         message: message.into(),
@@ -163,9 +174,41 @@ impl ZoneConfig {
 }
 
 impl AnalyticsConfig {
-    /// Whether there is any line or zone.
+    /// Whether there is nothing to do: no line, no zone, no calibration.
     pub fn is_empty(&self) -> bool {
-        self.lines.is_empty() && self.zones.is_empty()
+        self.lines.is_empty() && self.zones.is_empty() && self.calibration.is_none()
+    }
+
+    /// The checked calibration's homography (frame pixels to metres), when there is one.
+    pub fn homography(&self) -> Result<Option<Homography>, ConfigIssue> {
+        self.calibration
+            .as_ref()
+            .map(|c| c.validate("calibration"))
+            .transpose()
+    }
+
+    /// Checks what speeds need: `speed` and zones' `speed_limit` only with a calibration.
+    fn validate_speed(&self) -> Result<(), ConfigIssue> {
+        let has = self.homography()?.is_some();
+        if let Some(s) = &self.speed {
+            if !has {
+                return Err(issue(
+                    "speed".into(),
+                    "needs a calibration (four image points and their ground coordinates)",
+                ));
+            }
+            s.validate("speed")?;
+        }
+        for (i, z) in self.zones.iter().enumerate() {
+            if let Some(l) = z.speed_limit {
+                let key = format!("zones[{i}].speed_limit");
+                if !has {
+                    return Err(issue(key, "needs a calibration to measure speeds"));
+                }
+                check_limit(key, l)?;
+            }
+        }
+        Ok(())
     }
 
     pub fn anchor_or_default(&self) -> Anchor {
@@ -182,7 +225,8 @@ impl AnalyticsConfig {
 
     /// Checks the rules: finite coordinates within ±[`MAX_PIXELS`], lines of non-zero length, polygons with at least three
     /// vertices and a non-zero area, unique names among lines and among zones, non-empty labels, an
-    /// `in_direction` that crosses its line, a hysteresis in 0..=[`MAX_PIXELS`].
+    /// `in_direction` that crosses its line, a hysteresis in 0..=[`MAX_PIXELS`]; a calibration of four
+    /// points, no three on a line, that determines a ground plane, and speed settings that need it.
     pub fn validate(&self) -> Result<(), ConfigIssue> {
         if let Some(h) = self.hysteresis
             && !(0.0..=MAX_PIXELS).contains(&h)
@@ -260,7 +304,7 @@ impl AnalyticsConfig {
             }
             check_labels(format!("zones[{i}].labels"), &z.labels)?;
         }
-        Ok(())
+        self.validate_speed()
     }
 }
 

@@ -39,18 +39,33 @@
 //! zone gets a `zone_exited` event for it (dwell measured up to the last frame it was seen) and its
 //! `exits` count, so entries and exits stay balanced. Its line state is dropped; if the same object
 //! comes back with a new id it is a new track.
+//!
+//! # Coasting tracks and speed
+//!
+//! Objects the tracker reports at a predicted box while their detection is missed (`predicted`,
+//! `vigiltrack coast-frames`) are tracks like any other here: a line they cross meanwhile is counted
+//! once, at the frame the predicted anchor crosses it, and not again when the detection returns.
+//!
+//! With a `calibration` ([`speed`]), every tracked anchor is also mapped to the ground plane; each
+//! track's speed (the least-squares velocity over `speed.window_s` of its detected positions, once it
+//! has moved `speed.min_distance_m`) is written to its object, to its line crossings (and each line's
+//! [`SpeedStats`]), to the zones' tracks and statistics, and a `speed_above` event is given the
+//! first time a track's speed exceeds `speed.limit` (name `speed`) or, inside a zone, the zone's
+//! `speed_limit` (the zone's name).
 
 pub mod config;
 pub mod geometry;
+pub mod speed;
 pub mod trails;
 
 pub use config::{AnalyticsConfig, ConfigIssue, Direction, LineConfig, ZoneConfig};
 pub use geometry::Anchor;
+pub use speed::{CalibrationConfig, Homography, SpeedConfig, SpeedTrack};
 pub use trails::Trails;
 
 use crate::objects::{
     AnalyticsEvent, AnalyticsEventKind, FrameAnalytics, LabelCounts, LineStatus, Object, Point,
-    ZoneStatus, ZoneTrack,
+    Speed, SpeedStats, SpeedUnit, ZoneStatus, ZoneTrack,
 };
 use std::collections::HashMap;
 
@@ -60,6 +75,34 @@ struct Line {
     b: Point,
     labels: Vec<String>,
     counts: Vec<LabelCounts>,
+    /// Speeds (m/s) of the crossings with a known speed.
+    speeds: Tally,
+}
+
+/// Count, sum and maximum of speeds in m/s.
+#[derive(Clone, Copy, Default)]
+struct Tally {
+    count: u64,
+    sum: f64,
+    max: f64,
+}
+
+impl Tally {
+    fn add(&mut self, mps: f64) {
+        self.count += 1;
+        self.sum += mps;
+        self.max = self.max.max(mps);
+    }
+
+    fn stats(&self, unit: SpeedUnit) -> Option<SpeedStats> {
+        let k = unit.per_mps();
+        (self.count > 0).then(|| SpeedStats {
+            count: self.count,
+            mean: (self.sum / self.count as f64 * k) as f32,
+            max: (self.max * k) as f32,
+            unit,
+        })
+    }
 }
 
 struct Zone {
@@ -67,6 +110,8 @@ struct Zone {
     polygon: Vec<Point>,
     labels: Vec<String>,
     overcrowded_above: Option<u32>,
+    /// m/s.
+    speed_limit: Option<f64>,
     entries: u64,
     exits: u64,
     overcrowded: bool,
@@ -94,6 +139,19 @@ struct Track {
     lines: Vec<LineTrack>,
     /// Entry time per zone while inside.
     zones: Vec<Option<f64>>,
+    speed: SpeedTrack,
+    /// A `speed_above` event was given for the rules' limit, and per zone.
+    above: bool,
+    zone_above: Vec<bool>,
+}
+
+/// The calibration and speed settings of a stream, limits in m/s.
+struct SpeedRules {
+    homography: Homography,
+    unit: SpeedUnit,
+    window: f64,
+    min_distance: f64,
+    limit: Option<f64>,
 }
 
 /// The analytics state of one stream.
@@ -105,12 +163,15 @@ pub struct Analytics {
     zones: Vec<Zone>,
     tracks: HashMap<u64, Track>,
     frames: u64,
+    speed: Option<SpeedRules>,
 }
 
 impl Analytics {
     /// Builds the state from validated rules (see [`AnalyticsConfig::validate`]).
     pub fn new(config: &AnalyticsConfig) -> Result<Self, ConfigIssue> {
         config.validate()?;
+        let speed_config = config.speed.clone().unwrap_or_default();
+        let per_mps = speed_config.unit.per_mps();
         let lines = config
             .lines
             .iter()
@@ -127,6 +188,7 @@ impl Analytics {
                     b,
                     labels: l.labels.clone(),
                     counts: Vec::new(),
+                    speeds: Tally::default(),
                 }
             })
             .collect();
@@ -138,6 +200,7 @@ impl Analytics {
                 polygon: z.points(),
                 labels: z.labels.clone(),
                 overcrowded_above: z.overcrowded_above,
+                speed_limit: z.speed_limit.map(|l| l / per_mps),
                 entries: 0,
                 exits: 0,
                 overcrowded: false,
@@ -151,6 +214,13 @@ impl Analytics {
             zones,
             tracks: HashMap::new(),
             frames: 0,
+            speed: config.homography()?.map(|homography| SpeedRules {
+                homography,
+                unit: speed_config.unit,
+                window: speed_config.window_or_default(),
+                min_distance: speed_config.min_distance_or_default(),
+                limit: speed_config.limit.map(|l| l / per_mps),
+            }),
         })
     }
 
@@ -160,6 +230,7 @@ impl Analytics {
         self.frames = 0;
         for l in &mut self.lines {
             l.counts.clear();
+            l.speeds = Tally::default();
         }
         for z in &mut self.zones {
             z.entries = 0;
@@ -168,15 +239,16 @@ impl Analytics {
         }
     }
 
-    /// Processes one frame's objects at stream time `t_s` (seconds) and returns its results.
-    pub fn process(&mut self, objects: &[Object], t_s: f64) -> FrameAnalytics {
+    /// Processes one frame's objects at stream time `t_s` (seconds) and returns its results; with a
+    /// calibration, each tracked object's `speed` is set once known.
+    pub fn process(&mut self, objects: &mut [Object], t_s: f64) -> FrameAnalytics {
         let frame = self.frames;
         self.frames += 1;
         let h = self.hysteresis;
         let mut events = Vec::new();
         let mut occupancy = vec![0u32; self.zones.len()];
 
-        for o in objects {
+        for o in objects.iter_mut() {
             let p = self.anchor.point(&o.bbox);
             if !(p.x.is_finite() && p.y.is_finite()) {
                 continue;
@@ -197,11 +269,34 @@ impl Analytics {
                 last_seen_t: t_s,
                 lines: vec![LineTrack::default(); nl],
                 zones: vec![None; nz],
+                speed: SpeedTrack::default(),
+                above: false,
+                zone_above: vec![false; nz],
             });
             track.label.clone_from(&o.label);
             track.class_id = o.class_id;
             track.last_seen_frame = frame;
             track.last_seen_t = t_s;
+            let mps = self.speed.as_ref().and_then(|r| {
+                let g = r.homography.ground(p)?;
+                track
+                    .speed
+                    .update(t_s, g, !o.predicted, r.window, r.min_distance)
+            });
+            let speed = self
+                .speed
+                .as_ref()
+                .zip(mps)
+                .map(|(r, v)| speed::speed_in(v, r.unit));
+            o.speed = speed;
+            if let (Some(r), Some(v), Some(sp)) = (&self.speed, mps, speed)
+                && let Some(limit) = r.limit
+                && v > limit
+                && !track.above
+            {
+                track.above = true;
+                events.push(speed_event("speed", id, o, sp, limit * r.unit.per_mps()));
+            }
 
             for (li, line) in self.lines.iter_mut().enumerate() {
                 if !accepts(&line.labels, &o.label) {
@@ -246,6 +341,10 @@ impl Analytics {
                         e.class_id = Some(o.class_id);
                         e.label = Some(o.label.clone());
                         e.direction = Some(if is_in { "in" } else { "out" }.into());
+                        e.speed = speed;
+                        if let Some(v) = mps {
+                            line.speeds.add(v);
+                        }
                         events.push(e);
                     }
                 }
@@ -286,6 +385,14 @@ impl Analytics {
                 }
                 if track.zones[zi].is_some() {
                     occupancy[zi] += 1;
+                    if let (Some(r), Some(v), Some(sp), Some(limit)) =
+                        (&self.speed, mps, speed, zone.speed_limit)
+                        && v > limit
+                        && !track.zone_above[zi]
+                    {
+                        track.zone_above[zi] = true;
+                        events.push(speed_event(&zone.name, id, o, sp, limit * r.unit.per_mps()));
+                    }
                 }
             }
         }
@@ -343,10 +450,24 @@ impl Analytics {
                         track_id: id,
                         label: t.label.clone(),
                         dwell_s: (t_s - entered).max(0.0),
+                        speed: self
+                            .speed
+                            .as_ref()
+                            .zip(t.speed.mps())
+                            .map(|(r, v)| speed::speed_in(v, r.unit)),
                     })
                 })
                 .collect();
             tracks.sort_by_key(|t| t.track_id);
+            let speed = self.speed.as_ref().and_then(|r| {
+                let mut tally = Tally::default();
+                for t in self.tracks.values().filter(|t| t.zones[zi].is_some()) {
+                    if let Some(v) = t.speed.mps() {
+                        tally.add(v);
+                    }
+                }
+                tally.stats(r.unit)
+            });
             zones.push(ZoneStatus {
                 name: zone.name.clone(),
                 polygon: zone.polygon.clone(),
@@ -355,6 +476,7 @@ impl Analytics {
                 exits: zone.exits,
                 overcrowded: zone.overcrowded,
                 tracks,
+                speed,
             });
         }
         let lines = self
@@ -364,6 +486,7 @@ impl Analytics {
                 name: l.name.clone(),
                 points: [l.a, l.b],
                 counts: l.counts.clone(),
+                speed: self.speed.as_ref().and_then(|r| l.speeds.stats(r.unit)),
             })
             .collect();
         FrameAnalytics {
@@ -372,6 +495,17 @@ impl Analytics {
             events,
         }
     }
+}
+
+/// A `speed_above` event of track `id` (object `o`) at `speed` over `limit` (both in the same unit).
+fn speed_event(name: &str, id: u64, o: &Object, speed: Speed, limit: f64) -> AnalyticsEvent {
+    let mut e = AnalyticsEvent::new(AnalyticsEventKind::SpeedAbove, name);
+    e.track_id = Some(id);
+    e.class_id = Some(o.class_id);
+    e.label = Some(o.label.clone());
+    e.speed = Some(speed);
+    e.limit = Some(limit as f32);
+    e
 }
 
 #[cfg(test)]

@@ -322,6 +322,7 @@ mod tests {
                     r#in: 2,
                     out: 1,
                 }],
+                speed: None,
             }],
             zones: vec![ZoneStatus {
                 name: "z".into(),

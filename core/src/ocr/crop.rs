@@ -5,39 +5,6 @@
 use super::det::Quad;
 use super::image::BgrImage;
 
-/// Solves the 8x8 system of the homography mapping `from[i]` to `to[i]`; `None` when degenerate.
-fn homography(from: &[[f64; 2]; 4], to: &[[f64; 2]; 4]) -> Option<[f64; 9]> {
-    let mut a = [[0f64; 9]; 8];
-    for i in 0..4 {
-        let ([x, y], [u, v]) = (from[i], to[i]);
-        a[i] = [x, y, 1.0, 0.0, 0.0, 0.0, -x * u, -y * u, u];
-        a[i + 4] = [0.0, 0.0, 0.0, x, y, 1.0, -x * v, -y * v, v];
-    }
-    // Gaussian elimination with partial pivoting.
-    for c in 0..8 {
-        let p = (c..8).max_by(|&i, &j| a[i][c].abs().total_cmp(&a[j][c].abs()))?;
-        if a[p][c].abs() < 1e-12 {
-            return None;
-        }
-        a.swap(c, p);
-        let pivot = a[c];
-        for (r, row) in a.iter_mut().enumerate() {
-            if r != c {
-                let f = row[c] / pivot[c];
-                for (v, p) in row.iter_mut().zip(pivot).skip(c) {
-                    *v -= f * p;
-                }
-            }
-        }
-    }
-    let mut h = [0f64; 9];
-    for i in 0..8 {
-        h[i] = a[i][8] / a[i][i];
-    }
-    h[8] = 1.0;
-    Some(h)
-}
-
 /// OpenCV's bicubic weights (A = -0.75) of the taps at -1, 0, 1, 2 for the fraction `t`.
 fn cubic_weights(t: f32) -> [f32; 4] {
     const A: f32 = -0.75;
@@ -63,7 +30,7 @@ pub fn crop_quad(img: &BgrImage, quad: &Quad) -> Option<BgrImage> {
     let (wf, hf) = (w as f64, h as f64);
     let rect = [[0.0, 0.0], [wf, 0.0], [wf, hf], [0.0, hf]];
     // Destination pixel -> source point.
-    let m = homography(&rect, quad)?;
+    let m = crate::homography::solve(&rect, quad)?;
     let mut out = BgrImage::new(w, h);
     let (sw, sh) = (img.width as i64, img.height as i64);
     for y in 0..h {

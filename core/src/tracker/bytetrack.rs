@@ -40,6 +40,9 @@ pub struct ByteTrackConfig {
     pub min_hits: u32,
     /// Only detections of the track's class are associated with it.
     pub match_class: bool,
+    /// Inferred frames in a row a confirmed track without its detection is still reported at its
+    /// predicted box ([`Tracker::coasted`](super::Tracker::coasted)); 0 = detections only.
+    pub coast_frames: u32,
 }
 
 impl Default for ByteTrackConfig {
@@ -54,6 +57,7 @@ impl Default for ByteTrackConfig {
             track_buffer: 30,
             min_hits: 2,
             match_class: true,
+            coast_frames: 0,
         }
     }
 }
@@ -74,8 +78,8 @@ pub struct ByteTracker {
 impl ByteTracker {
     pub fn new(cfg: ByteTrackConfig) -> Self {
         Self {
+            set: TrackSet::new(cfg.coast_frames),
             cfg,
-            set: TrackSet::new(),
             high: Vec::new(),
             low: Vec::new(),
             pool: Vec::new(),
@@ -183,6 +187,10 @@ impl Tracker for ByteTracker {
             }
         }
         self.set.finish(objects);
+    }
+
+    fn coasted(&self, out: &mut Vec<Object>) {
+        self.set.coasted(out);
     }
 
     fn predict(&mut self) -> Vec<Object> {

@@ -100,6 +100,8 @@ pub(crate) struct Assoc {
 #[derive(Debug, Default)]
 pub(crate) struct TrackSet {
     pub tracks: Vec<Track>,
+    /// Inferred frames in a row a lost track is still reported (coasting).
+    coast_frames: u32,
     next_id: u64,
     /// Inferred frames so far (calls of `update`).
     pub updates: u64,
@@ -115,10 +117,42 @@ pub(crate) struct TrackSet {
 }
 
 impl TrackSet {
-    pub fn new() -> Self {
+    pub fn new(coast_frames: u32) -> Self {
         Self {
             next_id: 1,
+            coast_frames,
             ..Default::default()
+        }
+    }
+
+    /// Whether track `t` is shown as coasting: confirmed before, lost for at most `coast_frames`.
+    fn coasting(&self, t: &Track) -> bool {
+        t.state == TrackState::Lost && t.id.is_some() && t.misses <= self.coast_frames
+    }
+
+    /// The object of track `t` at its filter's box; `predicted` for a coasting one.
+    fn object(t: &Track, id: u64) -> Object {
+        let mut o = Object::new(t.class_id, t.label.clone(), t.confidence, t.kf.bbox());
+        o.track_id = Some(id);
+        o.model.clone_from(&t.model);
+        if t.state == TrackState::Lost {
+            o.predicted = true;
+            o.since_detection = t.misses;
+        }
+        o
+    }
+
+    /// After `finish`: the coasting tracks' objects, appended to `out` (see [`Tracker::coasted`]).
+    ///
+    /// [`Tracker::coasted`]: super::Tracker::coasted
+    pub fn coasted(&self, out: &mut Vec<Object>) {
+        if self.coast_frames == 0 {
+            return;
+        }
+        for t in &self.tracks {
+            if let (true, Some(id)) = (self.coasting(t), t.id) {
+                out.push(Self::object(t, id));
+            }
         }
     }
 
@@ -362,15 +396,15 @@ impl TrackSet {
     }
 
     /// A frame without detections: advances the tracks and returns the confirmed ones that were matched
-    /// in the latest inferred frame, at their predicted boxes, with their last confidence.
+    /// in the latest inferred frame and the coasting ones, at their predicted boxes, with their last
+    /// confidence.
     pub fn predict(&mut self) -> Vec<Object> {
         self.step();
         let mut out = Vec::new();
         for t in &self.tracks {
-            if let (TrackState::Confirmed, Some(id)) = (t.state, t.id) {
-                let mut o = Object::new(t.class_id, t.label.clone(), t.confidence, t.kf.bbox());
-                o.track_id = Some(id);
-                o.model.clone_from(&t.model);
+            let Some(id) = t.id else { continue };
+            if t.state == TrackState::Confirmed || self.coasting(t) {
+                let mut o = Self::object(t, id);
                 o.id = out.len() as u32;
                 out.push(o);
             }

@@ -14,6 +14,9 @@ pub struct IouTrackerConfig {
     pub min_hits: u32,
     /// Only detections of the same class are associated with a track.
     pub match_class: bool,
+    /// Inferred frames in a row a confirmed track without its detection is still reported at its
+    /// predicted box ([`Tracker::coasted`](super::Tracker::coasted)); 0 = detections only.
+    pub coast_frames: u32,
 }
 
 impl Default for IouTrackerConfig {
@@ -23,6 +26,7 @@ impl Default for IouTrackerConfig {
             max_age: 30,
             min_hits: 1,
             match_class: true,
+            coast_frames: 0,
         }
     }
 }
@@ -45,14 +49,32 @@ struct Track {
 }
 
 impl Track {
+    /// The box `since_update` frames after the last update.
     fn predicted(&self) -> BBox {
-        let k = self.since_update as f32;
+        self.predicted_at(self.since_update)
+    }
+
+    /// The box `k` frames after the last update.
+    fn predicted_at(&self, k: u32) -> BBox {
+        let k = k as f32;
         BBox {
             x: self.bbox.x + self.vel[0] * k,
             y: self.bbox.y + self.vel[1] * k,
             w: (self.bbox.w + self.vel[2] * k).max(1.0),
             h: (self.bbox.h + self.vel[3] * k).max(1.0),
         }
+    }
+}
+
+impl Track {
+    /// The object of this track at `bbox`; `predicted` when it missed its latest detections.
+    fn object(&self, id: u64, bbox: BBox) -> Object {
+        let mut o = Object::new(self.class_id, self.label.clone(), self.confidence, bbox);
+        o.track_id = Some(id);
+        o.model.clone_from(&self.model);
+        o.predicted = self.misses > 0;
+        o.since_detection = self.misses;
+        o
     }
 }
 
@@ -179,17 +201,28 @@ impl Tracker for IouTracker {
         self.tracks.retain(|t| t.misses <= max_age);
     }
 
+    fn coasted(&self, out: &mut Vec<Object>) {
+        for t in &self.tracks {
+            if let Some(id) = t.id
+                && (1..=self.cfg.coast_frames).contains(&t.misses)
+            {
+                // `update` counted this frame already: the box of this frame is one step back.
+                out.push(t.object(id, t.predicted_at(t.since_update.saturating_sub(1))));
+            }
+        }
+    }
+
     fn predict(&mut self) -> Vec<Object> {
         let mut out = Vec::new();
         for t in &mut self.tracks {
             let bbox = t.predicted();
             t.since_update += 1;
-            // Only tracks seen in the latest inferred frame are shown; older ones are kept, not drawn.
-            if let (0, Some(id)) = (t.misses, t.id) {
-                let mut o = Object::new(t.class_id, t.label.clone(), t.confidence, bbox);
-                o.track_id = Some(id);
-                o.model.clone_from(&t.model);
-                out.push(o);
+            // Only tracks shown in the latest inferred frame (seen, or coasting) are shown; older
+            // ones are kept, not drawn.
+            if let Some(id) = t.id
+                && t.misses <= self.cfg.coast_frames
+            {
+                out.push(t.object(id, bbox));
             }
         }
         for (i, o) in out.iter_mut().enumerate() {

@@ -37,9 +37,56 @@ pub trait Tracker: Send {
     /// newly started one. Objects whose track is still tentative keep `track_id = None`.
     fn update(&mut self, objects: &mut [Object]);
 
+    /// After [`update`](Tracker::update): appends to `out` the confirmed tracks that missed their
+    /// detection in this frame and in at most `coast_frames` inferred frames in a row, at their
+    /// predicted boxes (`predicted: true`, `since_detection` = those frames, the last matched
+    /// confidence). Nothing when `coast_frames` is 0.
+    fn coasted(&self, out: &mut Vec<Object>);
+
+    /// An inferred frame: [`update`](Tracker::update), then the coasting tracks appended
+    /// ([`coasted`](Tracker::coasted)), every object's `id` its index.
+    fn track(&mut self, objects: &mut Vec<Object>) {
+        self.update(objects);
+        let n = objects.len();
+        self.coasted(objects);
+        for (i, o) in objects.iter_mut().enumerate().skip(n) {
+            o.id = i as u32;
+        }
+    }
+
     /// A frame without detections (skipped by `vigilinfer interval`): ages the tracks and returns the
-    /// objects for the live tracks at their predicted positions.
+    /// objects of the tracks shown in the latest inferred frame (matched, or coasting) at their
+    /// predicted positions; coasting ones keep `predicted: true`.
     fn predict(&mut self) -> Vec<Object>;
+}
+
+/// Keeps the tracker's predicted boxes (objects with `predicted`, and every tracked object of a frame
+/// inference skipped: `all_predicted`) inside a `width` x `height` frame: each is clamped to the frame,
+/// and one whose box is mostly outside it (under half of its area inside: the object is leaving the
+/// view) is dropped. Detections are left as they are. `id`s are renumbered when one is dropped.
+pub fn keep_in_frame(objects: &mut Vec<Object>, width: u32, height: u32, all_predicted: bool) {
+    if width == 0 || height == 0 {
+        return;
+    }
+    let (w, h) = (width as f32, height as f32);
+    let before = objects.len();
+    objects.retain_mut(|o| {
+        if !(o.predicted || (all_predicted && o.track_id.is_some())) {
+            return true;
+        }
+        let area = o.bbox.w * o.bbox.h;
+        let inside = o.bbox.clamped(w, h);
+        if area.is_nan() || area <= 0.0 || inside.w * inside.h < 0.5 * area {
+            return false;
+        }
+        o.bbox = inside;
+        true
+    });
+    if objects.len() != before {
+        for (i, o) in objects.iter_mut().enumerate() {
+            o.id = i as u32;
+        }
+    }
 }
 
 /// Lifecycle of a track of the Kalman-filter trackers.
@@ -94,6 +141,19 @@ impl TrackerKind {
             TrackerKind::Sort => "sort",
             TrackerKind::ByteTrack => "bytetrack",
             TrackerKind::OcSort => "ocsort",
+        }
+    }
+
+    /// The default `coast_frames` of the algorithm (used when [`TrackerParams::coast_frames`] is
+    /// `None`), chosen from the tracker comparison on noisy TUD-Campus (`mot/tests/tracker_compare.rs`,
+    /// README "Tracking"): iou 0 (its greedy association starts new tracks next to a coasting one),
+    /// sort 1, bytetrack 2, ocsort 1.
+    pub fn default_coast_frames(&self) -> u32 {
+        match self {
+            TrackerKind::Iou => 0,
+            TrackerKind::Sort => 1,
+            TrackerKind::ByteTrack => 2,
+            TrackerKind::OcSort => 1,
         }
     }
 
@@ -152,6 +212,10 @@ pub struct TrackerParams {
     pub new_track_thresh: f32,
     /// Associate detections only with tracks of the same class: all.
     pub match_class: bool,
+    /// Inferred frames in a row a confirmed track that missed its detection is still reported, at
+    /// its predicted box with `predicted: true` (coasting): all; `Some(0)` = detections only; `None` =
+    /// the algorithm's default ([`TrackerKind::default_coast_frames`]).
+    pub coast_frames: Option<u32>,
 }
 
 impl Default for TrackerParams {
@@ -166,6 +230,7 @@ impl Default for TrackerParams {
             low_thresh: b.low_thresh,
             new_track_thresh: b.new_track_thresh,
             match_class: true,
+            coast_frames: None,
         }
     }
 }
@@ -177,18 +242,21 @@ pub fn build(kind: TrackerKind, p: &TrackerParams) -> Box<dyn Tracker> {
     } else {
         p.min_hits
     };
+    let coast_frames = p.coast_frames.unwrap_or(kind.default_coast_frames());
     match kind {
         TrackerKind::Iou => Box::new(IouTracker::new(IouTrackerConfig {
             iou_threshold: p.iou_threshold,
             max_age: p.max_age,
             min_hits,
             match_class: p.match_class,
+            coast_frames,
         })),
         TrackerKind::Sort => Box::new(SortTracker::new(SortConfig {
             iou_threshold: p.iou_threshold,
             max_age: p.max_age,
             min_hits,
             match_class: p.match_class,
+            coast_frames,
             ..Default::default()
         })),
         TrackerKind::ByteTrack => Box::new(ByteTracker::new(ByteTrackConfig {
@@ -199,6 +267,7 @@ pub fn build(kind: TrackerKind, p: &TrackerParams) -> Box<dyn Tracker> {
             track_buffer: p.track_buffer,
             min_hits,
             match_class: p.match_class,
+            coast_frames,
             ..Default::default()
         })),
         TrackerKind::OcSort => Box::new(OcSortTracker::new(OcSortConfig {
@@ -209,6 +278,7 @@ pub fn build(kind: TrackerKind, p: &TrackerParams) -> Box<dyn Tracker> {
             max_age: p.max_age,
             min_hits,
             match_class: p.match_class,
+            coast_frames,
             ..Default::default()
         })),
     }

@@ -46,6 +46,9 @@ pub struct OcSortConfig {
     pub use_byte: bool,
     /// Only detections of the track's class are associated with it.
     pub match_class: bool,
+    /// Inferred frames in a row a confirmed track without its detection is still reported at its
+    /// predicted box ([`Tracker::coasted`](super::Tracker::coasted)); 0 = detections only.
+    pub coast_frames: u32,
 }
 
 impl Default for OcSortConfig {
@@ -61,6 +64,7 @@ impl Default for OcSortConfig {
             inertia: 0.2,
             use_byte: true,
             match_class: true,
+            coast_frames: 0,
         }
     }
 }
@@ -80,8 +84,8 @@ pub struct OcSortTracker {
 impl OcSortTracker {
     pub fn new(cfg: OcSortConfig) -> Self {
         Self {
+            set: TrackSet::new(cfg.coast_frames),
             cfg,
-            set: TrackSet::new(),
             high: Vec::new(),
             low: Vec::new(),
             rest: Vec::new(),
@@ -184,6 +188,10 @@ impl Tracker for OcSortTracker {
             }
         }
         self.set.finish(objects);
+    }
+
+    fn coasted(&self, out: &mut Vec<Object>) {
+        self.set.coasted(out);
     }
 
     fn predict(&mut self) -> Vec<Object> {

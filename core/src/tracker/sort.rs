@@ -22,6 +22,9 @@ pub struct SortConfig {
     pub min_confidence: f32,
     /// Only detections of the track's class are associated with it.
     pub match_class: bool,
+    /// Inferred frames in a row a confirmed track without its detection is still reported at its
+    /// predicted box ([`Tracker::coasted`](super::Tracker::coasted)); 0 = detections only.
+    pub coast_frames: u32,
 }
 
 impl Default for SortConfig {
@@ -32,6 +35,7 @@ impl Default for SortConfig {
             min_hits: 3,
             min_confidence: 0.0,
             match_class: true,
+            coast_frames: 0,
         }
     }
 }
@@ -50,8 +54,8 @@ pub struct SortTracker {
 impl SortTracker {
     pub fn new(cfg: SortConfig) -> Self {
         Self {
+            set: TrackSet::new(cfg.coast_frames),
             cfg,
-            set: TrackSet::new(),
             tis: Vec::new(),
             dis: Vec::new(),
             pairs: Vec::new(),
@@ -105,6 +109,10 @@ impl Tracker for SortTracker {
             }
         }
         self.set.finish(objects);
+    }
+
+    fn coasted(&self, out: &mut Vec<Object>) {
+        self.set.coasted(out);
     }
 
     fn predict(&mut self) -> Vec<Object> {

@@ -216,7 +216,11 @@ fn predict_continues_confirmed_tracks_only() {
         TrackerKind::ByteTrack,
         TrackerKind::OcSort,
     ] {
-        let mut t = build(k, &params(0));
+        let no_coasting = TrackerParams {
+            coast_frames: Some(0),
+            ..Default::default()
+        };
+        let mut t = build(k, &no_coasting);
         for f in 0..10 {
             let mut o = vec![person(f as f32 * 5.0, 0.0)];
             if f >= 8 {
@@ -237,9 +241,98 @@ fn predict_continues_confirmed_tracks_only() {
         let mut o = vec![person(60.0, 0.0)];
         t.update(&mut o);
         assert_eq!(o[0].track_id, Some(1), "{k}");
-        // a lost track is not drawn on skipped frames
+        // a lost track is not drawn on skipped frames (without coasting)
         t.update(&mut []);
         assert!(t.predict().is_empty(), "{k}");
+    }
+}
+
+/// A person walking right 5 px per frame for 10 frames, then `missing` frames without its detection,
+/// then found again; `coast` frames of coasting. Returns each inferred frame's objects (`track`).
+fn walk_with_gap(k: TrackerKind, coast: u32, missing: usize) -> Vec<Vec<Object>> {
+    let mut t = build(
+        k,
+        &TrackerParams {
+            coast_frames: Some(coast),
+            ..Default::default()
+        },
+    );
+    let mut frames = Vec::new();
+    for f in 0..(10 + missing + 3) {
+        let mut o = if (10..10 + missing).contains(&f) {
+            vec![]
+        } else {
+            vec![person(f as f32 * 5.0, 0.0)]
+        };
+        t.track(&mut o);
+        frames.push(o);
+    }
+    frames
+}
+
+#[test]
+fn confirmed_tracks_coast_through_missed_detections() {
+    for k in TrackerKind::ALL {
+        let frames = walk_with_gap(k, 2, 3);
+        for (f, want) in [(10, 1), (11, 2)] {
+            let o = &frames[f];
+            assert_eq!(o.len(), 1, "{k} frame {f}: {o:?}");
+            assert!(o[0].predicted, "{k} frame {f}");
+            assert_eq!(o[0].since_detection, want, "{k} frame {f}");
+            assert_eq!(o[0].track_id, Some(1), "{k} frame {f}");
+            assert_eq!(o[0].id, 0);
+            // on its path, about 5 px per frame
+            assert!(
+                (o[0].bbox.x - f as f32 * 5.0).abs() < 3.0,
+                "{k} frame {f}: {o:?}"
+            );
+        }
+        // past coast_frames: not reported, but kept and found again with its id
+        assert!(frames[12].is_empty(), "{k}: {:?}", frames[12]);
+        let back = &frames[13];
+        assert_eq!(
+            (back[0].track_id, back[0].predicted),
+            (Some(1), false),
+            "{k}"
+        );
+        assert_eq!(back[0].since_detection, 0);
+        // coasting off: detections only
+        let off = walk_with_gap(k, 0, 3);
+        assert!(off[10..13].iter().all(Vec::is_empty), "{k}");
+    }
+}
+
+#[test]
+fn coasting_tracks_are_predicted_on_skipped_frames_and_follow_detections() {
+    for k in [
+        TrackerKind::Sort,
+        TrackerKind::ByteTrack,
+        TrackerKind::OcSort,
+    ] {
+        let mut t = build(
+            k,
+            &TrackerParams {
+                coast_frames: Some(3),
+                ..Default::default()
+            },
+        );
+        for f in 0..10 {
+            t.track(&mut vec![person(f as f32 * 5.0, 0.0)]);
+        }
+        // a missed detection, next to a detection of someone else: both reported, coasting last
+        let mut o = vec![person(300.0, 300.0)];
+        t.track(&mut o);
+        assert_eq!(o.len(), 2, "{k}: {o:?}");
+        assert!(!o[0].predicted && o[1].predicted, "{k}: {o:?}");
+        assert_eq!((o[1].id, o[1].track_id), (1, Some(1)), "{k}");
+        // a skipped frame: the coasting track is still shown, flagged
+        let p = t.predict();
+        let coasting: Vec<&Object> = p.iter().filter(|o| o.track_id == Some(1)).collect();
+        assert_eq!(coasting.len(), 1, "{k}: {p:?}");
+        assert!(
+            coasting[0].predicted && coasting[0].since_detection == 1,
+            "{k}"
+        );
     }
 }
 
@@ -332,4 +425,28 @@ fn garbage_boxes_do_not_panic() {
             let _ = t.predict();
         }
     }
+}
+
+#[test]
+fn predicted_boxes_stay_in_the_frame() {
+    let mut det = person(90.0, 0.0);
+    det.id = 0;
+    let mut leaving = person(95.0, 10.0); // 20 wide: 5 px inside a 100 px frame
+    leaving.predicted = true;
+    leaving.track_id = Some(2);
+    let mut edge = person(85.0, 10.0); // 15 of 20 px inside
+    edge.predicted = true;
+    edge.track_id = Some(3);
+    let mut o = vec![det.clone(), leaving, edge];
+    keep_in_frame(&mut o, 100, 100, false);
+    assert_eq!(o.len(), 2, "{o:?}");
+    assert_eq!(o[0], det, "detections untouched, even past the edge");
+    assert_eq!((o[1].track_id, o[1].id), (Some(3), 1));
+    assert_eq!((o[1].bbox.x, o[1].bbox.w), (85.0, 15.0));
+    // A skipped frame: every tracked object is a prediction.
+    let mut tracked = person(95.0, 0.0);
+    tracked.track_id = Some(1);
+    let mut o = vec![tracked];
+    keep_in_frame(&mut o, 100, 100, true);
+    assert!(o.is_empty());
 }

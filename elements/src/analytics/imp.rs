@@ -277,7 +277,7 @@ impl BaseTransformImpl for VigilAnalytics {
         };
         state.last_t = t;
         let frame = meta.frame_mut();
-        let results = state.analytics.process(&frame.objects, t);
+        let results = state.analytics.process(&mut frame.objects, t);
         if !results.events.is_empty() {
             gst::debug!(
                 CAT,

@@ -147,6 +147,20 @@ impl ObjectImpl for VigilTrack {
                     .default_value(p.match_class)
                     .mutable_ready()
                     .build(),
+                glib::ParamSpecInt::builder("coast-frames")
+                    .nick("Coast frames")
+                    .blurb(
+                        "Inferred frames in a row a confirmed track that missed its detection is still \
+                         reported at its predicted box (the object's predicted=true and \
+                         since-detection in the meta and events; vigilosd draws it dashed; \
+                         vigilanalytics counts a line it crosses meanwhile); 0 = detections only; \
+                         -1 = the tracker's default: iou 0, sort 1, bytetrack 2, ocsort 1",
+                    )
+                    .minimum(-1)
+                    .maximum(1000)
+                    .default_value(-1)
+                    .mutable_ready()
+                    .build(),
             ]
         });
         PROPERTIES.as_ref()
@@ -164,6 +178,9 @@ impl ObjectImpl for VigilTrack {
             "low-thresh" => s.params.low_thresh = value.get().unwrap(),
             "new-track-thresh" => s.params.new_track_thresh = value.get().unwrap(),
             "match-class" => s.params.match_class = value.get().unwrap(),
+            "coast-frames" => {
+                s.params.coast_frames = u32::try_from(value.get::<i32>().unwrap()).ok();
+            }
             other => unreachable!("unknown property {other}"),
         }
     }
@@ -180,6 +197,11 @@ impl ObjectImpl for VigilTrack {
             "low-thresh" => s.params.low_thresh.to_value(),
             "new-track-thresh" => s.params.new_track_thresh.to_value(),
             "match-class" => s.params.match_class.to_value(),
+            "coast-frames" => s
+                .params
+                .coast_frames
+                .map_or(-1, |c| i32::try_from(c).unwrap_or(i32::MAX))
+                .to_value(),
             other => unreachable!("unknown property {other}"),
         }
     }
@@ -262,7 +284,7 @@ impl BaseTransformImpl for VigilTrack {
         };
         let frame = meta.frame_mut();
         if frame.inferred {
-            state.tracker.update(&mut frame.objects);
+            state.tracker.track(&mut frame.objects);
         } else {
             // Objects of other origins (none for now) stay; the tracks' predictions are appended.
             frame.objects.retain(|o| o.track_id.is_none());
@@ -270,6 +292,9 @@ impl BaseTransformImpl for VigilTrack {
             frame.objects.extend(predicted);
             frame.renumber();
         }
+        // Predicted boxes inside the frame; those of objects leaving the view dropped.
+        let (w, h, all) = (frame.width, frame.height, !frame.inferred);
+        tracker::keep_in_frame(&mut frame.objects, w, h, all);
         gst::trace!(
             CAT,
             imp = self,
