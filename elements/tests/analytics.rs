@@ -264,8 +264,9 @@ fn bad_rules_are_refused_at_start_naming_the_key() {
 
 #[test]
 fn a_calibration_gives_speeds_to_objects_lines_and_events() {
-    // The frame's x axis is the ground's: 100 px = 10 m (a top-down calibration), 10 frames/s.
-    let rules = "{calibration: {image: [[0, 0], [100, 0], [100, 100], [0, 100]], width: 10, length: 10}, \
+    // The frame's x axis is the ground's: 10 px = 1 m (a top-down calibration covering both paths:
+    // anchors outside it get no speed), 10 frames/s.
+    let rules = "{calibration: {image: [[0, 0], [1000, 0], [1000, 1000], [0, 1000]], width: 100, length: 100}, \
                  speed: {unit: m/s, window_s: 1, limit: 15}, \
                  lines: [{name: walk, points: [[60, 0], [60, 100]]}, {name: road, points: [[400, 100], [400, 200]]}]}";
     let mut h = harness(&format!("rules=\"{rules}\""));

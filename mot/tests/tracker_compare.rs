@@ -14,10 +14,10 @@
 //! 4. Every result is evaluated with [`evaluate`]; a table (tracker, preset, MOTA, IDF1, IDSW, FP,
 //!    FN, frames/s, and the means over [`SEEDS`]) is printed. Vigil's trackers report their coasting
 //!    tracks (`coast_frames`, each kind's default and detections only). Vigil's best tracker as
-//!    shipped must reach the best Python IDF1 and MOTA on seed [`SEED`], the best mean MOTA over
-//!    [`SEEDS`], and no more ID switches on seed [`SEED`] than the best Python tracker; the mean
-//!    IDF1 and mean ID switches are reported (`motpy` on confident detections is still ahead there,
-//!    see the README's tracking section). `VIGIL_COAST_SWEEP=1` adds coasting 1..=4 rows.
+//!    shipped must reach the best Python IDF1 and MOTA on seed [`SEED`], the best mean IDF1 and
+//!    mean MOTA over [`SEEDS`], and no more ID switches on seed [`SEED`] than the best Python
+//!    tracker; the mean ID switches are reported (`motpy` on confident detections is still ahead
+//!    there, see the README's tracking section). `VIGIL_COAST_SWEEP=1` adds coasting 1..=4 rows.
 //!
 //! The Python interpreter is `$VIGIL_TRACKERS_PYTHON`, else the venv `scripts/setup.sh` makes,
 //! `~/.cache/vigil/trackers-venv/bin/python`. Without it (or without a package) the Python part is
@@ -92,7 +92,8 @@ struct VigilPreset {
 /// The settings `vigiltrack` ships (its property defaults, coasting included) for every kind, and
 /// the same with detections only (`coast-frames` 0); for `bytetrack` also the paper's
 /// (`ByteTrackConfig::default()`: its first association gates at IoU 0.2, the paper's
-/// `match_thresh` 0.8, where `vigiltrack`'s shared `iou-threshold` default is 0.3); for `iou` and
+/// `match_thresh` 0.8, where `vigiltrack`'s shared `iou-threshold` default is 0.3, and tracks get
+/// an id on their second match, where `vigiltrack`'s default is the first); for `iou` and
 /// `sort`, which ignore confidences, the defaults with detections below 0.5 dropped (as the Python
 /// trackers' `conf0.5` presets). `VIGIL_COAST_SWEEP=1` adds coasting 1..=4 frames to each kind.
 fn vigil_presets() -> Vec<VigilPreset> {
@@ -121,10 +122,12 @@ fn vigil_presets() -> Vec<VigilPreset> {
             );
         }
         if kind == TrackerKind::ByteTrack {
+            let paper = ByteTrackConfig::default();
             add(
                 "paper".into(),
                 TrackerParams {
-                    iou_threshold: ByteTrackConfig::default().iou_threshold,
+                    iou_threshold: paper.iou_threshold,
+                    min_hits: paper.min_hits,
                     ..default.clone()
                 },
                 None,
@@ -424,11 +427,10 @@ fn trackers_compared_with_python_peers_on_noisy_tud_campus() {
 
     // 5. Vigil's best tracker as shipped (the default preset with the highest mean IDF1) against
     //    the best Python result of each measure (any tracker, any preset): IDF1 and MOTA on seed
-    //    SEED and MOTA on the mean over SEEDS at least as high, ID switches on seed SEED not more
-    //    than the Python tracker with the best IDF1 has. Reported, not asserted (not reached yet,
-    //    issue 21): the mean IDF1 (motpy's readme-conf0.5 is ahead: it reports every track through
-    //    its misses, at the price of false positives) and the mean ID switches (a track found again
-    //    under a new id counts as one).
+    //    SEED, IDF1 and MOTA on the mean over SEEDS at least as high, ID switches on seed SEED not
+    //    more than the Python tracker with the best IDF1 has. Reported, not asserted (not reached
+    //    yet, issue 21): the mean ID switches (motpy's readme-conf0.5 has fewer: two people walking
+    //    side by side in TUD-Campus swap or get a new track in some seeds).
     let best_vigil = rows
         .iter()
         .filter(|r| r.side == "vigil" && r.preset.starts_with("default"))
@@ -447,7 +449,7 @@ fn trackers_compared_with_python_peers_on_noisy_tud_campus() {
     let measures: [Measure; 4] = [
         ("IDF1", &|r: &Row| r.summary.idf1, true),
         ("MOTA", &|r: &Row| r.summary.mota, true),
-        ("mean IDF1", &|r: &Row| r.mean_idf1, false),
+        ("mean IDF1", &|r: &Row| r.mean_idf1, true),
         ("mean MOTA", &|r: &Row| r.mean_mota, true),
     ];
     let (mut failures, mut behind) = (Vec::new(), Vec::new());

@@ -330,8 +330,8 @@ struct SourceParts {
     convert_sink: gst::Pad,
     /// Every element of the source's branch (source, analytics chain, outputs).
     elements: Vec<gst::Element>,
-    /// The pads where the branch ends (sinks' sink pads, the compositor's pad): the branch is drained
-    /// when end-of-stream has reached all of them.
+    /// The sink pads of the stream's own sinks (RTSP mount, file, null): the branch is drained when
+    /// end-of-stream has reached all of them (not the mosaic's pad, which is released instead).
     terminals: Vec<gst::Pad>,
     /// The compositor's request pad of the stream's mosaic tile.
     mosaic_pad: Option<gst::Pad>,
@@ -901,7 +901,9 @@ fn build_source_into(
             .ok_or_else(|| RunError::Setup("capsfilter has no src pad".into()))?
             .link(&pad)
             .map_err(|e| RunError::Setup(format!("[{n}] cannot link the mosaic: {e:?}")))?;
-        terminals.push(pad);
+        // Not a terminal that a removal drains to: the compositor holds a tile's frame until the
+        // mosaic's time reaches it, so the end-of-stream behind it may wait for seconds; the tile's
+        // pad is released (flushed) after the stream's own outputs have drained.
         branches.push(b.clone());
     }
 
@@ -1439,8 +1441,16 @@ impl Live {
         };
         let mut drained = true;
         if let Some(p) = &parts {
-            if prev == SlotStatus::Running {
-                drained = drain(p, DRAIN_TIMEOUT);
+            if prev == SlotStatus::Running
+                && let Err(missed) = drain(p, DRAIN_TIMEOUT)
+            {
+                drained = false;
+                eprintln!(
+                    "warning: {}: stream {id}: end-of-stream did not reach {} within {} s",
+                    self.plan.config.name,
+                    missed.join(", "),
+                    DRAIN_TIMEOUT.as_secs()
+                );
             }
             poll_source(p, &stats);
             // The mosaic tile first: a compositor that holds the tile's frame (it is ahead of the
@@ -1648,22 +1658,22 @@ fn poll_source(parts: &SourceParts, stats: &SourceStats) {
 }
 
 /// Stops the source of a branch and runs end-of-stream through the rest; waits (at most `timeout`)
-/// until it has reached every output. `false` on timeout.
-fn drain(parts: &SourceParts, timeout: Duration) -> bool {
-    let pending = Arc::new((Mutex::new(parts.terminals.len()), std::sync::Condvar::new()));
+/// until it has reached every output. `Err` with the outputs it did not reach on timeout.
+fn drain(parts: &SourceParts, timeout: Duration) -> Result<(), Vec<String>> {
+    let pending = Arc::new((
+        Mutex::new(vec![true; parts.terminals.len()]),
+        std::sync::Condvar::new(),
+    ));
     let mut probes = Vec::new();
-    for pad in &parts.terminals {
+    for (k, pad) in parts.terminals.iter().enumerate() {
         let p = pending.clone();
-        let seen = AtomicBool::new(false);
         let id = pad.add_probe(gst::PadProbeType::EVENT_DOWNSTREAM, move |_, info| {
             if info
                 .event()
                 .is_some_and(|e| e.type_() == gst::EventType::Eos)
-                && !seen.swap(true, Ordering::SeqCst)
             {
-                let (n, cv) = &*p;
-                let mut n = lock(n);
-                *n = n.saturating_sub(1);
+                let (left, cv) = &*p;
+                lock(left)[k] = false;
                 cv.notify_all();
             }
             gst::PadProbeReturn::Ok
@@ -1676,27 +1686,37 @@ fn drain(parts: &SourceParts, timeout: Duration) -> bool {
         let _ = peer.unlink(&parts.convert_sink);
     }
     parts.convert_sink.send_event(gst::event::Eos::new());
-    let (n, cv) = &*pending;
+    let (left, cv) = &*pending;
     let deadline = Instant::now() + timeout;
-    let mut left = lock(n);
-    while *left > 0 {
+    let mut waiting = lock(left);
+    while waiting.iter().any(|&w| w) {
         let now = Instant::now();
         if now >= deadline {
             break;
         }
-        left = cv
-            .wait_timeout(left, deadline - now)
+        waiting = cv
+            .wait_timeout(waiting, deadline - now)
             .map(|(g, _)| g)
             .unwrap_or_else(|p| p.into_inner().0);
     }
-    let drained = *left == 0;
-    drop(left);
+    let missed: Vec<String> = parts
+        .terminals
+        .iter()
+        .zip(waiting.iter())
+        .filter(|(_, w)| **w)
+        .map(|(pad, _)| pad.path_string().to_string())
+        .collect();
+    drop(waiting);
     for (pad, id) in probes.into_iter() {
         if let Some(id) = id {
             pad.remove_probe(id);
         }
     }
-    drained
+    if missed.is_empty() {
+        Ok(())
+    } else {
+        Err(missed)
+    }
 }
 
 /// How long a removed stream's source may take to stop before its branch is flushed.

@@ -253,7 +253,12 @@ fn streams_added_and_removed_under_load() {
         let (code, body) = http(&addr, "DELETE", "/streams/s8", None);
         assert_eq!(code, 200, "DELETE /streams/s8: {body}");
         let removed: serde_json::Value = serde_json::from_str(&body).unwrap();
-        assert_eq!(removed["drained"], true, "{body}");
+        assert_eq!(
+            removed["drained"],
+            true,
+            "{body}\nvigil's stderr:\n{}",
+            vigil.stderr_text()
+        );
         assert!(removed["frames"].as_u64().unwrap_or(0) >= 30, "{body}");
         let removed_in = t.elapsed();
         assert!(!streams(&addr).contains_key("s8"));

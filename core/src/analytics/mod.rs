@@ -148,6 +148,9 @@ struct Track {
 /// The calibration and speed settings of a stream, limits in m/s.
 struct SpeedRules {
     homography: Homography,
+    /// The calibration's four frame points: only anchors inside them are measured (the map
+    /// extrapolates badly towards the horizon, where a pixel is metres).
+    area: Vec<Point>,
     unit: SpeedUnit,
     window: f64,
     min_distance: f64,
@@ -216,6 +219,11 @@ impl Analytics {
             frames: 0,
             speed: config.homography()?.map(|homography| SpeedRules {
                 homography,
+                area: config
+                    .calibration
+                    .as_ref()
+                    .map(|c| c.image.iter().map(|&[x, y]| Point { x, y }).collect())
+                    .unwrap_or_default(),
                 unit: speed_config.unit,
                 window: speed_config.window_or_default(),
                 min_distance: speed_config.min_distance_or_default(),
@@ -278,6 +286,9 @@ impl Analytics {
             track.last_seen_frame = frame;
             track.last_seen_t = t_s;
             let mps = self.speed.as_ref().and_then(|r| {
+                if !geometry::point_in_polygon(p, &r.area) {
+                    return None;
+                }
                 let g = r.homography.ground(p)?;
                 track
                     .speed

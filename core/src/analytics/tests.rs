@@ -419,15 +419,16 @@ fn camera() -> Homography {
 /// Speeds estimated for cars driving along the road at `kmh` (one lane each), boxes rendered
 /// through the camera (a 1.8 m wide, 1.5 m high box at the ground point) with ±`jitter` px of
 /// deterministic noise, 25 frames/s, through ByteTrack and the analytics; per car the speeds of
-/// its last 30 frames.
+/// its last 30 frames. The calibration is the ground rectangle x 0..8 m, y 10..`far` m.
 fn synthetic_speeds(
     kmh: &[f64],
     jitter: f32,
     limit: Option<f64>,
+    far: f64,
 ) -> (Vec<Vec<f32>>, Vec<AnalyticsEvent>) {
     let cam = camera();
     let cal = {
-        let ground = [[0.0, 10.0], [8.0, 10.0], [8.0, 60.0], [0.0, 60.0]];
+        let ground = [[0.0, 10.0], [8.0, 10.0], [8.0, far], [0.0, far]];
         let image = ground.map(|g| {
             let p = cam.map(g).unwrap();
             [p[0] as f32, p[1] as f32]
@@ -509,7 +510,8 @@ fn synthetic_speeds(
 #[test]
 fn speeds_of_a_synthetic_perspective_scene_are_within_3_percent() {
     let kmh = [30.0, 50.0, 90.0];
-    let (speeds, events) = synthetic_speeds(&kmh, 1.0, Some(70.0));
+    // The calibrated stretch (to 100 m) covers every car's path.
+    let (speeds, events) = synthetic_speeds(&kmh, 1.0, Some(70.0), 100.0);
     for (v, got) in kmh.iter().zip(&speeds) {
         assert_eq!(
             got.len(),
@@ -530,13 +532,22 @@ fn speeds_of_a_synthetic_perspective_scene_are_within_3_percent() {
     let s = above[0].speed.unwrap();
     assert!(s.value > 70.0 && above[0].limit == Some(70.0) && above[0].name == "speed");
     // Without noise the estimate is exact to rounding.
-    let (exact, _) = synthetic_speeds(&kmh, 0.0, None);
+    let (exact, _) = synthetic_speeds(&kmh, 0.0, None, 100.0);
     for (v, got) in kmh.iter().zip(&exact) {
         assert!(
             got.iter().all(|s| (f64::from(*s) - v).abs() < 0.01),
             "{v}: {got:?}"
         );
     }
+}
+
+#[test]
+fn anchors_outside_the_calibration_get_no_speed() {
+    // Calibrated to 60 m: the 90 km/h car passes 60 m at 1.92 s (frame 48) and has a speed on only
+    // the first 4 of the last 30 frames (1.8..3.0 s); the 30 km/h car stays inside (12..37 m).
+    let (speeds, _) = synthetic_speeds(&[30.0, 90.0], 1.0, None, 60.0);
+    assert_eq!(speeds[0].len(), 30, "{speeds:?}");
+    assert!((3..=5).contains(&speeds[1].len()), "{speeds:?}");
 }
 
 #[test]

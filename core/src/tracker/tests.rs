@@ -34,7 +34,7 @@ fn kinds_parse_and_build() {
     let e = "kalman9000".parse::<TrackerKind>().unwrap_err();
     assert!(e.contains("iou, sort, bytetrack, ocsort"), "{e}");
     assert_eq!(TrackerKind::Sort.default_min_hits(), 3);
-    assert_eq!(TrackerKind::ByteTrack.default_min_hits(), 2);
+    assert_eq!(TrackerKind::ByteTrack.default_min_hits(), 1);
 }
 
 #[test]
