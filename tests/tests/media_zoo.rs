@@ -563,7 +563,16 @@ fn zoo_codecs_as_rtsp_cameras_over_tcp_and_udp() {
     )
     .unwrap();
     let started = Instant::now();
-    let (vigil, _) = Vigil::run(&cfg, &["--progress", "0"]);
+    // `vigilsrc`'s debug log says which frames were restamped and why (shown when too many were).
+    let gst_log = dir.path().join("vigilsrc.log");
+    let mut cmd = Command::new(vigil_tests::vigil_bin());
+    cmd.arg("run")
+        .arg(&cfg)
+        .args(["--progress", "0"])
+        .env("GST_DEBUG", "vigilsrc:5")
+        .env("GST_DEBUG_FILE", &gst_log)
+        .env("GST_DEBUG_NO_COLOR", "1");
+    let (vigil, _) = Vigil::spawn(cmd);
     let names: Vec<String> = ["h264", "h265", "mjpeg"]
         .iter()
         .flat_map(|c| ["tcp", "udp"].map(|t| format!("{c}-{t}")))
@@ -603,19 +612,39 @@ fn zoo_codecs_as_rtsp_cameras_over_tcp_and_udp() {
     // Before the written times closed in on the frames' own, every frame after such a repair was moved
     // too (41-6004 repairs in 35-240 s, 20-100 % of the frames) and the stream drifted ahead of the
     // clock until its sinks stopped (0-1 events in 240 s).
-    // The cameras send 25 frames/s; at most a tenth of them repaired.
+    // The cameras send 25 frames/s; at most a tenth of them repaired, besides the frames that close in
+    // on one step back in a camera's own times: a step back of up to a second (a longer one moves the
+    // rest of the stream instead) is caught up by three quarters of a frame interval per frame, in
+    // 4/3 x 25 frames (CI once saw 30 such repairs on both transports of the H.265 camera in 9 s).
     let decoded = started.elapsed().as_secs() * 25;
+    let one_step_back = 25 * 4 / 3 + 1;
+    let log = std::fs::read_to_string(&gst_log).unwrap_or_default();
     for n in &names {
         let repaired = summary_count(&stderr, n, "timestamps repaired:");
         eprintln!("{n}: {repaired} timestamps repaired of about {decoded} frames sent");
-        if repaired * 10 > decoded {
+        if repaired > decoded / 10 + one_step_back {
             bad.push(format!(
-                "{n}: {repaired} timestamps repaired of about {decoded} frames sent"
+                "{n}: {repaired} timestamps repaired of about {decoded} frames sent; vigilsrc says:\n{}",
+                restamped_lines(&log, n, 40)
             ));
         }
     }
     assert!(bad.is_empty(), "{}\nstderr:\n{stderr}", bad.join("\n"));
     assert!(!stderr.contains("failed"), "{stderr}");
+}
+
+/// The first `max` lines of `vigilsrc`'s debug log about `source`'s frames being restamped or moved
+/// to the clock.
+fn restamped_lines(log: &str, source: &str, max: usize) -> String {
+    let tag = format!("<{source}-source>");
+    log.lines()
+        .filter(|l| {
+            l.contains(&tag) && (l.contains(" stamped ") || l.contains("ahead of the clock"))
+        })
+        .take(max)
+        .map(|l| l.split_once(&tag).map_or(l, |(_, rest)| rest))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// The number in `source`'s summary line that has `key` after it (`" frames in"`) or before it
