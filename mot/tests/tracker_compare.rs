@@ -92,8 +92,7 @@ struct VigilPreset {
 /// The settings `vigiltrack` ships (its property defaults, coasting included) for every kind, and
 /// the same with detections only (`coast-frames` 0); for `bytetrack` also the paper's
 /// (`ByteTrackConfig::default()`: its first association gates at IoU 0.2, the paper's
-/// `match_thresh` 0.8, where `vigiltrack`'s shared `iou-threshold` default is 0.3, and tracks get
-/// an id on their second match, where `vigiltrack`'s default is the first); for `iou` and
+/// `match_thresh` 0.8, where `vigiltrack`'s shared `iou-threshold` default is 0.3); for `iou` and
 /// `sort`, which ignore confidences, the defaults with detections below 0.5 dropped (as the Python
 /// trackers' `conf0.5` presets). `VIGIL_COAST_SWEEP=1` adds coasting 1..=4 frames to each kind.
 fn vigil_presets() -> Vec<VigilPreset> {

@@ -769,7 +769,7 @@ pub struct TrackerConfig {
     #[serde(default = "default_max_age")]
     pub track_buffer: u32,
     /// `tracker.min_hits`: matches before a track gets an id; 0 = the algorithm's default (iou 1, sort 3,
-    /// bytetrack 1, ocsort 3). Default 0.
+    /// bytetrack 2, ocsort 3). Default 0.
     #[serde(default)]
     pub min_hits: u32,
     /// `tracker.track_thresh`: confidence of the high-score detections (bytetrack, ocsort). Default 0.5.

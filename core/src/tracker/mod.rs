@@ -162,11 +162,10 @@ impl TrackerKind {
         match self {
             TrackerKind::Iou => IouTrackerConfig::default().min_hits,
             TrackerKind::Sort => SortConfig::default().min_hits,
-            // 1, not the paper's 2 (`ByteTrackConfig::default()`): on noisy TUD-Campus it halves the
-            // ID switches over seeds 1-10 (17 -> 9) and lifts the mean IDF1 from 91.3 % to 92.2 %
-            // (`mot/tests/tracker_compare.rs`); tracks still start only from detections at or above
-            // `new_track_thresh`.
-            TrackerKind::ByteTrack => 1,
+            // The paper's 2. With 1, noisy TUD-Campus had fewer ID switches (mean over seeds 1-10
+            // 1.0 -> 0.5, `mot/tests/tracker_compare.rs`), but a quarter of the false positives of the
+            // trackers benchmark got an id (0.4 % with 2) and coasted with it.
+            TrackerKind::ByteTrack => ByteTrackConfig::default().min_hits,
             TrackerKind::OcSort => OcSortConfig::default().min_hits,
         }
     }
@@ -206,7 +205,7 @@ pub struct TrackerParams {
     /// Inferred frames a lost track is kept: bytetrack.
     pub track_buffer: u32,
     /// Matched detections before a track gets an id; 0 = the algorithm's default
-    /// ([`TrackerKind::default_min_hits`]: iou 1, sort 3, bytetrack 1, ocsort 3).
+    /// ([`TrackerKind::default_min_hits`]: iou 1, sort 3, bytetrack 2, ocsort 3).
     pub min_hits: u32,
     /// High-score detection threshold: bytetrack, ocsort.
     pub track_thresh: f32,

@@ -34,7 +34,7 @@ fn kinds_parse_and_build() {
     let e = "kalman9000".parse::<TrackerKind>().unwrap_err();
     assert!(e.contains("iou, sort, bytetrack, ocsort"), "{e}");
     assert_eq!(TrackerKind::Sort.default_min_hits(), 3);
-    assert_eq!(TrackerKind::ByteTrack.default_min_hits(), 1);
+    assert_eq!(TrackerKind::ByteTrack.default_min_hits(), 2);
 }
 
 #[test]
@@ -449,4 +449,32 @@ fn predicted_boxes_stay_in_the_frame() {
     let mut o = vec![tracked];
     keep_in_frame(&mut o, 100, 100, true);
     assert!(o.is_empty());
+}
+
+#[test]
+fn a_detection_between_two_tracks_goes_to_the_one_seen_last() {
+    // A (x 0) and B (x 14) stand still; A's detection is missed twice, then one detection comes
+    // between them, a little closer to A (IoU 0.51 with A, 0.45 with B): it is B's.
+    for k in [
+        TrackerKind::Sort,
+        TrackerKind::ByteTrack,
+        TrackerKind::OcSort,
+    ] {
+        let mut t = build(k, &TrackerParams::default());
+        let mut first = vec![person(0.0, 0.0), person(14.0, 0.0)];
+        t.update(&mut first);
+        let (a, b) = (first[0].track_id, first[1].track_id);
+        assert!(a.is_some() && b.is_some() && a != b, "{k}");
+        for _ in 0..2 {
+            let mut only_b = vec![person(14.0, 0.0)];
+            t.update(&mut only_b);
+            assert_eq!(only_b[0].track_id, b, "{k}");
+        }
+        let between = person(6.5, 0.0);
+        let iou = |x: f32| between.bbox.iou(&BBox::new(x, 0.0, 20.0, 40.0));
+        assert!(iou(0.0) > iou(14.0) + 0.05, "{k}");
+        let mut last = vec![between];
+        t.update(&mut last);
+        assert_eq!(last[0].track_id, b, "{k}");
+    }
 }

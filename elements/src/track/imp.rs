@@ -106,7 +106,7 @@ impl ObjectImpl for VigilTrack {
                     .blurb(
                         "Matched detections in a row before a track is confirmed and gets an id (tracks of \
                          the first frame get one at once); 0 = the tracker's default: iou 1, sort 3, \
-                         bytetrack 1, ocsort 3",
+                         bytetrack 2, ocsort 3",
                     )
                     .default_value(p.min_hits)
                     .mutable_ready()
