@@ -45,6 +45,7 @@
 //! Skips with a message when the sample media, the NanoDet model or `ffmpeg` (installed by
 //! `scripts/setup.sh`) are missing.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
@@ -67,6 +68,26 @@ fn test_config(clip: &Path, events: &Path) -> String {
         traffic_config_head(clip),
         events.display()
     )
+}
+
+/// Each track's speeds (km/h) over the events, in frame order.
+fn track_speeds(events: &[serde_json::Value]) -> BTreeMap<u64, Vec<f64>> {
+    let mut out: BTreeMap<u64, Vec<f64>> = BTreeMap::new();
+    for o in events
+        .iter()
+        .flat_map(|e| e["objects"].as_array().into_iter().flatten())
+    {
+        if let (Some(id), Some(v)) = (o["track_id"].as_u64(), o["speed"]["value"].as_f64()) {
+            assert_eq!(o["speed"]["unit"], "km/h", "{o}");
+            out.entry(id).or_default().push(v);
+        }
+    }
+    out
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
 }
 
 /// Sum of the (in, out) counts of `line` in an event's analytics for the given labels.
@@ -161,6 +182,29 @@ fn traffic_config_counts_match_the_hand_labelled_clip() {
     assert_eq!(
         vehicles, VEHICLES,
         "vehicle crossings; events: {crossings:?}"
+    );
+    // The config's hand-made ground calibration gives walking speeds: most people here walk at 3-6 km/h.
+    let speeds = track_speeds(&events);
+    let all: Vec<f64> = speeds.values().flatten().copied().collect();
+    let medians: Vec<f64> = speeds
+        .values()
+        .filter(|v| v.len() >= 10)
+        .map(|v| median(v.clone()))
+        .collect();
+    let walking = medians.iter().filter(|m| (2.5..=8.0).contains(*m)).count();
+    eprintln!(
+        "speeds: {} values on {} tracks, median {:.1} km/h; medians of the {} tracks with 10 or more: {:.1?}",
+        all.len(),
+        speeds.len(),
+        median(all.clone()),
+        medians.len(),
+        medians
+    );
+    assert!(all.len() >= 500, "{} speeds", all.len());
+    assert!((3.0..=7.0).contains(&median(all)), "median speed");
+    assert!(
+        walking * 10 >= medians.len() * 8,
+        "at most a fifth of the tracks outside 2.5-8 km/h: {medians:.1?}"
     );
     // The zone of the config is reported on every frame.
     assert!(last["analytics"]["zones"][0]["name"] == "square", "{last}");
