@@ -617,20 +617,8 @@ impl Run {
             return;
         };
         lock(&inner.stats).record_execution(0, 1, self.start, Instant::now());
-        let widened: Vec<_> = outputs
-            .iter()
-            .map(|(_, _, data)| data.as_slice().to_f32().unwrap_or_default())
-            .collect();
-        let views: Vec<TensorView<'_>> = outputs
-            .iter()
-            .zip(&widened)
-            .map(|((name, shape, data), f)| TensorView {
-                name,
-                shape,
-                data: f,
-                raw: data.as_slice(),
-            })
-            .collect();
+        let widened = crate::tensor::widen(&outputs);
+        let views = crate::tensor::views_of(&outputs, &widened);
         call(respond, Ok(&views));
     }
 }

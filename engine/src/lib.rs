@@ -61,6 +61,7 @@ pub mod gpu;
 mod model;
 mod poll;
 pub mod preprocess;
+pub mod python;
 pub mod runtime;
 mod scheduler;
 mod server;
@@ -256,7 +257,14 @@ impl InferRequest {
     }
 }
 
-/// A session one instance runs batches with: [`OnnxModel`], or a stand-in in tests.
+/// One request's inputs `(name, shape, data)`, the shape without the batch dimension.
+pub type RequestInputs<'a> = Vec<(&'a str, &'a [i64], TensorSlice<'a>)>;
+
+/// What [`InferSession::run_requests`] hands each request: its outputs or its own error.
+pub type RequestAnswer<'a, 'v> = Result<&'a [TensorView<'v>], RuntimeError>;
+
+/// A session one instance runs batches with: [`OnnxModel`], a Python-backend process
+/// ([`python`]), or a stand-in in tests.
 pub trait InferSession: Send {
     /// The model's inputs (f32 tensors are converted where the model takes another numeric type).
     fn inputs(&self) -> &[IoInfo];
@@ -273,6 +281,24 @@ pub trait InferSession: Send {
         inputs: &[(&str, &[i64], TensorSlice<'_>)],
         f: &mut dyn FnMut(&[TensorView<'_>]),
     ) -> Result<(), RuntimeError>;
+    /// Whether the session runs a batch as the list of its requests ([`InferSession::run_requests`],
+    /// Triton's Python backend) instead of one stacked tensor per input ([`InferSession::run`]).
+    fn takes_requests(&self) -> bool {
+        false
+    }
+    /// Runs a batch as its requests (each request's inputs without the batch dimension) and hands
+    /// each request's outputs, or its own error, to `f` with the request's index. An `Err` fails
+    /// the requests `f` was not called for. Default: an error.
+    fn run_requests(
+        &mut self,
+        requests: &[RequestInputs<'_>],
+        f: &mut dyn FnMut(usize, RequestAnswer<'_, '_>),
+    ) -> Result<(), RuntimeError> {
+        let _ = (requests, f);
+        Err(RuntimeError::Unsupported(
+            "this session runs stacked batches, not lists of requests".into(),
+        ))
+    }
     /// Runs once before the instance takes requests (default: nothing). [`OnnxModel`] runs the model
     /// on zeros of batch 1 so that the first request does not pay ONNX Runtime's first-run set-up.
     fn warm_up(&mut self) {}

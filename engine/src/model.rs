@@ -367,6 +367,12 @@ impl ModelRuntime {
                     .into(),
             ));
         }
+        // A Python-backend model runs its instances as Python processes (and takes no frames).
+        let (factory, frames) = if crate::python::is_python_backend(&config.backend) {
+            (crate::python::python_session_factory(model), None)
+        } else {
+            (factory, frames)
+        };
         let plans = plan_instances(name, version, config, gpu_count_for(config))?;
         let intra_threads = match config.parameters.get(INTRA_OP_THREADS_PARAMETER) {
             Some(v) => v.trim().parse::<usize>().map_err(|_| {
@@ -409,6 +415,7 @@ impl ModelRuntime {
                 execution_provider: plan.provider,
                 device_id: plan.device_id,
                 provider_options: provider_options.clone(),
+                instance_name: plan.name.clone(),
             };
             let spawned = thread::Builder::new()
                 .name(format!("vigil-infer-{i}"))
@@ -1139,6 +1146,10 @@ impl Shared {
                 }
             }
         };
+        if session.takes_requests() {
+            self.execute_requests(instance, session, responders, &items, start);
+            return;
+        }
         let batched = self.policy.max_batch > 0;
         let first = &items[0];
         let mut shapes: Vec<Vec<i64>> = Vec::with_capacity(first.len());
@@ -1238,9 +1249,21 @@ impl Shared {
         if responders.iter().all(Option::is_none) {
             return;
         }
+        let no_outputs =
+            failure.unwrap_or_else(|| self.execution_error("the session gave no outputs".into()));
+        self.fail_unanswered(run, no_outputs, responders);
+    }
+
+    /// Fails the requests a run left unanswered: with the run's error, the session's panic, or
+    /// `no_answer` when the run itself succeeded.
+    fn fail_unanswered(
+        &self,
+        run: std::thread::Result<Result<(), RuntimeError>>,
+        no_answer: EngineError,
+        responders: Vec<Option<(u64, Responder)>>,
+    ) {
         let error = match run {
-            Ok(Ok(())) => failure
-                .unwrap_or_else(|| self.execution_error("the session gave no outputs".into())),
+            Ok(Ok(())) => no_answer,
             Ok(Err(source)) => EngineError::Run {
                 model: self.model.clone(),
                 version: self.version,
@@ -1251,6 +1274,51 @@ impl Shared {
         for (seq, respond) in responders.into_iter().flatten() {
             self.deliver(seq, respond, Err(error.clone()));
         }
+    }
+
+    /// Runs a batch on a session that takes it as a list of requests (the Python backend): each
+    /// request gets its own outputs or its own error.
+    fn execute_requests(
+        &self,
+        instance: usize,
+        session: &mut dyn InferSession,
+        mut responders: Vec<Option<(u64, Responder)>>,
+        items: &[Vec<NamedTensor>],
+        start: Instant,
+    ) {
+        let n = items.len();
+        let requests: Vec<crate::RequestInputs<'_>> = items
+            .iter()
+            .map(|item| {
+                item.iter()
+                    .map(|(name, shape, data)| (name.as_str(), shape.as_slice(), data.as_slice()))
+                    .collect()
+            })
+            .collect();
+        let mut recorded = false;
+        let mut answer = |i: usize, result: crate::RequestAnswer<'_, '_>| {
+            if !recorded {
+                lock(&self.stats).record_execution(instance, n, start, Instant::now());
+                recorded = true;
+            }
+            let Some((seq, respond)) = responders.get_mut(i).and_then(Option::take) else {
+                return;
+            };
+            let result = result.map_err(|source| EngineError::Run {
+                model: self.model.clone(),
+                version: self.version,
+                source,
+            });
+            self.deliver(seq, respond, result);
+        };
+        let run = catch_unwind(AssertUnwindSafe(|| {
+            session.run_requests(&requests, &mut answer)
+        }));
+        if !recorded {
+            lock(&self.stats).record_execution(instance, n, start, Instant::now());
+        }
+        let no_answer = self.execution_error("the model gave no response to this request".into());
+        self.fail_unanswered(run, no_answer, responders);
     }
 
     /// Answers request `seq`, in order of arrival under `preserve_ordering`.

@@ -240,6 +240,9 @@ pub struct SessionOptions {
     /// Options of the providers (the CUDA ones also apply under TensorRT, for the nodes TensorRT
     /// does not take). Folders named by `trt_engine_cache_path`/`trt_timing_cache_path` are made.
     pub provider_options: std::sync::Arc<ProviderOptions>,
+    /// The instance's name (`<model>_<group>_<index>`, Triton's), for sessions that show it to
+    /// the model (the Python backend's `model_instance_name`); may be empty.
+    pub instance_name: String,
 }
 
 /// Name, element type and shape (`-1` = dynamic) of a model input or output.

@@ -300,6 +300,32 @@ impl<'a> TensorView<'a> {
     }
 }
 
+/// Lends owned outputs `(name, shape, values)` as views: `widened` holds their f32 values
+/// ([`widen`]), which the views borrow.
+pub(crate) fn views_of<'a, N: AsRef<str>>(
+    outputs: &'a [(N, Vec<usize>, TensorData)],
+    widened: &'a [Cow<'a, [f32]>],
+) -> Vec<TensorView<'a>> {
+    outputs
+        .iter()
+        .zip(widened)
+        .map(|((name, shape, data), f)| TensorView {
+            name: name.as_ref(),
+            shape,
+            data: f,
+            raw: data.as_slice(),
+        })
+        .collect()
+}
+
+/// The f32 values of owned outputs, for [`views_of`] (empty for `BYTES`).
+pub(crate) fn widen<N>(outputs: &[(N, Vec<usize>, TensorData)]) -> Vec<Cow<'_, [f32]>> {
+    outputs
+        .iter()
+        .map(|(_, _, data)| data.as_slice().to_f32().unwrap_or_default())
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

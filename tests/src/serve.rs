@@ -2,11 +2,12 @@
 //! a server where its clients look for it), their addresses read from the start-up line, and stopped
 //! with SIGTERM or killed.
 
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::{Vigil, repo_root, vigil_bin};
+use crate::{Vigil, free_port, repo_root, vigil_bin};
 
 /// Whether the tests run in CI (`CI=true`): a missing asset fails instead of skipping.
 pub fn ci() -> bool {
@@ -118,4 +119,146 @@ pub fn triton_models(python: &Path, dir: &Path) -> PathBuf {
         String::from_utf8_lossy(&out.stderr)
     );
     repo
+}
+
+/// A real Triton server (pytriton's `tritonserver` 2.51, Python backend only) started by
+/// `tests/serve/tritonserver/run.sh` on free loopback ports; stopped (SIGTERM, then killed) on drop.
+pub struct Triton {
+    child: Child,
+    pub http: String,
+    pub grpc: String,
+}
+
+impl Triton {
+    /// The Python of the venv `scripts/setup.sh pytriton` makes; `None` (skipped; a failure in CI)
+    /// without it.
+    pub fn python() -> Option<PathBuf> {
+        let python = cache().join("pytriton-venv/bin/python");
+        if !python.is_file() {
+            let why = format!(
+                "{} is missing (scripts/setup.sh pytriton)",
+                python.display()
+            );
+            assert!(!ci(), "{why}");
+            crate::skip(format_args!("{why}"));
+            return None;
+        }
+        Some(python)
+    }
+
+    /// Serves `model` of `repo`, its log in `log`; panics with the end of the log when it does not
+    /// become ready.
+    pub fn start(repo: &Path, model: &str, log: &Path) -> Triton {
+        let (http, grpc, metrics) = (free_port(), free_port(), free_port());
+        let mut child = Command::new(repo_root().join("tests/serve/tritonserver/run.sh"))
+            .arg("--repo")
+            .arg(repo)
+            .args(["--model", model])
+            .args(["--http-port", &http.to_string()])
+            .args(["--grpc-port", &grpc.to_string()])
+            .args(["--metrics-port", &metrics.to_string()])
+            .arg("--log")
+            .arg(log)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start tests/serve/tritonserver/run.sh");
+        let stdout = child.stdout.take().expect("stdout");
+        let ready = BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+            .find(|l| l.starts_with("tritonserver ready"));
+        if ready.is_none() {
+            let _ = child.kill();
+            let out = child.wait_with_output().expect("wait");
+            panic!(
+                "tritonserver did not start:\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Triton {
+            child,
+            http: format!("127.0.0.1:{http}"),
+            grpc: format!("127.0.0.1:{grpc}"),
+        }
+    }
+}
+
+impl Drop for Triton {
+    fn drop(&mut self) {
+        // SAFETY: plain kill(2) on our own child.
+        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The project venv's Python (numpy, onnx, onnxruntime) and the Triton client venv's
+/// (`tritonclient`); `None` (skipped; a failure in CI) without them. `test` names the caller in
+/// the message.
+pub fn venv_and_client_pythons(test: &str) -> Option<(PathBuf, PathBuf)> {
+    let venv = cache().join("venv/bin/python");
+    let triton = cache().join("triton-venv/bin/python");
+    for (p, step) in [(&venv, "venv"), (&triton, "triton")] {
+        if !p.is_file() {
+            let why = format!(
+                "{test}: {} is missing (scripts/setup.sh {step})",
+                p.display()
+            );
+            assert!(!ci(), "{why}");
+            crate::skip(format_args!("{why}"));
+            return None;
+        }
+    }
+    Some((venv, triton))
+}
+
+/// Writes `repo` with NanoDet served through `tests/serve/tritonserver/model.py` (onnxruntime in
+/// a Python-backend model), by `make_repo.py` run with `python` (the pytriton venv's).
+pub fn make_nanodet_python_repo(python: &Path, repo: &Path) {
+    let root = repo_root();
+    let out = Command::new(python)
+        .arg(root.join("tests/serve/tritonserver/make_repo.py"))
+        .arg("--out")
+        .arg(repo)
+        .arg("--onnx")
+        .arg(root.join("models/nanodet/1/model.onnx"))
+        .arg("--config")
+        .arg(root.join("models/nanodet/config.pbtxt"))
+        .output()
+        .expect("run make_repo.py");
+    assert!(
+        out.status.success(),
+        "make_repo.py: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Runs `tests/serve/SCRIPT ARGS…` with `python`; asserts it exited 0 and printed `pass` (e.g.
+/// `PASS:`), and returns its output (also printed).
+pub fn run_script(python: &Path, script: &str, args: &[&str], pass: &str) -> String {
+    let out = Command::new(python)
+        .arg(repo_root().join("tests/serve").join(script))
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("run {script}: {e}"));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    println!("{text}");
+    assert!(
+        out.status.success() && text.contains(pass),
+        "{script} {args:?}:\n{text}"
+    );
+    text
 }

@@ -10,14 +10,13 @@
 //! Needs `samples/media/vtest.avi`, `ffmpeg`, and for the Triton half the venv of
 //! `scripts/setup.sh pytriton`; without them the tests print `SKIPPED` — and fail under `CI=true`.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use vigil_tests::serve::{cache, ci, kill, serve, serve_on, stop};
+use vigil_tests::serve::{Triton, ci, kill, make_nanodet_python_repo, serve, serve_on, stop};
 use vigil_tests::{
     EventsTail, TempDir, Vigil, free_port, http_get, installed_with_ffmpeg, read_events, repo_root,
 };
@@ -136,93 +135,18 @@ fn same_detections(want: &[Value], got: &[Value], what: &str) -> usize {
     compared
 }
 
-/// A real Triton server (pytriton's `tritonserver`) serving NanoDet through `model.py`; stopped on
-/// drop.
-struct Triton {
-    child: Child,
-    http: String,
-    grpc: String,
-}
-
-impl Triton {
-    /// `None` (skipped; a failure in CI) without the venv of `scripts/setup.sh pytriton`.
-    fn start(dir: &Path) -> Option<Triton> {
-        let python = cache().join("pytriton-venv/bin/python");
-        if !python.is_file() {
-            let why = format!(
-                "remote_infer: {} is missing (scripts/setup.sh pytriton)",
-                python.display()
-            );
-            assert!(!ci(), "{why}");
-            vigil_tests::skip(format_args!("{why}"));
-            return None;
-        }
-        let root = repo_root();
-        let repo = dir.join("triton-models");
-        let out = Command::new(&python)
-            .arg(root.join("tests/serve/tritonserver/make_repo.py"))
-            .arg("--out")
-            .arg(&repo)
-            .arg("--onnx")
-            .arg(root.join("models/nanodet/1/model.onnx"))
-            .arg("--config")
-            .arg(root.join("models/nanodet/config.pbtxt"))
-            .output()
-            .expect("run make_repo.py");
-        assert!(
-            out.status.success(),
-            "make_repo.py: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let (http, grpc, metrics) = (free_port(), free_port(), free_port());
-        let mut child = Command::new(root.join("tests/serve/tritonserver/run.sh"))
-            .arg("--repo")
-            .arg(&repo)
-            .args(["--http-port", &http.to_string()])
-            .args(["--grpc-port", &grpc.to_string()])
-            .args(["--metrics-port", &metrics.to_string()])
-            .arg("--log")
-            .arg(dir.join("tritonserver.log"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start tests/serve/tritonserver/run.sh");
-        let stdout = child.stdout.take().expect("stdout");
-        let ready = BufReader::new(stdout)
-            .lines()
-            .map_while(Result::ok)
-            .find(|l| l.starts_with("tritonserver ready"));
-        if ready.is_none() {
-            let _ = child.kill();
-            let out = child.wait_with_output().expect("wait");
-            panic!(
-                "tritonserver did not start:\n{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        Some(Triton {
-            child,
-            http: format!("127.0.0.1:{http}"),
-            grpc: format!("127.0.0.1:{grpc}"),
-        })
-    }
-}
-
-impl Drop for Triton {
-    fn drop(&mut self) {
-        // SAFETY: plain kill(2) on our own child.
-        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// A real Triton server (pytriton's `tritonserver`) serving NanoDet through `model.py`
+/// (`tests/serve/tritonserver/make_repo.py`); `None` (skipped; a failure in CI) without the venv of
+/// `scripts/setup.sh pytriton`.
+fn start_triton(dir: &Path) -> Option<Triton> {
+    let python = Triton::python()?;
+    let repo = dir.join("triton-models");
+    make_nanodet_python_repo(&python, &repo);
+    Some(Triton::start(
+        &repo,
+        "nanodet",
+        &dir.join("tritonserver.log"),
+    ))
 }
 
 /// `(inference_count, execution_count)` of NanoDet on the server at `http` (Triton's statistics
@@ -292,7 +216,7 @@ fn detections_over_grpc_and_http_equal_in_process_ones() {
     assert!(faces > 0, "CenterFace found faces");
     stop(served);
 
-    let Some(triton) = Triton::start(dir.path()) else {
+    let Some(triton) = start_triton(dir.path()) else {
         return;
     };
     for (name, url) in [

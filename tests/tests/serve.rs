@@ -14,45 +14,17 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use vigil_tests::serve::{cache, ci, serve, stop, triton_models};
-use vigil_tests::{TempDir, http_get, metric, parse_metrics, repo_root, skip, vigil_bin};
+use vigil_tests::serve::{run_script, serve, stop, triton_models, venv_and_client_pythons};
+use vigil_tests::{TempDir, http_get, metric, parse_metrics, vigil_bin};
 
 /// The Pythons: the project venv's (with `onnx`) and the Triton client venv's.
 fn pythons() -> Option<(PathBuf, PathBuf)> {
-    let venv = cache().join("venv/bin/python");
-    let triton = cache().join("triton-venv/bin/python");
-    for (p, step) in [(&venv, "venv"), (&triton, "triton")] {
-        if !p.is_file() {
-            let why = format!(
-                "serve: {} is missing (scripts/setup.sh {step})",
-                p.display()
-            );
-            assert!(!ci(), "{why}");
-            skip(format_args!("{why}"));
-            return None;
-        }
-    }
-    Some((venv, triton))
+    venv_and_client_pythons("serve")
 }
 
 /// Runs `tests/serve/SCRIPT ARGS…`; asserts it passed and returns its output.
 fn script(python: &Path, script: &str, args: &[&str]) -> String {
-    let out = Command::new(python)
-        .arg(repo_root().join("tests/serve").join(script))
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("run {script}: {e}"));
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    println!("{text}");
-    assert!(
-        out.status.success() && text.contains("PASS:"),
-        "{script} {args:?}:\n{text}"
-    );
-    text
+    run_script(python, script, args, "PASS:")
 }
 
 #[test]

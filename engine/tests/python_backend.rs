@@ -1,0 +1,227 @@
+//! Triton's Python backend in the engine: `model.py` models of `tests/python_models/` run in
+//! processes of their own through the model's dynamic batcher.
+//!
+//! The interpreter is the venv `scripts/setup.sh` makes (`$VIGIL_CACHE/venv`, default
+//! `~/.cache/vigil/venv`), which has numpy. Without one the tests are
+//! skipped, and fail under `CI=true`.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use vigil_engine::{InferRequest, ModelRuntime, TensorSlice};
+use vigil_modelrepo::ModelRepository;
+
+/// The environment is process-wide: tests that set it run one at a time.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+fn models() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python_models")
+}
+
+/// A Python with numpy, set as the backend's interpreter; `None` (test skipped) without one.
+fn python() -> Option<PathBuf> {
+    let cache = std::env::var_os("VIGIL_CACHE")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/vigil")));
+    let venv = cache.map(|c| c.join("venv/bin/python3"));
+    let found = venv.filter(|p| {
+        std::process::Command::new(p)
+            .args(["-c", "import numpy"])
+            .status()
+            .is_ok_and(|s| s.success())
+    });
+    if found.is_none() {
+        let ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
+        assert!(
+            !ci,
+            "no Python with numpy for the Python backend (run scripts/setup.sh venv)"
+        );
+        eprintln!("SKIPPED: no Python with numpy (run scripts/setup.sh venv)");
+    }
+    found
+}
+
+fn load(name: &str, python: &Path) -> Result<ModelRuntime, String> {
+    // SAFETY (of the environment): tests of this file hold ONE_AT_A_TIME while they change it.
+    unsafe { std::env::set_var("VIGIL_PYTHON_BACKEND_INTERPRETER", python) };
+    let repo = ModelRepository::open(&models()).map_err(|e| e.to_string())?;
+    let model = repo.load(name, None).map_err(|e| e.to_string())?;
+    ModelRuntime::load(&model).map_err(|e| e.to_string())
+}
+
+fn request(a: [f32; 4], b: [f32; 4]) -> InferRequest {
+    InferRequest::new("INPUT0", vec![4], a.to_vec()).with_input("INPUT1", vec![4], b.to_vec())
+}
+
+/// What one add_sub response says.
+#[derive(Debug, Clone, PartialEq)]
+struct AddSub {
+    sum: Vec<f32>,
+    diff: Vec<f32>,
+    requests: i32,
+    pid: i64,
+    instance: String,
+}
+
+fn add_sub(runtime: &ModelRuntime, a: [f32; 4], b: [f32; 4]) -> Result<AddSub, String> {
+    runtime
+        .infer(request(a, b), |views| {
+            let get = |name: &str| {
+                views
+                    .iter()
+                    .find(|v| v.name == name)
+                    .unwrap_or_else(|| panic!("no {name}"))
+            };
+            let TensorSlice::Int32(requests) = get("REQUESTS").raw else {
+                panic!("REQUESTS type")
+            };
+            let TensorSlice::Int64(pid) = get("PID").raw else {
+                panic!("PID type")
+            };
+            let TensorSlice::Bytes(instance) = get("INSTANCE").raw else {
+                panic!("INSTANCE type")
+            };
+            assert_eq!(get("OUTPUT0").shape, [1, 4]);
+            AddSub {
+                sum: get("OUTPUT0").data.to_vec(),
+                diff: get("OUTPUT1").data.to_vec(),
+                requests: requests[0],
+                pid: pid[0],
+                instance: String::from_utf8_lossy(&instance[0]).into_owned(),
+            }
+        })
+        .map_err(|e| e.to_string())
+}
+
+#[test]
+fn add_sub_runs_in_its_own_processes_and_batches_requests() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(python) = python() else { return };
+    let marker = std::env::temp_dir().join(format!("vigil-py-finalize-{}", std::process::id()));
+    let _ = std::fs::remove_file(&marker);
+    // SAFETY: see `load`.
+    unsafe { std::env::set_var("VIGIL_TEST_FINALIZE_MARKER", &marker) };
+    let runtime = Arc::new(load("add_sub", &python).expect("add_sub loads"));
+    assert_eq!(runtime.instances().len(), 2);
+
+    let one = add_sub(&runtime, [1.0, 2.0, 3.0, 4.0], [0.5, 0.5, 0.5, 0.5]).unwrap();
+    assert_eq!(one.sum, [1.5, 2.5, 3.5, 4.5]);
+    assert_eq!(one.diff, [0.5, 1.5, 2.5, 3.5]);
+    assert_ne!(
+        one.pid,
+        i64::from(std::process::id()),
+        "the model runs in a process of its own"
+    );
+    assert!(one.instance.starts_with("add_sub_0_"), "{}", one.instance);
+
+    // Eight requests at once: the batcher gives `execute` several of them (it waits 200 ms).
+    let handles: Vec<_> = (0..8)
+        .map(|i| {
+            let runtime = runtime.clone();
+            std::thread::spawn(move || add_sub(&runtime, [i as f32; 4], [1.0; 4]).unwrap())
+        })
+        .collect();
+    let answers: Vec<AddSub> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    for (i, a) in answers.iter().enumerate() {
+        assert_eq!(a.sum, [i as f32 + 1.0; 4]);
+    }
+    let most = answers.iter().map(|a| a.requests).max().unwrap();
+    assert!(most >= 2, "execute always got one request: {answers:?}");
+    let pids: std::collections::BTreeSet<i64> = answers.iter().map(|a| a.pid).collect();
+    eprintln!("largest batch {most}, processes {pids:?}");
+
+    drop(answers);
+    let runtime = Arc::into_inner(runtime).expect("one owner");
+    runtime.shutdown();
+    drop(runtime);
+    let finalized = std::fs::read_to_string(&marker).unwrap_or_default();
+    assert_eq!(
+        finalized.lines().count(),
+        2,
+        "finalize ran per instance: {finalized:?}"
+    );
+    let _ = std::fs::remove_file(&marker);
+}
+
+#[test]
+fn an_exception_fails_its_requests_and_a_killed_process_is_started_again() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(python) = python() else { return };
+    let runtime = Arc::new(load("add_sub", &python).expect("add_sub loads"));
+
+    let e = add_sub(&runtime, [-1.0, 0.0, 0.0, 0.0], [0.0; 4]).unwrap_err();
+    assert!(
+        e.contains("ValueError: INPUT0 starts with -1") && e.contains("model.py, line"),
+        "{e}"
+    );
+    let ok = add_sub(&runtime, [1.0; 4], [1.0; 4]).unwrap();
+    assert_eq!(ok.sum, [2.0; 4]);
+
+    // A request in flight when its process is killed fails; the next ones are answered.
+    let slow = {
+        let runtime = runtime.clone();
+        std::thread::spawn(move || add_sub(&runtime, [-2.0, 0.0, 0.0, 0.0], [0.0; 4]))
+    };
+    std::thread::sleep(Duration::from_millis(1000));
+    let pids = python_children();
+    assert_eq!(pids.len(), 2, "two instance processes: {pids:?}");
+    for pid in &pids {
+        // SAFETY: kill(2) on this test process's own children.
+        unsafe { libc::kill(*pid, libc::SIGKILL) };
+    }
+    let e = slow.join().unwrap().unwrap_err();
+    assert!(e.contains("killed by signal 9"), "{e}");
+    let started = Instant::now();
+    let again = add_sub(&runtime, [3.0; 4], [1.0; 4]).unwrap();
+    assert_eq!(again.sum, [4.0; 4]);
+    assert!(
+        !pids.contains(&(again.pid as i32)),
+        "a new process answered"
+    );
+    eprintln!(
+        "answered by a new process {:?} after the kill",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn a_syntax_error_fails_the_load_naming_file_and_line() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(python) = python() else { return };
+    let e = load("broken", &python).unwrap_err();
+    assert!(
+        e.contains("SyntaxError") && e.contains("broken/1/model.py, line 4"),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_missing_interpreter_is_a_clear_load_error() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let e = load("add_sub", Path::new("/nonexistent/python3")).unwrap_err();
+    assert!(
+        e.contains("cannot start the Python interpreter /nonexistent/python3"),
+        "{e}"
+    );
+}
+
+/// This test process's children running the stub.
+fn python_children() -> Vec<i32> {
+    let me = std::process::id().to_string();
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1).map(str::to_owned));
+        let cmd = std::fs::read_to_string(entry.path().join("cmdline")).unwrap_or_default();
+        if ppid.as_deref() == Some(me.as_str()) && cmd.contains("vigil_python_stub.py") {
+            out.push(pid);
+        }
+    }
+    out
+}

@@ -1,0 +1,5 @@
+import numpy as np
+
+class TritonPythonModel:
+    def execute(self, requests)
+        return []
