@@ -7,8 +7,9 @@ What a model gets and gives is what Triton documents for its Python backend: `Te
 Triton's error codes), `TritonModelException`, the configuration helpers
 (`get_input_config_by_name`, `get_output_config_by_name`, `triton_string_to_numpy`), `Logger`,
 and `ModelConfig` (the class `auto_complete_config` works on; Vigil does not call that method yet).
-Not available yet, with an error that says so: business-logic scripting
-(`InferenceRequest(...).exec()` / `async_exec()`) and decoupled models.
+Business-logic scripting: `InferenceRequest(model_name=..., inputs=...,
+requested_output_names=...).exec()` (and `async_exec()`) runs another model of the server through its
+dynamic batcher. Not available yet, with an error that says so: decoupled models.
 """
 
 import json
@@ -173,11 +174,9 @@ class Tensor:
         return Tensor(name, np.from_dlpack(dlpack_object))
 
 
-def _bls_unavailable(*_args, **_kwargs):
-    raise TritonModelException(
-        "business-logic scripting (InferenceRequest.exec / async_exec) is not available yet in "
-        "Vigil's Python backend"
-    )
+# Set by the stub: runs an InferenceRequest on another model of the server (business-logic
+# scripting) and returns its InferenceResponse.
+_bls_call = None
 
 
 class InferenceRequest:
@@ -195,6 +194,8 @@ class InferenceRequest:
         model_version=-1,
         **_kwargs,
     ):
+        if isinstance(model_name, (bytes, bytearray)):
+            model_name = bytes(model_name).decode()  # e.g. an element of a BYTES input
         self._model_name = model_name
         self._inputs = list(inputs or [])
         self._requested = list(requested_output_names or [])
@@ -235,8 +236,25 @@ class InferenceRequest:
             "decoupled models (get_response_sender) are not available yet in Vigil's Python backend"
         )
 
-    exec = _bls_unavailable
-    async_exec = _bls_unavailable
+    def exec(self, decoupled=False):
+        """Runs this request on model `model_name` of the same server and returns its response (an
+        error response when the model fails or does not exist)."""
+        if decoupled:
+            raise TritonModelException(
+                "decoupled business-logic scripting is not available yet in Vigil's Python backend"
+            )
+        if self._model_name is None:
+            raise TritonModelException("InferenceRequest.exec needs a model_name")
+        if _bls_call is None:
+            raise TritonModelException("InferenceRequest.exec works only inside a model's execute")
+        return _bls_call(self)
+
+    async def async_exec(self, decoupled=False):
+        """`exec`, awaitable (the calls of one execute run one after another)."""
+        return self.exec(decoupled)
+
+    def model_version(self):
+        return self._model_version
 
 
 class InferenceResponse:

@@ -1,5 +1,5 @@
 """One instance of a Triton Python-backend model, run by Vigil's engine in a process of its own
-(as Triton's stub does): `python3 vigil_python_stub.py SOCKET INPUT_SHM OUTPUT_SHM`.
+(as Triton's stub does): `python3 vigil_python_stub.py SOCKET INPUT_SHM OUTPUT_SHM BLS_IN BLS_OUT`.
 
 It connects to the engine's Unix socket first (standard library only, so that a missing numpy is
 reported over the socket, not lost), then serves messages, each a little-endian u32 length and a
@@ -14,10 +14,17 @@ JSON object:
   process grows it); the reply lists them per request (`{"outputs": [...]}` or `{"error": msg}`);
 - `{"op": "finalize"}`: calls `finalize()` where the model has one, replies and exits.
 
+While `execute` runs, `InferenceRequest(...).exec()` (business-logic scripting) sends
+`{"op": "bls", "model_name", "model_version", "input_size", "inputs", "outputs"}` with the inputs in
+the BLS input shared memory (this process grows it); the engine runs the model and answers
+`{"ok": true, "output_size", "outputs": [...]}` (outputs in the BLS output shared memory, which the
+engine grows) or `{"ok": false, "error"}`; `execute`'s own reply comes after.
+
 Every reply is `{"ok": true, ...}` or `{"ok": false, "error": message}`. BYTES tensors are laid out
 as Triton serialises them: per element a little-endian u32 length and the bytes.
 """
 
+import asyncio
 import json
 import mmap
 import os
@@ -94,12 +101,14 @@ class Shm:
 
 
 def main():
-    sock_path, in_path, out_path = sys.argv[1:4]
+    sock_path, in_path, out_path, bls_in_path, bls_out_path = sys.argv[1:6]
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.connect(sock_path)
     # Both files are open before the engine hears back: it then removes their names.
     inputs = Shm(in_path, create=False)
     outputs = Shm(out_path, create=True)
+    bls_inputs = Shm(bls_in_path, create=True)
+    bls_outputs = Shm(bls_out_path, create=False)
     msg = recv(sock)
     if msg is None or msg.get("op") != "init":
         return 1
@@ -118,6 +127,7 @@ def main():
         spec.loader.exec_module(module)
         if not hasattr(module, "TritonPythonModel"):
             raise RuntimeError(f"{model_file} defines no class TritonPythonModel")
+        pb._bls_call = lambda request: bls(np, pb, sock, bls_inputs, bls_outputs, request)
         model = module.TritonPythonModel()
         if hasattr(model, "initialize"):
             model.initialize(msg["args"])
@@ -150,6 +160,8 @@ def main():
             continue
         try:
             responses = model.execute(requests)
+            if asyncio.iscoroutine(responses):
+                responses = asyncio.run(responses)
         except BaseException as e:  # noqa: BLE001
             send(sock, {"ok": False, "error": error_text(e)})
             continue
@@ -159,24 +171,65 @@ def main():
             send(sock, {"ok": False, "error": "writing the outputs: " + error_text(e)})
 
 
+def bls(np, pb, sock, bls_inputs, bls_outputs, request):
+    """Sends `request` to the engine for another model and reads its response."""
+    blobs, described, size = [], [], 0
+    for t in request.inputs():
+        array = t.as_numpy()
+        kind, data = serialise(np, array)
+        datatype = kind or pb.numpy_to_triton_type(array.dtype)
+        if datatype is None:
+            raise pb.TritonModelException(f"input '{t.name()}' has numpy type {array.dtype}, which Triton has no type for")
+        described.append({"name": t.name(), "datatype": datatype, "shape": list(array.shape), "offset": size, "size": len(data)})
+        blobs.append((size, data))
+        size = (size + len(data) + ALIGN - 1) // ALIGN * ALIGN
+    bls_inputs.ensure(size, grow=True)
+    for offset, data in blobs:
+        bls_inputs.map[offset : offset + len(data)] = data
+    send(
+        sock,
+        {
+            "op": "bls",
+            "model_name": request.model_name(),
+            "model_version": int(request.model_version()),
+            "input_size": bls_inputs.size,
+            "inputs": described,
+            "outputs": list(request.requested_output_names()),
+        },
+    )
+    reply = recv(sock)
+    if reply is None:
+        raise pb.TritonModelException("the engine closed the connection during a BLS request")
+    if not reply.get("ok"):
+        return pb.InferenceResponse(error=pb.TritonError(reply.get("error", "BLS request failed")))
+    bls_outputs.ensure(reply.get("output_size", 0), grow=False)
+    tensors = [
+        pb.Tensor(t["name"], read_tensor(np, pb, bls_outputs.map, t).copy()) for t in reply.get("outputs", [])
+    ]
+    return pb.InferenceResponse(output_tensors=tensors)
+
+
+def read_tensor(np, pb, buf, t):
+    """A tensor described by `t` in `buf` (numeric: a view; BYTES: a new object array)."""
+    shape = tuple(t["shape"])
+    if t["datatype"] == "BYTES":
+        count = 1
+        for d in shape:
+            count *= d
+        items, pos = [], t["offset"]
+        for _ in range(count):
+            (n,) = struct.unpack_from("<I", buf, pos)
+            items.append(bytes(buf[pos + 4 : pos + 4 + n]))
+            pos += 4 + n
+        return np.array(items, dtype=np.object_).reshape(shape)
+    dtype = pb.triton_string_to_numpy(t["datatype"])
+    return np.ndarray(shape, dtype=dtype, buffer=buf, offset=t["offset"])
+
+
 def make_request(np, pb, buf, r):
     tensors = []
     for t in r["inputs"]:
-        shape = tuple(t["shape"])
-        if t["datatype"] == "BYTES":
-            count = 1
-            for d in shape:
-                count *= d
-            items, pos = [], t["offset"]
-            for _ in range(count):
-                (n,) = struct.unpack_from("<I", buf, pos)
-                items.append(bytes(buf[pos + 4 : pos + 4 + n]))
-                pos += 4 + n
-            array = np.array(items, dtype=np.object_).reshape(shape)
-        else:
-            dtype = pb.triton_string_to_numpy(t["datatype"])
-            array = np.ndarray(shape, dtype=dtype, buffer=buf, offset=t["offset"])
-        tensors.append(pb.Tensor(t["name"], array))
+        tensors.append(pb.Tensor(t["name"], read_tensor(np, pb, buf, t)))
     return pb.InferenceRequest(
         inputs=tensors,
         requested_output_names=r.get("outputs", []),

@@ -148,18 +148,104 @@ pub struct PythonSession {
     process: Option<Process>,
     /// Times the process was started again after it died.
     restarts: u64,
+    /// The models its business-logic requests called, kept loaded while it lives.
+    called: BlsModels,
 }
+
+/// Models business-logic requests called, by name and version.
+type BlsModels =
+    std::collections::HashMap<(String, Option<u64>), std::sync::Arc<crate::ModelHandle>>;
 
 /// A running instance process and its shared memory.
 struct Process {
     child: Child,
     sock: UnixStream,
     dir: PathBuf,
-    input_file: File,
-    input: MmapMut,
-    /// The output file (opened once the child has made it).
-    output_file: Option<File>,
-    output: Option<Mmap>,
+    /// A batch's inputs (the engine writes).
+    input: EngineShm,
+    /// The responses' outputs (the child writes).
+    output: ChildShm,
+    /// Business-logic scripting: the request's inputs (the child writes) and the answer's outputs
+    /// (the engine writes).
+    bls_in: ChildShm,
+    bls_out: EngineShm,
+}
+
+/// A shared-memory file the engine writes and grows; the child maps it to read.
+struct EngineShm {
+    file: File,
+    map: MmapMut,
+}
+
+impl EngineShm {
+    fn create(path: &Path) -> Result<Self, String> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(path)
+            .and_then(|f| f.set_len(INITIAL_SHM as u64).map(|()| f))
+            .map_err(|e| format!("shared memory {}: {e}", path.display()))?;
+        // SAFETY: the file was just made by this process in a folder only it and its child use; the
+        // child only reads it, and the engine writes it only while the child waits for a message.
+        let map = unsafe { MmapMut::map_mut(&file) }
+            .map_err(|e| format!("shared memory {}: {e}", path.display()))?;
+        Ok(EngineShm { file, map })
+    }
+
+    /// Grows the file to at least `size` bytes.
+    fn reserve(&mut self, size: usize) -> Result<(), String> {
+        if size <= self.map.len() {
+            return Ok(());
+        }
+        let new = size.max(self.map.len() * 2);
+        self.file.set_len(new as u64).map_err(|e| e.to_string())?;
+        // SAFETY: as in `create`; the old mapping is dropped when replaced and nothing borrows it.
+        self.map = unsafe { MmapMut::map_mut(&self.file) }.map_err(|e| e.to_string())?;
+        Ok(())
+    }
+}
+
+/// A shared-memory file the child makes, writes and grows; the engine maps it to read.
+struct ChildShm {
+    path: PathBuf,
+    file: Option<File>,
+    map: Option<Mmap>,
+}
+
+impl ChildShm {
+    fn new(path: PathBuf) -> Self {
+        ChildShm {
+            path,
+            file: None,
+            map: None,
+        }
+    }
+
+    /// Opens the file (once the child has made it).
+    fn open(&mut self) -> Result<(), String> {
+        let file = File::open(&self.path)
+            .map_err(|e| format!("shared memory {}: {e}", self.path.display()))?;
+        self.file = Some(file);
+        Ok(())
+    }
+
+    /// The first `size` bytes, mapped again when the file has grown past the mapping.
+    fn bytes(&mut self, size: usize) -> Result<&[u8], String> {
+        if size > 0 && self.map.as_ref().is_none_or(|m| m.len() < size) {
+            let file = self.file.as_ref().ok_or("the shared memory is not open")?;
+            // SAFETY: the child writes this file only while the engine waits for its message; the
+            // engine reads it after the message and before answering, and never past `size`, which
+            // the child set with ftruncate before sending.
+            let map =
+                unsafe { MmapOptions::new().len(size).map(file) }.map_err(|e| e.to_string())?;
+            self.map = Some(map);
+        }
+        Ok(self
+            .map
+            .as_deref()
+            .map_or(&[][..], |m| &m[..size.min(m.len())]))
+    }
 }
 
 impl Drop for Process {
@@ -195,6 +281,7 @@ impl PythonSession {
             device_id: options.device_id,
             process: None,
             restarts: 0,
+            called: BlsModels::new(),
         };
         session.process = Some(session.spawn()?);
         Ok(session)
@@ -224,22 +311,15 @@ impl PythonSession {
             private_dir().map_err(|e| err(format!("cannot make the shared-memory folder: {e}")))?;
         let input_path = dir.join("in");
         let output_path = dir.join("out");
+        let bls_in_path = dir.join("bls-in");
+        let bls_out_path = dir.join("bls-out");
         let sock_path = dir.join("sock");
         let cleanup = |e: RuntimeError| {
             let _ = std::fs::remove_dir_all(&dir);
             e
         };
-        let input_file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .open(&input_path)
-            .and_then(|f| f.set_len(INITIAL_SHM as u64).map(|()| f))
-            .map_err(|e| cleanup(err(format!("shared memory {}: {e}", input_path.display()))))?;
-        // SAFETY: the file was just made by this process in a folder only it and its child use; the
-        // child only reads it, and the engine writes it only while no execution is in flight.
-        let input = unsafe { MmapMut::map_mut(&input_file) }
-            .map_err(|e| cleanup(err(format!("shared memory {}: {e}", input_path.display()))))?;
+        let input = EngineShm::create(&input_path).map_err(|e| cleanup(err(e)))?;
+        let bls_out = EngineShm::create(&bls_out_path).map_err(|e| cleanup(err(e)))?;
         let listener = UnixListener::bind(&sock_path)
             .map_err(|e| cleanup(err(format!("socket {}: {e}", sock_path.display()))))?;
         let python = self.interpreter().map_err(cleanup)?;
@@ -248,6 +328,8 @@ impl PythonSession {
             .arg(&sock_path)
             .arg(&input_path)
             .arg(&output_path)
+            .arg(&bls_in_path)
+            .arg(&bls_out_path)
             .stdin(Stdio::null())
             // The model's prints go to the engine's standard error, as Triton's go to its log.
             .stdout(std::io::stderr())
@@ -266,10 +348,10 @@ impl PythonSession {
                 .map(|p| p.0)
                 .map_err(|e| err(format!("socket: {e}")))?,
             dir,
-            input_file,
             input,
-            output_file: None,
-            output: None,
+            output: ChildShm::new(output_path),
+            bls_in: ChildShm::new(bls_in_path),
+            bls_out,
         };
         process.sock = accept(&listener, &mut process.child).map_err(|reason| {
             err(format!(
@@ -297,10 +379,8 @@ impl PythonSession {
         }
         // Both sides hold the files open now: their names go, so that nothing is left in shared
         // memory whichever process dies.
-        process.output_file = Some(
-            File::open(&output_path)
-                .map_err(|e| err(format!("shared memory {}: {e}", output_path.display())))?,
-        );
+        process.output.open().map_err(&err)?;
+        process.bls_in.open().map_err(&err)?;
         let _ = std::fs::remove_dir_all(&process.dir);
         Ok(process)
     }
@@ -315,29 +395,21 @@ impl PythonSession {
         for request in requests {
             let mut tensors = Vec::with_capacity(request.len());
             for (name, shape, data) in request {
-                let bytes = encoded_len(*data);
                 let mut full: Vec<i64> = Vec::with_capacity(shape.len() + 1);
                 if self.spec.batched {
                     full.push(1);
                 }
                 full.extend_from_slice(shape);
-                tensors.push(json!({
-                    "name": name,
-                    "datatype": wire_name(data.data_type()),
-                    "shape": full,
-                    "offset": size,
-                    "size": bytes,
-                }));
-                size = (size + bytes).div_ceil(ALIGN) * ALIGN;
+                tensors.push(place(name, json!(full), *data, &mut size));
             }
             layout.push(tensors);
         }
-        process.reserve_input(size)?;
+        process.input.reserve(size)?;
         let mut offset = 0usize;
         for request in requests {
             for (_, _, data) in request {
                 let bytes = encoded_len(*data);
-                encode(*data, &mut process.input[offset..offset + bytes]);
+                encode(*data, &mut process.input.map[offset..offset + bytes]);
                 offset = (offset + bytes).div_ceil(ALIGN) * ALIGN;
             }
         }
@@ -346,7 +418,7 @@ impl PythonSession {
             .into_iter()
             .map(|inputs| json!({"inputs": inputs, "outputs": outputs}))
             .collect();
-        Ok(json!({"op": "execute", "input_size": process.input.len(), "requests": requests}))
+        Ok(json!({"op": "execute", "input_size": process.input.map.len(), "requests": requests}))
     }
 
     /// The process is gone: says so (with its exit status) and forgets it; the next execution
@@ -431,7 +503,13 @@ impl InferSession for PythonSession {
         let message = self
             .write_inputs(requests)
             .map_err(|reason| model_error(&self.model_file, format!("shared memory: {reason}")))?;
-        let reply = match self.process.as_mut().map(|p| p.call(&message)) {
+        let repository = self.spec.dir.parent().unwrap_or(&self.spec.dir).to_owned();
+        let called = &mut self.called;
+        let reply = match self
+            .process
+            .as_mut()
+            .map(|p| p.execute(&message, &repository, called))
+        {
             Some(Ok(reply)) => reply,
             Some(Err(reason)) => return Err(self.lost(&reason)),
             None => return Err(model_error(&self.model_file, "no process")),
@@ -447,11 +525,11 @@ impl InferSession for PythonSession {
             return Err(model_error(&self.model_file, "no process"));
         };
         let size = reply["output_size"].as_u64().unwrap_or(0) as usize;
-        process
-            .map_output(size)
+        let out = process
+            .output
+            .bytes(size)
             .map_err(|reason| model_error(&self.model_file, format!("shared memory: {reason}")))?;
         let responses = reply["responses"].as_array().cloned().unwrap_or_default();
-        let out = process.output.as_deref().unwrap_or(&[]);
         for (i, response) in responses.iter().enumerate().take(requests.len()) {
             if let Some(message) = response["error"].as_str() {
                 f(
@@ -509,14 +587,16 @@ impl Drop for PythonSession {
 }
 
 impl Process {
-    /// Sends one message and reads the reply.
-    fn call(&mut self, message: &Value) -> Result<Value, String> {
+    fn send(&mut self, message: &Value) -> Result<(), String> {
         let body = serde_json::to_vec(message).map_err(|e| e.to_string())?;
         let len = u32::try_from(body.len()).map_err(|_| "message too long".to_owned())?;
         self.sock
             .write_all(&len.to_le_bytes())
             .and_then(|()| self.sock.write_all(&body))
-            .map_err(|e| format!("sending: {e}"))?;
+            .map_err(|e| format!("sending: {e}"))
+    }
+
+    fn receive(&mut self) -> Result<Value, String> {
         let mut head = [0u8; 4];
         self.sock
             .read_exact(&mut head)
@@ -528,35 +608,89 @@ impl Process {
         serde_json::from_slice(&reply).map_err(|e| format!("a reply that is not JSON: {e}"))
     }
 
-    /// Grows the input file to at least `size` bytes.
-    fn reserve_input(&mut self, size: usize) -> Result<(), String> {
-        if size <= self.input.len() {
-            return Ok(());
-        }
-        let new = size.max(self.input.len() * 2);
-        self.input_file
-            .set_len(new as u64)
-            .map_err(|e| e.to_string())?;
-        // SAFETY: as in `spawn`; the old mapping is dropped when replaced and nothing borrows it.
-        self.input = unsafe { MmapMut::map_mut(&self.input_file) }.map_err(|e| e.to_string())?;
-        Ok(())
+    /// Sends one message and reads the reply.
+    fn call(&mut self, message: &Value) -> Result<Value, String> {
+        self.send(message)?;
+        self.receive()
     }
 
-    /// Maps the output file when it is new or has grown to `size`.
-    fn map_output(&mut self, size: usize) -> Result<(), String> {
-        if size == 0 || self.output.as_ref().is_some_and(|m| m.len() >= size) {
-            return Ok(());
+    /// Sends an `execute` message and answers the child's business-logic requests (models of
+    /// `repository`) until its reply.
+    fn execute(
+        &mut self,
+        message: &Value,
+        repository: &Path,
+        called: &mut BlsModels,
+    ) -> Result<Value, String> {
+        self.send(message)?;
+        loop {
+            let reply = self.receive()?;
+            if reply["op"] != "bls" {
+                return Ok(reply);
+            }
+            let answer = self
+                .serve_bls(&reply, repository, called)
+                .unwrap_or_else(|e| json!({"ok": false, "error": e}));
+            self.send(&answer)?;
         }
-        let file = self
-            .output_file
-            .as_ref()
-            .ok_or("the output file is not open")?;
-        // SAFETY: the child writes this file only while the engine waits for its reply; the engine
-        // reads it after the reply and before sending the next message, and never past `size`,
-        // which the child set with ftruncate before replying.
-        let map = unsafe { MmapOptions::new().len(size).map(file) }.map_err(|e| e.to_string())?;
-        self.output = Some(map);
-        Ok(())
+    }
+
+    /// Runs a business-logic request: its inputs from the child's shared memory, its outputs to
+    /// the engine's.
+    fn serve_bls(
+        &mut self,
+        msg: &Value,
+        repository: &Path,
+        called: &mut BlsModels,
+    ) -> Result<Value, String> {
+        let name = msg["model_name"]
+            .as_str()
+            .ok_or("a BLS request without a model name")?;
+        let version = msg["model_version"]
+            .as_i64()
+            .filter(|v| *v > 0)
+            .map(|v| v as u64);
+        let size = msg["input_size"].as_u64().unwrap_or(0) as usize;
+        let bytes = self.bls_in.bytes(size)?;
+        let mut inputs = Vec::new();
+        for t in msg["inputs"].as_array().map(Vec::as_slice).unwrap_or(&[]) {
+            let (input, _, shape, data) = tensor_at(t, bytes)?;
+            inputs.push((input, shape.iter().map(|&d| d as i64).collect(), data));
+        }
+        let wanted: Vec<String> = msg["outputs"]
+            .as_array()
+            .map(|o| {
+                o.iter()
+                    .filter_map(|n| n.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let key = (name.to_owned(), version);
+        let handle = match called.get(&key) {
+            Some(h) => h.clone(),
+            None => {
+                let h = crate::ModelServer::global()
+                    .acquire(repository, name, version)
+                    .map_err(|e| format!("model '{name}': {e}"))?;
+                called.insert(key, h.clone());
+                h
+            }
+        };
+        let outputs =
+            run_model(&handle, inputs, wanted).map_err(|e| format!("model '{name}': {e}"))?;
+        let mut layout = Vec::with_capacity(outputs.len());
+        let mut size = 0usize;
+        for (output, shape, data) in &outputs {
+            layout.push(place(output, json!(shape), data.as_slice(), &mut size));
+        }
+        self.bls_out.reserve(size)?;
+        let mut offset = 0usize;
+        for (_, _, data) in &outputs {
+            let n = encoded_len(data.as_slice());
+            encode(data.as_slice(), &mut self.bls_out.map[offset..offset + n]);
+            offset = (offset + n).div_ceil(ALIGN) * ALIGN;
+        }
+        Ok(json!({"ok": true, "output_size": self.bls_out.map.len(), "outputs": layout}))
     }
 }
 
@@ -685,6 +819,20 @@ fn private_dir() -> std::io::Result<PathBuf> {
     Ok(dir)
 }
 
+/// The description of a tensor placed at `*end` in shared memory (`*end` moves past it, aligned).
+fn place(name: &str, shape: Value, data: TensorSlice<'_>, end: &mut usize) -> Value {
+    let size = encoded_len(data);
+    let described = json!({
+        "name": name,
+        "datatype": wire_name(data.data_type()),
+        "shape": shape,
+        "offset": *end,
+        "size": size,
+    });
+    *end = (*end + size).div_ceil(ALIGN) * ALIGN;
+    described
+}
+
 /// Bytes a tensor takes in shared memory.
 fn encoded_len(data: TensorSlice<'_>) -> usize {
     match data {
@@ -791,6 +939,108 @@ fn decode(dtype: DataType, count: usize, bytes: &[u8]) -> Result<TensorData, Str
 
 type Output = (String, Vec<usize>, TensorData);
 
+/// Runs `inputs` (full shapes, the batch dimension first where the model batches) on `handle`'s
+/// model through its runtime (its dynamic batcher and instances) and returns the outputs named in
+/// `wanted` (all when empty).
+fn run_model(
+    handle: &crate::ModelHandle,
+    inputs: Vec<(String, Vec<i64>, TensorData)>,
+    wanted: Vec<String>,
+) -> Result<Vec<Output>, String> {
+    let runtime = handle.current();
+    let wanted = std::sync::Arc::new(wanted);
+    let copy = move |views: &[TensorView]| -> Vec<Output> {
+        views
+            .iter()
+            .filter(|v| wanted.is_empty() || wanted.iter().any(|w| w == v.name))
+            .map(|v| (v.name.to_owned(), v.shape.to_vec(), v.raw.to_owned_data()))
+            .collect()
+    };
+    if runtime.max_batch_size() == 0 {
+        let request = crate::InferRequest {
+            inputs,
+            ..Default::default()
+        };
+        return runtime.infer(request, copy).map_err(|e| e.to_string());
+    }
+    // One engine request per item of the batch, as `vigil serve` gives them; outputs stacked back.
+    let n = inputs
+        .first()
+        .and_then(|i| i.1.first())
+        .copied()
+        .unwrap_or(0);
+    if n < 1 || inputs.iter().any(|i| i.1.first() != Some(&n)) {
+        return Err(format!(
+            "the model batches (max_batch_size {}): every input needs the same batch size first",
+            runtime.max_batch_size()
+        ));
+    }
+    let n = n as usize;
+    let mut pending = Vec::with_capacity(n);
+    for k in 0..n {
+        let item = inputs
+            .iter()
+            .map(|(input, shape, data)| {
+                let per = data.len() / n;
+                let part = data
+                    .as_slice()
+                    .range(k * per..(k + 1) * per)
+                    .to_owned_data();
+                (input.clone(), shape[1..].to_vec(), part)
+            })
+            .collect();
+        let request = crate::InferRequest {
+            inputs: item,
+            ..Default::default()
+        };
+        pending.push(
+            runtime
+                .infer_async(request, copy.clone())
+                .map_err(|e| e.to_string())?,
+        );
+    }
+    let items = pending
+        .into_iter()
+        .map(|p| p.wait().map_err(|e| e.to_string()))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut outputs = items.first().cloned().unwrap_or_default();
+    for (k, (_, shape, data)) in outputs.iter_mut().enumerate() {
+        if let Some(d0) = shape.first_mut() {
+            *d0 = n;
+        }
+        for item in items.iter().skip(1) {
+            if let Some((_, _, more)) = item.get(k) {
+                data.extend_from(more.as_slice());
+            }
+        }
+    }
+    Ok(outputs)
+}
+
+/// A tensor a message describes (`name`, `datatype`, `shape`, `offset`, `size`) in `bytes`.
+fn tensor_at(
+    t: &Value,
+    bytes: &[u8],
+) -> Result<(String, DataType, Vec<usize>, TensorData), String> {
+    let name = t["name"].as_str().unwrap_or("");
+    let datatype = t["datatype"].as_str().unwrap_or("");
+    let dtype = data_type_of_wire(datatype)
+        .ok_or_else(|| format!("tensor '{name}': unknown data type {datatype}"))?;
+    let shape: Vec<usize> = t["shape"]
+        .as_array()
+        .map(|s| s.iter().map(|d| d.as_u64().unwrap_or(0) as usize).collect())
+        .unwrap_or_default();
+    let offset = t["offset"].as_u64().unwrap_or(0) as usize;
+    let size = t["size"].as_u64().unwrap_or(0) as usize;
+    let data = bytes
+        .get(offset..offset.saturating_add(size))
+        .ok_or_else(|| format!("tensor '{name}' lies outside the shared memory"))
+        .and_then(|b| {
+            decode(dtype, shape.iter().product(), b).map_err(|e| format!("tensor '{name}': {e}"))
+        })?;
+    Ok((name.to_owned(), dtype, shape, data))
+}
+
 /// A response's outputs from the output shared memory, checked against the configuration.
 fn read_outputs(response: &Value, out: &[u8], config: &[IoInfo]) -> Result<Vec<Output>, String> {
     let mut tensors = Vec::new();
@@ -799,33 +1049,20 @@ fn read_outputs(response: &Value, out: &[u8], config: &[IoInfo]) -> Result<Vec<O
         .map(Vec::as_slice)
         .unwrap_or(&[])
     {
-        let name = t["name"].as_str().unwrap_or("");
-        let datatype = t["datatype"].as_str().unwrap_or("");
+        let (name, dtype, shape, data) = tensor_at(t, out)?;
         let Some(info) = config.iter().find(|c| c.name == name) else {
             return Err(format!(
                 "output '{name}' is not in the model's configuration"
             ));
         };
-        let dtype = data_type_of_wire(datatype)
-            .ok_or_else(|| format!("output '{name}': unknown data type {datatype}"))?;
         if dtype.element_name() != Some(info.dtype.as_str()) {
             return Err(format!(
-                "output '{name}' is {datatype}; the configuration says {}",
+                "output '{name}' is {}; the configuration says {}",
+                wire_name(dtype),
                 info.dtype
             ));
         }
-        let shape: Vec<usize> = t["shape"]
-            .as_array()
-            .map(|s| s.iter().map(|d| d.as_u64().unwrap_or(0) as usize).collect())
-            .unwrap_or_default();
-        let offset = t["offset"].as_u64().unwrap_or(0) as usize;
-        let size = t["size"].as_u64().unwrap_or(0) as usize;
-        let bytes = out
-            .get(offset..offset.saturating_add(size))
-            .ok_or_else(|| format!("output '{name}' lies outside the shared memory"))?;
-        let data = decode(dtype, shape.iter().product(), bytes)
-            .map_err(|e| format!("output '{name}': {e}"))?;
-        tensors.push((name.to_owned(), shape, data));
+        tensors.push((name, shape, data));
     }
     // In the configuration's order.
     tensors.sort_by_key(|(name, _, _)| config.iter().position(|c| &c.name == name));

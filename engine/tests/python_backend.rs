@@ -186,6 +186,47 @@ fn an_exception_fails_its_requests_and_a_killed_process_is_started_again() {
 }
 
 #[test]
+fn business_logic_scripting_calls_other_models_of_the_repository() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(python) = python() else { return };
+    let runtime = load("bls", &python).expect("bls loads");
+    let run = |a: Vec<f32>, b: Vec<f32>| {
+        runtime
+            .infer(
+                InferRequest::new("INPUT0", vec![2, 4], a).with_input("INPUT1", vec![2, 4], b),
+                |views| {
+                    let get = |name: &str| {
+                        views
+                            .iter()
+                            .find(|v| v.name == name)
+                            .map(|v| (v.shape.to_vec(), v.data.to_vec()))
+                    };
+                    (get("OUTPUT0"), get("OUTPUT1"))
+                },
+            )
+            .map_err(|e| e.to_string())
+    };
+    let a: Vec<f32> = (0..8).map(|i| i as f32).collect();
+    let b = vec![0.5f32; 8];
+    let (sum, diff) = run(a.clone(), b.clone()).unwrap();
+    assert_eq!(sum, Some((vec![2, 4], a.iter().map(|x| x + 0.5).collect())));
+    assert_eq!(
+        diff,
+        Some((vec![2, 4], a.iter().map(|x| x - 0.5).collect()))
+    );
+    // async_exec from an async execute.
+    let mut a4 = a.clone();
+    a4[0] = -4.0;
+    let (sum, _) = run(a4, b.clone()).unwrap();
+    assert_eq!(sum.unwrap().1[0], -3.5);
+    // A model that does not exist: the error response reaches the caller.
+    let mut a3 = a;
+    a3[0] = -3.0;
+    let e = run(a3, b).unwrap_err();
+    assert!(e.contains("no_such_model"), "{e}");
+}
+
+#[test]
 fn a_syntax_error_fails_the_load_naming_file_and_line() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let Some(python) = python() else { return };
