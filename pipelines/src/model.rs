@@ -34,7 +34,13 @@ pub(crate) fn check_model(
     let loaded = ModelRepository::open(repository)
         .and_then(|repo| repo.load(name, version))
         .map_err(|e| err(key_of(&e), e.to_string()))?;
-    check_onnx(&loaded.model_path).map_err(|m| err("inference.model", m))?;
+    // Ensembles run their steps and Python-backend models their `model.py`: the engine loads and
+    // checks those; an ONNX model's file is checked here, before anything starts.
+    let onnx = loaded.config.platform != vigil_modelrepo::ENSEMBLE_PLATFORM
+        && loaded.config.backend != "python";
+    if onnx {
+        check_onnx(&loaded.model_path).map_err(|m| err("inference.model", m))?;
+    }
     Ok(ModelPlan {
         repository: loaded
             .dir

@@ -17,11 +17,13 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use std::time::Duration;
 use vigil_tests::serve::{
     Served, Triton, ci, make_nanodet_python_repo, run_script, start_served, stop,
     venv_and_client_pythons,
 };
-use vigil_tests::{TempDir, repo_root, skip, vigil_bin};
+
+use vigil_tests::{TempDir, Vigil, read_events, repo_root, skip, vigil_bin};
 
 /// The venv Pythons: the project's (model processes), the Triton client's.
 fn pythons() -> Option<(PathBuf, PathBuf)> {
@@ -131,4 +133,114 @@ fn the_real_servers_onnxruntime_model_py_runs_unchanged() {
         "PASS",
     );
     stop(served);
+}
+
+/// The detections (label, box, confidence, track) of every event of a `vigil run` of `clip` with
+/// `model` of `configs/python_models`.
+fn run_detections(
+    dir: &Path,
+    clip: &Path,
+    model: &str,
+    python: &Path,
+) -> Vec<Vec<(String, [f64; 5], u64)>> {
+    let events = dir.join(format!("{model}.jsonl"));
+    let config = dir.join(format!("{model}.yaml"));
+    std::fs::write(
+        &config,
+        format!(
+            "name: {model}\nmodel_repository: {}\nsources:\n  - name: clip\n    uri: {}\n\
+             inference: {{ model: {model} }}\noutputs:\n  events: {{ path: {} }}\nrealtime: false\n",
+            repo_root().join("configs/python_models").display(),
+            clip.display(),
+            events.display()
+        ),
+    )
+    .unwrap();
+    let mut cmd = Command::new(vigil_bin());
+    cmd.arg("run")
+        .arg(&config)
+        .args(["--progress", "0"])
+        .env("VIGIL_PYTHON_BACKEND_INTERPRETER", python);
+    let (mut vigil, _) = Vigil::spawn(cmd);
+    let status = vigil.wait(Duration::from_secs(300));
+    assert_eq!(
+        status.and_then(|s| s.code()),
+        Some(0),
+        "vigil run with {model}:\n{}",
+        vigil.stderr_text()
+    );
+    read_events(&events)
+        .unwrap()
+        .iter()
+        .map(|e| {
+            e["objects"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|o| {
+                    let b = &o["bbox"];
+                    let f = |v: &serde_json::Value| v.as_f64().unwrap_or(f64::NAN);
+                    (
+                        o["label"].as_str().unwrap_or("").to_owned(),
+                        [
+                            f(&b["x"]),
+                            f(&b["y"]),
+                            f(&b["w"]),
+                            f(&b["h"]),
+                            f(&o["confidence"]),
+                        ],
+                        o["track_id"].as_u64().unwrap_or(0),
+                    )
+                })
+                .collect()
+        })
+        .collect()
+}
+
+#[test]
+fn python_post_processing_in_an_ensemble_gives_the_built_in_decoders_events() {
+    let Some((venv, _)) = pythons() else {
+        return;
+    };
+    let root = repo_root();
+    let media = root.join("samples/media/vtest.avi");
+    let onnx = root.join("models/nanodet/1/model.onnx");
+    if !vigil_tests::installed_with_ffmpeg(&[&media, &onnx]) {
+        return;
+    }
+    let dir = TempDir::new("python-ensemble");
+    let clip = dir.path().join("clip.mkv");
+    let out = Command::new("ffmpeg")
+        .args(["-v", "error", "-y", "-i"])
+        .arg(&media)
+        .args(["-frames:v", "40", "-c:v", "ffv1"])
+        .arg(&clip)
+        .output()
+        .expect("run ffmpeg");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let built_in = run_detections(dir.path(), &clip, "nanodet", &venv);
+    let python = run_detections(dir.path(), &clip, "nanodet_py", &venv);
+    assert_eq!(built_in.len(), 40, "one event per frame");
+    assert_eq!(python.len(), built_in.len());
+    let mut worst = 0f64;
+    let mut objects = 0;
+    for (frame, (a, b)) in built_in.iter().zip(&python).enumerate() {
+        let labels = |d: &[(String, [f64; 5], u64)]| {
+            d.iter().map(|o| (o.0.clone(), o.2)).collect::<Vec<_>>()
+        };
+        assert_eq!(labels(a), labels(b), "frame {frame}: labels and tracks");
+        for (x, y) in a.iter().zip(b) {
+            objects += 1;
+            for (u, v) in x.1.iter().zip(&y.1) {
+                worst = worst.max((u - v).abs());
+            }
+        }
+    }
+    eprintln!("{objects} objects in 40 frames; largest box or confidence difference {worst:e}");
+    assert!(objects >= 100, "{objects} objects");
+    assert!(worst < 1e-3, "largest difference {worst}");
 }
