@@ -266,3 +266,48 @@ fn python_children() -> Vec<i32> {
     }
     out
 }
+
+#[test]
+fn execution_env_path_names_the_models_own_environment() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(python) = python() else { return };
+    // The model's folder holds its environment (here a link to the venv), named as Triton documents:
+    // `$$TRITON_MODEL_DIRECTORY/env`; the process-wide interpreter is one that does not exist.
+    let venv = python.parent().and_then(Path::parent).expect("venv folder");
+    let repo = std::env::temp_dir().join(format!("vigil-py-env-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&repo);
+    let model = repo.join("add_sub");
+    std::fs::create_dir_all(model.join("1")).unwrap();
+    std::fs::copy(
+        models().join("add_sub/1/model.py"),
+        model.join("1/model.py"),
+    )
+    .unwrap();
+    let config = std::fs::read_to_string(models().join("add_sub/config.pbtxt")).unwrap()
+        + "parameters { key: \"EXECUTION_ENV_PATH\" value { string_value: \"$$TRITON_MODEL_DIRECTORY/env\" } }\n";
+    std::fs::write(model.join("config.pbtxt"), config).unwrap();
+    std::os::unix::fs::symlink(venv, model.join("env")).unwrap();
+    // SAFETY: see `load`.
+    unsafe { std::env::set_var("VIGIL_PYTHON_BACKEND_INTERPRETER", "/nonexistent/python3") };
+    let loaded = ModelRepository::open(&repo)
+        .unwrap()
+        .load("add_sub", None)
+        .unwrap();
+    let runtime = ModelRuntime::load(&loaded).expect("loads with the model's own environment");
+    let one = add_sub(&runtime, [1.0; 4], [2.0; 4]).unwrap();
+    assert_eq!(one.sum, [3.0; 4]);
+    drop(runtime);
+    // A path that is not an environment is a load error naming the parameter.
+    std::fs::remove_file(model.join("env")).unwrap();
+    std::fs::create_dir(model.join("env")).unwrap();
+    let loaded = ModelRepository::open(&repo)
+        .unwrap()
+        .load("add_sub", None)
+        .unwrap();
+    let e = ModelRuntime::load(&loaded).unwrap_err().to_string();
+    assert!(
+        e.contains("EXECUTION_ENV_PATH") && e.contains("no bin/python3"),
+        "{e}"
+    );
+    let _ = std::fs::remove_dir_all(&repo);
+}
