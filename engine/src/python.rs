@@ -323,7 +323,7 @@ impl PythonSession {
         let listener = UnixListener::bind(&sock_path)
             .map_err(|e| cleanup(err(format!("socket {}: {e}", sock_path.display()))))?;
         let python = self.interpreter().map_err(cleanup)?;
-        let child = Command::new(&python)
+        let mut child = Command::new(&python)
             .arg(scripts.join("vigil_python_stub.py"))
             .arg(&sock_path)
             .arg(&input_path)
@@ -341,24 +341,27 @@ impl PythonSession {
                     python.display()
                 )))
             })?;
+        let sock = match accept(&listener, &mut child) {
+            Ok(sock) => sock,
+            Err(reason) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(cleanup(err(format!(
+                    "the Python process ({}) did not start: {reason}",
+                    python.display()
+                ))));
+            }
+        };
+        // From here on, dropping the process kills the child and removes the folder.
         let mut process = Process {
             child,
-            // Replaced once the child connects; a placeholder pair until then.
-            sock: UnixStream::pair()
-                .map(|p| p.0)
-                .map_err(|e| err(format!("socket: {e}")))?,
+            sock,
             dir,
             input,
             output: ChildShm::new(output_path),
             bls_in: ChildShm::new(bls_in_path),
             bls_out,
         };
-        process.sock = accept(&listener, &mut process.child).map_err(|reason| {
-            err(format!(
-                "the Python process ({}) did not start: {reason}",
-                python.display()
-            ))
-        })?;
         let args = json!({
             "model_config": self.spec.config_json,
             "model_instance_kind": "CPU",
