@@ -6,10 +6,14 @@ What a model gets and gives is what Triton documents for its Python backend: `Te
 `InferenceRequest` (with `get_input_tensor_by_name`), `InferenceResponse`, `TritonError` (with
 Triton's error codes), `TritonModelException`, the configuration helpers
 (`get_input_config_by_name`, `get_output_config_by_name`, `triton_string_to_numpy`), `Logger`,
-and `ModelConfig` (the class `auto_complete_config` works on; Vigil does not call that method yet).
+and `ModelConfig` (what `TritonPythonModel.auto_complete_config` gets and returns: Vigil calls it
+before loading, as Triton does).
 Business-logic scripting: `InferenceRequest(model_name=..., inputs=...,
 requested_output_names=...).exec()` (and `async_exec()`) runs another model of the server through its
-dynamic batcher. Not available yet, with an error that says so: decoupled models.
+dynamic batcher; `exec(decoupled=True)` returns every response of a decoupled model. Decoupled
+models (`model_transaction_policy { decoupled: true }`) answer through
+`request.get_response_sender().send(response, flags)`, from any thread, until
+`flags=TRITONSERVER_RESPONSE_COMPLETE_FINAL`.
 """
 
 import json
@@ -100,6 +104,58 @@ class Logger:
         Logger.log(message, Logger.VERBOSE)
 
 
+# Set by the stub: sends one metric update to the engine (a dict), which serves it on /metrics.
+_send_metric = None
+
+
+class MetricFamily:
+    """A custom metric family served on Vigil's `/metrics` (Prometheus text) with the server's own."""
+
+    COUNTER, GAUGE = "counter", "gauge"
+
+    def __init__(self, name, description, kind):
+        if kind not in (MetricFamily.COUNTER, MetricFamily.GAUGE):
+            raise TritonModelException(f"metric family '{name}': kind {kind!r} is neither COUNTER nor GAUGE")
+        if not name or not all(c.isalnum() or c in "_:" for c in name) or name[0].isdigit():
+            raise TritonModelException(f"metric family name {name!r} is not a Prometheus metric name")
+        self._name, self._description, self._kind = name, description, kind
+
+    def Metric(self, labels=None):  # noqa: N802 (Triton's name)
+        return Metric(self, dict(labels or {}))
+
+
+class Metric:
+    """One labelled metric of a family. `value()` is what this instance's process has set or added
+    (instances of a model share the metric on /metrics, where their increments add up)."""
+
+    def __init__(self, family, labels):
+        self._family, self._labels, self._value = family, {str(k): str(v) for k, v in labels.items()}, 0.0
+        self._send("create", 0.0)
+
+    def _send(self, action, value):
+        if _send_metric is not None:
+            f = self._family
+            _send_metric(
+                {"family": f._name, "description": f._description, "kind": f._kind, "labels": self._labels, "action": action, "value": value}
+            )
+
+    def increment(self, value):
+        value = float(value)
+        if self._family._kind == MetricFamily.COUNTER and value < 0:
+            raise TritonModelException("a counter cannot be incremented by a negative value")
+        self._value += value
+        self._send("increment", value)
+
+    def set(self, value):
+        if self._family._kind == MetricFamily.COUNTER:
+            raise TritonModelException("a counter cannot be set; increment it")
+        self._value = float(value)
+        self._send("set", self._value)
+
+    def value(self):
+        return self._value
+
+
 class TritonError:
     """An error a response carries (`InferenceResponse(error=TritonError("..."))`)."""
 
@@ -175,8 +231,42 @@ class Tensor:
 
 
 # Set by the stub: runs an InferenceRequest on another model of the server (business-logic
-# scripting) and returns its InferenceResponse.
+# scripting) and returns its InferenceResponse (with `decoupled`, the list of its responses).
 _bls_call = None
+# Set by the stub: sends one response of a decoupled request (id, InferenceResponse or None, final).
+_send_response = None
+
+# The flag of a request's last response (Triton's `TRITONSERVER_RESPONSE_COMPLETE_FINAL`).
+TRITONSERVER_RESPONSE_COMPLETE_FINAL = 1
+
+
+def using_decoupled_model_transaction_policy(model_config):
+    """Whether the configuration (a dict) has `model_transaction_policy { decoupled: true }`."""
+    policy = model_config.get("model_transaction_policy") or {}
+    return bool(policy.get("decoupled", False))
+
+
+class InferenceResponseSender:
+    """Sends a decoupled request's responses, any number of them, then the final flag."""
+
+    def __init__(self, request_id):
+        self._id = request_id
+        self._closed = False
+
+    def send(self, response=None, flags=0):
+        if self._closed:
+            raise TritonModelException("Unable to send response. Response sender has been closed.")
+        final = bool(flags & TRITONSERVER_RESPONSE_COMPLETE_FINAL)
+        if response is None and not final:
+            raise TritonModelException("send needs a response or the final flag")
+        if response is not None and not isinstance(response, InferenceResponse):
+            raise TritonModelException(f"send takes an InferenceResponse, not a {type(response).__name__}")
+        if final:
+            self._closed = True
+        _send_response(self._id, response, final)
+
+    def is_cancelled(self):
+        return False
 
 
 class InferenceRequest:
@@ -232,22 +322,23 @@ class InferenceRequest:
         return False
 
     def get_response_sender(self):
-        raise TritonModelException(
-            "decoupled models (get_response_sender) are not available yet in Vigil's Python backend"
-        )
+        sender = getattr(self, "_sender", None)
+        if sender is None:
+            raise TritonModelException(
+                "get_response_sender needs a model with the decoupled transaction policy "
+                "(model_transaction_policy { decoupled: true }) in Vigil's Python backend"
+            )
+        return sender
 
     def exec(self, decoupled=False):
         """Runs this request on model `model_name` of the same server and returns its response (an
-        error response when the model fails or does not exist)."""
-        if decoupled:
-            raise TritonModelException(
-                "decoupled business-logic scripting is not available yet in Vigil's Python backend"
-            )
+        error response when the model fails or does not exist); with `decoupled`, the list of
+        its responses (the last one empty when the final flag came alone)."""
         if self._model_name is None:
             raise TritonModelException("InferenceRequest.exec needs a model_name")
         if _bls_call is None:
             raise TritonModelException("InferenceRequest.exec works only inside a model's execute")
-        return _bls_call(self)
+        return _bls_call(self, decoupled)
 
     async def async_exec(self, decoupled=False):
         """`exec`, awaitable (the calls of one execute run one after another)."""
@@ -325,7 +416,15 @@ class ModelConfig:
         self._io("output", output)
 
     def set_max_batch_size(self, max_batch_size):
-        self._config["max_batch_size"] = int(max_batch_size)
+        """The model batches up to `max_batch_size`; a configuration may ask for less, not more."""
+        max_batch_size = int(max_batch_size)
+        given = int(self._config.get("max_batch_size", 0) or 0)
+        if given > max_batch_size:
+            raise TritonModelException(
+                f"configuration specified max_batch_size {given}, but the model supports at most {max_batch_size}"
+            )
+        if given == 0:
+            self._config["max_batch_size"] = max_batch_size
 
     def set_dynamic_batching(self):
         self._config.setdefault("dynamic_batching", {})

@@ -1,6 +1,11 @@
 """One instance of a Triton Python-backend model, run by Vigil's engine in a process of its own
 (as Triton's stub does): `python3 vigil_python_stub.py SOCKET INPUT_SHM OUTPUT_SHM BLS_IN BLS_OUT`.
 
+`python3 vigil_python_stub.py --auto-complete MODEL_FILE` instead reads a configuration (Triton's
+JSON) on standard input, passes it to `TritonPythonModel.auto_complete_config` as a
+`pb_utils.ModelConfig` and writes `{"ok": true, "config": {...}}` (or `{"ok": false, "error"}`) on
+standard output; the model's own prints go to standard error.
+
 It connects to the engine's Unix socket first (standard library only, so that a missing numpy is
 reported over the socket, not lost), then serves messages, each a little-endian u32 length and a
 JSON object:
@@ -20,6 +25,18 @@ the BLS input shared memory (this process grows it); the engine runs the model a
 `{"ok": true, "output_size", "outputs": [...]}` (outputs in the BLS output shared memory, which the
 engine grows) or `{"ok": false, "error"}`; `execute`'s own reply comes after.
 
+A decoupled model (`"decoupled": true` in `execute`, each request with its `id`) answers through
+`request.get_response_sender()`, from `execute` or any thread, at any time: each
+`send(response, flags)` writes the response's outputs to a new file in the socket's folder and sends
+`{"op": "response", "id", "final", "file", "size", "outputs"}` (or `"error"`; a final flag alone has
+neither); `execute` itself must return None, and its reply (`{"ok": true}`) only frees the instance.
+A BLS request with `exec(decoupled=True)` carries `"decoupled": true` and its answer lists every
+response (`"responses": [{"outputs"} | {"error"}]`). Messages from several threads are sent whole
+(one lock).
+
+`pb_utils.MetricFamily(...).Metric(labels)` updates send `{"op": "metric", "family", "description",
+"kind", "labels", "action": "create" | "set" | "increment", "value"}` (no reply): the engine serves them.
+
 Every reply is `{"ok": true, ...}` or `{"ok": false, "error": message}`. BYTES tensors are laid out
 as Triton serialises them: per element a little-endian u32 length and the bytes.
 """
@@ -31,6 +48,7 @@ import os
 import socket
 import struct
 import sys
+import threading
 import traceback
 
 ALIGN = 64
@@ -56,9 +74,19 @@ def recv(sock):
     return None if body is None else json.loads(body)
 
 
+SEND_LOCK = threading.Lock()
+
+
 def send(sock, obj):
     body = json.dumps(obj).encode()
-    sock.sendall(struct.pack("<I", len(body)) + body)
+    with SEND_LOCK:
+        sock.sendall(struct.pack("<I", len(body)) + body)
+
+
+class Execution:
+    """Which thread runs `execute` now (BLS requests read the socket, which only that thread may)."""
+
+    thread = None
 
 
 def error_text(exc):
@@ -100,7 +128,44 @@ class Shm:
         self.size = size
 
 
+def load_model_module(model_file):
+    """Imports `model_file` (its folder on `sys.path`, as Triton's stub has it)."""
+    import importlib.util
+
+    sys.path.insert(0, os.path.dirname(model_file))
+    spec = importlib.util.spec_from_file_location("model", model_file)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    if not hasattr(module, "TritonPythonModel"):
+        raise RuntimeError(f"{model_file} defines no class TritonPythonModel")
+    return module
+
+
+def auto_complete(model_file):
+    answer = sys.stdout
+    sys.stdout = sys.stderr
+    try:
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        import triton_python_backend_utils as pb
+
+        config = json.load(sys.stdin)
+        cls = load_model_module(model_file).TritonPythonModel
+        complete = getattr(cls, "auto_complete_config", None)
+        if complete is not None:
+            completed = complete(pb.ModelConfig(config))
+            if not isinstance(completed, pb.ModelConfig):
+                raise TypeError(f"auto_complete_config returned a {type(completed).__name__}, not a pb_utils.ModelConfig")
+            config = completed.as_dict()
+        answer.write(json.dumps({"ok": True, "config": config}))
+    except BaseException as e:  # noqa: BLE001 (everything the user's code raises is reported)
+        answer.write(json.dumps({"ok": False, "error": error_text(e)}))
+    answer.flush()
+    return 0
+
+
 def main():
+    if sys.argv[1] == "--auto-complete":
+        return auto_complete(sys.argv[2])
     sock_path, in_path, out_path, bls_in_path, bls_out_path = sys.argv[1:6]
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.connect(sock_path)
@@ -118,16 +183,11 @@ def main():
         import numpy as np
         import triton_python_backend_utils as pb
 
-        model_file = msg["model_file"]
-        sys.path.insert(0, os.path.dirname(model_file))
-        import importlib.util
-
-        spec = importlib.util.spec_from_file_location("model", model_file)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        if not hasattr(module, "TritonPythonModel"):
-            raise RuntimeError(f"{model_file} defines no class TritonPythonModel")
-        pb._bls_call = lambda request: bls(np, pb, sock, bls_inputs, bls_outputs, request)
+        module = load_model_module(msg["model_file"])
+        pb._bls_call = lambda request, decoupled: bls(np, pb, sock, bls_inputs, bls_outputs, request, decoupled)
+        responses = ResponseFiles(np, pb, sock, os.path.dirname(sock_path))
+        pb._send_response = responses.send
+        pb._send_metric = lambda update: send(sock, dict(update, op="metric"))
         model = module.TritonPythonModel()
         if hasattr(model, "initialize"):
             model.initialize(msg["args"])
@@ -152,18 +212,28 @@ def main():
         if op != "execute":
             send(sock, {"ok": False, "error": f"unknown operation {op!r}"})
             continue
+        decoupled = bool(msg.get("decoupled"))
         try:
             inputs.ensure(msg["input_size"], grow=False)
-            requests = [make_request(np, pb, inputs.map, r) for r in msg["requests"]]
+            requests = [make_request(np, pb, inputs.map, r, decoupled) for r in msg["requests"]]
         except BaseException as e:  # noqa: BLE001
             send(sock, {"ok": False, "error": "reading the inputs: " + error_text(e)})
             continue
         try:
+            Execution.thread = threading.get_ident()
             responses = model.execute(requests)
             if asyncio.iscoroutine(responses):
                 responses = asyncio.run(responses)
         except BaseException as e:  # noqa: BLE001
             send(sock, {"ok": False, "error": error_text(e)})
+            continue
+        finally:
+            Execution.thread = None
+        if decoupled:
+            if responses is None:
+                send(sock, {"ok": True})
+            else:
+                send(sock, {"ok": False, "error": "a decoupled model's execute must return None (responses go through the response sender)"})
             continue
         try:
             send(sock, write_responses(np, pb, outputs, msg["requests"], responses))
@@ -171,18 +241,57 @@ def main():
             send(sock, {"ok": False, "error": "writing the outputs: " + error_text(e)})
 
 
-def bls(np, pb, sock, bls_inputs, bls_outputs, request):
-    """Sends `request` to the engine for another model and reads its response."""
-    blobs, described, size = [], [], 0
-    for t in request.inputs():
+def lay_out(np, pb, tensors, kind):
+    """Tensors placed one after another (aligned): their descriptions, `(offset, bytes)` and the
+    total size."""
+    described, blobs, size = [], [], 0
+    for t in tensors:
         array = t.as_numpy()
-        kind, data = serialise(np, array)
-        datatype = kind or pb.numpy_to_triton_type(array.dtype)
+        wire, data = serialise(np, array)
+        datatype = wire or pb.numpy_to_triton_type(array.dtype)
         if datatype is None:
-            raise pb.TritonModelException(f"input '{t.name()}' has numpy type {array.dtype}, which Triton has no type for")
+            raise pb.TritonModelException(f"{kind} '{t.name()}' has numpy type {array.dtype}, which Triton has no type for")
         described.append({"name": t.name(), "datatype": datatype, "shape": list(array.shape), "offset": size, "size": len(data)})
         blobs.append((size, data))
         size = (size + len(data) + ALIGN - 1) // ALIGN * ALIGN
+    return described, blobs, size
+
+
+class ResponseFiles:
+    """Sends a decoupled model's responses: each one's outputs in a new file of `folder`."""
+
+    def __init__(self, np, pb, sock, folder):
+        self.np, self.pb, self.sock, self.folder = np, pb, sock, folder
+        self.lock = threading.Lock()
+        self.count = 0
+
+    def send(self, request_id, response, final):
+        np, pb = self.np, self.pb
+        msg = {"op": "response", "id": request_id, "final": bool(final)}
+        if response is not None and response.has_error():
+            msg["error"] = response.error().message()
+        elif response is not None:
+            described, blobs, size = lay_out(np, pb, response.output_tensors(), "output")
+            with self.lock:
+                self.count += 1
+                name = f"r{self.count}"
+            with open(os.path.join(self.folder, name), "wb") as f:
+                for offset, data in blobs:
+                    f.seek(offset)
+                    f.write(data)
+                f.truncate(size)
+            msg.update({"file": name, "size": size, "outputs": described})
+        send(self.sock, msg)
+
+
+def bls(np, pb, sock, bls_inputs, bls_outputs, request, decoupled):
+    """Sends `request` to the engine for another model and reads its response (with `decoupled`,
+    the list of its responses)."""
+    if Execution.thread != threading.get_ident():
+        raise pb.TritonModelException(
+            "InferenceRequest.exec works in the thread running execute, while it runs (Vigil's Python backend)"
+        )
+    described, blobs, size = lay_out(np, pb, request.inputs(), "input")
     bls_inputs.ensure(size, grow=True)
     for offset, data in blobs:
         bls_inputs.map[offset : offset + len(data)] = data
@@ -195,18 +304,26 @@ def bls(np, pb, sock, bls_inputs, bls_outputs, request):
             "input_size": bls_inputs.size,
             "inputs": described,
             "outputs": list(request.requested_output_names()),
+            "decoupled": bool(decoupled),
         },
     )
     reply = recv(sock)
     if reply is None:
         raise pb.TritonModelException("the engine closed the connection during a BLS request")
     if not reply.get("ok"):
-        return pb.InferenceResponse(error=pb.TritonError(reply.get("error", "BLS request failed")))
+        error = pb.InferenceResponse(error=pb.TritonError(reply.get("error", "BLS request failed")))
+        return [error] if decoupled else error
     bls_outputs.ensure(reply.get("output_size", 0), grow=False)
-    tensors = [
-        pb.Tensor(t["name"], read_tensor(np, pb, bls_outputs.map, t).copy()) for t in reply.get("outputs", [])
-    ]
-    return pb.InferenceResponse(output_tensors=tensors)
+
+    def response(r):
+        if "error" in r:
+            return pb.InferenceResponse(error=pb.TritonError(r["error"]))
+        tensors = [pb.Tensor(t["name"], read_tensor(np, pb, bls_outputs.map, t).copy()) for t in r.get("outputs", [])]
+        return pb.InferenceResponse(output_tensors=tensors)
+
+    if decoupled:
+        return [response(r) for r in reply.get("responses", [])]
+    return response(reply)
 
 
 def read_tensor(np, pb, buf, t):
@@ -226,15 +343,21 @@ def read_tensor(np, pb, buf, t):
     return np.ndarray(shape, dtype=dtype, buffer=buf, offset=t["offset"])
 
 
-def make_request(np, pb, buf, r):
+def make_request(np, pb, buf, r, decoupled):
     tensors = []
     for t in r["inputs"]:
-        tensors.append(pb.Tensor(t["name"], read_tensor(np, pb, buf, t)))
-    return pb.InferenceRequest(
+        # A decoupled model may keep its inputs after execute returns: they are copied out of the
+        # input shared memory, which the next batch overwrites.
+        array = read_tensor(np, pb, buf, t)
+        tensors.append(pb.Tensor(t["name"], array.copy() if decoupled else array))
+    request = pb.InferenceRequest(
         inputs=tensors,
         requested_output_names=r.get("outputs", []),
         request_id=r.get("request_id", ""),
     )
+    if decoupled:
+        request._sender = pb.InferenceResponseSender(r["id"])
+    return request
 
 
 def serialise(np, array):

@@ -21,10 +21,11 @@
 //! (`max_batch_size > 0`), the full shape otherwise; they are converted for step models that batch
 //! differently (a batch of one).
 
+use crate::lock;
 use std::collections::{HashMap, HashSet};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use prost_reflect::{DynamicMessage, MapKey, Value};
@@ -36,10 +37,6 @@ use crate::TensorData;
 use crate::TensorView;
 use crate::runtime::{ELEMENT_TYPES, IoInfo};
 use vigil_modelrepo::{LoadedModel, ModelConfig};
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 /// One step of `ensemble_scheduling` as configured.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -112,6 +112,11 @@ pub(crate) fn parse_bool(v: &str) -> Option<bool> {
     }
 }
 
+/// Locks `m`, also after a thread panicked while holding it (the engine's state stays usable).
+pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// Most instances one model may have (a guard against configurations asking for thousands).
 pub const MAX_INSTANCES: usize = 256;
 
@@ -263,6 +268,16 @@ pub type RequestInputs<'a> = Vec<(&'a str, &'a [i64], TensorSlice<'a>)>;
 /// What [`InferSession::run_requests`] hands each request: its outputs or its own error.
 pub type RequestAnswer<'a, 'v> = Result<&'a [TensorView<'v>], RuntimeError>;
 
+/// Where a decoupled session sends one request's responses: its outputs (or an error) and whether
+/// it is the request's last (Triton's `TRITONSERVER_RESPONSE_COMPLETE_FINAL`; a final call without
+/// a response carries no outputs). Called any number of times, then once with `true`, from any
+/// thread; it must not block.
+pub type SessionSink = Box<dyn for<'a> FnMut(Result<&[TensorView<'a>], RuntimeError>, bool) + Send>;
+
+/// Where [`ModelRuntime::infer_decoupled`] sends one request's responses, as [`SessionSink`] with
+/// the engine's errors.
+pub type ResponseSink = Box<dyn for<'a> FnMut(Result<&[TensorView<'a>], EngineError>, bool) + Send>;
+
 /// A session one instance runs batches with: [`OnnxModel`], a Python-backend process
 /// ([`python`]), or a stand-in in tests.
 pub trait InferSession: Send {
@@ -298,6 +313,25 @@ pub trait InferSession: Send {
         Err(RuntimeError::Unsupported(
             "this session runs stacked batches, not lists of requests".into(),
         ))
+    }
+    /// Whether the session runs decoupled requests ([`InferSession::run_decoupled`]).
+    fn decoupled(&self) -> bool {
+        false
+    }
+    /// Starts a batch of decoupled requests: returns once the model has taken them (the instance is
+    /// then free for the next batch), while their responses keep going to `sinks` (one per request)
+    /// until each has had its final call. The session owns the sinks: every one gets its final call
+    /// whatever happens, an error included. Default: each sink gets an error.
+    fn run_decoupled(&mut self, requests: &[RequestInputs<'_>], sinks: Vec<SessionSink>) {
+        let _ = requests;
+        for mut sink in sinks {
+            sink(
+                Err(RuntimeError::Unsupported(
+                    "this session has no decoupled transaction policy".into(),
+                )),
+                true,
+            );
+        }
     }
     /// Runs once before the instance takes requests (default: nothing). [`OnnxModel`] runs the model
     /// on zeros of batch 1 so that the first request does not pay ONNX Runtime's first-run set-up.

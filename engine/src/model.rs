@@ -1,11 +1,12 @@
 //! [`ModelRuntime`]: the instances (worker threads with their sessions), the batcher they share,
 //! the response sequencer and the metrics of one model version.
 
+use crate::lock;
 use std::borrow::Cow;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
@@ -17,8 +18,8 @@ use super::scheduler::{
 use super::stats::{InstanceLog, InstanceStats, ModelStats, StatsInner};
 use super::{
     EngineError, INTRA_OP_SPINNING_PARAMETER, INTRA_OP_THREADS_PARAMETER, InferRequest,
-    InferSession, MAX_INSTANCES, NamedTensor, SessionFactory, gpu_frame_preprocessors,
-    onnx_session_factory, tensor_type_of,
+    InferSession, MAX_INSTANCES, NamedTensor, ResponseSink, SessionFactory,
+    gpu_frame_preprocessors, onnx_session_factory, tensor_type_of,
 };
 use crate::runtime::{
     ELEMENT_TYPES, ExecutionProvider, INPUT_TYPES, IoInfo, RuntimeError, SessionOptions, warn_once,
@@ -26,10 +27,6 @@ use crate::runtime::{
 use crate::tensor::data_type_of_element;
 use crate::{DataType, TensorData, TensorSlice, TensorView};
 use vigil_modelrepo::{InstanceGroup, InstanceKind, LoadedModel, ModelConfig};
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 /// One instance of a model.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,6 +57,9 @@ struct Shared {
     stats: Mutex<StatsInner>,
     /// Why an instance could not make its frame pre-processor (then no frames are taken).
     frames_broken: Mutex<Option<String>>,
+    /// `model_transaction_policy { decoupled: true }`: every request is decoupled
+    /// ([`ModelRuntime::infer_decoupled`]).
+    decoupled: bool,
 }
 
 /// A loaded model version with its instances and batcher. Dropping it (or [`ModelRuntime::shutdown`])
@@ -367,8 +367,16 @@ impl ModelRuntime {
                     .into(),
             ));
         }
+        let python = crate::python::is_python_backend(&config.backend);
+        if config.decoupled() && !python {
+            return Err(config_error(format!(
+                "has the decoupled transaction policy, which only the Python backend runs (backend \
+                 '{}')",
+                config.backend
+            )));
+        }
         // A Python-backend model runs its instances as Python processes (and takes no frames).
-        let (factory, frames) = if crate::python::is_python_backend(&config.backend) {
+        let (factory, frames) = if python {
             (crate::python::python_session_factory(model), None)
         } else {
             (factory, frames)
@@ -504,6 +512,7 @@ impl ModelRuntime {
             sequencer: Mutex::new(Sequencer::default()),
             stats: Mutex::new(StatsInner::new(logs)),
             frames_broken: Mutex::new(None),
+            decoupled: config.decoupled(),
         });
         for tx in go_txs {
             let _ = tx.send(shared.clone());
@@ -541,6 +550,7 @@ impl ModelRuntime {
             sequencer: Mutex::new(Sequencer::default()),
             stats: Mutex::new(StatsInner::new(Vec::new())),
             frames_broken: Mutex::new(None),
+            decoupled: false,
         });
         ModelRuntime {
             shared,
@@ -805,12 +815,52 @@ impl ModelRuntime {
         self.submit(request, Box::new(respond))
     }
 
+    /// Whether the model has the decoupled transaction policy: its requests go through
+    /// [`ModelRuntime::infer_decoupled`] (any number of responses each), not `infer`.
+    pub fn decoupled(&self) -> bool {
+        self.shared.decoupled
+    }
+
+    /// Queues `request` and returns at once; `sink` gets its responses, on whatever thread the
+    /// model sends them from: for a decoupled model any number of them, then a final call; for any
+    /// other model one response, final. Errors in the request itself are returned here (and `sink`
+    /// is dropped uncalled).
+    pub fn infer_decoupled(
+        &self,
+        request: InferRequest,
+        mut sink: ResponseSink,
+    ) -> Result<(), EngineError> {
+        if !self.shared.decoupled {
+            return self.submit(request, Box::new(move |result| sink(result, true)));
+        }
+        self.enqueue(request, Box::new(|_| {}), Some(sink))
+    }
+
     /// Queues `request`; `respond` is called once with its outputs or error, on a worker thread.
     /// Errors in the request itself are returned here (and `respond` is dropped uncalled).
     pub(crate) fn submit(
         &self,
         request: InferRequest,
         respond: Responder,
+    ) -> Result<(), EngineError> {
+        if self.shared.decoupled {
+            return Err(EngineError::BadRequest {
+                model: self.shared.model.clone(),
+                version: self.shared.version,
+                message: "the model has the decoupled transaction policy (any number of responses \
+                          per request): send its requests on a stream (gRPC ModelStreamInfer)"
+                    .into(),
+            });
+        }
+        self.enqueue(request, respond, None)
+    }
+
+    /// Queues `request` with its responder (and, decoupled, its sink).
+    fn enqueue(
+        &self,
+        request: InferRequest,
+        respond: Responder,
+        sink: Option<ResponseSink>,
     ) -> Result<(), EngineError> {
         let (inputs, frame) = match request.frame {
             Some(frame) => (Vec::new(), Some(self.check_frame(frame, &request.inputs)?)),
@@ -831,7 +881,7 @@ impl ModelRuntime {
                 return Ok(());
             }
             lock(&self.shared.stats).requests += 1;
-            q.push(level, Instant::now(), inputs, frame, respond);
+            q.push(level, Instant::now(), inputs, frame, respond, sink);
         }
         self.shared.cv.notify_one();
         Ok(())
@@ -995,6 +1045,18 @@ impl Drop for ModelRuntime {
     }
 }
 
+/// Each request's inputs as the sessions that take lists of requests borrow them.
+fn request_inputs(items: &[Vec<NamedTensor>]) -> Vec<crate::RequestInputs<'_>> {
+    items
+        .iter()
+        .map(|item| {
+            item.iter()
+                .map(|(name, shape, data)| (name.as_str(), shape.as_slice(), data.as_slice()))
+                .collect()
+        })
+        .collect()
+}
+
 /// Calls a responder; a panic in the caller's closure loses only that response.
 fn call(respond: Responder, result: Result<&[TensorView<'_>], EngineError>) {
     let _ = catch_unwind(AssertUnwindSafe(move || respond(result)));
@@ -1098,7 +1160,7 @@ impl Shared {
 
     /// Runs one batch on `session` and answers its requests.
     fn execute(
-        &self,
+        self: &Arc<Self>,
         instance: usize,
         session: &mut dyn InferSession,
         stage: &mut FrameStage,
@@ -1115,6 +1177,10 @@ impl Shared {
                 st.queue_time
                     .record(start.saturating_duration_since(p.enqueued));
             }
+        }
+        if self.decoupled {
+            self.execute_decoupled(instance, session, batch, start);
+            return;
         }
         let mut responders: Vec<Option<(u64, Responder)>> = Vec::with_capacity(n);
         let mut items = Vec::with_capacity(n);
@@ -1287,14 +1353,7 @@ impl Shared {
         start: Instant,
     ) {
         let n = items.len();
-        let requests: Vec<crate::RequestInputs<'_>> = items
-            .iter()
-            .map(|item| {
-                item.iter()
-                    .map(|(name, shape, data)| (name.as_str(), shape.as_slice(), data.as_slice()))
-                    .collect()
-            })
-            .collect();
+        let requests = request_inputs(items);
         let mut recorded = false;
         let mut answer = |i: usize, result: crate::RequestAnswer<'_, '_>| {
             if !recorded {
@@ -1319,6 +1378,54 @@ impl Shared {
         }
         let no_answer = self.execution_error("the model gave no response to this request".into());
         self.fail_unanswered(run, no_answer, responders);
+    }
+
+    /// Starts a batch of decoupled requests: the session sends their responses to their sinks
+    /// (failures counted once per request, on the final error), while this instance goes on.
+    fn execute_decoupled(
+        self: &Arc<Self>,
+        instance: usize,
+        session: &mut dyn InferSession,
+        batch: Vec<Pending>,
+        start: Instant,
+    ) {
+        let n = batch.len();
+        let mut items = Vec::with_capacity(n);
+        let mut sinks: Vec<crate::SessionSink> = Vec::with_capacity(n);
+        for p in batch {
+            items.push(p.inputs);
+            let Some(mut sink) = p.sink else {
+                let e = self.execution_error("a decoupled request without a response sink".into());
+                call(p.respond, Err(e));
+                continue;
+            };
+            let shared = Arc::downgrade(self);
+            let (model, version) = (self.model.clone(), self.version);
+            sinks.push(Box::new(move |result, last| {
+                let result = result.map_err(|source| EngineError::Run {
+                    model: model.clone(),
+                    version,
+                    source,
+                });
+                if result.is_err()
+                    && last
+                    && let Some(shared) = shared.upgrade()
+                {
+                    lock(&shared.stats).failures += 1;
+                }
+                let _ = catch_unwind(AssertUnwindSafe(|| sink(result, last)));
+            }));
+        }
+        let requests = request_inputs(&items);
+        let run = catch_unwind(AssertUnwindSafe(|| {
+            session.run_decoupled(&requests, sinks);
+        }));
+        lock(&self.stats).record_execution(instance, n, start, Instant::now());
+        if run.is_err() {
+            // The sinks went with the panicking session call; their requests' callers see them
+            // dropped (a stream ends).
+            lock(&self.stats).failures += n as u64;
+        }
     }
 
     /// Answers request `seq`, in order of arrival under `preserve_ordering`.

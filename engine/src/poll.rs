@@ -31,11 +31,12 @@
 //! [`ModelServer::events_after`]; the last [`EVENT_LOG_LEN`] are kept), so callers can log them —
 //! the engine itself prints nothing.
 
+use crate::lock;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Condvar, Mutex, Weak};
 use std::time::{Duration, Instant, SystemTime};
 
 use super::{EngineError, ModelHandle, ModelServer};
@@ -51,10 +52,6 @@ pub const MIN_POLL_INTERVAL: Duration = Duration::from_millis(10);
 const MAX_WALK_DEPTH: usize = 4;
 /// Most files of a version folder that are fingerprinted.
 const MAX_WALK_FILES: usize = 4096;
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 /// What caused a [`ReloadEvent`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -16,12 +16,14 @@
 //! inside; `$$TRITON_MODEL_DIRECTORY` is the model folder), `$VIGIL_PYTHON_BACKEND_INTERPRETER`, else
 //! `python3` on `PATH`. It needs numpy.
 
+use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
 use memmap2::{Mmap, MmapMut, MmapOptions};
@@ -30,7 +32,7 @@ use vigil_modelrepo::{DataType, LoadedModel};
 
 use crate::runtime::{IoInfo, RuntimeError, SessionOptions};
 use crate::tensor::{TensorData, TensorSlice, TensorView};
-use crate::{InferSession, RequestAnswer, RequestInputs, SessionFactory};
+use crate::{InferSession, RequestAnswer, RequestInputs, SessionFactory, SessionSink, lock};
 
 /// The stub each instance's process runs.
 const STUB: &str = include_str!("../python/vigil_python_stub.py");
@@ -60,10 +62,11 @@ pub fn python_session_factory(model: &LoadedModel) -> SessionFactory {
         name: model.name.clone(),
         version: model.version,
         dir: model.dir.clone(),
-        config_json: config_json(model),
+        config_json: model.config.to_json(),
         inputs: io_infos(&model.config.input, model.config.max_batch_size > 0),
         outputs: io_infos(&model.config.output, model.config.max_batch_size > 0),
         batched: model.config.max_batch_size > 0,
+        decoupled: model.config.decoupled(),
         env_path: model
             .config
             .parameters
@@ -86,25 +89,9 @@ struct ModelSpec {
     inputs: Vec<IoInfo>,
     outputs: Vec<IoInfo>,
     batched: bool,
+    /// `model_transaction_policy { decoupled: true }`.
+    decoupled: bool,
     env_path: Option<String>,
-}
-
-/// The configuration as Triton gives it to `initialize` (`args["model_config"]`): the protobuf
-/// message as JSON with its field names.
-fn config_json(model: &LoadedModel) -> String {
-    let options = prost_reflect::SerializeOptions::new()
-        .use_proto_field_name(true)
-        .stringify_64_bit_integers(false)
-        .skip_default_fields(false);
-    let mut serializer = serde_json::Serializer::new(Vec::new());
-    match model
-        .config
-        .raw
-        .serialize_with_options(&mut serializer, &options)
-    {
-        Ok(()) => String::from_utf8(serializer.into_inner()).unwrap_or_default(),
-        Err(_) => "{}".to_owned(),
-    }
 }
 
 /// The configuration's tensors as a session describes them (a leading `-1` where the model
@@ -156,10 +143,21 @@ pub struct PythonSession {
 type BlsModels =
     std::collections::HashMap<(String, Option<u64>), std::sync::Arc<crate::ModelHandle>>;
 
+/// Decoupled requests waiting for their final response, by the id the child knows them by.
+type Waiting = Arc<Mutex<HashMap<u64, SessionSink>>>;
+
 /// A running instance process and its shared memory.
+///
+/// Its socket is written by the instance's thread only (messages, BLS answers) and read by a
+/// reader thread of its own, which hands decoupled responses to their requests' sinks and every
+/// other message to the instance's thread (`replies`). Lock order: `waiting` is taken alone, never
+/// across a sink call.
 struct Process {
     child: Child,
     sock: UnixStream,
+    replies: mpsc::Receiver<Result<Value, String>>,
+    waiting: Waiting,
+    next_id: u64,
     dir: PathBuf,
     /// A batch's inputs (the engine writes).
     input: EngineShm,
@@ -289,17 +287,8 @@ impl PythonSession {
 
     /// The interpreter (see the module documentation).
     fn interpreter(&self) -> Result<PathBuf, RuntimeError> {
-        if let Some(env) = &self.spec.env_path {
-            return environment_python(Path::new(env)).map_err(|reason| {
-                model_error(
-                    &self.model_file,
-                    format!("{EXECUTION_ENV_PARAMETER} {env}: {reason}"),
-                )
-            });
-        }
-        Ok(std::env::var_os(INTERPRETER_ENV)
-            .filter(|v| !v.is_empty())
-            .map_or_else(|| PathBuf::from("python3"), PathBuf::from))
+        interpreter(self.spec.env_path.as_deref())
+            .map_err(|reason| model_error(&self.model_file, reason))
     }
 
     /// Starts the process, waits for it to connect and initialises the model.
@@ -352,10 +341,35 @@ impl PythonSession {
                 ))));
             }
         };
+        let waiting = Waiting::default();
+        let replies = match sock
+            .try_clone()
+            .map_err(|e| e.to_string())
+            .and_then(|read| {
+                start_reader(
+                    read,
+                    waiting.clone(),
+                    dir.clone(),
+                    self.spec.outputs.clone(),
+                    self.model_file.clone(),
+                )
+            }) {
+            Ok(replies) => replies,
+            Err(reason) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(cleanup(err(format!(
+                    "cannot read the Python process's socket: {reason}"
+                ))));
+            }
+        };
         // From here on, dropping the process kills the child and removes the folder.
         let mut process = Process {
             child,
             sock,
+            replies,
+            waiting,
+            next_id: 0,
             dir,
             input,
             output: ChildShm::new(output_path),
@@ -384,12 +398,23 @@ impl PythonSession {
         // memory whichever process dies.
         process.output.open().map_err(&err)?;
         process.bls_in.open().map_err(&err)?;
-        let _ = std::fs::remove_dir_all(&process.dir);
+        if self.spec.decoupled {
+            // The folder stays for the files of decoupled responses (removed with the process).
+            for name in ["in", "out", "bls-in", "bls-out", "sock"] {
+                let _ = std::fs::remove_file(process.dir.join(name));
+            }
+        } else {
+            let _ = std::fs::remove_dir_all(&process.dir);
+        }
         Ok(process)
     }
 
     /// Writes the requests' inputs to shared memory and returns their descriptions.
-    fn write_inputs(&mut self, requests: &[RequestInputs<'_>]) -> Result<Value, String> {
+    fn write_inputs(
+        &mut self,
+        requests: &[RequestInputs<'_>],
+        ids: &[u64],
+    ) -> Result<Value, String> {
         let Some(process) = self.process.as_mut() else {
             return Err("no process".into());
         };
@@ -419,9 +444,18 @@ impl PythonSession {
         let outputs: Vec<&str> = self.spec.outputs.iter().map(|o| o.name.as_str()).collect();
         let requests: Vec<Value> = layout
             .into_iter()
-            .map(|inputs| json!({"inputs": inputs, "outputs": outputs}))
+            .enumerate()
+            .map(|(i, inputs)| match ids.get(i) {
+                Some(id) => json!({"inputs": inputs, "outputs": outputs, "id": id}),
+                None => json!({"inputs": inputs, "outputs": outputs}),
+            })
             .collect();
-        Ok(json!({"op": "execute", "input_size": process.input.map.len(), "requests": requests}))
+        Ok(json!({
+            "op": "execute",
+            "input_size": process.input.map.len(),
+            "requests": requests,
+            "decoupled": !ids.is_empty(),
+        }))
     }
 
     /// The process is gone: says so (with its exit status) and forgets it; the next execution
@@ -480,43 +514,11 @@ impl InferSession for PythonSession {
         requests: &[RequestInputs<'_>],
         f: &mut dyn FnMut(usize, RequestAnswer<'_, '_>),
     ) -> Result<(), RuntimeError> {
-        let died = self
-            .process
-            .as_mut()
-            .and_then(|p| p.child.try_wait().ok().flatten());
-        if let Some(status) = died {
-            self.process = None;
-            eprintln!(
-                "vigil: model '{}' version {}: the Python process of instance {} {}",
-                self.spec.name,
-                self.spec.version,
-                self.instance,
-                describe_exit(status)
-            );
-        }
-        if self.process.is_none() {
-            self.restarts += 1;
-            eprintln!(
-                "vigil: model '{}' version {}: starting the Python process of instance {} again \
-                 (restart {})",
-                self.spec.name, self.spec.version, self.instance, self.restarts
-            );
-            self.process = Some(self.spawn()?);
-        }
+        self.ensure_process()?;
         let message = self
-            .write_inputs(requests)
+            .write_inputs(requests, &[])
             .map_err(|reason| model_error(&self.model_file, format!("shared memory: {reason}")))?;
-        let repository = self.spec.dir.parent().unwrap_or(&self.spec.dir).to_owned();
-        let called = &mut self.called;
-        let reply = match self
-            .process
-            .as_mut()
-            .map(|p| p.execute(&message, &repository, called))
-        {
-            Some(Ok(reply)) => reply,
-            Some(Err(reason)) => return Err(self.lost(&reason)),
-            None => return Err(model_error(&self.model_file, "no process")),
-        };
+        let reply = self.execute(&message)?;
         if reply["ok"] != true {
             let reason = reply["error"].as_str().unwrap_or("execute failed");
             return Err(RuntimeError::Run {
@@ -560,6 +562,113 @@ impl InferSession for PythonSession {
         }
         Ok(())
     }
+
+    fn decoupled(&self) -> bool {
+        self.spec.decoupled
+    }
+
+    fn run_decoupled(&mut self, requests: &[RequestInputs<'_>], sinks: Vec<SessionSink>) {
+        let fail_all = |sinks: Vec<SessionSink>, e: &RuntimeError| {
+            for mut sink in sinks {
+                sink(Err(e.clone()), true);
+            }
+        };
+        if let Err(e) = self.ensure_process() {
+            return fail_all(sinks, &e);
+        }
+        let Some(process) = self.process.as_mut() else {
+            return fail_all(sinks, &model_error(&self.model_file, "no process"));
+        };
+        let first = process.next_id;
+        process.next_id += sinks.len() as u64;
+        let ids: Vec<u64> = (first..process.next_id).collect();
+        let message = match self.write_inputs(requests, &ids) {
+            Ok(m) => m,
+            Err(reason) => {
+                let e = model_error(&self.model_file, format!("shared memory: {reason}"));
+                return fail_all(sinks, &e);
+            }
+        };
+        if let Some(process) = self.process.as_ref() {
+            let mut waiting = lock(&process.waiting);
+            waiting.extend(ids.iter().copied().zip(sinks));
+        }
+        // The requests still waiting once `execute` has returned with an error (or the process
+        // died) get that error; the ones the model finished keep their responses.
+        let error = match self.execute(&message) {
+            Ok(reply) if reply["ok"] == true => return,
+            Ok(reply) => RuntimeError::Run {
+                path: self.model_file.clone(),
+                reason: reply["error"]
+                    .as_str()
+                    .unwrap_or("execute failed")
+                    .to_owned(),
+            },
+            Err(e) => e,
+        };
+        let Some(waiting) = self.process.as_ref().map(|p| p.waiting.clone()) else {
+            return;
+        };
+        let failed: Vec<SessionSink> = {
+            let mut w = lock(&waiting);
+            ids.iter().filter_map(|id| w.remove(id)).collect()
+        };
+        fail_all(failed, &error);
+    }
+}
+
+impl PythonSession {
+    /// Starts the process again if it died since the last batch.
+    fn ensure_process(&mut self) -> Result<(), RuntimeError> {
+        let died = self
+            .process
+            .as_mut()
+            .and_then(|p| p.child.try_wait().ok().flatten());
+        if let Some(status) = died {
+            self.process = None;
+            eprintln!(
+                "vigil: model '{}' version {}: the Python process of instance {} {}",
+                self.spec.name,
+                self.spec.version,
+                self.instance,
+                describe_exit(status)
+            );
+        }
+        if self.process.is_none() {
+            self.restarts += 1;
+            lock(&RESTARTS).insert(
+                (
+                    self.spec.name.clone(),
+                    self.spec.version,
+                    self.instance.clone(),
+                ),
+                self.restarts,
+            );
+            eprintln!(
+                "vigil: model '{}' version {}: starting the Python process of instance {} again \
+                 (restart {})",
+                self.spec.name, self.spec.version, self.instance, self.restarts
+            );
+            self.process = Some(self.spawn()?);
+        }
+        Ok(())
+    }
+
+    /// Sends an `execute` message and waits for its reply (serving the model's BLS requests);
+    /// a lost process is forgotten (and started again for the next batch).
+    fn execute(&mut self, message: &Value) -> Result<Value, RuntimeError> {
+        let repository = self.spec.dir.parent().unwrap_or(&self.spec.dir).to_owned();
+        let called = &mut self.called;
+        match self
+            .process
+            .as_mut()
+            .map(|p| p.execute(message, &repository, called))
+        {
+            Some(Ok(reply)) => Ok(reply),
+            Some(Err(reason)) => Err(self.lost(&reason)),
+            None => Err(model_error(&self.model_file, "no process")),
+        }
+    }
 }
 
 impl Drop for PythonSession {
@@ -567,8 +676,10 @@ impl Drop for PythonSession {
         let Some(mut process) = self.process.take() else {
             return;
         };
-        let _ = process.sock.set_read_timeout(Some(FINALIZE_TIMEOUT));
-        if let Ok(reply) = process.call(&json!({"op": "finalize"}))
+        let reply = process
+            .send(&json!({"op": "finalize"}))
+            .and_then(|()| process.receive_within(Some(FINALIZE_TIMEOUT)));
+        if let Ok(reply) = reply
             && reply["ok"] != true
         {
             eprintln!(
@@ -599,16 +710,21 @@ impl Process {
             .map_err(|e| format!("sending: {e}"))
     }
 
+    /// The child's next message (other than a decoupled response).
     fn receive(&mut self) -> Result<Value, String> {
-        let mut head = [0u8; 4];
-        self.sock
-            .read_exact(&mut head)
-            .map_err(|e| format!("reading the reply: {e}"))?;
-        let mut reply = vec![0u8; u32::from_le_bytes(head) as usize];
-        self.sock
-            .read_exact(&mut reply)
-            .map_err(|e| format!("reading the reply: {e}"))?;
-        serde_json::from_slice(&reply).map_err(|e| format!("a reply that is not JSON: {e}"))
+        self.receive_within(None)
+    }
+
+    /// As `receive`, waiting at most `timeout`.
+    fn receive_within(&mut self, timeout: Option<Duration>) -> Result<Value, String> {
+        let gone = || "reading the reply: the connection is closed".to_owned();
+        match timeout {
+            None => self.replies.recv().map_err(|_| gone())?,
+            Some(t) => self.replies.recv_timeout(t).map_err(|e| match e {
+                mpsc::RecvTimeoutError::Timeout => format!("no reply within {t:?}"),
+                mpsc::RecvTimeoutError::Disconnected => gone(),
+            })?,
+        }
     }
 
     /// Sends one message and reads the reply.
@@ -679,22 +795,363 @@ impl Process {
                 h
             }
         };
-        let outputs =
-            run_model(&handle, inputs, wanted).map_err(|e| format!("model '{name}': {e}"))?;
-        let mut layout = Vec::with_capacity(outputs.len());
+        let decoupled = handle.current().decoupled();
+        if msg["decoupled"] != true {
+            if decoupled {
+                return Err(format!(
+                    "model '{name}' is decoupled: call exec(decoupled=True) to get its responses"
+                ));
+            }
+            let outputs =
+                run_model(&handle, inputs, wanted).map_err(|e| format!("model '{name}': {e}"))?;
+            let (size, mut layouts) = self.write_bls_outputs(&[Ok(outputs)])?;
+            let outputs = layouts.pop().unwrap_or_default();
+            return Ok(json!({"ok": true, "output_size": size, "outputs": outputs["outputs"]}));
+        }
+        let responses = run_model_decoupled(&handle, inputs, wanted)
+            .map_err(|e| format!("model '{name}': {e}"))?;
+        let (size, layouts) = self.write_bls_outputs(&responses)?;
+        Ok(json!({"ok": true, "output_size": size, "responses": layouts}))
+    }
+
+    /// Writes responses' outputs one after another to the BLS output shared memory; returns its
+    /// size and per response `{"outputs": [...]}` or `{"error": message}`.
+    fn write_bls_outputs(
+        &mut self,
+        responses: &[Result<Vec<Output>, String>],
+    ) -> Result<(usize, Vec<Value>), String> {
+        let mut layouts = Vec::with_capacity(responses.len());
         let mut size = 0usize;
-        for (output, shape, data) in &outputs {
-            layout.push(place(output, json!(shape), data.as_slice(), &mut size));
+        for response in responses {
+            layouts.push(match response {
+                Ok(outputs) => {
+                    let placed: Vec<Value> = outputs
+                        .iter()
+                        .map(|(output, shape, data)| {
+                            place(output, json!(shape), data.as_slice(), &mut size)
+                        })
+                        .collect();
+                    json!({ "outputs": placed })
+                }
+                Err(e) => json!({ "error": e }),
+            });
         }
         self.bls_out.reserve(size)?;
         let mut offset = 0usize;
-        for (_, _, data) in &outputs {
+        for (_, _, data) in responses.iter().flatten().flatten() {
             let n = encoded_len(data.as_slice());
             encode(data.as_slice(), &mut self.bls_out.map[offset..offset + n]);
             offset = (offset + n).div_ceil(ALIGN) * ALIGN;
         }
-        Ok(json!({"ok": true, "output_size": self.bls_out.map.len(), "outputs": layout}))
+        Ok((self.bls_out.map.len(), layouts))
     }
+}
+
+/// Reads one message (a little-endian u32 length and a JSON object).
+fn read_message(sock: &mut UnixStream) -> Result<Value, String> {
+    let mut head = [0u8; 4];
+    sock.read_exact(&mut head)
+        .map_err(|e| format!("reading the reply: {e}"))?;
+    let mut body = vec![0u8; u32::from_le_bytes(head) as usize];
+    sock.read_exact(&mut body)
+        .map_err(|e| format!("reading the reply: {e}"))?;
+    serde_json::from_slice(&body).map_err(|e| format!("a reply that is not JSON: {e}"))
+}
+
+/// A custom metric family of Python models (`pb_utils.MetricFamily`).
+#[derive(Debug, Default)]
+struct MetricFamily {
+    description: String,
+    /// `counter` or `gauge`.
+    kind: String,
+    /// By labels (`(name, value)`, sorted): the value.
+    values: std::collections::BTreeMap<Vec<(String, String)>, f64>,
+}
+
+/// The custom metrics of every Python model of the process, by family name.
+static METRICS: Mutex<std::collections::BTreeMap<String, MetricFamily>> =
+    Mutex::new(std::collections::BTreeMap::new());
+
+/// Times each instance's process was started again after it died, by (model, version, instance).
+static RESTARTS: Mutex<std::collections::BTreeMap<(String, u64, String), u64>> =
+    Mutex::new(std::collections::BTreeMap::new());
+
+/// Applies one metric update of a model (`{"family", "description", "kind", "labels", "action",
+/// "value"}`); a malformed one is ignored (the model's side checked it).
+fn record_metric(msg: &Value) {
+    let (Some(name), Some(kind), Some(value)) = (
+        msg["family"].as_str(),
+        msg["kind"].as_str(),
+        msg["value"].as_f64(),
+    ) else {
+        return;
+    };
+    let labels: Vec<(String, String)> = msg["labels"]
+        .as_object()
+        .map(|m| {
+            let mut l: Vec<(String, String)> = m
+                .iter()
+                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
+                .collect();
+            l.sort();
+            l
+        })
+        .unwrap_or_default();
+    let mut metrics = lock(&METRICS);
+    let family = metrics
+        .entry(name.to_owned())
+        .or_insert_with(|| MetricFamily {
+            description: msg["description"].as_str().unwrap_or_default().to_owned(),
+            kind: kind.to_owned(),
+            values: Default::default(),
+        });
+    let slot = family.values.entry(labels).or_insert(0.0);
+    match msg["action"].as_str() {
+        Some("increment") => *slot += value,
+        Some("set") => *slot = value,
+        _ => {}
+    }
+}
+
+/// The Python backend's metrics in Prometheus' text format: the models' custom metric families
+/// (`pb_utils.MetricFamily`), and `vigil_python_backend_restarts_total` per instance (once an
+/// instance has been restarted).
+pub fn metrics_text() -> String {
+    use std::fmt::Write as _;
+    let escape = |v: &str| {
+        v.replace('\\', "\\\\")
+            .replace('"', "\\\"")
+            .replace('\n', "\\n")
+    };
+    let mut out = String::new();
+    for (name, family) in lock(&METRICS).iter() {
+        let help = family
+            .description
+            .replace('\\', "\\\\")
+            .replace('\n', "\\n");
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {}", family.kind);
+        for (labels, value) in &family.values {
+            let labels: Vec<String> = labels
+                .iter()
+                .map(|(k, v)| format!("{k}=\"{}\"", escape(v)))
+                .collect();
+            let _ = writeln!(out, "{name}{{{}}} {value}", labels.join(","));
+        }
+    }
+    let restarts = lock(&RESTARTS);
+    if !restarts.is_empty() {
+        let name = "vigil_python_backend_restarts_total";
+        let _ = writeln!(
+            out,
+            "# HELP {name} Times a Python-backend instance's process was started again after it died\n# TYPE {name} counter"
+        );
+        for ((model, version, instance), n) in restarts.iter() {
+            let _ = writeln!(
+                out,
+                "{name}{{model=\"{}\",version=\"{version}\",instance=\"{}\"}} {n}",
+                escape(model),
+                escape(instance)
+            );
+        }
+    }
+    out
+}
+
+/// The interpreter for a model with `EXECUTION_ENV_PATH` `env` (see the module documentation).
+fn interpreter(env: Option<&str>) -> Result<PathBuf, String> {
+    if let Some(env) = env {
+        return environment_python(Path::new(env))
+            .map_err(|reason| format!("{EXECUTION_ENV_PARAMETER} {env}: {reason}"));
+    }
+    Ok(std::env::var_os(INTERPRETER_ENV)
+        .filter(|v| !v.is_empty())
+        .map_or_else(|| PathBuf::from("python3"), PathBuf::from))
+}
+
+/// Lets model repositories auto-complete Python-backend configurations with the model's own
+/// `TritonPythonModel.auto_complete_config` (process-wide; see
+/// [`vigil_modelrepo::register_backend_autocomplete`]). Idempotent.
+pub fn register_autocomplete() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        vigil_modelrepo::register_backend_autocomplete(
+            "python",
+            Arc::new(|file: &Path, config: &str| auto_complete_config(file, config)),
+        );
+    });
+}
+
+/// Runs `TritonPythonModel.auto_complete_config` of `model_file` (as Triton does before loading:
+/// in a process of its own, which then exits) on `config` (Triton's JSON) and returns the
+/// configuration it gives back. A model without that method keeps its configuration, without
+/// starting Python. Answers are remembered per file (path, size and time) and configuration.
+pub fn auto_complete_config(model_file: &Path, config: &str) -> Result<String, String> {
+    type Key = (PathBuf, u64, Option<std::time::SystemTime>, String);
+    static DONE: Mutex<Option<HashMap<Key, Result<String, String>>>> = Mutex::new(None);
+    let meta = std::fs::metadata(model_file).map_err(|e| e.to_string())?;
+    let key = (
+        model_file.to_owned(),
+        meta.len(),
+        meta.modified().ok(),
+        config.to_owned(),
+    );
+    if let Some(done) = lock(&DONE).as_ref().and_then(|d| d.get(&key)) {
+        return done.clone();
+    }
+    let source = std::fs::read_to_string(model_file).map_err(|e| e.to_string())?;
+    let result = if source.contains("auto_complete_config") {
+        run_auto_complete(model_file, config)
+    } else {
+        Ok(config.to_owned())
+    };
+    lock(&DONE)
+        .get_or_insert_with(HashMap::new)
+        .insert(key, result.clone());
+    result
+}
+
+fn run_auto_complete(model_file: &Path, config: &str) -> Result<String, String> {
+    let parsed: Value = serde_json::from_str(config).map_err(|e| e.to_string())?;
+    let model_dir = model_file
+        .parent()
+        .and_then(Path::parent)
+        .unwrap_or(Path::new("."));
+    let env = parsed["parameters"][EXECUTION_ENV_PARAMETER]["string_value"]
+        .as_str()
+        .filter(|s| !s.is_empty())
+        .map(|p| p.replace("$$TRITON_MODEL_DIRECTORY", &model_dir.to_string_lossy()));
+    let python = interpreter(env.as_deref())?;
+    let scripts = scripts_dir().map_err(|e| format!("cannot write the Python stub: {e}"))?;
+    let mut child = Command::new(&python)
+        .arg(scripts.join("vigil_python_stub.py"))
+        .arg("--auto-complete")
+        .arg(model_file)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .map_err(|e| {
+            format!(
+                "cannot start the Python interpreter {}: {e}",
+                python.display()
+            )
+        })?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin
+            .write_all(config.as_bytes())
+            .map_err(|e| format!("writing the configuration to Python: {e}"))?;
+    }
+    let out = child.wait_with_output().map_err(|e| e.to_string())?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let reply: Value = serde_json::from_str(text.trim()).map_err(|_| {
+        format!(
+            "the Python process ({}) {} without an answer",
+            python.display(),
+            describe_exit(out.status)
+        )
+    })?;
+    if reply["ok"] != true {
+        return Err(reply["error"]
+            .as_str()
+            .unwrap_or("auto_complete_config failed")
+            .to_owned());
+    }
+    Ok(reply["config"].to_string())
+}
+
+/// Starts the thread that reads the child's messages: decoupled responses go to their sinks, the
+/// rest to the returned receiver. When the connection ends, the requests still waiting fail.
+fn start_reader(
+    mut sock: UnixStream,
+    waiting: Waiting,
+    dir: PathBuf,
+    outputs: Vec<IoInfo>,
+    model_file: PathBuf,
+) -> Result<mpsc::Receiver<Result<Value, String>>, String> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::Builder::new()
+        .name("vigil-python-reader".into())
+        .spawn(move || {
+            let reason = loop {
+                match read_message(&mut sock) {
+                    Ok(msg) if msg["op"] == "response" => {
+                        respond(&msg, &waiting, &dir, &outputs, &model_file);
+                    }
+                    Ok(msg) if msg["op"] == "metric" => record_metric(&msg),
+                    Ok(msg) => {
+                        if tx.send(Ok(msg)).is_err() {
+                            break "the instance stopped".to_owned();
+                        }
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Err(e.clone()));
+                        break e;
+                    }
+                }
+            };
+            let left: Vec<SessionSink> = lock(&waiting).drain().map(|(_, s)| s).collect();
+            let e = model_error(
+                &model_file,
+                format!("the Python process ended before its final response ({reason})"),
+            );
+            for mut sink in left {
+                sink(Err(e.clone()), true);
+            }
+        })
+        .map_err(|e| e.to_string())?;
+    Ok(rx)
+}
+
+/// Hands one decoupled response (`{"op": "response", "id", "final", "error" | "file",
+/// "outputs"}`, the outputs in the file the child wrote in `dir`) to its request's sink.
+fn respond(msg: &Value, waiting: &Waiting, dir: &Path, outputs: &[IoInfo], model_file: &Path) {
+    let Some(id) = msg["id"].as_u64() else {
+        return;
+    };
+    let last = msg["final"] == true;
+    let file = msg["file"]
+        .as_str()
+        .filter(|f| !f.contains('/') && !f.is_empty());
+    let tensors = match (msg["error"].as_str(), file) {
+        (Some(error), _) => Err(error.to_owned()),
+        (None, Some(file)) => read_response_file(&dir.join(file), msg, outputs),
+        (None, None) => Ok(Vec::new()),
+    };
+    let Some(mut sink) = lock(waiting).remove(&id) else {
+        return; // a response after the final one, or for a request that already failed
+    };
+    match tensors {
+        Ok(tensors) => {
+            let widened = crate::tensor::widen(&tensors);
+            sink(Ok(&crate::tensor::views_of(&tensors, &widened)), last);
+        }
+        Err(reason) => sink(
+            Err(RuntimeError::Run {
+                path: model_file.to_owned(),
+                reason,
+            }),
+            last,
+        ),
+    }
+    if !last {
+        lock(waiting).insert(id, sink);
+    }
+}
+
+/// The outputs of a decoupled response from the file the child wrote (removed once read).
+fn read_response_file(path: &Path, msg: &Value, outputs: &[IoInfo]) -> Result<Vec<Output>, String> {
+    let file = File::open(path).map_err(|e| format!("response {}: {e}", path.display()));
+    let _ = std::fs::remove_file(path);
+    let file = file?;
+    let size = msg["size"].as_u64().unwrap_or(0) as usize;
+    if size == 0 {
+        return read_outputs(msg, &[], outputs);
+    }
+    // SAFETY: the child wrote this file completely before sending the message and never touches
+    // it again; its name is gone, so no other process can open it; `size` bytes were written.
+    let map = unsafe { MmapOptions::new().len(size).map(&file) }
+        .map_err(|e| format!("response {}: {e}", path.display()))?;
+    read_outputs(msg, &map, outputs)
 }
 
 /// Waits for the child to connect (it may die first: then its exit status is the reason).
@@ -1020,6 +1477,62 @@ fn run_model(
     Ok(outputs)
 }
 
+/// Runs one request (full shapes, as the model takes them) on a decoupled model (or on any model,
+/// whose one response is then final) and returns every response, in the order they came; a final
+/// call without outputs adds an empty response at the end (as Triton's BLS gives it).
+fn run_model_decoupled(
+    handle: &crate::ModelHandle,
+    inputs: Vec<(String, Vec<i64>, TensorData)>,
+    wanted: Vec<String>,
+) -> Result<Vec<Result<Vec<Output>, String>>, String> {
+    let runtime = handle.current();
+    let batched = runtime.max_batch_size() > 0;
+    let inputs = if batched {
+        // A decoupled request is one item: its batch dimension of 1 goes.
+        inputs
+            .into_iter()
+            .map(|(name, shape, data)| match shape.split_first() {
+                Some((1, rest)) => Ok((name, rest.to_vec(), data)),
+                _ => Err(format!(
+                    "input '{name}' has shape {shape:?}; a decoupled request takes a batch of 1"
+                )),
+            })
+            .collect::<Result<Vec<_>, String>>()?
+    } else {
+        inputs
+    };
+    let (tx, rx) = mpsc::channel();
+    let sink: crate::ResponseSink = Box::new(move |result, last| {
+        let response = result
+            .map(|views: &[TensorView]| {
+                views
+                    .iter()
+                    .filter(|v| wanted.is_empty() || wanted.iter().any(|w| w == v.name))
+                    .map(|v| (v.name.to_owned(), v.shape.to_vec(), v.raw.to_owned_data()))
+                    .collect::<Vec<Output>>()
+            })
+            .map_err(|e| e.to_string());
+        let _ = tx.send((response, last));
+    });
+    let request = crate::InferRequest {
+        inputs,
+        ..Default::default()
+    };
+    runtime
+        .infer_decoupled(request, sink)
+        .map_err(|e| e.to_string())?;
+    let mut responses = Vec::new();
+    loop {
+        let Ok((response, last)) = rx.recv() else {
+            return Err("the model dropped the request before its final response".into());
+        };
+        responses.push(response);
+        if last {
+            return Ok(responses);
+        }
+    }
+}
+
 /// A tensor a message describes (`name`, `datatype`, `shape`, `offset`, `size`) in `bytes`.
 fn tensor_at(
     t: &Value,
@@ -1052,17 +1565,12 @@ fn read_outputs(response: &Value, out: &[u8], config: &[IoInfo]) -> Result<Vec<O
         .map(Vec::as_slice)
         .unwrap_or(&[])
     {
-        let (name, dtype, shape, data) = tensor_at(t, out)?;
-        let Some(info) = config.iter().find(|c| c.name == name) else {
+        // An output keeps the data type the model gave it, as in Triton's Python backend (whose
+        // examples return numpy's default INT64 for a TYPE_INT32 output).
+        let (name, _, shape, data) = tensor_at(t, out)?;
+        if !config.iter().any(|c| c.name == name) {
             return Err(format!(
                 "output '{name}' is not in the model's configuration"
-            ));
-        };
-        if dtype.element_name() != Some(info.dtype.as_str()) {
-            return Err(format!(
-                "output '{name}' is {}; the configuration says {}",
-                wire_name(dtype),
-                info.dtype
             ));
         }
         tensors.push((name, shape, data));

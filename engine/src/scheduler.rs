@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use super::{EngineError, FrameInput, NamedTensor, TensorData};
-use crate::TensorView;
+use crate::{ResponseSink, TensorView};
 use vigil_modelrepo::ModelConfig;
 
 /// Called once with the request's outputs (or its error), on a worker thread.
@@ -118,6 +118,8 @@ pub(crate) struct Pending {
     /// The frame of a frame request.
     pub frame: Option<FrameInput>,
     pub respond: Responder,
+    /// A decoupled request's responses go here (and `respond` is never called).
+    pub sink: Option<ResponseSink>,
 }
 
 impl Pending {
@@ -173,6 +175,7 @@ impl Queue {
         inputs: Vec<NamedTensor>,
         frame: Option<FrameInput>,
         respond: Responder,
+        sink: Option<ResponseSink>,
     ) -> u64 {
         let seq = self.next_seq;
         self.next_seq += 1;
@@ -183,6 +186,7 @@ impl Queue {
             inputs,
             frame,
             respond,
+            sink,
         });
         self.len += 1;
         seq
@@ -278,6 +282,7 @@ mod tests {
             vec![("x".into(), shape, vec![0.0f32; n].into())],
             None,
             Box::new(|_| {}),
+            None,
         )
     }
 
@@ -394,7 +399,7 @@ mod tests {
             for f in requests {
                 match f {
                     Some(f) => {
-                        q.push(0, t0, Vec::new(), Some(f), Box::new(|_| {}));
+                        q.push(0, t0, Vec::new(), Some(f), Box::new(|_| {}), None);
                     }
                     None => {
                         push(&mut q, 0, t0, vec![3]);

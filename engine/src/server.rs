@@ -1,17 +1,14 @@
 //! [`ModelServer`]: the process-wide registry that makes every caller naming the same model share
 //! one [`ModelRuntime`].
 
+use crate::lock;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock, Weak};
+use std::sync::{Arc, Mutex, OnceLock, RwLock, Weak};
 
 use super::{EngineError, InferRequest, ModelRuntime, SessionFactory, onnx_session_factory};
 use crate::TensorView;
 use vigil_modelrepo::{ENSEMBLE_PLATFORM, LoadedModel, ModelRepository};
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 /// A model as callers name it: repository, model, and a version or `None` for the latest the
 /// version policy serves. Callers keep it (an `Arc`) while they use the model.
@@ -147,7 +144,10 @@ impl ModelServer {
     /// The registry of the process.
     pub fn global() -> &'static ModelServer {
         static GLOBAL: OnceLock<ModelServer> = OnceLock::new();
-        GLOBAL.get_or_init(ModelServer::new)
+        GLOBAL.get_or_init(|| {
+            crate::python::register_autocomplete();
+            ModelServer::new()
+        })
     }
 
     /// The model `name` of repository `repository` at `version` (`None`: the latest the version

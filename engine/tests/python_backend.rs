@@ -311,3 +311,216 @@ fn execution_env_path_names_the_models_own_environment() {
     );
     let _ = std::fs::remove_dir_all(&repo);
 }
+
+/// What a decoupled request got: each response's OUT (or error text), and whether the last call
+/// was final without outputs.
+#[derive(Debug, Default)]
+struct Streamed {
+    outs: Vec<Result<Vec<i32>, String>>,
+    final_alone: bool,
+}
+
+/// Sends IN = [n] to a decoupled runtime and collects its responses until the final one.
+fn stream(runtime: &ModelRuntime, n: i32) -> Streamed {
+    let (tx, rx) = std::sync::mpsc::channel();
+    runtime
+        .infer_decoupled(
+            InferRequest::new("IN", vec![1], vigil_engine::TensorData::Int32(vec![n])),
+            Box::new(move |result, last| {
+                let out = result
+                    .map(|views| {
+                        views.iter().find(|v| v.name == "OUT").map(|v| match v.raw {
+                            TensorSlice::Int32(x) => x.to_vec(),
+                            _ => panic!("OUT type"),
+                        })
+                    })
+                    .map_err(|e| e.to_string());
+                let _ = tx.send((out, last));
+            }),
+        )
+        .expect("queued");
+    let mut got = Streamed::default();
+    loop {
+        let (out, last) = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("a final response within 30 s");
+        match out {
+            Ok(Some(o)) => got.outs.push(Ok(o)),
+            Ok(None) if last => got.final_alone = true,
+            Ok(None) => got.outs.push(Ok(Vec::new())),
+            Err(e) => got.outs.push(Err(e)),
+        }
+        if last {
+            return got;
+        }
+    }
+}
+
+#[test]
+fn a_decoupled_model_sends_any_number_of_responses_from_its_own_threads() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(python) = python() else { return };
+    let runtime = Arc::new(load("repeat", &python).expect("repeat loads"));
+    assert!(runtime.decoupled());
+
+    let three = stream(&runtime, 3);
+    assert_eq!(three.outs, [Ok(vec![0]), Ok(vec![1]), Ok(vec![2])]);
+    assert!(three.final_alone, "{three:?}");
+    let none = stream(&runtime, 0);
+    assert!(none.outs.is_empty() && none.final_alone, "{none:?}");
+
+    // Requests in parallel, each answered in full by its own thread of the one instance.
+    let handles: Vec<_> = (1..=6)
+        .map(|n| {
+            let runtime = runtime.clone();
+            std::thread::spawn(move || (n, stream(&runtime, n)))
+        })
+        .collect();
+    for h in handles {
+        let (n, got) = h.join().unwrap();
+        let want: Vec<Result<Vec<i32>, String>> = (0..n).map(|k| Ok(vec![k])).collect();
+        assert_eq!(got.outs, want, "IN {n}");
+    }
+
+    // An error response, and execute raising: each request gets its error as its final call.
+    let error = stream(&runtime, -1);
+    assert!(
+        matches!(error.outs.as_slice(), [Err(e)] if e.contains("IN is -1")),
+        "{error:?}"
+    );
+    let raised = stream(&runtime, -2);
+    assert!(
+        matches!(raised.outs.as_slice(), [Err(e)] if e.contains("ValueError: IN is -2") && e.contains("model.py, line")),
+        "{raised:?}"
+    );
+    assert_eq!(stream(&runtime, 2).outs.len(), 2, "still answering");
+
+    // A plain request cannot take a decoupled model's responses: the error says where to go.
+    let e = runtime
+        .infer(
+            InferRequest::new("IN", vec![1], vigil_engine::TensorData::Int32(vec![1])),
+            |_| (),
+        )
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("decoupled") && e.contains("ModelStreamInfer"),
+        "{e}"
+    );
+
+    // The process killed while a request still has responses to send: the request fails with
+    // the reason, the instance starts again and answers the next ones.
+    let long = {
+        let runtime = runtime.clone();
+        std::thread::spawn(move || stream(&runtime, 200))
+    };
+    std::thread::sleep(Duration::from_millis(500));
+    for pid in python_children() {
+        // SAFETY: kill(2) on this test process's own children.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    }
+    let cut = long.join().unwrap();
+    let last = cut.outs.last().cloned();
+    assert!(
+        cut.outs.len() > 2
+            && matches!(&last, Some(Err(e)) if e.contains("ended before its final response")),
+        "{} responses, last {last:?}",
+        cut.outs.len()
+    );
+    assert_eq!(
+        stream(&runtime, 3).outs.len(),
+        3,
+        "answered after a restart"
+    );
+    let metrics = vigil_engine::python::metrics_text();
+    assert!(
+        metrics.contains("vigil_python_backend_restarts_total{model=\"repeat\",version=\"1\",instance=\"repeat_0_0\"} 1"),
+        "{metrics}"
+    );
+}
+
+#[test]
+fn business_logic_scripting_collects_every_response_of_a_decoupled_model() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(python) = python() else { return };
+    let runtime = load("repeat_sum", &python).expect("repeat_sum loads");
+    let run = |n: i32| {
+        runtime
+            .infer(
+                InferRequest::new("IN", vec![1], vigil_engine::TensorData::Int32(vec![n])),
+                |views| {
+                    let get =
+                        |name: &str| match views.iter().find(|v| v.name == name).map(|v| v.raw) {
+                            Some(TensorSlice::Int32(x)) => x[0],
+                            other => panic!("{name}: {other:?}"),
+                        };
+                    (get("SUM"), get("COUNT"))
+                },
+            )
+            .map_err(|e| e.to_string())
+    };
+    // Four responses and the final flag alone, which BLS gives as an empty last response.
+    assert_eq!(run(4).unwrap(), (6, 5));
+    assert_eq!(run(0).unwrap(), (0, 1));
+    let e = run(-1).unwrap_err();
+    assert!(e.contains("IN is -1"), "{e}");
+    // The model's own metric families, as the server's /metrics shows them.
+    let metrics = vigil_engine::python::metrics_text();
+    for line in [
+        "# HELP vigil_test_bls_calls Requests repeat_sum answered",
+        "# TYPE vigil_test_bls_calls counter",
+        "vigil_test_bls_calls{model=\"repeat_sum\"} 2",
+        "# TYPE vigil_test_last_sum gauge",
+        "vigil_test_last_sum{model=\"repeat_sum\"} 0",
+    ] {
+        assert!(metrics.contains(line), "{line} not in\n{metrics}");
+    }
+}
+
+#[test]
+fn auto_complete_config_gives_a_model_without_config_pbtxt_its_configuration() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(python) = python() else { return };
+    vigil_engine::python::register_autocomplete();
+    let runtime = load("auto_add_sub", &python).expect("auto_add_sub loads without config.pbtxt");
+    let config = runtime.config();
+    assert_eq!(config.backend, "python");
+    assert_eq!(config.max_batch_size, 4);
+    assert!(config.dynamic_batching.is_some());
+    let names: Vec<&str> = config.input.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(names, ["INPUT0", "INPUT1"]);
+    assert_eq!(config.output[0].dims, [4]);
+    let sum = runtime
+        .infer(request([1.0, 2.0, 3.0, 4.0], [1.0; 4]), |views| {
+            (views[0].shape.to_vec(), views[0].data.to_vec())
+        })
+        .unwrap();
+    assert_eq!(sum, (vec![1, 4], vec![2.0, 3.0, 4.0, 5.0]));
+    drop(runtime);
+
+    // auto_complete_config raising: the load fails with the model's message, file and line (a
+    // copy of the model: answers are remembered per file and configuration).
+    let repo = std::env::temp_dir().join(format!("vigil-py-auto-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&repo);
+    std::fs::create_dir_all(repo.join("auto_add_sub/1")).unwrap();
+    std::fs::copy(
+        models().join("auto_add_sub/1/model.py"),
+        repo.join("auto_add_sub/1/model.py"),
+    )
+    .unwrap();
+    // SAFETY: see `load`.
+    unsafe { std::env::set_var("VIGIL_TEST_AUTO_COMPLETE_FAILS", "1") };
+    let e = ModelRepository::open(&repo)
+        .unwrap()
+        .load("auto_add_sub", None)
+        .map(|_| ())
+        .unwrap_err()
+        .to_string();
+    // SAFETY: see `load`.
+    unsafe { std::env::remove_var("VIGIL_TEST_AUTO_COMPLETE_FAILS") };
+    let _ = std::fs::remove_dir_all(&repo);
+    assert!(
+        e.contains("ValueError: no configuration today") && e.contains("model.py, line"),
+        "{e}"
+    );
+}

@@ -11,6 +11,10 @@
 //!   batch dimension when `max_batch_size` > 0. A tensor that has no other dimension gets
 //!   `dims: [ 1 ]` (and, with batching, an empty `reshape`).
 
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::{Arc, RwLock};
+
 use prost_reflect::{DynamicMessage, Value};
 
 use super::RepoError;
@@ -119,6 +123,34 @@ fn fill_tensors(raw: &mut DynamicMessage, field: &str, tensors: &[OnnxTensor], b
     if let Some(existing) = list_mut(raw, field) {
         *existing = list;
     }
+}
+
+/// Completes the configuration of a model whose backend runs the model's own code to do so
+/// (Triton's Python backend calls `TritonPythonModel.auto_complete_config`): given the model file
+/// and the configuration as JSON ([`ModelConfig::to_json`]), returns the completed configuration
+/// as JSON, or why not.
+pub type BackendAutocomplete = Arc<dyn Fn(&Path, &str) -> Result<String, String> + Send + Sync>;
+
+static BACKEND_AUTOCOMPLETE: RwLock<BTreeMap<String, BackendAutocomplete>> =
+    RwLock::new(BTreeMap::new());
+
+/// Registers how models of `backend` are auto-completed (process-wide; the engine registers the
+/// Python backend's). The repository knows the schema only: running a backend's code is the
+/// registrant's.
+pub fn register_backend_autocomplete(backend: &str, complete: BackendAutocomplete) {
+    BACKEND_AUTOCOMPLETE
+        .write()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(backend.to_owned(), complete);
+}
+
+/// The auto-complete registered for `backend`.
+pub(crate) fn backend_autocomplete(backend: &str) -> Option<BackendAutocomplete> {
+    BACKEND_AUTOCOMPLETE
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(backend)
+        .cloned()
 }
 
 #[cfg(test)]

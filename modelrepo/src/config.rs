@@ -422,6 +422,34 @@ impl ModelConfig {
         })
     }
 
+    /// The configuration as Triton's JSON (what a Python model's `initialize` gets as
+    /// `args["model_config"]`): proto field names, every field (defaults too), 64-bit integers as
+    /// numbers, enums by name.
+    pub fn to_json(&self) -> String {
+        let options = prost_reflect::SerializeOptions::new()
+            .use_proto_field_name(true)
+            .stringify_64_bit_integers(false)
+            .skip_default_fields(false);
+        let mut serializer = serde_json::Serializer::new(Vec::new());
+        match self.raw.serialize_with_options(&mut serializer, &options) {
+            Ok(()) => String::from_utf8(serializer.into_inner()).unwrap_or_default(),
+            Err(_) => "{}".to_owned(),
+        }
+    }
+
+    /// Parses a configuration from Triton's JSON (as [`ModelConfig::to_json`] writes it; field
+    /// names in either case). `path` names where it came from in errors.
+    pub fn from_json(text: &str, path: &Path) -> Result<Self, RepoError> {
+        let invalid = |message: String| RepoError::ConfigInvalid {
+            path: path.to_path_buf(),
+            message,
+        };
+        let mut de = serde_json::Deserializer::from_str(text);
+        let raw = DynamicMessage::deserialize(model_config_descriptor()?, &mut de)
+            .map_err(|e| invalid(format!("the configuration as JSON: {e}")))?;
+        Self::from_message(raw).map_err(invalid)
+    }
+
     /// Sets the model name in both the typed view and [`ModelConfig::raw`].
     pub fn set_name(&mut self, name: &str) {
         self.name = name.to_owned();
@@ -433,6 +461,12 @@ impl ModelConfig {
     /// order, defaults left out, map entries sorted by key). Parses back to an equal config.
     pub fn to_pbtxt(&self) -> String {
         format_message(&self.raw)
+    }
+
+    /// Whether `model_transaction_policy { decoupled: true }`: a request may get any number of
+    /// responses (zero included), sent whenever the model likes.
+    pub fn decoupled(&self) -> bool {
+        message(&self.raw, "model_transaction_policy").is_some_and(|m| bool_value(&m, "decoupled"))
     }
 
     /// The input called `name`.
@@ -651,6 +685,31 @@ parameters [
 
     fn path() -> PathBuf {
         PathBuf::from("/repo/nanodet/config.pbtxt")
+    }
+
+    #[test]
+    fn json_round_trip_keeps_the_configuration() {
+        for text in [NANODET, "name: \"m\"\nbackend: \"python\"\n"] {
+            let c = ModelConfig::parse(text, &path()).unwrap();
+            let json = c.to_json();
+            let back = ModelConfig::from_json(&json, &path()).unwrap();
+            assert_eq!(back, c, "{json}");
+            assert_eq!(back.to_pbtxt(), c.to_pbtxt());
+        }
+        // Triton's JSON as a Python model's auto_complete_config gives it back.
+        let c = ModelConfig::from_json(
+            r#"{"name": "m", "max_batch_size": 4, "dynamic_batching": {},
+                "input": [{"name": "IN", "data_type": "TYPE_FP32", "dims": [4]}]}"#,
+            &path(),
+        )
+        .unwrap();
+        assert_eq!(
+            (c.max_batch_size, c.input[0].dims.as_slice()),
+            (4, &[4][..])
+        );
+        assert!(c.dynamic_batching.is_some());
+        let e = ModelConfig::from_json(r#"{"name": "m", "dims": 3}"#, &path()).unwrap_err();
+        assert!(e.to_string().contains("dims"), "{e}");
     }
 
     #[test]

@@ -18,7 +18,9 @@
 //! 1. fills `platform` ↔ `backend` and `default_model_filename` ([`normalize()`]);
 //! 2. unless strict ([`LoadOptions::strict`]), auto-completes an ONNX model's missing inputs,
 //!    outputs and `max_batch_size` from the model file itself ([`autocomplete_onnx`], reading
-//!    the file with [`onnx::read_onnx_io`]); a missing `config.pbtxt` is then allowed;
+//!    the file with [`onnx::read_onnx_io`]), and a model of a backend registered with
+//!    [`register_backend_autocomplete`] (the engine's Python backend) by that backend; a missing
+//!    `config.pbtxt` is then allowed;
 //! 3. normalises (version policy, preferred batch sizes, instance groups, ...: [`normalize()`]);
 //! 4. validates with Triton's rules and messages ([`validate_config`]), ensembles against the
 //!    models they run.
@@ -39,7 +41,10 @@ mod validate;
 
 use std::path::PathBuf;
 
-pub use autocomplete::{DEFAULT_MAX_BATCH_SIZE, autocomplete_onnx, needs_autocomplete};
+pub use autocomplete::{
+    BackendAutocomplete, DEFAULT_MAX_BATCH_SIZE, autocomplete_onnx, needs_autocomplete,
+    register_backend_autocomplete,
+};
 pub use config::{
     Accelerator, DataType, DynamicBatching, ExecutionAccelerators, InstanceGroup, InstanceKind,
     ModelConfig, TensorConfig, TensorFormat, VersionPolicy,

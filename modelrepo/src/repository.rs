@@ -7,7 +7,9 @@ use std::fs;
 use std::path::{Component, Path, PathBuf};
 
 use super::RepoError;
-use super::autocomplete::{DEFAULT_MAX_BATCH_SIZE, autocomplete_onnx, needs_autocomplete};
+use super::autocomplete::{
+    DEFAULT_MAX_BATCH_SIZE, autocomplete_onnx, backend_autocomplete, needs_autocomplete,
+};
 use super::config::{ModelConfig, VersionPolicy};
 use super::normalize::{
     ENSEMBLE_PLATFORM, NormalizeOptions, VersionDirContent, fill_backend_fields, normalize_message,
@@ -367,9 +369,41 @@ impl ModelRepository {
             .map_err(|message| invalid(name, &path, message))?;
         config = rebuild(raw, name).map_err(|e| at_path(e, &path))?;
 
-        // Auto-complete from the ONNX model.
+        // Auto-complete from the ONNX model, or by the backend that runs the model's code.
         let mut completed_from = None;
-        if !self.options.strict && needs_autocomplete(&config) {
+        // The backend's own completion needs the model file: a configuration without its version
+        // folders (`vigil models validate` of a config alone) is validated as written.
+        let by_backend = (!self.options.strict)
+            .then(|| backend_autocomplete(&config.backend))
+            .flatten()
+            .and_then(|complete| {
+                let v =
+                    resolve_version(name, &dir, &folders, &config.version_policy, version).ok()?;
+                let file = folders.get(&v)?.join(model_file_name(&config));
+                file.is_file().then_some((complete, v, file))
+            });
+        if let Some((complete, v, file)) = by_backend {
+            let json = complete(&file, &config.to_json()).map_err(|message| {
+                invalid(
+                    name,
+                    &path,
+                    format!("auto-complete by {}: {message}", file.display()),
+                )
+            })?;
+            config = ModelConfig::from_json(&json, &file)?;
+            if config.name != name {
+                return Err(invalid(
+                    name,
+                    &path,
+                    format!(
+                        "auto-complete by {} renamed the model to '{}'",
+                        file.display(),
+                        config.name
+                    ),
+                ));
+            }
+            completed_from = Some(v);
+        } else if !self.options.strict && needs_autocomplete(&config) {
             // Triton validates the configuration as a whole before the backend completes it.
             let mut probe = config.raw.clone();
             normalize_model_config(&mut probe);

@@ -76,6 +76,8 @@ fn resolve_shard(arg: Option<&str>) -> anyhow::Result<Shard> {
 pub fn main() -> ExitCode {
     limit_malloc_arenas();
     disable_onnxruntime_telemetry();
+    // Python-backend models' configurations are completed by their own auto_complete_config.
+    vigil_engine::python::register_autocomplete();
     std::panic::set_hook(Box::new(|info| {
         let msg = info
             .payload()

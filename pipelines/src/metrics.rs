@@ -51,7 +51,10 @@ pub fn gather(streams: &[StreamSnapshot], labels: &[(&str, String)]) -> String {
         .iter()
         .map(|r| r.stats())
         .collect();
-    add_labels(&render(streams, &models, &gpu_stats()), labels)
+    let mut text = render(streams, &models, &gpu_stats());
+    // Python-backend models' own metric families and their instances' restarts.
+    text.push_str(&vigil_engine::python::metrics_text());
+    add_labels(&text, labels)
 }
 
 /// Adds `labels` to every sample line of an exposition made by [`render`] (whose metric names

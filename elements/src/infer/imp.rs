@@ -272,7 +272,6 @@ struct FrameJob {
     frame: FrameObjects,
     spec: Arc<ModelSpec>,
     class_filter: Arc<[usize]>,
-    remote: bool,
     /// The frame went to the model server for GPU pre-processing.
     on_gpu: bool,
     placement: Placement,
@@ -284,7 +283,6 @@ struct FrameJob {
 struct CropsJob {
     spec: Arc<ModelSpec>,
     class_filter: Arc<[usize]>,
-    remote: bool,
     started: Instant,
     /// Per crop: its parent's id, the crop's region and placement, the request.
     crops: Vec<(u32, Region, Placement, InFlight)>,
@@ -450,7 +448,7 @@ impl ObjectImpl for VigilInfer {
                     .build(),
                 glib::ParamSpecUInt64::builder("frames-not-inferred")
                     .nick("Frames not inferred")
-                    .blurb("Remote inference: frames (secondary mode: frames with crops) that passed without the model's detections because no inference server answered")
+                    .blurb("Frames (secondary mode: frames with crops) that passed without the model's detections because no inference server answered (remote) or the model failed them (local: a Python-backend model raised or its process died)")
                     .read_only()
                     .build(),
                 glib::ParamSpecFloat::builder("crop-expand")
@@ -805,28 +803,49 @@ impl VigilInfer {
         self.state.lock().unwrap().as_mut().map(f)
     }
 
-    /// Remote inference failed for a frame: counted; the first failure after a success is posted
-    /// as a warning (the next success is logged).
+    /// Remote inference failed for a frame: see [`Self::not_inferred`].
     fn remote_failed(&self, e: &RemoteError) {
+        self.not_inferred(&format!("no inference server answers: {e}"));
+    }
+
+    /// The local model failed a frame without the model being unusable (an execution error: a
+    /// Python-backend model raised, or its process died and is started again): see
+    /// [`Self::not_inferred`]. Other engine errors stop the element.
+    fn local_failed(&self, e: &EngineError) -> Result<(), gst::FlowError> {
+        match e {
+            EngineError::Run { .. }
+            | EngineError::Execution { .. }
+            | EngineError::ResponseLost { .. } => {
+                self.not_inferred(&format!("the model failed a frame: {e}"));
+                Ok(())
+            }
+            _ => {
+                gst::element_imp_error!(self, gst::StreamError::Failed, ["{}", e]);
+                Err(gst::FlowError::Error)
+            }
+        }
+    }
+
+    /// A frame passes without the model's detections: counted (`frames-not-inferred`); the first
+    /// failure after a success is posted as a warning (the next success is logged), so one bad
+    /// request never stops the stream.
+    fn not_inferred(&self, why: &str) {
         self.not_inferred.fetch_add(1, Ordering::Relaxed);
         let was_ok = self.with_state(|s| std::mem::replace(&mut s.remote_ok, false));
         if was_ok == Some(true) {
             gst::element_imp_warning!(
                 self,
                 gst::ResourceError::Read,
-                (
-                    "frames pass without detections while no inference server answers: {}",
-                    e
-                )
+                ("frames pass without detections while {}", why)
             );
         } else {
-            gst::debug!(CAT, imp = self, "not inferred: {}", e);
+            gst::debug!(CAT, imp = self, "not inferred: {}", why);
         }
     }
 
     fn remote_answered(&self) {
         if self.with_state(|s| std::mem::replace(&mut s.remote_ok, true)) == Some(false) {
-            gst::info!(CAT, imp = self, "an inference server answers again");
+            gst::info!(CAT, imp = self, "the model answers again");
         }
     }
 
@@ -970,7 +989,6 @@ impl VigilInfer {
             frame,
             spec: state.spec.clone(),
             class_filter: state.class_filter.clone(),
-            remote: runtime.is_none(),
             on_gpu: gpu_format.is_some(),
             placement,
             started,
@@ -1055,6 +1073,11 @@ impl VigilInfer {
                 let retry = self.requeue_on_cpu(settings, buf, frame, job.started)?;
                 return self.finish_frame(retry, settings, buf);
             }
+            Ok(Err(e)) => {
+                self.local_failed(&e)?;
+                append_meta(buf, frame, false);
+                return Ok(gst::FlowSuccess::Ok);
+            }
             Ok(decoded) => decoded,
             Err(e) => {
                 self.remote_failed(&e);
@@ -1062,9 +1085,7 @@ impl VigilInfer {
                 return Ok(gst::FlowSuccess::Ok);
             }
         };
-        if job.remote {
-            self.remote_answered();
-        }
+        self.remote_answered();
         let (iou, max) = (settings.nms_iou, settings.max_detections);
         let dets = self.detections(decoded, &spec.model, &job.class_filter, iou, max)?;
         let elapsed = job.started.elapsed().as_nanos();
@@ -1115,7 +1136,6 @@ impl VigilInfer {
             frame,
             spec: state.spec.clone(),
             class_filter: state.class_filter.clone(),
-            remote: false,
             on_gpu: false,
             placement,
             started,
@@ -1176,7 +1196,6 @@ impl VigilInfer {
         Ok(Some(CropsJob {
             spec,
             class_filter: state.class_filter.clone(),
-            remote: runtime.is_none(),
             started,
             crops,
         }))
@@ -1195,8 +1214,13 @@ impl VigilInfer {
         let n_crops = job.crops.len() as u64;
         let mut children = Vec::new();
         let mut remote_error = None;
+        let mut local_error = None;
         for (parent, region, placement, in_flight) in job.crops {
             let decoded = match in_flight.wait(spec, settings.threshold) {
+                Ok(Err(e)) => {
+                    local_error = Some(e);
+                    continue;
+                }
                 Ok(decoded) => decoded,
                 Err(e) => {
                     remote_error = Some(e);
@@ -1213,10 +1237,10 @@ impl VigilInfer {
                 children.push(o);
             }
         }
-        match remote_error {
-            Some(e) => self.remote_failed(&e),
-            None if job.remote => self.remote_answered(),
-            None => {}
+        match (remote_error, local_error) {
+            (Some(e), _) => self.remote_failed(&e),
+            (None, Some(e)) => self.local_failed(&e)?,
+            (None, None) => self.remote_answered(),
         }
         let elapsed = job.started.elapsed().as_nanos();
         self.with_state(|s| {

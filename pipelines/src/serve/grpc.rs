@@ -241,6 +241,92 @@ async fn infer(
     result.map(encode)
 }
 
+type StreamSender =
+    tokio::sync::mpsc::UnboundedSender<Result<pb::ModelStreamInferResponse, Status>>;
+
+fn stream_error(e: ServeError) -> pb::ModelStreamInferResponse {
+    pb::ModelStreamInferResponse {
+        error_message: e.message,
+        infer_response: None,
+    }
+}
+
+/// `r` with the parameter `triton_final_response` (Triton sets it on every response of a stream).
+fn final_response(mut r: pb::ModelInferResponse, last: bool) -> pb::ModelInferResponse {
+    r.parameters.insert(
+        "triton_final_response".into(),
+        pb::InferParameter {
+            parameter_choice: Some(pb::infer_parameter::ParameterChoice::BoolParam(last)),
+        },
+    );
+    r
+}
+
+/// Whether request parameter `name` is `true`.
+fn bool_parameter(req: &pb::ModelInferRequest, name: &str) -> bool {
+    use pb::infer_parameter::ParameterChoice;
+    matches!(
+        req.parameters
+            .get(name)
+            .and_then(|p| p.parameter_choice.as_ref()),
+        Some(ParameterChoice::BoolParam(true))
+    )
+}
+
+/// One request of a stream: answered here (`Some`) for a model without the decoupled policy;
+/// for a decoupled one queued, its responses sent to `tx` as they come (`None`). As Triton does,
+/// every response of a decoupled model carries the parameter `triton_final_response`, and with the
+/// request parameter `triton_enable_empty_final_response` a final flag without a response is sent
+/// as an empty response.
+async fn stream_infer(
+    server: &Arc<Server>,
+    req: pb::ModelInferRequest,
+    tx: &StreamSender,
+) -> Result<Option<pb::ModelInferResponse>, ServeError> {
+    let _in_flight = InFlight::new(server);
+    let runtime = server.models.runtime(
+        &req.model_name,
+        version(&req.model_name, &req.model_version)?,
+    )?;
+    if !runtime.decoupled() {
+        return infer(server, req).await.map(Some);
+    }
+    let empty_final = bool_parameter(&req, "triton_enable_empty_final_response");
+    let (model, version, request) = decode(req)?;
+    let runtime = server.models.runtime(&model, version)?;
+    let start = Instant::now();
+    let server = server.clone();
+    let tx = tx.clone();
+    let id = request.id.clone().unwrap_or_default();
+    let (name, version) = (runtime.name().to_owned(), runtime.version());
+    protocol::infer_decoupled(runtime, request, move |response, last| {
+        if last {
+            let items = response.as_ref().ok().map(|_| 1);
+            server.stats.record(&name, version, items, start.elapsed());
+        }
+        let final_flag = |r| final_response(r, last);
+        let answer = match response {
+            Ok(Some(r)) => pb::ModelStreamInferResponse {
+                error_message: String::new(),
+                infer_response: Some(final_flag(encode(r))),
+            },
+            Ok(None) if empty_final => pb::ModelStreamInferResponse {
+                error_message: String::new(),
+                infer_response: Some(final_flag(pb::ModelInferResponse {
+                    model_name: name.clone(),
+                    model_version: version.to_string(),
+                    id: id.clone(),
+                    ..Default::default()
+                })),
+            },
+            Ok(None) => return,
+            Err(e) => stream_error(e),
+        };
+        let _ = tx.send(Ok(answer));
+    })?;
+    Ok(None)
+}
+
 fn duration(v: &Value) -> Option<pb::StatisticDuration> {
     Some(pb::StatisticDuration {
         count: v["count"].as_u64().unwrap_or(0),
@@ -375,6 +461,19 @@ impl GrpcInferenceService for Grpc {
         req: Request<pb::ModelInferRequest>,
     ) -> Result<Response<pb::ModelInferResponse>, Status> {
         authorize(&self.server, &req)?;
+        let r = req.get_ref();
+        let v = version(&r.model_name, &r.model_version).map_err(status)?;
+        if self
+            .server
+            .models
+            .runtime(&r.model_name, v)
+            .is_ok_and(|rt| rt.decoupled())
+        {
+            // Triton's answer: a decoupled model's responses need a stream.
+            return Err(Status::unimplemented(
+                "ModelInfer RPC doesn't support models with decoupled transaction policy",
+            ));
+        }
         let _in_flight = InFlight::new(&self.server);
         infer(&self.server, req.into_inner())
             .await
@@ -390,30 +489,30 @@ impl GrpcInferenceService for Grpc {
     ) -> Result<Response<Self::ModelStreamInferStream>, Status> {
         authorize(&self.server, &req)?;
         let mut incoming = req.into_inner();
-        let (tx, rx) = tokio::sync::mpsc::channel(64);
+        // Unbounded: a decoupled model's responses are sent from its own thread, which must not
+        // wait for a slow client (requests of other models are answered one at a time).
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         let server = self.server.clone();
         tokio::spawn(async move {
-            // Requests of one stream are answered in order, one at a time, as Triton's
-            // decoupled-free models answer them.
+            // Requests of one stream are answered in order, one at a time, as Triton answers
+            // those of models without the decoupled policy; a decoupled model's requests are
+            // queued as they come and their responses sent as the model gives them.
             while let Ok(Some(request)) = incoming.message().await {
-                let _in_flight = InFlight::new(&server);
-                let answer = match infer(&server, request).await {
-                    Ok(r) => pb::ModelStreamInferResponse {
+                let answer = match stream_infer(&server, request, &tx).await {
+                    Ok(None) => continue,
+                    Ok(Some(r)) => pb::ModelStreamInferResponse {
                         error_message: String::new(),
-                        infer_response: Some(r),
+                        infer_response: Some(final_response(r, true)),
                     },
-                    Err(e) => pb::ModelStreamInferResponse {
-                        error_message: e.message,
-                        infer_response: None,
-                    },
+                    Err(e) => stream_error(e),
                 };
-                if tx.send(Ok(answer)).await.is_err() {
+                if tx.send(Ok(answer)).is_err() {
                     break;
                 }
             }
         });
         Ok(Response::new(Box::pin(
-            tokio_stream::wrappers::ReceiverStream::new(rx),
+            tokio_stream::wrappers::UnboundedReceiverStream::new(rx),
         )))
     }
 

@@ -45,7 +45,9 @@ pub async fn handle_metrics(
     } else if req.method() != Method::GET {
         error_reply(&ServeError::invalid("the metrics take GET"))
     } else {
-        let text = super::stats::prometheus(&server.models.served(), &server.stats);
+        let mut text = super::stats::prometheus(&server.models.served(), &server.stats);
+        // Python-backend models' own metric families and their instances' restarts.
+        text.push_str(&vigil_engine::python::metrics_text());
         let mut r = Response::new(Full::new(Bytes::from(text)));
         r.headers_mut().insert(
             CONTENT_TYPE,
@@ -275,6 +277,12 @@ async fn infer(
         })
         .transpose()?;
     let runtime = server.models.runtime(name, version)?;
+    if runtime.decoupled() {
+        // Triton's answer: a decoupled model's responses need a stream (gRPC).
+        return Err(ServeError::unsupported(
+            "HTTP end point doesn't support models with decoupled transaction policy",
+        ));
+    }
     let body = read_body(server, req).await?;
     let result = async {
         let (request, binary_outputs) = decode_request(&body, header_len, runtime.name())?;

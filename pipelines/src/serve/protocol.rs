@@ -454,6 +454,63 @@ pub async fn infer(runtime: Arc<ModelRuntime>, request: Request) -> Result<Respo
     })
 }
 
+/// Queues `request` on a decoupled model (any number of responses per request: Triton's
+/// `model_transaction_policy { decoupled: true }`); `send` gets each response as it comes, with
+/// whether it is the last, on the model's thread (it must not block). A final flag that comes
+/// without a response gives `Ok(None)`. Errors in the request itself are returned here.
+pub fn infer_decoupled<F>(
+    runtime: Arc<ModelRuntime>,
+    request: Request,
+    mut send: F,
+) -> Result<(), ServeError>
+where
+    F: FnMut(Result<Option<Response>, ServeError>, bool) + Send + 'static,
+{
+    let id = request.id.clone();
+    let model = runtime.name().to_owned();
+    let version = runtime.version();
+    if !request.classification.is_empty() {
+        return Err(ServeError::invalid(format!(
+            "model '{model}' is decoupled: its outputs cannot be asked for as classifications"
+        )));
+    }
+    let prepared = prepare(&runtime, request)?;
+    let mut items = prepared.items.into_iter();
+    let (Some(item), None) = (items.next(), items.next()) else {
+        return Err(ServeError::invalid(format!(
+            "model '{model}' is decoupled: a request holds one item (batch size 1)"
+        )));
+    };
+    let wanted = prepared.outputs;
+    runtime
+        .infer_decoupled(
+            item,
+            Box::new(
+                move |result: Result<&[TensorView<'_>], EngineError>, last| {
+                    let response = result.map_err(engine_error).map(|views| {
+                        (!views.is_empty()).then(|| Response {
+                            model: model.clone(),
+                            version,
+                            id: id.clone(),
+                            outputs: wanted
+                                .iter()
+                                .filter_map(|w| views.iter().find(|v| v.name == w))
+                                .map(|v| Output {
+                                    name: v.name.to_owned(),
+                                    shape: v.shape.iter().map(|&d| d as i64).collect(),
+                                    data: v.raw.to_owned_data(),
+                                })
+                                .collect(),
+                            items: 1,
+                        })
+                    });
+                    send(response, last);
+                },
+            ),
+        )
+        .map_err(engine_error)
+}
+
 /// Puts the items' outputs together: shapes `[items, …]` where the model batches.
 fn join_items(
     items: Vec<ItemOutputs>,

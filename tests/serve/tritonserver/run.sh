@@ -3,7 +3,7 @@
 # on 127.0.0.1 with a model repository written by make_repo.py, and say when it is ready.
 #
 #   tests/serve/tritonserver/run.sh --repo DIR --http-port N --grpc-port N --metrics-port N
-#                                   [--model NAME] [--log FILE] [--timeout SECONDS] [--venv DIR]
+#                                   [--model NAME[,NAME...]] [--log FILE] [--timeout SECONDS] [--venv DIR]
 #
 # The server is exec'd: this script's pid IS the server's pid, so killing it (any signal) kills the
 # server. A watcher started just before the exec polls /v2/health/ready and prints one line on stdout,
@@ -11,7 +11,8 @@
 # or, when the server exits or is not ready within --timeout (default 120 s; then the watcher kills it
 # and the exit status is 137), prints the end of the server's log on stderr. The server's own output goes
 # to --log (default: a new file under ${TMPDIR:-/tmp}). Models are loaded with
-# `--model-control-mode explicit --load-model NAME` (default nanodet); a model that fails to load makes
+# `--model-control-mode explicit --load-model NAME` for each NAME (default nanodet; readiness is that of
+# the last one); a model that fails to load makes
 # the server exit non-zero (exit-on-error).
 #
 # Needs only the venv of `scripts/setup.sh pytriton` (default ${VIGIL_CACHE:-~/.cache/vigil}/pytriton-venv,
@@ -40,7 +41,13 @@ while [ $# -gt 0 ]; do
   shift 2
 done
 [ -n "$repo" ] && [ -n "$http" ] && [ -n "$grpc" ] && [ -n "$metrics" ] || usage
-[ -d "$repo/$model" ] || { echo "run.sh: no model folder $repo/$model (write it with make_repo.py)" >&2; exit 2; }
+IFS=, read -r -a models <<<"$model"
+load=()
+for m in "${models[@]}"; do
+  [ -d "$repo/$m" ] || { echo "run.sh: no model folder $repo/$m (write it with make_repo.py)" >&2; exit 2; }
+  load+=(--load-model "$m")
+done
+model=${models[-1]}
 repo=$(cd "$repo" && pwd)
 py=$venv/bin/python
 [ -x "$py" ] || { echo "run.sh: no venv at $venv (run scripts/setup.sh pytriton)" >&2; exit 2; }
@@ -128,7 +135,7 @@ PY
 )
 
 exec "$server" --model-repository "$repo" --backend-directory "$backends" \
-  --model-control-mode explicit --load-model "$model" --exit-on-error true --strict-readiness true \
+  --model-control-mode explicit "${load[@]}" --exit-on-error true --strict-readiness true \
   --http-address 127.0.0.1 --http-port "$http" \
   --grpc-address 127.0.0.1 --grpc-port "$grpc" \
   --metrics-address 127.0.0.1 --metrics-port "$metrics" --allow-gpu-metrics false \
