@@ -524,3 +524,45 @@ fn auto_complete_config_gives_a_model_without_config_pbtxt_its_configuration() {
         "{e}"
     );
 }
+
+#[test]
+fn a_changed_model_py_is_reloaded_by_polling_into_a_new_process() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(python) = python() else { return };
+    // SAFETY: see `load`.
+    unsafe { std::env::set_var("VIGIL_PYTHON_BACKEND_INTERPRETER", &python) };
+    let repo = std::env::temp_dir().join(format!("vigil-py-reload-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&repo);
+    std::fs::create_dir_all(repo.join("add_sub/1")).unwrap();
+    let config = std::fs::read_to_string(models().join("add_sub/config.pbtxt")).unwrap();
+    std::fs::write(repo.join("add_sub/config.pbtxt"), config).unwrap();
+    let code = std::fs::read_to_string(models().join("add_sub/1/model.py")).unwrap();
+    let file = repo.join("add_sub/1/model.py");
+    std::fs::write(&file, &code).unwrap();
+
+    let server = vigil_engine::ModelServer::global();
+    let handle = server
+        .acquire(&repo, "add_sub", None)
+        .expect("add_sub loads");
+    let _polling = server
+        .poll(&handle, Duration::from_secs(3600))
+        .expect("polling starts");
+    let before = add_sub(&handle.current(), [1.0; 4], [2.0; 4]).unwrap();
+    assert_eq!(before.sum, [3.0; 4]);
+
+    // The model's code changes (OUTPUT0 = a + b + 100): the next poll loads it in new processes.
+    let changed = code.replacen("(a + b).astype", "(a + b + 100).astype", 1);
+    assert_ne!(changed, code);
+    std::fs::write(&file, changed).unwrap();
+    server.poll_now();
+    let after = add_sub(&handle.current(), [1.0; 4], [2.0; 4]).unwrap();
+    assert_eq!(after.sum, [103.0; 4], "the new model.py answers");
+    assert_ne!(after.pid, before.pid, "in a process of the new runtime");
+    let events = server.events();
+    assert!(
+        events.iter().any(|e| e.model == "add_sub" && e.ok),
+        "{events:?}"
+    );
+    drop(handle);
+    let _ = std::fs::remove_dir_all(&repo);
+}

@@ -9,6 +9,7 @@ Prints one `PASS:` line at the end; exits 1 with the first difference otherwise.
 """
 
 import argparse
+import os
 import queue
 import sys
 
@@ -106,6 +107,8 @@ def check_server(label, http, grpc):
     g.async_stream_infer("repeat_sum", [t], request_id="plain")
     result, error = done.get(timeout=30)
     g.stop_stream()
+    g.close()
+    h.close()
     assert error is None, f"{label}: {error}"
     r = result.get_response()
     answers["plain_stream"] = (r.id, r.parameters["triton_final_response"].bool_param, int(result.as_numpy("SUM")[0]))
@@ -130,8 +133,14 @@ def main():
 
 
 if __name__ == "__main__":
+    code = 0
     try:
         main()
     except AssertionError as e:
         print(f"FAIL: {e}")
-        sys.exit(1)
+        code = 1
+    # Every client is closed; the gRPC library may still hold a thread that keeps the interpreter
+    # from exiting (seen once on a loaded machine after PASS), so leave at once.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
