@@ -1,5 +1,5 @@
 use std::borrow::Cow;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{LazyLock, Mutex};
 use std::time::{Duration, Instant};
 
@@ -220,8 +220,6 @@ struct State {
     preprocess: Preprocess,
     classes: String,
     backend: Backend,
-    /// Remote inference: whether the last request was answered (a change is logged once).
-    remote_ok: bool,
     /// How to feed and decode the model: the pre-processor and class filter were built for it.
     spec: Arc<ModelSpec>,
     preprocessor: Preprocessor,
@@ -330,6 +328,9 @@ pub struct VigilInfer {
     /// Frames that passed without detections because no inference server answered in time
     /// (read-only property `frames-not-inferred`).
     not_inferred: AtomicU64,
+    /// Whether the last frame passed without the model (a change is reported once); an atomic, so
+    /// that a frame the model answered costs one load and no lock.
+    failing: AtomicBool,
 }
 
 #[glib::object_subclass]
@@ -573,13 +574,13 @@ impl BaseTransformImpl for VigilInfer {
             gst::error_msg!(gst::LibraryError::Settings, ["property 'classes': {}", e])
         })?;
         let preprocessor = Preprocessor::new(spec.preprocess.clone());
+        self.failing.store(false, Ordering::Relaxed);
         *self.state.lock().unwrap() = Some(State {
             process_mode: settings.process_mode,
             preprocess: settings.preprocess,
             classes: settings.classes,
             crops: 0,
             backend,
-            remote_ok: true,
             spec,
             preprocessor,
             class_filter: class_filter.into(),
@@ -831,8 +832,7 @@ impl VigilInfer {
     /// request never stops the stream.
     fn not_inferred(&self, why: &str) {
         self.not_inferred.fetch_add(1, Ordering::Relaxed);
-        let was_ok = self.with_state(|s| std::mem::replace(&mut s.remote_ok, false));
-        if was_ok == Some(true) {
+        if !self.failing.swap(true, Ordering::AcqRel) {
             gst::element_imp_warning!(
                 self,
                 gst::ResourceError::Read,
@@ -843,8 +843,8 @@ impl VigilInfer {
         }
     }
 
-    fn remote_answered(&self) {
-        if self.with_state(|s| std::mem::replace(&mut s.remote_ok, true)) == Some(false) {
+    fn answered(&self) {
+        if self.failing.load(Ordering::Relaxed) && self.failing.swap(false, Ordering::AcqRel) {
             gst::info!(CAT, imp = self, "the model answers again");
         }
     }
@@ -1085,7 +1085,7 @@ impl VigilInfer {
                 return Ok(gst::FlowSuccess::Ok);
             }
         };
-        self.remote_answered();
+        self.answered();
         let (iou, max) = (settings.nms_iou, settings.max_detections);
         let dets = self.detections(decoded, &spec.model, &job.class_filter, iou, max)?;
         let elapsed = job.started.elapsed().as_nanos();
@@ -1240,7 +1240,7 @@ impl VigilInfer {
         match (remote_error, local_error) {
             (Some(e), _) => self.remote_failed(&e),
             (None, Some(e)) => self.local_failed(&e)?,
-            (None, None) => self.remote_answered(),
+            (None, None) => self.answered(),
         }
         let elapsed = job.started.elapsed().as_nanos();
         self.with_state(|s| {
